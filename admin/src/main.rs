@@ -1,0 +1,182 @@
+//! `admin`: create orgs and API keys, list, rotate and revoke keys, create the local table.
+//! Configured like the functions: `TABLE_NAME`, and `DYNAMODB_ENDPOINT` for DynamoDB Local;
+//! with neither it uses real AWS and the normal credential chain.
+
+use shared::admin::{self, AdminError};
+use clap::{Parser, Subcommand};
+use shared::store::Store;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "admin", about = "Administer orgs and API keys of the developer ingest API.")]
+#[command(after_help = "Environment: TABLE_NAME (default developer-ingest), DYNAMODB_ENDPOINT (e.g. http://127.0.0.1:8000 for DynamoDB Local), AWS_REGION.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Organizations: the tenants that own API keys and all ingested data.
+    #[command(subcommand)]
+    Orgs(OrgsCommand),
+    /// API keys: org-scoped Bearer secrets for the ingest API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The DynamoDB table.
+    #[command(subcommand)]
+    Table(TableCommand),
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Create an org.
+    Create {
+        /// Lower-case id used in every key of the org's data (a-z, 0-9, `-`, `_`).
+        #[arg(long)]
+        id: String,
+        /// Display name, returned by `GET /api/developer/me/`.
+        #[arg(long)]
+        name: String,
+    },
+    /// List all orgs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret (shown only this once).
+    Create {
+        #[arg(long)]
+        org: String,
+        /// What the key is for, e.g. "iOS app".
+        #[arg(long)]
+        name: String,
+        /// Create the org (named after its id) if it does not exist.
+        #[arg(long)]
+        create_org: bool,
+        /// Print {"key", "key_id", "org_id", "prefix"} as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Environment word in the secret's prefix (dfk_<env>_...).
+        #[arg(long, default_value = "live", value_parser = ["live", "test"])]
+        env: String,
+    },
+    /// List an org's keys (never their secrets).
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key now; functions refuse it within 30 seconds (their key cache time).
+    Revoke { key_id: String },
+    /// Replace a key: a new secret with the same org and name; the old one keeps working
+    /// for the grace period, then stops.
+    Rotate {
+        key_id: String,
+        /// How long the old key keeps working, e.g. 24h, 90m, 7d.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 if the secret (read from stdin) is an active key, 1 if not.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum TableCommand {
+    /// Create the table (as template.yaml defines it) if it does not exist.
+    Create,
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
+    let store = Store::from_env().await;
+    match cli.command {
+        Command::Table(TableCommand::Create) => {
+            let created = admin::create_table(&store).await?;
+            let state = if created { "created" } else { "already exists" };
+            println!("table {}: {state}", store.table());
+        }
+        Command::Orgs(OrgsCommand::Create { id, name }) => {
+            let org = admin::create_org(&store, &id, &name).await?;
+            println!("created org {} ({})", org.id, org.name);
+        }
+        Command::Orgs(OrgsCommand::List { json }) => {
+            let orgs = admin::list_orgs(&store).await?;
+            if json {
+                print_json(&orgs);
+            } else {
+                println!("{:<24} {:<32} CREATED", "ID", "NAME");
+                for org in orgs {
+                    println!("{:<24} {:<32} {}", org.id, org.name, org.created_at);
+                }
+            }
+        }
+        Command::Keys(KeysCommand::Create { org, name, create_org, json, env }) => {
+            let key = admin::create_key(&store, &org, &name, create_org, &env).await?;
+            if json {
+                print_json(&key);
+            } else {
+                println!("API key {} for org {} (shown only now, store it safely):\n{}", key.key_id, key.org_id, key.key);
+            }
+        }
+        Command::Keys(KeysCommand::List { org, json }) => {
+            let keys = admin::list_keys(&store, &org).await?;
+            if json {
+                print_json(&keys);
+            } else {
+                println!("{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} EXPIRES", "ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED");
+                let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                for key in keys {
+                    println!(
+                        "{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} {}",
+                        key.key_id, key.name, key.prefix, key.created_at,
+                        or_dash(&key.last_used_at), or_dash(&key.revoked_at), or_dash(&key.expires_at)
+                    );
+                }
+            }
+        }
+        Command::Keys(KeysCommand::Revoke { key_id }) => {
+            let at = admin::revoke_key(&store, &key_id).await?;
+            println!("revoked {key_id} at {at}; functions refuse it within {}s", shared::auth::KEY_CACHE_TTL.as_secs());
+        }
+        Command::Keys(KeysCommand::Rotate { key_id, grace, json }) => {
+            let (key, old_ends) = admin::rotate_key(&store, &key_id, grace).await?;
+            if json {
+                print_json(&serde_json::json!({ "new": key, "old_key_id": key_id, "old_key_expires_at": old_ends }));
+            } else {
+                println!("new API key {} (shown only now):\n{}\nold key {key_id} works until {old_ends}", key.key_id, key.key);
+            }
+        }
+        Command::Keys(KeysCommand::Verify) => {
+            let mut secret = String::new();
+            std::io::stdin().read_line(&mut secret).ok();
+            if !admin::verify_secret(&store, secret.trim()).await? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("admin: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

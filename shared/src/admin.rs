@@ -1,0 +1,312 @@
+//! Administration of orgs and API keys (the `admin` CLI and the tests' setup), over the same table and key schema as the
+//! functions. Not on the request path, so it may read before it writes; every write is
+//! still conditional so two admins cannot silently overwrite each other.
+
+use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
+use crate::fields::Timestamp;
+use crate::store::keys;
+use crate::store::{s, Item, Store};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Every failure of a command: printed as one line on stderr.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("no org with id `{0}` (create it with `admin orgs create`, or pass --create-org)")]
+    NoSuchOrg(String),
+    #[error("an org with id `{0}` already exists")]
+    OrgExists(String),
+    #[error("org ids are 1 to 64 characters of a-z, 0-9, `-` and `_`: `{0}` is not")]
+    BadOrgId(String),
+    #[error("no API key with id `{0}`")]
+    NoSuchKey(String),
+    #[error("API key `{0}` is already revoked")]
+    AlreadyRevoked(String),
+    #[error("DynamoDB ({table}): {detail}")]
+    Storage { table: String, detail: String },
+}
+
+type Result<T> = std::result::Result<T, AdminError>;
+
+fn storage<E: std::error::Error + 'static>(store: &Store) -> impl FnOnce(E) -> AdminError + '_ {
+    move |error| AdminError::Storage {
+        table: store.table().to_owned(),
+        detail: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+/// What `keys create` and `keys rotate` print: the secret, shown this once.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    pub key: String,
+    pub key_id: String,
+    pub org_id: String,
+    pub prefix: String,
+}
+
+/// What `keys list` shows: never the secret or its hash.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeyListing {
+    pub key_id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+impl From<ApiKeyRecord> for KeyListing {
+    fn from(record: ApiKeyRecord) -> Self {
+        KeyListing {
+            key_id: record.key_id,
+            name: record.name,
+            prefix: record.prefix,
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+            revoked_at: record.revoked_at,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+/// GSI1 partition listing all orgs.
+const ORGS_INDEX: &str = "ORGS";
+
+pub fn validate_org_id(id: &str) -> Result<()> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(AdminError::BadOrgId(id.to_owned()))
+    }
+}
+
+fn string_of(item: &Item, name: &str) -> String {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+}
+
+pub async fn create_table(store: &Store) -> Result<bool> {
+    crate::store::table::create_table(store.client(), store.table())
+        .await
+        .map_err(storage(store))
+}
+
+pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
+    validate_org_id(id)?;
+    let key = keys::org(id);
+    let created_at = Timestamp::now().to_stored();
+    let result = store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(HashMap::from([
+            ("PK".to_owned(), s(key.pk)),
+            ("SK".to_owned(), s(key.sk)),
+            ("GSI1PK".to_owned(), s(ORGS_INDEX)),
+            ("GSI1SK".to_owned(), s(id)),
+            ("entity".to_owned(), s("org")),
+            ("org_id".to_owned(), s(id)),
+            ("name".to_owned(), s(name)),
+            ("created_at".to_owned(), s(&created_at)),
+        ])))
+        .condition_expression("attribute_not_exists(PK)")
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(Org { id: id.to_owned(), name: name.to_owned(), created_at }),
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            Err(AdminError::OrgExists(id.to_owned()))
+        }
+        Err(e) => Err(storage(store)(e)),
+    }
+}
+
+pub async fn get_org(store: &Store, id: &str) -> Result<Option<Org>> {
+    validate_org_id(id)?;
+    let item = store.get(&keys::org(id)).await.map_err(|_| AdminError::Storage {
+        table: store.table().to_owned(),
+        detail: "GetItem failed (see the log above)".into(),
+    })?;
+    Ok(item.map(|item| Org {
+        id: id.to_owned(),
+        name: string_of(&item, "name"),
+        created_at: string_of(&item, "created_at"),
+    }))
+}
+
+pub async fn list_orgs(store: &Store) -> Result<Vec<Org>> {
+    let items = query_index(store, ORGS_INDEX).await?;
+    Ok(items
+        .iter()
+        .map(|item| Org {
+            id: string_of(item, "org_id"),
+            name: string_of(item, "name"),
+            created_at: string_of(item, "created_at"),
+        })
+        .collect())
+}
+
+async fn query_index(store: &Store, partition: &str) -> Result<Vec<Item>> {
+    let pages = store
+        .client()
+        .query()
+        .table_name(store.table())
+        .index_name("GSI1")
+        .key_condition_expression("GSI1PK = :pk")
+        .expression_attribute_values(":pk", s(partition))
+        .into_paginator()
+        .items()
+        .send();
+    let items: Vec<_> = pages.collect().await;
+    items.into_iter().collect::<std::result::Result<_, _>>().map_err(storage(store))
+}
+
+/// Creates an API key for an existing org (or, with `create_org`, creates the org first).
+pub async fn create_key(store: &Store, org_id: &str, name: &str, create_org: bool, environment: &str) -> Result<CreatedKey> {
+    let org = match get_org(store, org_id).await? {
+        Some(org) => org,
+        None if create_org => match self::create_org(store, org_id, org_id).await {
+            Ok(org) => org,
+            Err(AdminError::OrgExists(_)) => get_org(store, org_id).await?.ok_or_else(|| AdminError::NoSuchOrg(org_id.into()))?,
+            Err(e) => return Err(e),
+        },
+        None => return Err(AdminError::NoSuchOrg(org_id.to_owned())),
+    };
+    let secret = generate_secret(environment);
+    store_key(store, &org, name, &secret).await?;
+    Ok(CreatedKey { key: secret.secret, key_id: secret.key_id, org_id: org.id, prefix: secret.prefix })
+}
+
+/// Stores a key with a given secret (tests and fixtures, whose secret is fixed).
+pub async fn insert_key(store: &Store, org_id: &str, name: &str, secret: &str) -> Result<()> {
+    let org = get_org(store, org_id).await?.ok_or_else(|| AdminError::NoSuchOrg(org_id.to_owned()))?;
+    let key_id = key_id_of(secret).expect("a well-formed secret").to_owned();
+    let prefix = secret[..secret.len() - secret.rsplit('_').next().map_or(0, |r| r.len() + 1)].to_owned();
+    let secret = NewSecret { secret: secret.to_owned(), key_id, prefix, hash: hash_secret(secret) };
+    store_key(store, &org, name, &secret).await
+}
+
+async fn store_key(store: &Store, org: &Org, name: &str, secret: &NewSecret) -> Result<()> {
+    let key = keys::api_key(&secret.key_id);
+    let created_at = Timestamp::now().to_stored();
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(HashMap::from([
+            ("PK".to_owned(), s(key.pk)),
+            ("SK".to_owned(), s(key.sk)),
+            ("GSI1PK".to_owned(), s(keys::org_api_keys(&org.id))),
+            ("GSI1SK".to_owned(), s(format!("{created_at}#{}", secret.key_id))),
+            ("entity".to_owned(), s("api_key")),
+            ("key_id".to_owned(), s(&secret.key_id)),
+            ("org_id".to_owned(), s(&org.id)),
+            ("org_name".to_owned(), s(&org.name)),
+            ("name".to_owned(), s(name)),
+            ("prefix".to_owned(), s(&secret.prefix)),
+            ("secret_hash".to_owned(), s(&secret.hash)),
+            ("created_at".to_owned(), s(&created_at)),
+        ])))
+        .condition_expression("attribute_not_exists(PK)")
+        .send()
+        .await
+        .map_err(storage(store))?;
+    Ok(())
+}
+
+pub async fn get_key(store: &Store, key_id: &str) -> Result<ApiKeyRecord> {
+    let item = store
+        .get(&keys::api_key(key_id))
+        .await
+        .map_err(|_| AdminError::Storage { table: store.table().to_owned(), detail: "GetItem failed".into() })?
+        .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))?;
+    serde_dynamo::from_item(item).map_err(|e| AdminError::Storage { table: store.table().to_owned(), detail: e.to_string() })
+}
+
+pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
+    if get_org(store, org_id).await?.is_none() {
+        return Err(AdminError::NoSuchOrg(org_id.to_owned()));
+    }
+    let items = query_index(store, &keys::org_api_keys(org_id)).await?;
+    items
+        .into_iter()
+        .map(|item| {
+            serde_dynamo::from_item::<_, ApiKeyRecord>(item)
+                .map(KeyListing::from)
+                .map_err(|e| AdminError::Storage { table: store.table().to_owned(), detail: e.to_string() })
+        })
+        .collect()
+}
+
+/// Ends a key at `at` (now for revoke, later for a rotation's grace period).
+async fn end_key(store: &Store, key_id: &str, attribute: &str, at: &str) -> Result<()> {
+    let key = keys::api_key(key_id);
+    let result = store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("PK", s(key.pk))
+        .key("SK", s(key.sk))
+        .update_expression("SET #end = :at")
+        .condition_expression("attribute_exists(PK) AND attribute_not_exists(revoked_at)")
+        .expression_attribute_names("#end", attribute)
+        .expression_attribute_values(":at", s(at))
+        .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => match e.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                if failed.item.as_ref().is_some_and(|item| !item.is_empty()) {
+                    Err(AdminError::AlreadyRevoked(key_id.to_owned()))
+                } else {
+                    Err(AdminError::NoSuchKey(key_id.to_owned()))
+                }
+            }
+            _ => Err(storage(store)(e)),
+        },
+    }
+}
+
+/// Revokes a key now. Functions stop accepting it within `shared::auth::KEY_CACHE_TTL`.
+pub async fn revoke_key(store: &Store, key_id: &str) -> Result<String> {
+    let now = Timestamp::now().to_stored();
+    end_key(store, key_id, "revoked_at", &now).await?;
+    Ok(now)
+}
+
+/// Creates a replacement key (same org and name) and lets the old one work for `grace`.
+pub async fn rotate_key(store: &Store, key_id: &str, grace: Duration) -> Result<(CreatedKey, String)> {
+    let old = get_key(store, key_id).await?;
+    if old.revoked_at.is_some() {
+        return Err(AdminError::AlreadyRevoked(key_id.to_owned()));
+    }
+    let environment = old.prefix.strip_prefix("dfk_").and_then(|p| p.split('_').next()).unwrap_or("live").to_owned();
+    let new = create_key(store, &old.org_id, &old.name, false, &environment).await?;
+    let ends = time::OffsetDateTime::now_utc() + grace;
+    let ends = Timestamp::from_offset_date_time(ends).to_stored();
+    end_key(store, key_id, "expires_at", &ends).await?;
+    Ok((new, ends))
+}
+
+/// Whether a secret is a usable key in this table (used by `make run` to reuse its key).
+pub async fn verify_secret(store: &Store, secret: &str) -> Result<bool> {
+    let Some(key_id) = key_id_of(secret) else { return Ok(false) };
+    match get_key(store, key_id).await {
+        Ok(record) => Ok(record.secret_hash == hash_secret(secret) && record.is_active_at(&Timestamp::now().to_stored())),
+        Err(AdminError::NoSuchKey(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

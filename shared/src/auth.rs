@@ -1,0 +1,210 @@
+//! API keys: the secret format, hashing, and the warm-instance lookup cache.
+//!
+//! A secret looks like `dfk_live_<key_id>_<secret>`: the key id (16 hex chars) names the
+//! one item to GetItem, and only the SHA-256 of the whole secret is stored and compared.
+//! A malformed secret is refused without touching DynamoDB.
+
+use crate::error::ApiError;
+use crate::fields::Timestamp;
+use crate::store::{keys, Store};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a warm instance trusts what it read about a key. A revoked key stops working
+/// at most this long after `admin keys revoke`.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Most keys (valid or not) a warm instance remembers; past it the cache starts afresh.
+const KEY_CACHE_CAPACITY: usize = 10_000;
+pub const SECRET_PREFIX: &str = "dfk_";
+const KEY_ID_HEX_CHARS: usize = 16;
+const SECRET_HEX_CHARS: usize = 48;
+
+/// The stored API key item (`APIKEY#<key_id>`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ApiKeyRecord {
+    pub key_id: String,
+    pub org_id: String,
+    pub org_name: String,
+    pub name: String,
+    pub prefix: String,
+    pub secret_hash: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+    /// Set when a key is rotated: it keeps working until then.
+    pub expires_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key may be used at `now` (stored timestamps compare as strings).
+    pub fn is_active_at(&self, now: &str) -> bool {
+        let ended = |at: &Option<String>| at.as_deref().is_some_and(|at| at <= now);
+        !ended(&self.revoked_at) && !ended(&self.expires_at)
+    }
+}
+
+/// Who is calling: the org the key acts for and the key itself.
+pub type Caller = ApiKeyRecord;
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A freshly generated secret. `secret` is shown once and never stored.
+#[derive(Debug, Clone)]
+pub struct NewSecret {
+    pub secret: String,
+    pub key_id: String,
+    /// What lists show to recognize a key: `dfk_live_<key_id>`.
+    pub prefix: String,
+    pub hash: String,
+}
+
+fn random_hex(chars: usize) -> String {
+    let mut bytes = vec![0u8; chars / 2];
+    getrandom::fill(&mut bytes).expect("the OS random generator is available");
+    hex::encode(bytes)
+}
+
+/// A new secret from the OS random generator: 64 bits of key id, 192 bits of secret.
+pub fn generate_secret(environment: &str) -> NewSecret {
+    let key_id = random_hex(KEY_ID_HEX_CHARS);
+    let prefix = format!("{SECRET_PREFIX}{environment}_{key_id}");
+    let secret = format!("{prefix}_{}", random_hex(SECRET_HEX_CHARS));
+    NewSecret {
+        hash: hash_secret(&secret),
+        key_id,
+        prefix,
+        secret,
+    }
+}
+
+/// The key id inside a well-formed secret.
+pub fn key_id_of(secret: &str) -> Option<&str> {
+    let rest = secret.strip_prefix(SECRET_PREFIX)?;
+    let (environment, rest) = rest.split_once('_')?;
+    let (key_id, random) = rest.split_once('_')?;
+    let is_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let well_formed = !environment.is_empty()
+        && environment.bytes().all(|b| b.is_ascii_lowercase())
+        && is_hex(key_id, KEY_ID_HEX_CHARS)
+        && is_hex(random, SECRET_HEX_CHARS);
+    well_formed.then_some(key_id)
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
+    let value = header.ok_or(ApiError::MissingAuthorization)?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::MissingAuthorization)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::MissingAuthorization);
+    }
+    Ok(token.trim())
+}
+
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
+}
+
+impl KeyCache {
+    fn get(&self, hash: &str) -> Option<Option<ApiKeyRecord>> {
+        let entries = self.entries.lock().expect("cache lock");
+        entries
+            .get(hash)
+            .filter(|(fetched, _)| fetched.elapsed() < KEY_CACHE_TTL)
+            .map(|(_, record)| record.clone())
+    }
+
+    fn put(&self, hash: String, record: Option<ApiKeyRecord>) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(hash, (Instant::now(), record));
+    }
+}
+
+/// Resolves the caller of a request: one GetItem per key per [`KEY_CACHE_TTL`].
+pub async fn authenticate(
+    store: &Store,
+    cache: &KeyCache,
+    authorization: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let token = bearer_token(authorization)?;
+    let key_id = key_id_of(token).ok_or(ApiError::InvalidApiKey)?;
+    let hash = hash_secret(token);
+    let record = match cache.get(&hash) {
+        Some(record) => record,
+        None => {
+            let record = match store.get(&keys::api_key(key_id)).await? {
+                Some(item) => {
+                    let record: ApiKeyRecord = serde_dynamo::from_item(item).map_err(|error| {
+                        tracing::error!(key_id, %error, "unreadable API key item");
+                        ApiError::Internal
+                    })?;
+                    (record.secret_hash == hash).then_some(record)
+                }
+                None => None,
+            };
+            cache.put(hash, record.clone());
+            record
+        }
+    };
+    record
+        .filter(|record| record.is_active_at(&Timestamp::now().to_stored()))
+        .ok_or(ApiError::InvalidApiKey)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_parse_and_hash() {
+        let new = generate_secret("live");
+        assert!(new.secret.starts_with("dfk_live_"));
+        assert_eq!(key_id_of(&new.secret), Some(new.key_id.as_str()));
+        assert_eq!(new.hash, hash_secret(&new.secret));
+        assert_ne!(new.secret, generate_secret("live").secret);
+    }
+
+    #[test]
+    fn malformed_secrets_have_no_key_id() {
+        for bad in ["", "dfk_live_", "dfk_live_abc_def", "sk_live_0123456789abcdef_00", "dfk__0123456789abcdef_"] {
+            assert_eq!(key_id_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bearer_scheme_is_required() {
+        assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
+        assert_eq!(bearer_token(Some("bearer  abc ")), Ok("abc"));
+        for bad in [None, Some(""), Some("Basic abc"), Some("Bearer"), Some("Bearer   "), Some("abc")] {
+            assert_eq!(bearer_token(bad), Err(ApiError::MissingAuthorization), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn revoked_and_expired_keys_are_inactive() {
+        let record = ApiKeyRecord {
+            key_id: "k".into(),
+            org_id: "o".into(),
+            org_name: "O".into(),
+            name: "n".into(),
+            prefix: "p".into(),
+            secret_hash: "h".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            revoked_at: None,
+            expires_at: Some("2026-06-01T00:00:00.000Z".into()),
+            last_used_at: None,
+        };
+        assert!(record.is_active_at("2026-05-31T23:59:59.999Z"));
+        assert!(!record.is_active_at("2026-06-01T00:00:00.000Z"));
+        let revoked = ApiKeyRecord { revoked_at: Some("2026-02-01T00:00:00.000Z".into()), ..record };
+        assert!(!revoked.is_active_at("2026-03-01T00:00:00.000Z"));
+    }
+}

@@ -1,0 +1,196 @@
+//! The one error type of the API. Every failure a caller can see is a variant here, and
+//! each variant knows its HTTP status and its machine-readable `code`. Internal details
+//! (SDK errors, unexpected item shapes) are logged by the caller of [`ApiError::internal`]
+//! or [`ApiError::storage`] and never reach the response body.
+
+use lambda_http::http::StatusCode;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("Send your API key as `Authorization: Bearer <key>`.")]
+    MissingAuthorization,
+    #[error("The API key is unknown, revoked or expired.")]
+    InvalidApiKey,
+    #[error("The body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{message}")]
+    InvalidField { param: String, message: String },
+    #[error("`{param}` is required.")]
+    MissingField { param: String },
+    #[error("A user needs `external_user_id` or `email`.")]
+    MissingUserIdentity { param: String },
+    #[error("A product needs `external_product_id`.")]
+    MissingProductIdentity { param: String },
+    #[error("A channel needs `external_channel_id`.")]
+    MissingChannelIdentity { param: String },
+    #[error("A sale needs `sale_id`.")]
+    MissingSaleIdentity,
+    #[error("A conversation or message needs `thread_id`.")]
+    MissingThreadIdentity,
+    #[error("A message needs `message_id`.")]
+    MissingMessageIdentity,
+    #[error("A booking needs `booking_id`.")]
+    MissingBookingIdentity,
+    #[error("A booking needs `scheduled_at`.")]
+    MissingBookingScheduledAt,
+    #[error("The Idempotency-Key header must be 1 to {max} printable ASCII characters.")]
+    InvalidIdempotencyKey { max: usize },
+    #[error("This Idempotency-Key was already used with a different request body.")]
+    IdempotencyKeyReused,
+    #[error("The body is larger than {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("No such endpoint.")]
+    NotFound,
+    #[error("This endpoint does not accept that method.")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("Storage is temporarily unavailable; retry the request.")]
+    StorageUnavailable,
+    #[error("Something went wrong on our side; the request id identifies it in our logs.")]
+    Internal,
+}
+
+/// Seconds a client should wait before retrying a 503.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
+
+impl ApiError {
+    pub fn invalid_field(param: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::InvalidField {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            MissingAuthorization | InvalidApiKey => StatusCode::UNAUTHORIZED,
+            InvalidJson(_)
+            | InvalidField { .. }
+            | MissingField { .. }
+            | MissingUserIdentity { .. }
+            | MissingProductIdentity { .. }
+            | MissingChannelIdentity { .. }
+            | MissingSaleIdentity
+            | MissingThreadIdentity
+            | MissingMessageIdentity
+            | MissingBookingIdentity
+            | MissingBookingScheduledAt
+            | InvalidIdempotencyKey { .. } => StatusCode::BAD_REQUEST,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            MissingAuthorization => "missing_authorization",
+            InvalidApiKey => "invalid_api_key",
+            InvalidJson(_) => "invalid_json",
+            InvalidField { .. } => "invalid_field",
+            MissingField { .. } => "missing_field",
+            MissingUserIdentity { .. } => "missing_user_identity",
+            MissingProductIdentity { .. } => "missing_product_identity",
+            MissingChannelIdentity { .. } => "missing_channel_identity",
+            MissingSaleIdentity => "missing_sale_identity",
+            MissingThreadIdentity => "missing_thread_identity",
+            MissingMessageIdentity => "missing_message_identity",
+            MissingBookingIdentity => "missing_booking_identity",
+            MissingBookingScheduledAt => "missing_booking_scheduled_at",
+            InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            PayloadTooLarge { .. } => "payload_too_large",
+            NotFound => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            StorageUnavailable => "storage_unavailable",
+            Internal => "internal_error",
+        }
+    }
+
+    /// The request field (dotted path) or header the error is about, if any.
+    pub fn param(&self) -> Option<&str> {
+        use ApiError::*;
+        match self {
+            InvalidField { param, .. }
+            | MissingField { param }
+            | MissingUserIdentity { param }
+            | MissingProductIdentity { param }
+            | MissingChannelIdentity { param } => Some(param),
+            MissingSaleIdentity => Some("sale_id"),
+            MissingThreadIdentity => Some("thread_id"),
+            MissingMessageIdentity => Some("message_id"),
+            MissingBookingIdentity => Some("booking_id"),
+            MissingBookingScheduledAt => Some("scheduled_at"),
+            InvalidIdempotencyKey { .. } | IdempotencyKeyReused => Some("Idempotency-Key"),
+            MissingAuthorization | InvalidApiKey => Some("Authorization"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body: `{"error": {"code", "message", "param"?, "request_id"}}`.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        let mut error = json!({
+            "code": self.code(),
+            "message": self.to_string(),
+            "request_id": request_id,
+        });
+        if let Some(param) = self.param() {
+            error["param"] = json!(param);
+        }
+        json!({ "error": error })
+    }
+
+    /// Nests a field error found inside a nested object under that object's name,
+    /// so `email` inside `buyer` is reported as `buyer.email`.
+    pub fn within(self, parent: &str) -> Self {
+        let nest = |param: String| format!("{parent}.{param}");
+        use ApiError::*;
+        match self {
+            InvalidField { param, message } => InvalidField {
+                param: nest(param),
+                message,
+            },
+            MissingField { param } => MissingField { param: nest(param) },
+            MissingUserIdentity { param } => MissingUserIdentity { param: nest(param) },
+            MissingProductIdentity { param } => MissingProductIdentity { param: nest(param) },
+            MissingChannelIdentity { param } => MissingChannelIdentity { param: nest(param) },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_documented_shape() {
+        let body = ApiError::MissingSaleIdentity.body("req-1");
+        assert_eq!(body["error"]["code"], "missing_sale_identity");
+        assert_eq!(body["error"]["param"], "sale_id");
+        assert_eq!(body["error"]["request_id"], "req-1");
+        assert!(body["error"]["message"].as_str().unwrap().contains("sale_id"));
+    }
+
+    #[test]
+    fn internal_errors_say_nothing_internal() {
+        let body = ApiError::Internal.body("r");
+        assert_eq!(body["error"]["code"], "internal_error");
+        assert!(body["error"].get("param").is_none());
+        assert_eq!(ApiError::Internal.status(), 500);
+    }
+
+    #[test]
+    fn nested_errors_name_the_full_path() {
+        let error = ApiError::MissingUserIdentity {
+            param: "external_user_id".into(),
+        }
+        .within("buyer");
+        assert_eq!(error.param(), Some("buyer.external_user_id"));
+    }
+}

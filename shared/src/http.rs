@@ -1,0 +1,156 @@
+//! The Lambda side: turns an API Gateway request into a handler call and any result into
+//! a response with the request id, and logs one structured line per request.
+
+use crate::auth::{self, KeyCache};
+use crate::endpoint::Endpoint;
+use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
+use crate::handlers::{self, Reply};
+use crate::store::Store;
+use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest accepted request body; far below Lambda's 6 MB so a 413 is ours, with our shape.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What a warm function instance keeps between requests.
+#[derive(Debug)]
+pub struct App {
+    pub store: Store,
+    pub keys: KeyCache,
+}
+
+impl App {
+    pub fn new(store: Store) -> Self {
+        App { store, keys: KeyCache::default() }
+    }
+}
+
+/// API Gateway's request id (it matches API Gateway's own logs), else the Lambda one.
+fn request_id(request: &Request) -> String {
+    if let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() {
+        if let Some(id) = &context.request_id {
+            return id.clone();
+        }
+    }
+    request
+        .lambda_context_ref()
+        .map(|context| context.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+fn body_bytes(request: &Request) -> Result<&[u8], ApiError> {
+    let bytes: &[u8] = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    Ok(bytes)
+}
+
+async fn dispatch(app: &App, endpoint: Endpoint, request: &Request, org: &mut Option<String>) -> Result<Reply, ApiError> {
+    if request.method() != endpoint.method() {
+        return Err(ApiError::MethodNotAllowed { allow: endpoint.method_name() });
+    }
+    if !endpoint.requires_api_key() {
+        return Ok(handlers::health());
+    }
+    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let caller = auth::authenticate(&app.store, &app.keys, authorization).await?;
+    *org = Some(caller.org_id.clone());
+    let store = &app.store;
+    match endpoint {
+        Endpoint::Health => Ok(handlers::health()),
+        Endpoint::Me => Ok(handlers::me(&caller)),
+        Endpoint::UsersUpsert => handlers::users_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::Events => handlers::events(store, &caller, request.headers(), body_bytes(request)?).await,
+        Endpoint::ProductsUpsert => handlers::products_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::SalesUpsert => handlers::sales_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::ConversationsUpsert => handlers::conversations_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::MessagesUpsert => handlers::messages_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::BookingsUpsert => handlers::bookings_upsert(store, &caller, body_bytes(request)?).await,
+    }
+}
+
+fn json_response(status: lambda_http::http::StatusCode, body: &serde_json::Value, request_id: &str) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// Handles one request for `endpoint`: what every function's `main` runs, and what the
+/// tests call.
+pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = request_id(&request);
+    let mut org = None;
+    let result = dispatch(app, endpoint, &request, &mut org).await;
+    let (response, code) = match result {
+        Ok(reply) => {
+            let mut response = json_response(reply.status, &reply.body, &request_id);
+            for (name, value) in reply.headers {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            (response, None)
+        }
+        Err(error) => {
+            let mut response = json_response(error.status(), &error.body(&request_id), &request_id);
+            let headers = response.headers_mut();
+            match &error {
+                ApiError::StorageUnavailable => {
+                    headers.insert(RETRY_AFTER, HeaderValue::from(STORAGE_RETRY_AFTER_SECS));
+                }
+                ApiError::MethodNotAllowed { allow } => {
+                    headers.insert(ALLOW, HeaderValue::from_static(allow));
+                }
+                _ => {}
+            }
+            (response, Some(error.code()))
+        }
+    };
+    tracing::info!(
+        request_id,
+        function = endpoint.function_name(),
+        org_id = org.as_deref(),
+        status = response.status().as_u16(),
+        error_code = code,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// JSON logs for CloudWatch; `RUST_LOG` (or the template's `LOG_LEVEL`) sets the level.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into())))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// The whole `main` of a function: set up once per instance, then serve requests.
+pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+    init_logging();
+    let app = Arc::new(App::new(Store::from_env().await));
+    lambda_http::run(lambda_http::service_fn(move |request: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, std::convert::Infallible>(handle(&app, endpoint, request).await) }
+    }))
+    .await
+}

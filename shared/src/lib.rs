@@ -1,0 +1,24 @@
+//! The shared crate of the developer ingest API: every function is a thin `main` over
+//! [`http::run`]. Layers, outermost first:
+//!
+//! - [`http`]: API Gateway request in, JSON response out, request ids, logging.
+//! - [`handlers`]: one function per endpoint; orchestrates parse -> writes -> reply.
+//! - [`input`], [`fields`], [`lifecycle`]: request bodies parsed into validated domain values.
+//! - [`auth`]: API key secrets, hashing, the warm-instance cache.
+//! - [`store`]: the only code that talks to DynamoDB (key schema in [`store::keys`]).
+//! - [`error`]: the one error type and its JSON shape.
+//! - [`admin`]: orgs and API keys, for the `admin` CLI (never on the request path).
+
+pub mod admin;
+pub mod auth;
+pub mod endpoint;
+pub mod error;
+pub mod fields;
+pub mod handlers;
+pub mod http;
+pub mod input;
+pub mod lifecycle;
+pub mod store;
+
+pub use endpoint::Endpoint;
+pub use error::ApiError;

@@ -1,0 +1,304 @@
+//! How domain values become DynamoDB writes, and stored items become API objects.
+
+use super::keys::{self, ItemKey, ParentIndexKey};
+use super::{n, s, Item, Upsert};
+use crate::fields::{Id, Timestamp};
+use crate::input::{Booking, Channel, Conversation, Event, Message, Product, Sale, User, UserIdentity};
+use crate::lifecycle::LifecycleUpdate;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Attributes the API never returns: keys, bookkeeping, tenant and dedupe internals.
+const INTERNAL_ATTRIBUTES: [&str; 8] = [
+    "PK", "SK", "GSI1PK", "GSI1SK", "org_id", "version", "request_hash", "expires_at_epoch",
+];
+/// Attributes stored as JSON strings (see `fields::JsonDocument`), returned as JSON.
+const JSON_ATTRIBUTES: [&str; 3] = ["metadata", "properties", "media"];
+/// Counters stored as DynamoDB numbers so events can increment them atomically.
+const NUMERIC_MONEY_ATTRIBUTES: [&str; 1] = ["lifetime_value"];
+
+fn to_attribute(name: &str, value: Value) -> Option<AttributeValue> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(flag) => AttributeValue::Bool(flag),
+        Value::Number(number) => n(number),
+        Value::String(text) if NUMERIC_MONEY_ATTRIBUTES.contains(&name) => n(text),
+        Value::String(text) => s(text),
+        Value::Array(list) => AttributeValue::L(
+            list.into_iter()
+                .filter_map(|v| to_attribute("", v))
+                .collect(),
+        ),
+        Value::Object(map) => AttributeValue::M(
+            map.into_iter()
+                .filter_map(|(k, v)| to_attribute(&k, v).map(|a| (k, a)))
+                .collect(),
+        ),
+    })
+}
+
+/// The stored attributes of an input struct: every field it has a value for.
+fn attributes_of(fields: &impl Serialize) -> Vec<(String, AttributeValue)> {
+    let Ok(Value::Object(map)) = serde_json::to_value(fields) else {
+        unreachable!("input structs serialize to objects");
+    };
+    map.into_iter()
+        .filter_map(|(name, value)| to_attribute(&name, value).map(|a| (name, a)))
+        .collect()
+}
+
+fn identity_ref(identity: &UserIdentity) -> AttributeValue {
+    let (name, value) = match identity {
+        UserIdentity::External(id) => ("external_user_id", id.as_str()),
+        UserIdentity::Email(email) => ("email", email.as_str()),
+    };
+    AttributeValue::M(HashMap::from([(name.to_owned(), s(value))]))
+}
+
+fn upsert(org_id: &str, key: ItemKey, entity: &'static str, fields: &impl Serialize) -> Upsert {
+    Upsert {
+        key,
+        entity,
+        org_id: org_id.to_owned(),
+        set: attributes_of(fields),
+        set_if_absent: Vec::new(),
+        add: Vec::new(),
+        newer_than: Vec::new(),
+        stamp: None,
+    }
+}
+
+impl Upsert {
+    fn with(mut self, name: &str, value: AttributeValue) -> Self {
+        self.set.retain(|(existing, _)| existing != name);
+        self.set.push((name.to_owned(), value));
+        self
+    }
+
+    fn indexed(self, index: Option<ParentIndexKey>) -> Self {
+        match index {
+            Some(index) => self
+                .with("GSI1PK", s(index.gsi1pk))
+                .with("GSI1SK", s(index.gsi1sk)),
+            None => self,
+        }
+    }
+}
+
+pub fn user(org_id: &str, user: &User) -> Upsert {
+    upsert(org_id, keys::user(org_id, &user.identity), "user", &user.fields)
+}
+
+/// The user write of an event: the nested user's fields plus the lifecycle change,
+/// guarded so it applies once and never moves timestamps backwards.
+pub fn user_for_event(org_id: &str, user: &User, change: &LifecycleUpdate, at: Timestamp) -> Upsert {
+    let mut write = self::user(org_id, user);
+    if change.is_empty() {
+        return write;
+    }
+    let stamp = at.to_stored();
+    for name in &change.stamps {
+        write = write.with(name, s(&stamp));
+    }
+    for (name, value) in &change.set {
+        if let Some(value) = to_attribute(name, value.clone()) {
+            write = write.with(name, value);
+        }
+    }
+    let counters = [
+        ("install_count", change.install_count),
+        ("total_payments_count", change.total_payments_count),
+    ];
+    for (name, increment) in counters.into_iter().filter(|(_, by)| *by > 0) {
+        write.set.retain(|(existing, _)| existing != name);
+        write.add.push((name.to_owned(), n(increment)));
+    }
+    if let Some(amount) = change.lifetime_value {
+        write.set.retain(|(existing, _)| existing != "lifetime_value");
+        write.add.push(("lifetime_value".to_owned(), n(amount.decimal())));
+    }
+    write.newer_than = change.stamps.iter().chain(&change.also_newer_than).copied().collect();
+    write.stamp = Some(stamp);
+    write
+}
+
+pub fn product(org_id: &str, product: &Product) -> Upsert {
+    upsert(org_id, keys::product(org_id, &product.id), "product", &product.fields)
+}
+
+pub fn channel(org_id: &str, channel: &Channel) -> Upsert {
+    upsert(org_id, keys::channel(org_id, &channel.id), "channel", &channel.fields)
+}
+
+pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
+    let mut write = upsert(org_id, keys::sale(org_id, &sale.id), "sale", &sale.fields);
+    if let Some(buyer) = &sale.buyer {
+        write = write.with("buyer", identity_ref(&buyer.identity));
+        let index = sale.fields.date.map(|date| {
+            let parent = keys::user_pk(org_id, &buyer.identity);
+            keys::under_parent(parent, "SALE", &date.to_stored(), sale.id.as_str())
+        });
+        write = write.indexed(index);
+    }
+    if let Some(product) = &sale.product {
+        write = write.with("external_product_id", s(product.id.as_str()));
+    }
+    write
+}
+
+fn with_contact_and_channel(mut write: Upsert, contact: Option<&User>, channel: Option<&Channel>) -> Upsert {
+    if let Some(contact) = contact {
+        write = write.with("contact", identity_ref(&contact.identity));
+    }
+    if let Some(channel) = channel {
+        write = write.with("external_channel_id", s(channel.id.as_str()));
+    }
+    write
+}
+
+pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
+    let write = upsert(org_id, keys::thread(org_id, &conversation.thread_id), "conversation", &conversation.fields);
+    let write = with_contact_and_channel(write, conversation.contact.as_ref(), conversation.channel.as_ref());
+    let index = conversation.contact.as_ref().map(|contact| {
+        let parent = keys::user_pk(org_id, &contact.identity);
+        keys::thread_under_user(parent, &conversation.thread_id)
+    });
+    write.indexed(index)
+}
+
+/// The thread write of a message: creates the thread if it is missing and moves
+/// `last_message_at` forward (never back) to the message's `sent_at`.
+pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
+    #[derive(Serialize)]
+    struct ThreadRef<'a> {
+        thread_id: &'a Id,
+    }
+    let write = upsert(
+        org_id,
+        keys::thread(org_id, &message.thread_id),
+        "conversation",
+        &ThreadRef { thread_id: &message.thread_id },
+    );
+    let mut write = with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
+    if let Some(sent_at) = message.fields.sent_at {
+        let stamp = sent_at.to_stored();
+        write = write
+            .with("last_message_at", s(&stamp))
+            .with("last_message_id", s(message.message_id.as_str()));
+        if let Some(direction) = message.fields.direction {
+            let direction = serde_json::to_value(direction).expect("an enum serializes");
+            write = write.with("last_message_direction", to_attribute("", direction).expect("a string"));
+        }
+        write.newer_than = vec!["last_message_at"];
+        write.stamp = Some(stamp);
+    }
+    write
+}
+
+pub fn message(org_id: &str, message: &Message) -> Upsert {
+    let key = keys::message(org_id, &message.thread_id, &message.message_id);
+    let write = upsert(org_id, key, "message", &message.fields);
+    let write = with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
+    let index = message.fields.sent_at.map(|sent_at| {
+        let parent = keys::thread_pk(org_id, &message.thread_id);
+        keys::under_parent(parent, "MESSAGE", &sent_at.to_stored(), message.message_id.as_str())
+    });
+    write.indexed(index)
+}
+
+pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
+    let mut write = upsert(org_id, keys::booking(org_id, &booking.id), "booking", &booking.fields);
+    if let Some(ids) = &booking.service_ids {
+        let list = ids.iter().map(|id| s(id.as_str())).collect();
+        write = write.with("service_external_ids", AttributeValue::L(list));
+    }
+    if let Some(client) = &booking.client {
+        let parent = keys::user_pk(org_id, &client.identity);
+        let index = keys::under_parent(parent, "BOOKING", &booking.scheduled_at.to_stored(), booking.id.as_str());
+        write = write
+            .with("client", identity_ref(&client.identity))
+            .indexed(Some(index));
+    }
+    write
+}
+
+/// The complete event item, written once with a create-only PutItem.
+pub fn event(org_id: &str, event: &Event, event_id: &str, received_at: Timestamp, idempotency: Option<(&str, &str)>) -> Item {
+    let key = keys::event(org_id, event_id);
+    let occurred_at = event.occurred_at.to_stored();
+    let index = keys::under_parent(keys::user_pk(org_id, &event.user.identity), "EVENT", &occurred_at, event_id);
+    let now = received_at.to_stored();
+    let mut item = HashMap::from([
+        ("PK".to_owned(), s(key.pk)),
+        ("SK".to_owned(), s(key.sk)),
+        ("GSI1PK".to_owned(), s(index.gsi1pk)),
+        ("GSI1SK".to_owned(), s(index.gsi1sk)),
+        ("entity".to_owned(), s("event")),
+        ("org_id".to_owned(), s(org_id)),
+        ("id".to_owned(), s(event_id)),
+        ("event".to_owned(), s(event.name.as_str())),
+        ("user".to_owned(), identity_ref(&event.user.identity)),
+        ("event_timestamp".to_owned(), s(occurred_at)),
+        ("ingested_at".to_owned(), s(&now)),
+        ("updated_at".to_owned(), s(now)),
+    ]);
+    if let Some(properties) = &event.properties {
+        item.insert("properties".to_owned(), s(properties.to_json_string()));
+    }
+    if let Some((idempotency_key, request_hash)) = idempotency {
+        item.insert("idempotency_key".to_owned(), s(idempotency_key));
+        item.insert("request_hash".to_owned(), s(request_hash));
+    }
+    item
+}
+
+fn to_json(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(text) => Value::String(text.clone()),
+        AttributeValue::N(number) => number
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(number.clone())),
+        AttributeValue::Bool(flag) => Value::Bool(*flag),
+        AttributeValue::L(list) => list.iter().map(to_json).collect(),
+        AttributeValue::M(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        _ => Value::Null,
+    }
+}
+
+/// A money total kept as a DynamoDB number, as a decimal string with at least two places
+/// (DynamoDB may drop trailing zeros: `58.00` comes back as `58`).
+fn money_string(number: &str) -> String {
+    match number.parse::<rust_decimal::Decimal>() {
+        Ok(mut amount) if amount.scale() < 2 => {
+            amount.rescale(2);
+            amount.to_string()
+        }
+        _ => number.to_owned(),
+    }
+}
+
+/// A stored item as the API returns it: internal attributes dropped, `entity` as
+/// `object`, JSON documents parsed, money as decimal strings.
+pub fn public_view(item: &Item) -> Value {
+    let mut object = Map::new();
+    for (name, value) in item {
+        if INTERNAL_ATTRIBUTES.contains(&name.as_str()) {
+            continue;
+        }
+        let json = match value {
+            AttributeValue::S(text) if JSON_ATTRIBUTES.contains(&name.as_str()) => {
+                serde_json::from_str(text).unwrap_or(Value::Null)
+            }
+            AttributeValue::N(number) if NUMERIC_MONEY_ATTRIBUTES.contains(&name.as_str()) => {
+                Value::String(money_string(number))
+            }
+            other => to_json(other),
+        };
+        let name = if name == "entity" { "object" } else { name.as_str() };
+        object.insert(name.to_owned(), json);
+    }
+    Value::Object(object)
+}

@@ -1,0 +1,132 @@
+//! The key schema: every item's PK/SK (and GSI1 keys) is built here and nowhere else.
+//!
+//! Tenant data is always under `ORG#<org_id>#...`. Org ids cannot contain `#` (the admin
+//! CLI enforces `[a-z0-9_-]`), and every app-chosen id is the *last* component of its key,
+//! after a fixed entity prefix, so no id can forge another org's or another entity's key.
+//! API keys are the one platform-level item (`APIKEY#<key_id>`): a request finds its org
+//! through them, so they cannot be under an org.
+
+use crate::fields::Id;
+use crate::input::UserIdentity;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemKey {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl ItemKey {
+    fn new(pk: String, sk: &str) -> Self {
+        ItemKey {
+            pk,
+            sk: sk.to_owned(),
+        }
+    }
+}
+
+/// The GSI1 keys of an item that belongs to a parent (a user's sales, bookings, events
+/// and threads; a thread's messages), sorted by time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentIndexKey {
+    pub gsi1pk: String,
+    pub gsi1sk: String,
+}
+
+pub fn org(org_id: &str) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}"), "ORG")
+}
+
+pub fn api_key(key_id: &str) -> ItemKey {
+    ItemKey::new(format!("APIKEY#{key_id}"), "APIKEY")
+}
+
+/// GSI1 partition listing an org's API keys.
+pub fn org_api_keys(org_id: &str) -> String {
+    format!("ORG#{org_id}#APIKEYS")
+}
+
+pub fn user_pk(org_id: &str, identity: &UserIdentity) -> String {
+    match identity {
+        UserIdentity::External(id) => format!("ORG#{org_id}#USER#ext#{id}"),
+        UserIdentity::Email(email) => format!("ORG#{org_id}#USER#email#{}", email.as_str()),
+    }
+}
+
+pub fn user(org_id: &str, identity: &UserIdentity) -> ItemKey {
+    ItemKey::new(user_pk(org_id, identity), "USER")
+}
+
+pub fn product(org_id: &str, id: &Id) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#PRODUCT#{id}"), "PRODUCT")
+}
+
+pub fn sale(org_id: &str, id: &Id) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#SALE#{id}"), "SALE")
+}
+
+pub fn channel(org_id: &str, id: &Id) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#CHANNEL#{id}"), "CHANNEL")
+}
+
+pub fn thread_pk(org_id: &str, thread_id: &Id) -> String {
+    format!("ORG#{org_id}#THREAD#{thread_id}")
+}
+
+pub fn thread(org_id: &str, thread_id: &Id) -> ItemKey {
+    ItemKey::new(thread_pk(org_id, thread_id), "THREAD")
+}
+
+/// Messages live in their thread's item collection: one Query reads a whole thread.
+pub fn message(org_id: &str, thread_id: &Id, message_id: &Id) -> ItemKey {
+    ItemKey {
+        pk: thread_pk(org_id, thread_id),
+        sk: format!("MESSAGE#{message_id}"),
+    }
+}
+
+pub fn booking(org_id: &str, id: &Id) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#BOOKING#{id}"), "BOOKING")
+}
+
+pub fn event(org_id: &str, event_id: &str) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#EVENT#{event_id}"), "EVENT")
+}
+
+/// `<KIND>#<time>#<id>` under the parent's partition in GSI1.
+pub fn under_parent(parent_pk: String, kind: &str, at: &str, id: &str) -> ParentIndexKey {
+    ParentIndexKey {
+        gsi1pk: parent_pk,
+        gsi1sk: format!("{kind}#{at}#{id}"),
+    }
+}
+
+/// Threads are listed under their contact by id (their last message time changes).
+pub fn thread_under_user(user_pk: String, thread_id: &Id) -> ParentIndexKey {
+    ParentIndexKey {
+        gsi1pk: user_pk,
+        gsi1sk: format!("THREAD#{thread_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(raw: &str) -> Id {
+        serde_json::from_value(serde_json::json!(raw)).unwrap()
+    }
+
+    #[test]
+    fn tenant_keys_start_with_the_org() {
+        let identity = UserIdentity::External(id("u1"));
+        assert_eq!(user("acme", &identity).pk, "ORG#acme#USER#ext#u1");
+        assert!(sale("acme", &id("ORG#other")).pk.starts_with("ORG#acme#SALE#"));
+    }
+
+    #[test]
+    fn external_ids_and_emails_never_share_a_key() {
+        let by_id = user("acme", &UserIdentity::External(id("a@b.c")));
+        let by_email = user("acme", &UserIdentity::Email("a@b.c".parse().unwrap()));
+        assert_ne!(by_id, by_email);
+    }
+}

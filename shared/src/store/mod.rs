@@ -1,0 +1,300 @@
+//! The DynamoDB store: the only module that talks to DynamoDB. Every write on the request
+//! path is one conditional `UpdateItem` or `PutItem`; nothing reads before it writes.
+
+pub mod items;
+pub mod keys;
+pub mod table;
+
+use crate::error::ApiError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use keys::ItemKey;
+use std::collections::HashMap;
+use std::time::Duration;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Table name when `TABLE_NAME` is not set (local development).
+pub const DEFAULT_TABLE_NAME: &str = "developer-ingest";
+/// Region when `AWS_REGION` is not set. Set explicitly so the SDK never probes for one.
+const DEFAULT_REGION: &str = "us-east-1";
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+/// One entity write: SET the given attributes, bump the version, keep `ingested_at`, and
+/// (optionally) only if the `newer_than` timestamps are older than `stamp`.
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    pub key: ItemKey,
+    pub entity: &'static str,
+    pub org_id: String,
+    pub set: Vec<(String, AttributeValue)>,
+    /// Set only when the item does not have the attribute yet.
+    pub set_if_absent: Vec<(String, AttributeValue)>,
+    /// Numeric attributes to increment.
+    pub add: Vec<(String, AttributeValue)>,
+    /// Apply only if each of these attributes is absent or older than `stamp`.
+    pub newer_than: Vec<&'static str>,
+    pub stamp: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpsertOutcome {
+    Written { item: Item, created: bool },
+    /// The `newer_than` guard failed: the item already reflects this or newer data.
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PutOutcome {
+    Created,
+    /// An item with this key exists; here it is.
+    Exists(Item),
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Store {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Configured from the environment: `TABLE_NAME`, `AWS_REGION`, and `DYNAMODB_ENDPOINT`
+    /// for DynamoDB Local (which then needs no real credentials). Timeouts and retries are
+    /// explicit so a slow or unreachable DynamoDB answers 503 well within the Lambda timeout.
+    pub async fn from_env() -> Self {
+        let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| DEFAULT_TABLE_NAME.into());
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| DEFAULT_REGION.into());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .operation_attempt_timeout(Duration::from_secs(2))
+                    .operation_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+        if let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") {
+            loader = loader.endpoint_url(endpoint);
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                    "local", "local", None, None, "dynamodb-local",
+                ));
+            }
+        }
+        Store::new(Client::new(&loader.load().await), table)
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub async fn get(&self, key: &ItemKey) -> Result<Option<Item>, ApiError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(&key.pk))
+            .key("SK", s(&key.sk))
+            .send()
+            .await
+            .map_err(|e| storage_error("GetItem", e))?;
+        Ok(output.item)
+    }
+
+    /// One conditional UpdateItem. The condition also checks that an existing item belongs
+    /// to the same org and entity: the key schema already guarantees it, this makes a bug
+    /// there fail loudly instead of corrupting data.
+    pub async fn upsert(&self, upsert: Upsert) -> Result<UpsertOutcome, ApiError> {
+        let mut names = HashMap::from([
+            ("#pk".to_owned(), "PK".to_owned()),
+            ("#entity".to_owned(), "entity".to_owned()),
+            ("#org".to_owned(), "org_id".to_owned()),
+            ("#ingested".to_owned(), "ingested_at".to_owned()),
+            ("#updated".to_owned(), "updated_at".to_owned()),
+            ("#version".to_owned(), "version".to_owned()),
+        ]);
+        let mut values = HashMap::from([
+            (":entity".to_owned(), s(upsert.entity)),
+            (":org".to_owned(), s(&upsert.org_id)),
+            (":now".to_owned(), s(crate::fields::Timestamp::now().to_stored())),
+            (":one".to_owned(), n(1)),
+        ]);
+        let mut sets = vec![
+            "#entity = :entity".to_owned(),
+            "#org = :org".to_owned(),
+            "#ingested = if_not_exists(#ingested, :now)".to_owned(),
+            "#updated = :now".to_owned(),
+        ];
+        let mut adds = vec!["#version :one".to_owned()];
+        for (index, (name, value)) in upsert.set.into_iter().enumerate() {
+            names.insert(format!("#s{index}"), name);
+            values.insert(format!(":s{index}"), value);
+            sets.push(format!("#s{index} = :s{index}"));
+        }
+        for (index, (name, value)) in upsert.set_if_absent.into_iter().enumerate() {
+            names.insert(format!("#i{index}"), name);
+            values.insert(format!(":i{index}"), value);
+            sets.push(format!("#i{index} = if_not_exists(#i{index}, :i{index})"));
+        }
+        for (index, (name, value)) in upsert.add.into_iter().enumerate() {
+            names.insert(format!("#a{index}"), name);
+            values.insert(format!(":a{index}"), value);
+            adds.push(format!("#a{index} :a{index}"));
+        }
+        let mut condition =
+            "(attribute_not_exists(#pk) OR (#org = :org AND #entity = :entity))".to_owned();
+        if let Some(stamp) = upsert.stamp {
+            values.insert(":stamp".to_owned(), s(stamp));
+            for (index, name) in upsert.newer_than.iter().enumerate() {
+                names.insert(format!("#g{index}"), (*name).to_owned());
+                condition.push_str(&format!(
+                    " AND (attribute_not_exists(#g{index}) OR #g{index} < :stamp)"
+                ));
+            }
+        }
+
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(&upsert.key.pk))
+            .key("SK", s(&upsert.key.sk))
+            .update_expression(format!("SET {} ADD {}", sets.join(", "), adds.join(", ")))
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                let created = matches!(item.get("version"), Some(AttributeValue::N(v)) if v == "1");
+                Ok(UpsertOutcome::Written { item, created })
+            }
+            Err(error) => match conditional_check_item(&error) {
+                Some(old) => {
+                    let same_owner = old.get("org_id") == Some(&s(&upsert.org_id))
+                        && old.get("entity") == Some(&s(upsert.entity));
+                    if same_owner {
+                        Ok(UpsertOutcome::Stale)
+                    } else {
+                        tracing::error!(pk = %upsert.key.pk, "item owned by another org or entity");
+                        Err(ApiError::Internal)
+                    }
+                }
+                None => Err(storage_error("UpdateItem", error)),
+            },
+        }
+    }
+
+    /// One conditional PutItem that only creates: if the key exists, the existing item is
+    /// returned (ReturnValuesOnConditionCheckFailure=ALL_OLD) instead of being overwritten.
+    pub async fn put_new(&self, item: Item) -> Result<PutOutcome, ApiError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) => match conditional_check_item(&error) {
+                Some(existing) => Ok(PutOutcome::Exists(existing)),
+                None => Err(storage_error("PutItem", error)),
+            },
+        }
+    }
+}
+
+/// The existing item returned with a ConditionalCheckFailedException, if that is the error.
+fn conditional_check_item<E, R>(error: &SdkError<E, R>) -> Option<Item>
+where
+    E: ConditionalFailure,
+{
+    match error {
+        SdkError::ServiceError(service) => service.err().conditional_item(),
+        _ => None,
+    }
+}
+
+/// Lets [`conditional_check_item`] serve both UpdateItem's and PutItem's error types.
+pub trait ConditionalFailure {
+    fn conditional_item(&self) -> Option<Item>;
+}
+
+impl ConditionalFailure for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn conditional_item(&self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => Some(e.item.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+}
+
+impl ConditionalFailure for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn conditional_item(&self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => Some(e.item.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+}
+
+/// Maps an SDK error to the API: throttling, timeouts and unreachable endpoints are a
+/// retryable 503; anything else is a 500. The detail goes to the log only.
+pub fn storage_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    const RETRYABLE_CODES: [&str; 5] = [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    ];
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => service
+            .err()
+            .code()
+            .is_some_and(|code| RETRYABLE_CODES.contains(&code)),
+        _ => false,
+    };
+    let detail = aws_sdk_dynamodb::error::DisplayErrorContext(&error);
+    if retryable {
+        tracing::warn!(operation, error = %detail, "storage unavailable");
+        ApiError::StorageUnavailable
+    } else {
+        tracing::error!(operation, error = %detail, "storage error");
+        ApiError::Internal
+    }
+}

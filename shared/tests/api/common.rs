@@ -1,0 +1,130 @@
+//! Test harness: the real handler (`shared::http::handle`) against DynamoDB Local.
+//! `make test` starts one DynamoDB Local for the whole run and sets DYNAMODB_ENDPOINT.
+
+use lambda_http::http::{HeaderMap, Request as HttpRequest, StatusCode};
+use lambda_http::{Body, Request};
+use serde_json::Value;
+use shared::admin;
+use shared::http::{handle, App};
+use shared::store::Store;
+use shared::Endpoint;
+use tokio::sync::OnceCell;
+
+pub const TEST_TABLE: &str = "developer-ingest-test";
+
+pub const FIXTURE_ORG: &str = "fixture-org";
+
+static TABLE: OnceCell<()> = OnceCell::const_new();
+
+pub async fn store() -> Store {
+    assert!(
+        std::env::var_os("DYNAMODB_ENDPOINT").is_some(),
+        "these tests need DynamoDB Local: run `make test` (or start it and set DYNAMODB_ENDPOINT)"
+    );
+    if std::env::var_os("TABLE_NAME").is_none() {
+        std::env::set_var("TABLE_NAME", TEST_TABLE);
+    }
+    let store = Store::from_env().await;
+    TABLE
+        .get_or_init(|| async { admin::create_table(&store).await.map(|_| ()).expect("create the test table") })
+        .await;
+    store
+}
+
+pub fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// One org with one key, and an App (a warm function instance) to call handlers with.
+pub struct TestOrg {
+    pub app: App,
+    pub org_id: String,
+    pub secret: String,
+    pub key_id: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestOrg {
+    pub async fn new() -> TestOrg {
+        let store = store().await;
+        let org_id = unique("org");
+        let key = admin::create_key(&store, &org_id, "test key", true, "test").await.expect("create key");
+        TestOrg { app: App::new(store), org_id, secret: key.key, key_id: key.key_id }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.app.store
+    }
+
+    /// POSTs (or GETs) `body` to `endpoint` with this org's key.
+    pub async fn call(&self, endpoint: Endpoint, body: Value) -> Reply {
+        self.call_with(endpoint, &[], body.to_string()).await
+    }
+
+    pub async fn call_with(&self, endpoint: Endpoint, headers: &[(&str, &str)], body: impl Into<Body>) -> Reply {
+        let mut builder = HttpRequest::builder()
+            .method(endpoint.method())
+            .uri(format!("https://api.example.test{}", endpoint.path()))
+            .header("authorization", format!("Bearer {}", self.secret))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        send(&self.app, endpoint, builder.body(body.into()).unwrap()).await
+    }
+}
+
+/// Sends a prepared request through the function handler.
+pub async fn send(app: &App, endpoint: Endpoint, request: Request) -> Reply {
+    let response = handle(app, endpoint, request).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
+        other => panic!("unexpected body {other:?}"),
+    };
+    assert!(headers.contains_key("x-request-id"), "every response has a request id");
+    Reply { status, headers, body }
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["error"]["code"], code, "body: {}", self.body);
+        assert!(self.body["error"]["message"].is_string());
+        assert!(self.body["error"]["request_id"].is_string());
+        self
+    }
+
+    #[track_caller]
+    pub fn param(&self) -> &str {
+        self.body["error"]["param"].as_str().unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// `GET me/` with `secret`, from a fresh instance (no warm key cache), as a cold Lambda
+/// or a warm one after the cache time would answer.
+pub async fn me_from_fresh_instance(store: &Store, secret: &str) -> Reply {
+    let app = App::new(store.clone());
+    let request = HttpRequest::builder()
+        .method("GET")
+        .uri(Endpoint::Me.path())
+        .header("authorization", format!("Bearer {secret}"))
+        .body(Body::Empty)
+        .unwrap();
+    send(&app, Endpoint::Me, request).await
+}

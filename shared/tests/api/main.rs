@@ -1,0 +1,13 @@
+//! End-to-end tests of every endpoint through the real function handler and DynamoDB Local.
+
+mod common;
+
+mod auth;
+mod bookings;
+mod conversations;
+mod events;
+mod fixtures;
+mod isolation;
+mod requests;
+mod sales;
+mod users;

@@ -1,0 +1,100 @@
+//! Request-level errors shared by every endpoint: bad JSON, big bodies, wrong methods.
+
+use crate::common::*;
+use lambda_http::Body;
+use serde_json::json;
+use shared::Endpoint;
+
+const WRITE_ENDPOINTS: [Endpoint; 7] = [
+    Endpoint::UsersUpsert,
+    Endpoint::Events,
+    Endpoint::ProductsUpsert,
+    Endpoint::SalesUpsert,
+    Endpoint::ConversationsUpsert,
+    Endpoint::MessagesUpsert,
+    Endpoint::BookingsUpsert,
+];
+
+#[tokio::test]
+async fn malformed_json_is_invalid_json_on_every_endpoint() {
+    let org = TestOrg::new().await;
+    let bodies: [&[u8]; 6] = [b"{", b"", b"{\"a\": }", b"[1,2]", b"\"text\"", b"\xff\xfe{}"];
+    for endpoint in WRITE_ENDPOINTS {
+        for body in bodies {
+            let reply = org.call_with(endpoint, &[], Body::from(body.to_vec())).await;
+            reply.assert_error(400, "invalid_json");
+        }
+    }
+}
+
+#[tokio::test]
+async fn huge_bodies_are_payload_too_large() {
+    let org = TestOrg::new().await;
+    let huge = json!({"external_user_id": "u", "name": "x".repeat(shared::http::MAX_BODY_BYTES)});
+    for endpoint in WRITE_ENDPOINTS {
+        let reply = org.call(endpoint, huge.clone()).await;
+        reply.assert_error(413, "payload_too_large");
+    }
+}
+
+#[tokio::test]
+async fn long_strings_and_big_metadata_are_rejected_before_storage() {
+    let org = TestOrg::new().await;
+    let reply = org.call(Endpoint::UsersUpsert, json!({"external_user_id": "u", "name": "x".repeat(1001)})).await;
+    reply.assert_error(400, "invalid_field");
+    assert_eq!(reply.param(), "name");
+    let reply = org.call(Endpoint::UsersUpsert, json!({"external_user_id": "x".repeat(257)})).await;
+    reply.assert_error(400, "invalid_field");
+    let big = json!({"external_user_id": "u", "metadata": {"blob": "x".repeat(20_000)}});
+    org.call(Endpoint::UsersUpsert, big).await.assert_error(400, "invalid_field");
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_with_allow() {
+    let org = TestOrg::new().await;
+    for endpoint in shared::Endpoint::ALL {
+        let wrong = if endpoint.method() == "GET" { "DELETE" } else { "GET" };
+        let request = lambda_http::http::Request::builder()
+            .method(wrong)
+            .uri(endpoint.path())
+            .header("authorization", format!("Bearer {}", org.secret))
+            .body(Body::Empty)
+            .unwrap();
+        let reply = send(&org.app, endpoint, request).await;
+        reply.assert_error(405, "method_not_allowed");
+        assert_eq!(reply.headers["allow"], endpoint.method_name());
+    }
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored() {
+    let org = TestOrg::new().await;
+    let reply = org.call(Endpoint::ProductsUpsert, json!({"external_product_id": "p", "colour": "red"})).await;
+    let body = reply.assert_status(201);
+    assert!(body["product"].get("colour").is_none());
+}
+
+#[tokio::test]
+async fn storage_outages_are_503_with_retry_after_and_no_detail() {
+    let org = TestOrg::new().await;
+    // A store pointed at a port where nothing listens: what an unreachable DynamoDB looks like.
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("x", "x", None, None, "test"))
+            .build(),
+    );
+    let down = shared::http::App::new(shared::store::Store::new(client, TEST_TABLE));
+    let request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri(Endpoint::UsersUpsert.path())
+        .header("authorization", format!("Bearer {}", org.secret))
+        .body(Body::from(json!({"external_user_id": "u"}).to_string()))
+        .unwrap();
+    let reply = send(&down, Endpoint::UsersUpsert, request).await;
+    reply.assert_error(503, "storage_unavailable");
+    assert_eq!(reply.headers["retry-after"], "1");
+    assert!(!reply.body.to_string().contains("127.0.0.1"));
+}
