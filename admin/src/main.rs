@@ -2,15 +2,20 @@
 //! Configured like the functions: `TABLE_NAME`, and `DYNAMODB_ENDPOINT` for DynamoDB Local;
 //! with neither it uses real AWS and the normal credential chain.
 
-use shared::admin::{self, AdminError};
 use clap::{Parser, Subcommand};
+use shared::admin::{self, AdminError};
 use shared::store::Store;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "admin", about = "Administer orgs and API keys of the developer ingest API.")]
-#[command(after_help = "Environment: TABLE_NAME (default developer-ingest), DYNAMODB_ENDPOINT (e.g. http://127.0.0.1:8000 for DynamoDB Local), AWS_REGION.")]
+#[command(
+    name = "admin",
+    about = "Administer orgs and API keys of the developer ingest API."
+)]
+#[command(
+    after_help = "Environment: TABLE_NAME (default developer-ingest), DYNAMODB_ENDPOINT (e.g. http://127.0.0.1:8000 for DynamoDB Local), AWS_REGION."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -96,7 +101,10 @@ enum TableCommand {
 }
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serializable")
+    );
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
@@ -122,12 +130,21 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
                 }
             }
         }
-        Command::Keys(KeysCommand::Create { org, name, create_org, json, env }) => {
+        Command::Keys(KeysCommand::Create {
+            org,
+            name,
+            create_org,
+            json,
+            env,
+        }) => {
             let key = admin::create_key(&store, &org, &name, create_org, &env).await?;
             if json {
                 print_json(&key);
             } else {
-                println!("API key {} for org {} (shown only now, store it safely):\n{}", key.key_id, key.org_id, key.key);
+                println!(
+                    "API key {} for org {} (shown only now, store it safely):\n{}",
+                    key.key_id, key.org_id, key.key
+                );
             }
         }
         Command::Keys(KeysCommand::List { org, json }) => {
@@ -135,27 +152,47 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             if json {
                 print_json(&keys);
             } else {
-                println!("{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} EXPIRES", "ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED");
+                println!(
+                    "{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} EXPIRES",
+                    "ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"
+                );
                 let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 for key in keys {
                     println!(
                         "{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} {}",
-                        key.key_id, key.name, key.prefix, key.created_at,
-                        or_dash(&key.last_used_at), or_dash(&key.revoked_at), or_dash(&key.expires_at)
+                        key.key_id,
+                        key.name,
+                        key.prefix,
+                        key.created_at,
+                        or_dash(&key.last_used_at),
+                        or_dash(&key.revoked_at),
+                        or_dash(&key.expires_at)
                     );
                 }
             }
         }
         Command::Keys(KeysCommand::Revoke { key_id }) => {
             let at = admin::revoke_key(&store, &key_id).await?;
-            println!("revoked {key_id} at {at}; functions refuse it within {}s", shared::auth::KEY_CACHE_TTL.as_secs());
+            println!(
+                "revoked {key_id} at {at}; functions refuse it within {}s",
+                shared::auth::KEY_CACHE_TTL.as_secs()
+            );
         }
-        Command::Keys(KeysCommand::Rotate { key_id, grace, json }) => {
+        Command::Keys(KeysCommand::Rotate {
+            key_id,
+            grace,
+            json,
+        }) => {
             let (key, old_ends) = admin::rotate_key(&store, &key_id, grace).await?;
             if json {
-                print_json(&serde_json::json!({ "new": key, "old_key_id": key_id, "old_key_expires_at": old_ends }));
+                print_json(
+                    &serde_json::json!({ "new": key, "old_key_id": key_id, "old_key_expires_at": old_ends }),
+                );
             } else {
-                println!("new API key {} (shown only now):\n{}\nold key {key_id} works until {old_ends}", key.key_id, key.key);
+                println!(
+                    "new API key {} (shown only now):\n{}\nold key {key_id} works until {old_ends}",
+                    key.key_id, key.key
+                );
             }
         }
         Command::Keys(KeysCommand::Verify) => {

@@ -84,7 +84,9 @@ const ORGS_INDEX: &str = "ORGS";
 pub fn validate_org_id(id: &str) -> Result<()> {
     let valid = !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if valid {
         Ok(())
     } else {
@@ -93,7 +95,10 @@ pub fn validate_org_id(id: &str) -> Result<()> {
 }
 
 fn string_of(item: &Item, name: &str) -> String {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub async fn create_table(store: &Store) -> Result<bool> {
@@ -124,8 +129,15 @@ pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
         .send()
         .await;
     match result {
-        Ok(_) => Ok(Org { id: id.to_owned(), name: name.to_owned(), created_at }),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+        Ok(_) => Ok(Org {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created_at,
+        }),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
             Err(AdminError::OrgExists(id.to_owned()))
         }
         Err(e) => Err(storage(store)(e)),
@@ -134,10 +146,13 @@ pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
 
 pub async fn get_org(store: &Store, id: &str) -> Result<Option<Org>> {
     validate_org_id(id)?;
-    let item = store.get(&keys::org(id)).await.map_err(|_| AdminError::Storage {
-        table: store.table().to_owned(),
-        detail: "GetItem failed (see the log above)".into(),
-    })?;
+    let item = store
+        .get(&keys::org(id))
+        .await
+        .map_err(|_| AdminError::Storage {
+            table: store.table().to_owned(),
+            detail: "GetItem failed (see the log above)".into(),
+        })?;
     Ok(item.map(|item| Org {
         id: id.to_owned(),
         name: string_of(&item, "name"),
@@ -169,31 +184,55 @@ async fn query_index(store: &Store, partition: &str) -> Result<Vec<Item>> {
         .items()
         .send();
     let items: Vec<_> = pages.collect().await;
-    items.into_iter().collect::<std::result::Result<_, _>>().map_err(storage(store))
+    items
+        .into_iter()
+        .collect::<std::result::Result<_, _>>()
+        .map_err(storage(store))
 }
 
 /// Creates an API key for an existing org (or, with `create_org`, creates the org first).
-pub async fn create_key(store: &Store, org_id: &str, name: &str, create_org: bool, environment: &str) -> Result<CreatedKey> {
+pub async fn create_key(
+    store: &Store,
+    org_id: &str,
+    name: &str,
+    create_org: bool,
+    environment: &str,
+) -> Result<CreatedKey> {
     let org = match get_org(store, org_id).await? {
         Some(org) => org,
         None if create_org => match self::create_org(store, org_id, org_id).await {
             Ok(org) => org,
-            Err(AdminError::OrgExists(_)) => get_org(store, org_id).await?.ok_or_else(|| AdminError::NoSuchOrg(org_id.into()))?,
+            Err(AdminError::OrgExists(_)) => get_org(store, org_id)
+                .await?
+                .ok_or_else(|| AdminError::NoSuchOrg(org_id.into()))?,
             Err(e) => return Err(e),
         },
         None => return Err(AdminError::NoSuchOrg(org_id.to_owned())),
     };
     let secret = generate_secret(environment);
     store_key(store, &org, name, &secret).await?;
-    Ok(CreatedKey { key: secret.secret, key_id: secret.key_id, org_id: org.id, prefix: secret.prefix })
+    Ok(CreatedKey {
+        key: secret.secret,
+        key_id: secret.key_id,
+        org_id: org.id,
+        prefix: secret.prefix,
+    })
 }
 
 /// Stores a key with a given secret (tests and fixtures, whose secret is fixed).
 pub async fn insert_key(store: &Store, org_id: &str, name: &str, secret: &str) -> Result<()> {
-    let org = get_org(store, org_id).await?.ok_or_else(|| AdminError::NoSuchOrg(org_id.to_owned()))?;
+    let org = get_org(store, org_id)
+        .await?
+        .ok_or_else(|| AdminError::NoSuchOrg(org_id.to_owned()))?;
     let key_id = key_id_of(secret).expect("a well-formed secret").to_owned();
-    let prefix = secret[..secret.len() - secret.rsplit('_').next().map_or(0, |r| r.len() + 1)].to_owned();
-    let secret = NewSecret { secret: secret.to_owned(), key_id, prefix, hash: hash_secret(secret) };
+    let prefix =
+        secret[..secret.len() - secret.rsplit('_').next().map_or(0, |r| r.len() + 1)].to_owned();
+    let secret = NewSecret {
+        secret: secret.to_owned(),
+        key_id,
+        prefix,
+        hash: hash_secret(secret),
+    };
     store_key(store, &org, name, &secret).await
 }
 
@@ -208,7 +247,10 @@ async fn store_key(store: &Store, org: &Org, name: &str, secret: &NewSecret) -> 
             ("PK".to_owned(), s(key.pk)),
             ("SK".to_owned(), s(key.sk)),
             ("GSI1PK".to_owned(), s(keys::org_api_keys(&org.id))),
-            ("GSI1SK".to_owned(), s(format!("{created_at}#{}", secret.key_id))),
+            (
+                "GSI1SK".to_owned(),
+                s(format!("{created_at}#{}", secret.key_id)),
+            ),
             ("entity".to_owned(), s("api_key")),
             ("key_id".to_owned(), s(&secret.key_id)),
             ("org_id".to_owned(), s(&org.id)),
@@ -229,9 +271,15 @@ pub async fn get_key(store: &Store, key_id: &str) -> Result<ApiKeyRecord> {
     let item = store
         .get(&keys::api_key(key_id))
         .await
-        .map_err(|_| AdminError::Storage { table: store.table().to_owned(), detail: "GetItem failed".into() })?
+        .map_err(|_| AdminError::Storage {
+            table: store.table().to_owned(),
+            detail: "GetItem failed".into(),
+        })?
         .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))?;
-    serde_dynamo::from_item(item).map_err(|e| AdminError::Storage { table: store.table().to_owned(), detail: e.to_string() })
+    serde_dynamo::from_item(item).map_err(|e| AdminError::Storage {
+        table: store.table().to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
@@ -244,7 +292,10 @@ pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
         .map(|item| {
             serde_dynamo::from_item::<_, ApiKeyRecord>(item)
                 .map(KeyListing::from)
-                .map_err(|e| AdminError::Storage { table: store.table().to_owned(), detail: e.to_string() })
+                .map_err(|e| AdminError::Storage {
+                    table: store.table().to_owned(),
+                    detail: e.to_string(),
+                })
         })
         .collect()
 }
@@ -262,7 +313,9 @@ async fn end_key(store: &Store, key_id: &str, attribute: &str, at: &str) -> Resu
         .condition_expression("attribute_exists(PK) AND attribute_not_exists(revoked_at)")
         .expression_attribute_names("#end", attribute)
         .expression_attribute_values(":at", s(at))
-        .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+        .return_values_on_condition_check_failure(
+            aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+        )
         .send()
         .await;
     match result {
@@ -288,12 +341,21 @@ pub async fn revoke_key(store: &Store, key_id: &str) -> Result<String> {
 }
 
 /// Creates a replacement key (same org and name) and lets the old one work for `grace`.
-pub async fn rotate_key(store: &Store, key_id: &str, grace: Duration) -> Result<(CreatedKey, String)> {
+pub async fn rotate_key(
+    store: &Store,
+    key_id: &str,
+    grace: Duration,
+) -> Result<(CreatedKey, String)> {
     let old = get_key(store, key_id).await?;
     if old.revoked_at.is_some() {
         return Err(AdminError::AlreadyRevoked(key_id.to_owned()));
     }
-    let environment = old.prefix.strip_prefix("dfk_").and_then(|p| p.split('_').next()).unwrap_or("live").to_owned();
+    let environment = old
+        .prefix
+        .strip_prefix("dfk_")
+        .and_then(|p| p.split('_').next())
+        .unwrap_or("live")
+        .to_owned();
     let new = create_key(store, &old.org_id, &old.name, false, &environment).await?;
     let ends = time::OffsetDateTime::now_utc() + grace;
     let ends = Timestamp::from_offset_date_time(ends).to_stored();
@@ -303,9 +365,12 @@ pub async fn rotate_key(store: &Store, key_id: &str, grace: Duration) -> Result<
 
 /// Whether a secret is a usable key in this table (used by `make run` to reuse its key).
 pub async fn verify_secret(store: &Store, secret: &str) -> Result<bool> {
-    let Some(key_id) = key_id_of(secret) else { return Ok(false) };
+    let Some(key_id) = key_id_of(secret) else {
+        return Ok(false);
+    };
     match get_key(store, key_id).await {
-        Ok(record) => Ok(record.secret_hash == hash_secret(secret) && record.is_active_at(&Timestamp::now().to_stored())),
+        Ok(record) => Ok(record.secret_hash == hash_secret(secret)
+            && record.is_active_at(&Timestamp::now().to_stored())),
         Err(AdminError::NoSuchKey(_)) => Ok(false),
         Err(e) => Err(e),
     }

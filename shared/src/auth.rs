@@ -98,7 +98,9 @@ pub fn key_id_of(secret: &str) -> Option<&str> {
 /// The token of an `Authorization: Bearer <token>` header value.
 pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
     let value = header.ok_or(ApiError::MissingAuthorization)?.trim();
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::MissingAuthorization)?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(ApiError::MissingAuthorization)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(ApiError::MissingAuthorization);
     }
@@ -174,7 +176,13 @@ mod tests {
 
     #[test]
     fn malformed_secrets_have_no_key_id() {
-        for bad in ["", "dfk_live_", "dfk_live_abc_def", "sk_live_0123456789abcdef_00", "dfk__0123456789abcdef_"] {
+        for bad in [
+            "",
+            "dfk_live_",
+            "dfk_live_abc_def",
+            "sk_live_0123456789abcdef_00",
+            "dfk__0123456789abcdef_",
+        ] {
             assert_eq!(key_id_of(bad), None, "{bad}");
         }
     }
@@ -183,8 +191,19 @@ mod tests {
     fn bearer_scheme_is_required() {
         assert_eq!(bearer_token(Some("Bearer abc")), Ok("abc"));
         assert_eq!(bearer_token(Some("bearer  abc ")), Ok("abc"));
-        for bad in [None, Some(""), Some("Basic abc"), Some("Bearer"), Some("Bearer   "), Some("abc")] {
-            assert_eq!(bearer_token(bad), Err(ApiError::MissingAuthorization), "{bad:?}");
+        for bad in [
+            None,
+            Some(""),
+            Some("Basic abc"),
+            Some("Bearer"),
+            Some("Bearer   "),
+            Some("abc"),
+        ] {
+            assert_eq!(
+                bearer_token(bad),
+                Err(ApiError::MissingAuthorization),
+                "{bad:?}"
+            );
         }
     }
 
@@ -204,7 +223,10 @@ mod tests {
         };
         assert!(record.is_active_at("2026-05-31T23:59:59.999Z"));
         assert!(!record.is_active_at("2026-06-01T00:00:00.000Z"));
-        let revoked = ApiKeyRecord { revoked_at: Some("2026-02-01T00:00:00.000Z".into()), ..record };
+        let revoked = ApiKeyRecord {
+            revoked_at: Some("2026-02-01T00:00:00.000Z".into()),
+            ..record
+        };
         assert!(!revoked.is_active_at("2026-03-01T00:00:00.000Z"));
     }
 }

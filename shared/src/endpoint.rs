@@ -85,6 +85,8 @@ impl Endpoint {
     }
 
     pub fn from_function_name(name: &str) -> Option<Endpoint> {
-        Endpoint::ALL.into_iter().find(|e| e.function_name() == name)
+        Endpoint::ALL
+            .into_iter()
+            .find(|e| e.function_name() == name)
     }
 }

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(body["error"]["code"], "missing_sale_identity");
         assert_eq!(body["error"]["param"], "sale_id");
         assert_eq!(body["error"]["request_id"], "req-1");
-        assert!(body["error"]["message"].as_str().unwrap().contains("sale_id"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sale_id"));
     }
 
     #[test]

@@ -28,15 +28,30 @@ pub struct Reply {
 
 impl Reply {
     fn ok(body: Value) -> Self {
-        Reply { status: StatusCode::OK, body, headers: Vec::new() }
+        Reply {
+            status: StatusCode::OK,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     /// 201 when the primary record was created, 200 when it was updated.
     fn upserted(created: bool, name: &str, object: Value, related: Map<String, Value>) -> Self {
-        let mut body = Map::from_iter([("created".to_owned(), json!(created)), (name.to_owned(), object)]);
+        let mut body = Map::from_iter([
+            ("created".to_owned(), json!(created)),
+            (name.to_owned(), object),
+        ]);
         body.extend(related);
-        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-        Reply { status, body: Value::Object(body), headers: Vec::new() }
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Reply {
+            status,
+            body: Value::Object(body),
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -78,10 +93,13 @@ async fn write_all(
     primary: Upsert,
 ) -> Result<(Value, bool, Map<String, Value>), ApiError> {
     let (names, writes): (Vec<_>, Vec<_>) = related.into_iter().unzip();
-    let outcomes = futures::future::try_join_all(writes.into_iter().map(|w| store.upsert(w))).await?;
+    let outcomes =
+        futures::future::try_join_all(writes.into_iter().map(|w| store.upsert(w))).await?;
     let mut objects = Map::new();
     for (name, outcome) in names.into_iter().zip(outcomes) {
-        let UpsertOutcome::Written { item, .. } = outcome else { continue };
+        let UpsertOutcome::Written { item, .. } = outcome else {
+            continue;
+        };
         let object = public_view(&item);
         match objects.get_mut(name) {
             Some(Value::Array(list)) => list.push(object),
@@ -103,9 +121,17 @@ pub async fn users_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     Ok(Reply::upserted(created, "user", object, Map::new()))
 }
 
-pub async fn products_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn products_upsert(
+    store: &Store,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let product = input::parse_product(body)?;
-    let (object, created) = written(store.upsert(items::product(&caller.org_id, &product)).await?)?;
+    let (object, created) = written(
+        store
+            .upsert(items::product(&caller.org_id, &product))
+            .await?,
+    )?;
     Ok(Reply::upserted(created, "product", object, Map::new()))
 }
 
@@ -123,7 +149,11 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     Ok(Reply::upserted(created, "sale", object, related))
 }
 
-pub async fn conversations_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn conversations_upsert(
+    store: &Store,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let conversation = input::parse_conversation(body)?;
     let mut related = Vec::new();
@@ -133,11 +163,16 @@ pub async fn conversations_upsert(store: &Store, caller: &Caller, body: &[u8]) -
     if let Some(channel) = &conversation.channel {
         related.push(("channel", items::channel(org, channel)));
     }
-    let (object, created, related) = write_all(store, related, items::thread(org, &conversation)).await?;
+    let (object, created, related) =
+        write_all(store, related, items::thread(org, &conversation)).await?;
     Ok(Reply::upserted(created, "conversation", object, related))
 }
 
-pub async fn messages_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn messages_upsert(
+    store: &Store,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let message = input::parse_message(body)?;
     let mut related = vec![("conversation", items::thread_for_message(org, &message))];
@@ -147,11 +182,16 @@ pub async fn messages_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Res
     if let Some(channel) = &message.channel {
         related.push(("channel", items::channel(org, channel)));
     }
-    let (object, created, related) = write_all(store, related, items::message(org, &message)).await?;
+    let (object, created, related) =
+        write_all(store, related, items::message(org, &message)).await?;
     Ok(Reply::upserted(created, "message", object, related))
 }
 
-pub async fn bookings_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn bookings_upsert(
+    store: &Store,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let booking = input::parse_booking(body)?;
     let mut related = Vec::new();
@@ -161,14 +201,19 @@ pub async fn bookings_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Res
     for service in &booking.services {
         related.push(("services", items::product(org, service)));
     }
-    let (object, created, related) = write_all(store, related, items::booking(org, &booking)).await?;
+    let (object, created, related) =
+        write_all(store, related, items::booking(org, &booking)).await?;
     Ok(Reply::upserted(created, "booking", object, related))
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 printable ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let invalid = ApiError::InvalidIdempotencyKey { max: MAX_IDEMPOTENCY_KEY_CHARS };
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let invalid = ApiError::InvalidIdempotencyKey {
+        max: MAX_IDEMPOTENCY_KEY_CHARS,
+    };
     let key = value.to_str().map_err(|_| invalid.clone())?.trim();
     let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable {
@@ -184,7 +229,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// Hash of the request body with keys sorted, so a retry that re-serializes the same
 /// JSON in another key order still counts as the same body.
 fn body_fingerprint(body: &[u8]) -> Result<String, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     Ok(sha256_hex(value.to_string().as_bytes()))
 }
 
@@ -201,7 +247,12 @@ fn new_event_id() -> String {
 /// retries, which request stored it; the others get the stored event back. The user write
 /// is applied on a replay too: it is guarded (a no-op when already applied) and is what
 /// makes a retry after a partial failure converge.
-pub async fn events(store: &Store, caller: &Caller, headers: &HeaderMap, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn events(
+    store: &Store,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
     let idempotency_key = idempotency_key(headers)?;
@@ -209,7 +260,10 @@ pub async fn events(store: &Store, caller: &Caller, headers: &HeaderMap, body: &
     let change = lifecycle_update(&event)?;
 
     let (event_id, request_hash) = match &idempotency_key {
-        Some(key) => (format!("evt_{}", &sha256_hex(key.as_bytes())[..32]), Some(body_fingerprint(body)?)),
+        Some(key) => (
+            format!("evt_{}", &sha256_hex(key.as_bytes())[..32]),
+            Some(body_fingerprint(body)?),
+        ),
         None => (new_event_id(), None),
     };
     let idempotency = idempotency_key.as_deref().zip(request_hash.as_deref());
@@ -229,11 +283,20 @@ pub async fn events(store: &Store, caller: &Caller, headers: &HeaderMap, body: &
             (existing, true)
         }
     };
-    store.upsert(items::user_for_event(org, &event.user, &change, event.occurred_at)).await?;
+    store
+        .upsert(items::user_for_event(
+            org,
+            &event.user,
+            &change,
+            event.occurred_at,
+        ))
+        .await?;
 
     let mut reply = Reply::upserted(true, "event", public_view(&stored), Map::new());
     if replayed {
-        reply.headers.push(("idempotent-replayed", "true".to_owned()));
+        reply
+            .headers
+            .push(("idempotent-replayed", "true".to_owned()));
     }
     Ok(reply)
 }

@@ -25,7 +25,10 @@ pub struct App {
 
 impl App {
     pub fn new(store: Store) -> Self {
-        App { store, keys: KeyCache::default() }
+        App {
+            store,
+            keys: KeyCache::default(),
+        }
     }
 }
 
@@ -46,19 +49,38 @@ fn request_id(request: &Request) -> String {
 fn body_bytes(request: &Request) -> Result<&[u8], ApiError> {
     let bytes: &[u8] = request.body().as_ref();
     if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     Ok(bytes)
 }
 
-async fn dispatch(app: &App, endpoint: Endpoint, request: &Request, org: &mut Option<String>) -> Result<Reply, ApiError> {
+async fn dispatch(
+    app: &App,
+    endpoint: Endpoint,
+    request: &Request,
+    org: &mut Option<String>,
+) -> Result<Reply, ApiError> {
+    // API Gateway also routes `<path>/{proxy+}` here (HTTP APIs cannot declare a trailing
+    // slash): anything longer than the documented path is not an endpoint.
+    let path = request.uri().path();
+    let documented = endpoint.path();
+    if !(path.ends_with(&documented) || path.ends_with(documented.trim_end_matches('/'))) {
+        return Err(ApiError::NotFound);
+    }
     if request.method() != endpoint.method() {
-        return Err(ApiError::MethodNotAllowed { allow: endpoint.method_name() });
+        return Err(ApiError::MethodNotAllowed {
+            allow: endpoint.method_name(),
+        });
     }
     if !endpoint.requires_api_key() {
         return Ok(handlers::health());
     }
-    let authorization = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let authorization = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
     let caller = auth::authenticate(&app.store, &app.keys, authorization).await?;
     *org = Some(caller.org_id.clone());
     let store = &app.store;
@@ -66,16 +88,30 @@ async fn dispatch(app: &App, endpoint: Endpoint, request: &Request, org: &mut Op
         Endpoint::Health => Ok(handlers::health()),
         Endpoint::Me => Ok(handlers::me(&caller)),
         Endpoint::UsersUpsert => handlers::users_upsert(store, &caller, body_bytes(request)?).await,
-        Endpoint::Events => handlers::events(store, &caller, request.headers(), body_bytes(request)?).await,
-        Endpoint::ProductsUpsert => handlers::products_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::Events => {
+            handlers::events(store, &caller, request.headers(), body_bytes(request)?).await
+        }
+        Endpoint::ProductsUpsert => {
+            handlers::products_upsert(store, &caller, body_bytes(request)?).await
+        }
         Endpoint::SalesUpsert => handlers::sales_upsert(store, &caller, body_bytes(request)?).await,
-        Endpoint::ConversationsUpsert => handlers::conversations_upsert(store, &caller, body_bytes(request)?).await,
-        Endpoint::MessagesUpsert => handlers::messages_upsert(store, &caller, body_bytes(request)?).await,
-        Endpoint::BookingsUpsert => handlers::bookings_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::ConversationsUpsert => {
+            handlers::conversations_upsert(store, &caller, body_bytes(request)?).await
+        }
+        Endpoint::MessagesUpsert => {
+            handlers::messages_upsert(store, &caller, body_bytes(request)?).await
+        }
+        Endpoint::BookingsUpsert => {
+            handlers::bookings_upsert(store, &caller, body_bytes(request)?).await
+        }
     }
 }
 
-fn json_response(status: lambda_http::http::StatusCode, body: &serde_json::Value, request_id: &str) -> Response<Body> {
+fn json_response(
+    status: lambda_http::http::StatusCode,
+    body: &serde_json::Value,
+    request_id: &str,
+) -> Response<Body> {
     let mut response = Response::new(Body::Text(body.to_string()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -133,12 +169,18 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
 /// JSON logs for CloudWatch; `RUST_LOG` (or the template's `LOG_LEVEL`) sets the level.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into())))
+        .or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(
+                std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            )
+        })
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
+        .flatten_event(true)
         .with_current_span(false)
+        .with_span_list(false)
         .without_time()
         .with_target(false)
         .try_init();

@@ -440,7 +440,10 @@ pub fn parse_booking(body: &[u8]) -> Result<Booking, ApiError> {
 
     let service_ids = (listed_ids.is_some() || !services.is_empty()).then(|| {
         let mut ids: Vec<Id> = Vec::new();
-        let candidates = listed_ids.into_iter().flatten().filter_map(|id| Id::present(Some(id)));
+        let candidates = listed_ids
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Id::present(Some(id)));
         for id in candidates.chain(services.iter().map(|s| s.id.clone())) {
             if !ids.contains(&id) {
                 ids.push(id);
@@ -470,7 +473,13 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_invalid_json() {
-        for raw in [&b"{"[..], b"", b"not json", b"{\"a\":1} trailing", b"\xff\xfe"] {
+        for raw in [
+            &b"{"[..],
+            b"",
+            b"not json",
+            b"{\"a\":1} trailing",
+            b"\xff\xfe",
+        ] {
             let error = parse_user(raw).unwrap_err();
             assert_eq!(error.code(), "invalid_json", "{raw:?}");
         }
@@ -514,8 +523,10 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored_and_null_is_absent() {
-        let user = parse_user(&body(json!({"external_user_id": "u1", "shoe_size": 44, "plan": null})))
-            .unwrap();
+        let user = parse_user(&body(
+            json!({"external_user_id": "u1", "shoe_size": 44, "plan": null}),
+        ))
+        .unwrap();
         assert!(user.fields.plan.is_none());
     }
 
@@ -527,12 +538,15 @@ mod tests {
 
     #[test]
     fn nested_identities_are_required_when_the_object_is_sent() {
-        let error = parse_sale(&body(json!({"sale_id": "o1", "buyer": {"name": "x"}}))).unwrap_err();
+        let error =
+            parse_sale(&body(json!({"sale_id": "o1", "buyer": {"name": "x"}}))).unwrap_err();
         assert_eq!(error.code(), "missing_user_identity");
         assert_eq!(error.param(), Some("buyer.external_user_id"));
-        let error = parse_sale(&body(json!({"sale_id": "o1", "product": {"title": "x"}}))).unwrap_err();
+        let error =
+            parse_sale(&body(json!({"sale_id": "o1", "product": {"title": "x"}}))).unwrap_err();
         assert_eq!(error.code(), "missing_product_identity");
-        let error = parse_event(&body(json!({"event": "app_opened"})), Timestamp::now()).unwrap_err();
+        let error =
+            parse_event(&body(json!({"event": "app_opened"})), Timestamp::now()).unwrap_err();
         assert_eq!(error.code(), "missing_user_identity");
     }
 
@@ -540,18 +554,30 @@ mod tests {
     fn each_entity_reports_its_missing_identity() {
         let cases = [
             (parse_sale(b"{}").unwrap_err(), "missing_sale_identity"),
-            (parse_conversation(b"{}").unwrap_err(), "missing_thread_identity"),
-            (parse_message(b"{}").unwrap_err(), "missing_message_identity"),
+            (
+                parse_conversation(b"{}").unwrap_err(),
+                "missing_thread_identity",
+            ),
+            (
+                parse_message(b"{}").unwrap_err(),
+                "missing_message_identity",
+            ),
             (
                 parse_message(br#"{"message_id":"m"}"#).unwrap_err(),
                 "missing_thread_identity",
             ),
-            (parse_booking(b"{}").unwrap_err(), "missing_booking_identity"),
+            (
+                parse_booking(b"{}").unwrap_err(),
+                "missing_booking_identity",
+            ),
             (
                 parse_booking(br#"{"booking_id":"b"}"#).unwrap_err(),
                 "missing_booking_scheduled_at",
             ),
-            (parse_product(b"{}").unwrap_err(), "missing_product_identity"),
+            (
+                parse_product(b"{}").unwrap_err(),
+                "missing_product_identity",
+            ),
         ];
         for (error, code) in cases {
             assert_eq!(error.code(), code);
@@ -560,10 +586,13 @@ mod tests {
 
     #[test]
     fn enums_accept_only_documented_values() {
-        let error = parse_message(&body(json!({"message_id": "m", "thread_id": "t", "direction": "sideways"})))
-            .unwrap_err();
+        let error = parse_message(&body(
+            json!({"message_id": "m", "thread_id": "t", "direction": "sideways"}),
+        ))
+        .unwrap_err();
         assert_eq!(error.param(), Some("direction"));
-        let error = parse_product(&body(json!({"external_product_id": "p", "type": "gift"}))).unwrap_err();
+        let error =
+            parse_product(&body(json!({"external_product_id": "p", "type": "gift"}))).unwrap_err();
         assert_eq!(error.param(), Some("type"));
     }
 
@@ -575,15 +604,26 @@ mod tests {
             "services": [{"external_product_id": "svc_b", "type": "product"}, {"external_product_id": "svc_c"}]
         })))
         .unwrap();
-        let ids: Vec<&str> = booking.service_ids.as_ref().unwrap().iter().map(Id::as_str).collect();
+        let ids: Vec<&str> = booking
+            .service_ids
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(Id::as_str)
+            .collect();
         assert_eq!(ids, ["svc_a", "svc_b", "svc_c"]);
-        assert!(booking.services.iter().all(|s| s.fields.kind == Some(ProductType::Service)));
+        assert!(booking
+            .services
+            .iter()
+            .all(|s| s.fields.kind == Some(ProductType::Service)));
     }
 
     #[test]
     fn serialized_fields_skip_nested_objects() {
-        let sale = parse_sale(&body(json!({"sale_id": "o1", "total": "58.00", "buyer": {"email": "a@b.c"}})))
-            .unwrap();
+        let sale = parse_sale(&body(
+            json!({"sale_id": "o1", "total": "58.00", "buyer": {"email": "a@b.c"}}),
+        ))
+        .unwrap();
         let stored = serde_json::to_value(&sale.fields).unwrap();
         assert_eq!(stored["total"], "58.00");
         assert!(stored.get("buyer").is_none());

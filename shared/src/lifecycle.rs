@@ -78,7 +78,10 @@ fn copy_timestamps(
 
 /// A payment carried by the event: `properties.amount` (decimal string) and
 /// `properties.currency`.
-fn record_payment(update: &mut LifecycleUpdate, properties: Option<&Metadata>) -> Result<(), ApiError> {
+fn record_payment(
+    update: &mut LifecycleUpdate,
+    properties: Option<&Metadata>,
+) -> Result<(), ApiError> {
     update.stamps.push("last_payment_at");
     update.total_payments_count = 1;
     if let Some(amount) = property::<Money>(properties, "amount")? {
@@ -114,7 +117,11 @@ pub fn lifecycle_update(event: &Event) -> Result<LifecycleUpdate, ApiError> {
             update.also_newer_than.push("uninstalled_at");
             update.set.push(("is_installed", json!(true)));
             update.install_count = 1;
-            copy_text(&mut update, properties, &["install_platform", "install_source", "app_version"])?;
+            copy_text(
+                &mut update,
+                properties,
+                &["install_platform", "install_source", "app_version"],
+            )?;
         }
         "app_opened" => {
             update.stamps.push("last_opened_at");
@@ -124,7 +131,9 @@ pub fn lifecycle_update(event: &Event) -> Result<LifecycleUpdate, ApiError> {
         }
         "app_uninstalled" => {
             update.stamps.push("uninstalled_at");
-            update.also_newer_than.extend(["installed_at", "last_opened_at"]);
+            update
+                .also_newer_than
+                .extend(["installed_at", "last_opened_at"]);
             update.set.push(("is_installed", json!(false)));
         }
         "user_purchased" => record_payment(&mut update, properties)?,
@@ -137,12 +146,22 @@ pub fn lifecycle_update(event: &Event) -> Result<LifecycleUpdate, ApiError> {
                 update.stamps.push("subscription_started_at");
             }
             if let Some(status) = property::<ShortText>(properties, "subscription_status")? {
-                update.set.push(("subscription_status", json!(status.as_str())));
+                update
+                    .set
+                    .push(("subscription_status", json!(status.as_str())));
             } else if let Some(status) = subscription_status(suffix) {
                 update.set.push(("subscription_status", json!(status)));
             }
-            copy_text(&mut update, properties, &["plan", "billing_model", "billing_interval"])?;
-            copy_timestamps(&mut update, properties, &["subscription_ends_at", "next_billing_at"])?;
+            copy_text(
+                &mut update,
+                properties,
+                &["plan", "billing_model", "billing_interval"],
+            )?;
+            copy_timestamps(
+                &mut update,
+                properties,
+                &["subscription_ends_at", "next_billing_at"],
+            )?;
             if suffix == "renewed" || property::<Money>(properties, "amount")?.is_some() {
                 record_payment(&mut update, properties)?;
             }
@@ -181,23 +200,34 @@ mod tests {
             "properties": {"amount": "19.99", "currency": "usd"}
         }))
         .unwrap();
-        assert_eq!(update.lifetime_value.unwrap().decimal().to_string(), "19.99");
-        assert!(update.set.contains(&("last_payment_currency", json!("USD"))));
+        assert_eq!(
+            update.lifetime_value.unwrap().decimal().to_string(),
+            "19.99"
+        );
+        assert!(update
+            .set
+            .contains(&("last_payment_currency", json!("USD"))));
         assert_eq!(update.total_payments_count, 1);
     }
 
     #[test]
     fn subscription_events_set_status() {
-        let update = update_for(json!({"event": "subscription_cancelled", "user": {"email": "a@b.c"}})).unwrap();
-        assert!(update.set.contains(&("subscription_status", json!("cancelled"))));
+        let update =
+            update_for(json!({"event": "subscription_cancelled", "user": {"email": "a@b.c"}}))
+                .unwrap();
+        assert!(update
+            .set
+            .contains(&("subscription_status", json!("cancelled"))));
         assert_eq!(update.total_payments_count, 0);
     }
 
     #[test]
     fn other_events_only_attach() {
-        assert!(update_for(json!({"event": "level_completed", "user": {"email": "a@b.c"}}))
-            .unwrap()
-            .is_empty());
+        assert!(
+            update_for(json!({"event": "level_completed", "user": {"email": "a@b.c"}}))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

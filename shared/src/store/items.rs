@@ -3,7 +3,9 @@
 use super::keys::{self, ItemKey, ParentIndexKey};
 use super::{n, s, Item, Upsert};
 use crate::fields::{Id, Timestamp};
-use crate::input::{Booking, Channel, Conversation, Event, Message, Product, Sale, User, UserIdentity};
+use crate::input::{
+    Booking, Channel, Conversation, Event, Message, Product, Sale, User, UserIdentity,
+};
 use crate::lifecycle::LifecycleUpdate;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
@@ -12,7 +14,14 @@ use std::collections::HashMap;
 
 /// Attributes the API never returns: keys, bookkeeping, tenant and dedupe internals.
 const INTERNAL_ATTRIBUTES: [&str; 8] = [
-    "PK", "SK", "GSI1PK", "GSI1SK", "org_id", "version", "request_hash", "expires_at_epoch",
+    "PK",
+    "SK",
+    "GSI1PK",
+    "GSI1SK",
+    "org_id",
+    "version",
+    "request_hash",
+    "expires_at_epoch",
 ];
 /// Attributes stored as JSON strings (see `fields::JsonDocument`), returned as JSON.
 const JSON_ATTRIBUTES: [&str; 3] = ["metadata", "properties", "media"];
@@ -88,12 +97,22 @@ impl Upsert {
 }
 
 pub fn user(org_id: &str, user: &User) -> Upsert {
-    upsert(org_id, keys::user(org_id, &user.identity), "user", &user.fields)
+    upsert(
+        org_id,
+        keys::user(org_id, &user.identity),
+        "user",
+        &user.fields,
+    )
 }
 
 /// The user write of an event: the nested user's fields plus the lifecycle change,
 /// guarded so it applies once and never moves timestamps backwards.
-pub fn user_for_event(org_id: &str, user: &User, change: &LifecycleUpdate, at: Timestamp) -> Upsert {
+pub fn user_for_event(
+    org_id: &str,
+    user: &User,
+    change: &LifecycleUpdate,
+    at: Timestamp,
+) -> Upsert {
     let mut write = self::user(org_id, user);
     if change.is_empty() {
         return write;
@@ -116,20 +135,39 @@ pub fn user_for_event(org_id: &str, user: &User, change: &LifecycleUpdate, at: T
         write.add.push((name.to_owned(), n(increment)));
     }
     if let Some(amount) = change.lifetime_value {
-        write.set.retain(|(existing, _)| existing != "lifetime_value");
-        write.add.push(("lifetime_value".to_owned(), n(amount.decimal())));
+        write
+            .set
+            .retain(|(existing, _)| existing != "lifetime_value");
+        write
+            .add
+            .push(("lifetime_value".to_owned(), n(amount.decimal())));
     }
-    write.newer_than = change.stamps.iter().chain(&change.also_newer_than).copied().collect();
+    write.newer_than = change
+        .stamps
+        .iter()
+        .chain(&change.also_newer_than)
+        .copied()
+        .collect();
     write.stamp = Some(stamp);
     write
 }
 
 pub fn product(org_id: &str, product: &Product) -> Upsert {
-    upsert(org_id, keys::product(org_id, &product.id), "product", &product.fields)
+    upsert(
+        org_id,
+        keys::product(org_id, &product.id),
+        "product",
+        &product.fields,
+    )
 }
 
 pub fn channel(org_id: &str, channel: &Channel) -> Upsert {
-    upsert(org_id, keys::channel(org_id, &channel.id), "channel", &channel.fields)
+    upsert(
+        org_id,
+        keys::channel(org_id, &channel.id),
+        "channel",
+        &channel.fields,
+    )
 }
 
 pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
@@ -148,7 +186,11 @@ pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
     write
 }
 
-fn with_contact_and_channel(mut write: Upsert, contact: Option<&User>, channel: Option<&Channel>) -> Upsert {
+fn with_contact_and_channel(
+    mut write: Upsert,
+    contact: Option<&User>,
+    channel: Option<&Channel>,
+) -> Upsert {
     if let Some(contact) = contact {
         write = write.with("contact", identity_ref(&contact.identity));
     }
@@ -159,8 +201,17 @@ fn with_contact_and_channel(mut write: Upsert, contact: Option<&User>, channel: 
 }
 
 pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
-    let write = upsert(org_id, keys::thread(org_id, &conversation.thread_id), "conversation", &conversation.fields);
-    let write = with_contact_and_channel(write, conversation.contact.as_ref(), conversation.channel.as_ref());
+    let write = upsert(
+        org_id,
+        keys::thread(org_id, &conversation.thread_id),
+        "conversation",
+        &conversation.fields,
+    );
+    let write = with_contact_and_channel(
+        write,
+        conversation.contact.as_ref(),
+        conversation.channel.as_ref(),
+    );
     let index = conversation.contact.as_ref().map(|contact| {
         let parent = keys::user_pk(org_id, &contact.identity);
         keys::thread_under_user(parent, &conversation.thread_id)
@@ -179,9 +230,12 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
         org_id,
         keys::thread(org_id, &message.thread_id),
         "conversation",
-        &ThreadRef { thread_id: &message.thread_id },
+        &ThreadRef {
+            thread_id: &message.thread_id,
+        },
     );
-    let mut write = with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
+    let mut write =
+        with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
     if let Some(sent_at) = message.fields.sent_at {
         let stamp = sent_at.to_stored();
         write = write
@@ -189,7 +243,10 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
             .with("last_message_id", s(message.message_id.as_str()));
         if let Some(direction) = message.fields.direction {
             let direction = serde_json::to_value(direction).expect("an enum serializes");
-            write = write.with("last_message_direction", to_attribute("", direction).expect("a string"));
+            write = write.with(
+                "last_message_direction",
+                to_attribute("", direction).expect("a string"),
+            );
         }
         write.newer_than = vec!["last_message_at"];
         write.stamp = Some(stamp);
@@ -203,20 +260,35 @@ pub fn message(org_id: &str, message: &Message) -> Upsert {
     let write = with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
     let index = message.fields.sent_at.map(|sent_at| {
         let parent = keys::thread_pk(org_id, &message.thread_id);
-        keys::under_parent(parent, "MESSAGE", &sent_at.to_stored(), message.message_id.as_str())
+        keys::under_parent(
+            parent,
+            "MESSAGE",
+            &sent_at.to_stored(),
+            message.message_id.as_str(),
+        )
     });
     write.indexed(index)
 }
 
 pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
-    let mut write = upsert(org_id, keys::booking(org_id, &booking.id), "booking", &booking.fields);
+    let mut write = upsert(
+        org_id,
+        keys::booking(org_id, &booking.id),
+        "booking",
+        &booking.fields,
+    );
     if let Some(ids) = &booking.service_ids {
         let list = ids.iter().map(|id| s(id.as_str())).collect();
         write = write.with("service_external_ids", AttributeValue::L(list));
     }
     if let Some(client) = &booking.client {
         let parent = keys::user_pk(org_id, &client.identity);
-        let index = keys::under_parent(parent, "BOOKING", &booking.scheduled_at.to_stored(), booking.id.as_str());
+        let index = keys::under_parent(
+            parent,
+            "BOOKING",
+            &booking.scheduled_at.to_stored(),
+            booking.id.as_str(),
+        );
         write = write
             .with("client", identity_ref(&client.identity))
             .indexed(Some(index));
@@ -225,10 +297,21 @@ pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
 }
 
 /// The complete event item, written once with a create-only PutItem.
-pub fn event(org_id: &str, event: &Event, event_id: &str, received_at: Timestamp, idempotency: Option<(&str, &str)>) -> Item {
+pub fn event(
+    org_id: &str,
+    event: &Event,
+    event_id: &str,
+    received_at: Timestamp,
+    idempotency: Option<(&str, &str)>,
+) -> Item {
     let key = keys::event(org_id, event_id);
     let occurred_at = event.occurred_at.to_stored();
-    let index = keys::under_parent(keys::user_pk(org_id, &event.user.identity), "EVENT", &occurred_at, event_id);
+    let index = keys::under_parent(
+        keys::user_pk(org_id, &event.user.identity),
+        "EVENT",
+        &occurred_at,
+        event_id,
+    );
     let now = received_at.to_stored();
     let mut item = HashMap::from([
         ("PK".to_owned(), s(key.pk)),
@@ -263,7 +346,9 @@ fn to_json(value: &AttributeValue) -> Value {
             .unwrap_or_else(|_| Value::String(number.clone())),
         AttributeValue::Bool(flag) => Value::Bool(*flag),
         AttributeValue::L(list) => list.iter().map(to_json).collect(),
-        AttributeValue::M(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        AttributeValue::M(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
         _ => Value::Null,
     }
 }
@@ -297,7 +382,11 @@ pub fn public_view(item: &Item) -> Value {
             }
             other => to_json(other),
         };
-        let name = if name == "entity" { "object" } else { name.as_str() };
+        let name = if name == "entity" {
+            "object"
+        } else {
+            name.as_str()
+        };
         object.insert(name.to_owned(), json);
     }
     Value::Object(object)

@@ -120,7 +120,9 @@ mod tests {
     fn tenant_keys_start_with_the_org() {
         let identity = UserIdentity::External(id("u1"));
         assert_eq!(user("acme", &identity).pk, "ORG#acme#USER#ext#u1");
-        assert!(sale("acme", &id("ORG#other")).pk.starts_with("ORG#acme#SALE#"));
+        assert!(sale("acme", &id("ORG#other"))
+            .pk
+            .starts_with("ORG#acme#SALE#"));
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub struct Upsert {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpsertOutcome {
-    Written { item: Item, created: bool },
+    Written {
+        item: Item,
+        created: bool,
+    },
     /// The `newer_than` guard failed: the item already reflects this or newer data.
     Stale,
 }
@@ -93,7 +96,11 @@ impl Store {
             loader = loader.endpoint_url(endpoint);
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
                 loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "local", "local", None, None, "dynamodb-local",
+                    "local",
+                    "local",
+                    None,
+                    None,
+                    "dynamodb-local",
                 ));
             }
         }
@@ -136,7 +143,10 @@ impl Store {
         let mut values = HashMap::from([
             (":entity".to_owned(), s(upsert.entity)),
             (":org".to_owned(), s(&upsert.org_id)),
-            (":now".to_owned(), s(crate::fields::Timestamp::now().to_stored())),
+            (
+                ":now".to_owned(),
+                s(crate::fields::Timestamp::now().to_stored()),
+            ),
             (":one".to_owned(), n(1)),
         ]);
         let mut sets = vec![

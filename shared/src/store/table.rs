@@ -3,15 +3,17 @@
 //! drift apart.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
 /// (attribute, key type) of the table and of each GSI.
 pub const TABLE_KEYS: [(&str, KeyType); 2] = [("PK", KeyType::Hash), ("SK", KeyType::Range)];
-pub const GSIS: [(&str, [(&str, KeyType); 2]); 1] =
-    [("GSI1", [("GSI1PK", KeyType::Hash), ("GSI1SK", KeyType::Range)])];
+pub const GSIS: [(&str, [(&str, KeyType); 2]); 1] = [(
+    "GSI1",
+    [("GSI1PK", KeyType::Hash), ("GSI1SK", KeyType::Range)],
+)];
 /// Items with this (epoch seconds) attribute are deleted by DynamoDB after that time.
 pub const TTL_ATTRIBUTE: &str = "expires_at_epoch";
 
@@ -50,13 +52,21 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
             GlobalSecondaryIndex::builder()
                 .index_name(index_name)
                 .set_key_schema(Some(key_schema(&keys)))
-                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
                 .build()?,
         );
     }
     match request.send().await {
         Ok(_) => {}
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
             return Ok(false)
         }
         Err(error) => return Err(error.into()),

@@ -26,7 +26,12 @@ pub async fn store() -> Store {
     }
     let store = Store::from_env().await;
     TABLE
-        .get_or_init(|| async { admin::create_table(&store).await.map(|_| ()).expect("create the test table") })
+        .get_or_init(|| async {
+            admin::create_table(&store)
+                .await
+                .map(|_| ())
+                .expect("create the test table")
+        })
         .await;
     store
 }
@@ -55,8 +60,15 @@ impl TestOrg {
     pub async fn new() -> TestOrg {
         let store = store().await;
         let org_id = unique("org");
-        let key = admin::create_key(&store, &org_id, "test key", true, "test").await.expect("create key");
-        TestOrg { app: App::new(store), org_id, secret: key.key, key_id: key.key_id }
+        let key = admin::create_key(&store, &org_id, "test key", true, "test")
+            .await
+            .expect("create key");
+        TestOrg {
+            app: App::new(store),
+            org_id,
+            secret: key.key,
+            key_id: key.key_id,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -68,7 +80,12 @@ impl TestOrg {
         self.call_with(endpoint, &[], body.to_string()).await
     }
 
-    pub async fn call_with(&self, endpoint: Endpoint, headers: &[(&str, &str)], body: impl Into<Body>) -> Reply {
+    pub async fn call_with(
+        &self,
+        endpoint: Endpoint,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Reply {
         let mut builder = HttpRequest::builder()
             .method(endpoint.method())
             .uri(format!("https://api.example.test{}", endpoint.path()))
@@ -90,8 +107,15 @@ pub async fn send(app: &App, endpoint: Endpoint, request: Request) -> Reply {
         Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
         other => panic!("unexpected body {other:?}"),
     };
-    assert!(headers.contains_key("x-request-id"), "every response has a request id");
-    Reply { status, headers, body }
+    assert!(
+        headers.contains_key("x-request-id"),
+        "every response has a request id"
+    );
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 impl Reply {

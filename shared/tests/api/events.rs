@@ -13,13 +13,20 @@ fn install_event() -> Value {
 }
 
 async fn stored_user(org: &TestOrg, id: &str) -> Value {
-    let identity = shared::input::UserIdentity::External(serde_json::from_value(json!(id)).unwrap());
-    let item = org.store().get(&keys::user(&org.org_id, &identity)).await.unwrap().expect("user stored");
+    let identity =
+        shared::input::UserIdentity::External(serde_json::from_value(json!(id)).unwrap());
+    let item = org
+        .store()
+        .get(&keys::user(&org.org_id, &identity))
+        .await
+        .unwrap()
+        .expect("user stored");
     shared::store::items::public_view(&item)
 }
 
 async fn count_events(org: &TestOrg, user_id: &str) -> usize {
-    let identity = shared::input::UserIdentity::External(serde_json::from_value(json!(user_id)).unwrap());
+    let identity =
+        shared::input::UserIdentity::External(serde_json::from_value(json!(user_id)).unwrap());
     let output = org
         .store()
         .client()
@@ -27,7 +34,10 @@ async fn count_events(org: &TestOrg, user_id: &str) -> usize {
         .table_name(org.store().table())
         .index_name("GSI1")
         .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
-        .expression_attribute_values(":pk", shared::store::s(keys::user_pk(&org.org_id, &identity)))
+        .expression_attribute_values(
+            ":pk",
+            shared::store::s(keys::user_pk(&org.org_id, &identity)),
+        )
         .expression_attribute_values(":event", shared::store::s("EVENT#"))
         .send()
         .await
@@ -59,9 +69,12 @@ async fn the_reference_event_is_stored_and_moves_the_lifecycle() {
 async fn events_without_a_key_are_each_stored() {
     let org = TestOrg::new().await;
     for _ in 0..3 {
-        org.call(Endpoint::Events, json!({"event": "level_up", "user": {"external_user_id": "u"}}))
-            .await
-            .assert_status(201);
+        org.call(
+            Endpoint::Events,
+            json!({"event": "level_up", "user": {"external_user_id": "u"}}),
+        )
+        .await
+        .assert_status(201);
     }
     assert_eq!(count_events(&org, "u").await, 3);
 }
@@ -69,8 +82,13 @@ async fn events_without_a_key_are_each_stored() {
 #[tokio::test]
 async fn a_retry_with_the_same_key_replays_the_first_answer() {
     let org = TestOrg::new().await;
-    let headers = [("idempotency-key", "evt-usr_123-app_installed-20260323T103000Z")];
-    let first = org.call_with(Endpoint::Events, &headers, install_event().to_string()).await;
+    let headers = [(
+        "idempotency-key",
+        "evt-usr_123-app_installed-20260323T103000Z",
+    )];
+    let first = org
+        .call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await;
     first.assert_status(201);
     assert!(first.headers.get("idempotent-replayed").is_none());
 
@@ -81,33 +99,56 @@ async fn a_retry_with_the_same_key_replays_the_first_answer() {
     assert_eq!(second.headers["idempotent-replayed"], "true");
     assert_eq!(second.body, first.body);
     assert_eq!(count_events(&org, "usr_123").await, 1);
-    assert_eq!(stored_user(&org, "usr_123").await["install_count"], 1, "counted once");
+    assert_eq!(
+        stored_user(&org, "usr_123").await["install_count"],
+        1,
+        "counted once"
+    );
 }
 
 #[tokio::test]
 async fn the_same_key_with_another_body_is_rejected() {
     let org = TestOrg::new().await;
     let headers = [("idempotency-key", "k-1")];
-    org.call_with(Endpoint::Events, &headers, install_event().to_string()).await.assert_status(201);
+    org.call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await
+        .assert_status(201);
     let mut other = install_event();
     other["event"] = json!("app_opened");
-    let reply = org.call_with(Endpoint::Events, &headers, other.to_string()).await;
+    let reply = org
+        .call_with(Endpoint::Events, &headers, other.to_string())
+        .await;
     reply.assert_error(422, "idempotency_key_reused");
     assert_eq!(reply.param(), "Idempotency-Key");
-    assert!(stored_user(&org, "usr_123").await.get("last_opened_at").is_none(), "no side effect");
+    assert!(
+        stored_user(&org, "usr_123")
+            .await
+            .get("last_opened_at")
+            .is_none(),
+        "no side effect"
+    );
 }
 
 #[tokio::test]
 async fn twenty_concurrent_duplicates_store_one_event_and_agree() {
     let org = TestOrg::new().await;
     let body = install_event().to_string();
-    let calls = (0..20).map(|_| org.call_with(Endpoint::Events, &[("idempotency-key", "burst-1")], body.clone()));
+    let calls = (0..20).map(|_| {
+        org.call_with(
+            Endpoint::Events,
+            &[("idempotency-key", "burst-1")],
+            body.clone(),
+        )
+    });
     let replies = futures::future::join_all(calls).await;
     for reply in &replies {
         assert_eq!(reply.status, 201, "{}", reply.body);
         assert_eq!(reply.body, replies[0].body);
     }
-    let fresh = replies.iter().filter(|r| r.headers.get("idempotent-replayed").is_none()).count();
+    let fresh = replies
+        .iter()
+        .filter(|r| r.headers.get("idempotent-replayed").is_none())
+        .count();
     assert_eq!(fresh, 1);
     assert_eq!(count_events(&org, "usr_123").await, 1);
     assert_eq!(stored_user(&org, "usr_123").await["install_count"], 1);
@@ -117,10 +158,14 @@ async fn twenty_concurrent_duplicates_store_one_event_and_agree() {
 async fn idempotency_keys_are_scoped_per_org() {
     let (a, b) = (TestOrg::new().await, TestOrg::new().await);
     let headers = [("idempotency-key", "shared-key")];
-    a.call_with(Endpoint::Events, &headers, install_event().to_string()).await.assert_status(201);
+    a.call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await
+        .assert_status(201);
     let mut other = install_event();
     other["event"] = json!("app_opened");
-    let reply = b.call_with(Endpoint::Events, &headers, other.to_string()).await;
+    let reply = b
+        .call_with(Endpoint::Events, &headers, other.to_string())
+        .await;
     reply.assert_status(201);
     assert!(reply.headers.get("idempotent-replayed").is_none());
 }
@@ -130,7 +175,13 @@ async fn bad_idempotency_keys_are_rejected() {
     let org = TestOrg::new().await;
     let long = "k".repeat(256);
     for key in [long.as_str(), "   "] {
-        let reply = org.call_with(Endpoint::Events, &[("idempotency-key", key)], install_event().to_string()).await;
+        let reply = org
+            .call_with(
+                Endpoint::Events,
+                &[("idempotency-key", key)],
+                install_event().to_string(),
+            )
+            .await;
         reply.assert_error(400, "invalid_idempotency_key");
     }
 }
@@ -139,20 +190,45 @@ async fn bad_idempotency_keys_are_rejected() {
 async fn older_events_never_move_timestamps_back() {
     let org = TestOrg::new().await;
     let event = |name: &str, at: &str| json!({"event": name, "user": {"external_user_id": "u"}, "event_timestamp": at});
-    org.call(Endpoint::Events, event("app_opened", "2026-03-24T10:00:00Z")).await.assert_status(201);
-    org.call(Endpoint::Events, event("app_opened", "2026-03-23T10:00:00Z")).await.assert_status(201);
+    org.call(
+        Endpoint::Events,
+        event("app_opened", "2026-03-24T10:00:00Z"),
+    )
+    .await
+    .assert_status(201);
+    org.call(
+        Endpoint::Events,
+        event("app_opened", "2026-03-23T10:00:00Z"),
+    )
+    .await
+    .assert_status(201);
     let user = stored_user(&org, "u").await;
     assert_eq!(user["last_opened_at"], "2026-03-24T10:00:00.000Z");
 
-    org.call(Endpoint::Events, event("app_uninstalled", "2026-03-25T10:00:00Z")).await.assert_status(201);
+    org.call(
+        Endpoint::Events,
+        event("app_uninstalled", "2026-03-25T10:00:00Z"),
+    )
+    .await
+    .assert_status(201);
     assert_eq!(stored_user(&org, "u").await["is_installed"], false);
-    org.call(Endpoint::Events, event("app_installed", "2026-03-26T10:00:00Z")).await.assert_status(201);
+    org.call(
+        Endpoint::Events,
+        event("app_installed", "2026-03-26T10:00:00Z"),
+    )
+    .await
+    .assert_status(201);
     let user = stored_user(&org, "u").await;
     assert_eq!(user["is_installed"], true);
     assert_eq!(user["install_count"], 1);
     assert_eq!(user["uninstalled_at"], "2026-03-25T10:00:00.000Z");
     // An uninstall from before the reinstall is stale: the user stays installed.
-    org.call(Endpoint::Events, event("app_uninstalled", "2026-03-25T12:00:00Z")).await.assert_status(201);
+    org.call(
+        Endpoint::Events,
+        event("app_uninstalled", "2026-03-25T12:00:00Z"),
+    )
+    .await
+    .assert_status(201);
     assert_eq!(stored_user(&org, "u").await["is_installed"], true);
 }
 
@@ -168,14 +244,22 @@ async fn subscription_and_purchase_events_update_billing_state() {
         "event": "subscription_renewed", "user": user, "event_timestamp": "2026-04-01T00:00:00Z",
         "properties": {"amount": "29.00", "currency": "USD"}
     })).await.assert_status(201);
-    org.call(Endpoint::Events, json!({
-        "event": "user_purchased", "user": user, "event_timestamp": "2026-04-02T00:00:00Z",
-        "properties": {"amount": "10.50", "currency": "USD"}
-    })).await.assert_status(201);
+    org.call(
+        Endpoint::Events,
+        json!({
+            "event": "user_purchased", "user": user, "event_timestamp": "2026-04-02T00:00:00Z",
+            "properties": {"amount": "10.50", "currency": "USD"}
+        }),
+    )
+    .await
+    .assert_status(201);
     let stored = stored_user(&org, "payer").await;
     assert_eq!(stored["subscription_status"], "active");
     assert_eq!(stored["plan"], "pro");
-    assert_eq!(stored["subscription_started_at"], "2026-03-01T00:00:00.000Z");
+    assert_eq!(
+        stored["subscription_started_at"],
+        "2026-03-01T00:00:00.000Z"
+    );
     assert_eq!(stored["next_billing_at"], "2026-04-01T00:00:00.000Z");
     assert_eq!(stored["last_payment_at"], "2026-04-02T00:00:00.000Z");
     assert_eq!(stored["last_payment_amount"], "10.50");
@@ -185,23 +269,43 @@ async fn subscription_and_purchase_events_update_billing_state() {
     org.call(Endpoint::Events, json!({"event": "subscription_cancelled", "user": user, "event_timestamp": "2026-04-03T00:00:00Z"}))
         .await
         .assert_status(201);
-    assert_eq!(stored_user(&org, "payer").await["subscription_status"], "cancelled");
+    assert_eq!(
+        stored_user(&org, "payer").await["subscription_status"],
+        "cancelled"
+    );
 }
 
 #[tokio::test]
 async fn event_errors_name_their_field() {
     let org = TestOrg::new().await;
-    let reply = org.call(Endpoint::Events, json!({"user": {"external_user_id": "u"}})).await;
+    let reply = org
+        .call(Endpoint::Events, json!({"user": {"external_user_id": "u"}}))
+        .await;
     reply.assert_error(400, "missing_field");
     assert_eq!(reply.param(), "event");
     let reply = org.call(Endpoint::Events, json!({"event": "x"})).await;
     reply.assert_error(400, "missing_user_identity");
-    let reply = org.call(Endpoint::Events, json!({"event": "x", "user": {"name": "n"}})).await;
+    let reply = org
+        .call(
+            Endpoint::Events,
+            json!({"event": "x", "user": {"name": "n"}}),
+        )
+        .await;
     reply.assert_error(400, "missing_user_identity");
     assert_eq!(reply.param(), "user.external_user_id");
-    let reply = org.call(Endpoint::Events, json!({"event": "x", "user": {"email": "a@b.c"}, "event_timestamp": "soon"})).await;
+    let reply = org
+        .call(
+            Endpoint::Events,
+            json!({"event": "x", "user": {"email": "a@b.c"}, "event_timestamp": "soon"}),
+        )
+        .await;
     reply.assert_error(400, "invalid_field");
     assert_eq!(reply.param(), "event_timestamp");
-    let reply = org.call(Endpoint::Events, json!({"event": "x", "user": {"email": "a@b.c"}, "properties": [1]})).await;
+    let reply = org
+        .call(
+            Endpoint::Events,
+            json!({"event": "x", "user": {"email": "a@b.c"}, "properties": [1]}),
+        )
+        .await;
     assert_eq!(reply.param(), "properties");
 }

@@ -8,7 +8,8 @@ use shared::Endpoint;
 use std::path::PathBuf;
 
 /// The secret every fixture sends (a test value, not a key of any real deployment).
-pub const FIXTURE_SECRET: &str = "dfk_test_0000000000f1c7e5_f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5";
+pub const FIXTURE_SECRET: &str =
+    "dfk_test_0000000000f1c7e5_f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5";
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
@@ -30,24 +31,39 @@ async fn every_event_file_gets_the_status_its_name_promises() {
         let [function, status, case] = parts[..] else {
             panic!("{name}: expected <function>.<status>.<case>.json");
         };
-        let endpoint = Endpoint::from_function_name(function).unwrap_or_else(|| panic!("{name}: unknown function"));
-        let status: u16 = status.parse().unwrap_or_else(|_| panic!("{name}: status is not a number"));
+        let endpoint = Endpoint::from_function_name(function)
+            .unwrap_or_else(|| panic!("{name}: unknown function"));
+        let status: u16 = status
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: status is not a number"));
         let raw = std::fs::read_to_string(path).unwrap();
-        let request = lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{name}: not an API Gateway event: {e}"));
+        let request = lambda_http::request::from_str(&raw)
+            .unwrap_or_else(|e| panic!("{name}: not an API Gateway event: {e}"));
         assert_eq!(request.uri().path(), endpoint.path(), "{name}: path");
         // A table of its own per file, so every file sees the state it was written for.
         let store = Store::new(client.clone(), unique("fixtures"));
         shared::admin::create_table(&store).await.unwrap();
-        shared::admin::create_org(&store, FIXTURE_ORG, "Fixture Org").await.unwrap();
-        shared::admin::insert_key(&store, FIXTURE_ORG, "fixtures", FIXTURE_SECRET).await.unwrap();
+        shared::admin::create_org(&store, FIXTURE_ORG, "Fixture Org")
+            .await
+            .unwrap();
+        shared::admin::insert_key(&store, FIXTURE_ORG, "fixtures", FIXTURE_SECRET)
+            .await
+            .unwrap();
         let reply = send(&App::new(store), endpoint, request).await;
         assert_eq!(reply.status.as_u16(), status, "{name}: {}", reply.body);
         if status >= 400 {
-            assert_eq!(reply.body["error"]["code"], case, "{name}: the case names the error code");
+            assert_eq!(
+                reply.body["error"]["code"], case,
+                "{name}: the case names the error code"
+            );
         }
         covered.insert(function);
     }
     for endpoint in Endpoint::ALL {
-        assert!(covered.contains(endpoint.function_name()), "no event file for {}", endpoint.function_name());
+        assert!(
+            covered.contains(endpoint.function_name()),
+            "no event file for {}",
+            endpoint.function_name()
+        );
     }
 }

@@ -8,12 +8,30 @@ use shared::Endpoint;
 async fn the_same_ids_in_two_orgs_are_two_records() {
     let (a, b) = (TestOrg::new().await, TestOrg::new().await);
     let writes = [
-        (Endpoint::UsersUpsert, json!({"external_user_id": "usr_1", "name": "A's user"})),
-        (Endpoint::ProductsUpsert, json!({"external_product_id": "p1", "title": "A's product"})),
-        (Endpoint::SalesUpsert, json!({"sale_id": "s1", "total": "1.00", "buyer": {"external_user_id": "usr_1"}})),
-        (Endpoint::ConversationsUpsert, json!({"thread_id": "t1", "contact": {"external_user_id": "usr_1"}})),
-        (Endpoint::MessagesUpsert, json!({"message_id": "m1", "thread_id": "t1", "sent_at": "2026-03-24T09:00:00Z"})),
-        (Endpoint::BookingsUpsert, json!({"booking_id": "b1", "scheduled_at": "2026-03-25T10:30:00Z", "title": "A's"})),
+        (
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "usr_1", "name": "A's user"}),
+        ),
+        (
+            Endpoint::ProductsUpsert,
+            json!({"external_product_id": "p1", "title": "A's product"}),
+        ),
+        (
+            Endpoint::SalesUpsert,
+            json!({"sale_id": "s1", "total": "1.00", "buyer": {"external_user_id": "usr_1"}}),
+        ),
+        (
+            Endpoint::ConversationsUpsert,
+            json!({"thread_id": "t1", "contact": {"external_user_id": "usr_1"}}),
+        ),
+        (
+            Endpoint::MessagesUpsert,
+            json!({"message_id": "m1", "thread_id": "t1", "sent_at": "2026-03-24T09:00:00Z"}),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            json!({"booking_id": "b1", "scheduled_at": "2026-03-25T10:30:00Z", "title": "A's"}),
+        ),
     ];
     for (endpoint, body) in &writes {
         a.call(*endpoint, body.clone()).await.assert_status(201);
@@ -24,10 +42,21 @@ async fn the_same_ids_in_two_orgs_are_two_records() {
         let reply_body = reply.assert_status(201);
         assert_eq!(reply_body["created"], true, "{endpoint:?} in org B is new");
     }
-    let reply = b.call(Endpoint::UsersUpsert, json!({"external_user_id": "usr_1", "name": "B's user"})).await;
+    let reply = b
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "usr_1", "name": "B's user"}),
+        )
+        .await;
     assert_eq!(reply.assert_status(200)["user"]["name"], "B's user");
-    let reply = a.call(Endpoint::UsersUpsert, json!({"external_user_id": "usr_1"})).await;
-    assert_eq!(reply.assert_status(200)["user"]["name"], "A's user", "untouched by B");
+    let reply = a
+        .call(Endpoint::UsersUpsert, json!({"external_user_id": "usr_1"}))
+        .await;
+    assert_eq!(
+        reply.assert_status(200)["user"]["name"],
+        "A's user",
+        "untouched by B"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod common;
 mod auth;
 mod bookings;
 mod conversations;
+mod delivery;
 mod events;
 mod fixtures;
 mod isolation;

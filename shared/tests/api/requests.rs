@@ -18,10 +18,19 @@ const WRITE_ENDPOINTS: [Endpoint; 7] = [
 #[tokio::test]
 async fn malformed_json_is_invalid_json_on_every_endpoint() {
     let org = TestOrg::new().await;
-    let bodies: [&[u8]; 6] = [b"{", b"", b"{\"a\": }", b"[1,2]", b"\"text\"", b"\xff\xfe{}"];
+    let bodies: [&[u8]; 6] = [
+        b"{",
+        b"",
+        b"{\"a\": }",
+        b"[1,2]",
+        b"\"text\"",
+        b"\xff\xfe{}",
+    ];
     for endpoint in WRITE_ENDPOINTS {
         for body in bodies {
-            let reply = org.call_with(endpoint, &[], Body::from(body.to_vec())).await;
+            let reply = org
+                .call_with(endpoint, &[], Body::from(body.to_vec()))
+                .await;
             reply.assert_error(400, "invalid_json");
         }
     }
@@ -40,20 +49,36 @@ async fn huge_bodies_are_payload_too_large() {
 #[tokio::test]
 async fn long_strings_and_big_metadata_are_rejected_before_storage() {
     let org = TestOrg::new().await;
-    let reply = org.call(Endpoint::UsersUpsert, json!({"external_user_id": "u", "name": "x".repeat(1001)})).await;
+    let reply = org
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "u", "name": "x".repeat(1001)}),
+        )
+        .await;
     reply.assert_error(400, "invalid_field");
     assert_eq!(reply.param(), "name");
-    let reply = org.call(Endpoint::UsersUpsert, json!({"external_user_id": "x".repeat(257)})).await;
+    let reply = org
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "x".repeat(257)}),
+        )
+        .await;
     reply.assert_error(400, "invalid_field");
     let big = json!({"external_user_id": "u", "metadata": {"blob": "x".repeat(20_000)}});
-    org.call(Endpoint::UsersUpsert, big).await.assert_error(400, "invalid_field");
+    org.call(Endpoint::UsersUpsert, big)
+        .await
+        .assert_error(400, "invalid_field");
 }
 
 #[tokio::test]
 async fn wrong_methods_are_405_with_allow() {
     let org = TestOrg::new().await;
     for endpoint in shared::Endpoint::ALL {
-        let wrong = if endpoint.method() == "GET" { "DELETE" } else { "GET" };
+        let wrong = if endpoint.method() == "GET" {
+            "DELETE"
+        } else {
+            "GET"
+        };
         let request = lambda_http::http::Request::builder()
             .method(wrong)
             .uri(endpoint.path())
@@ -69,7 +94,12 @@ async fn wrong_methods_are_405_with_allow() {
 #[tokio::test]
 async fn unknown_fields_are_ignored() {
     let org = TestOrg::new().await;
-    let reply = org.call(Endpoint::ProductsUpsert, json!({"external_product_id": "p", "colour": "red"})).await;
+    let reply = org
+        .call(
+            Endpoint::ProductsUpsert,
+            json!({"external_product_id": "p", "colour": "red"}),
+        )
+        .await;
     let body = reply.assert_status(201);
     assert!(body["product"].get("colour").is_none());
 }
@@ -83,7 +113,9 @@ async fn storage_outages_are_503_with_retry_after_and_no_detail() {
             .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
             .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
             .endpoint_url("http://127.0.0.1:9")
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("x", "x", None, None, "test"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "x", "x", None, None, "test",
+            ))
             .build(),
     );
     let down = shared::http::App::new(shared::store::Store::new(client, TEST_TABLE));
@@ -97,4 +129,38 @@ async fn storage_outages_are_503_with_retry_after_and_no_detail() {
     reply.assert_error(503, "storage_unavailable");
     assert_eq!(reply.headers["retry-after"], "1");
     assert!(!reply.body.to_string().contains("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn paths_with_and_without_the_trailing_slash_work_and_longer_ones_are_404() {
+    let org = TestOrg::new().await;
+    let post = |uri: &'static str| {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", org.secret))
+            .body(Body::from(json!({"external_product_id": "p"}).to_string()))
+            .unwrap()
+    };
+    let reply = send(
+        &org.app,
+        Endpoint::ProductsUpsert,
+        post("/api/developer/products/upsert"),
+    )
+    .await;
+    assert!(reply.status.is_success());
+    let reply = send(
+        &org.app,
+        Endpoint::ProductsUpsert,
+        post("/api/developer/products/upsert/"),
+    )
+    .await;
+    assert!(reply.status.is_success());
+    let reply = send(
+        &org.app,
+        Endpoint::ProductsUpsert,
+        post("/api/developer/products/upsert/extra"),
+    )
+    .await;
+    reply.assert_error(404, "not_found");
 }

@@ -31,15 +31,29 @@ async fn the_reference_example_creates_then_updates_one_record() {
     assert_eq!(user["object"], "user");
     assert_eq!(user["external_user_id"], "usr_123");
     assert_eq!(user["installed_at"], "2026-03-23T10:30:00.000Z");
-    assert_eq!(user["metadata"], json!({ "source": "producthunt", "company": "Acme Labs" }));
-    assert!(user.get("PK").is_none() && user.get("org_id").is_none(), "no internals: {user}");
+    assert_eq!(
+        user["metadata"],
+        json!({ "source": "producthunt", "company": "Acme Labs" })
+    );
+    assert!(
+        user.get("PK").is_none() && user.get("org_id").is_none(),
+        "no internals: {user}"
+    );
     assert!(user["ingested_at"].is_string() && user["updated_at"].is_string());
 
-    let second = org.call(Endpoint::UsersUpsert, json!({"external_user_id": "usr_123", "plan": "team"})).await;
+    let second = org
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "usr_123", "plan": "team"}),
+        )
+        .await;
     let body = second.assert_status(200);
     assert_eq!(body["created"], false);
     assert_eq!(body["user"]["plan"], "team");
-    assert_eq!(body["user"]["name"], "John Doe", "absent fields are left alone");
+    assert_eq!(
+        body["user"]["name"], "John Doe",
+        "absent fields are left alone"
+    );
     assert_eq!(body["user"]["ingested_at"], user["ingested_at"]);
 }
 
@@ -62,7 +76,9 @@ async fn every_documented_field_is_stored_with_its_type() {
         "total_payments_count": 2,
         "is_active_customer": true
     });
-    all.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    all.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let reply = org.call(Endpoint::UsersUpsert, all).await;
     let user = &reply.assert_status(201)["user"];
     assert_eq!(user["subscription_ends_at"], "2026-03-31T22:00:00.000Z");
@@ -77,10 +93,18 @@ async fn every_documented_field_is_stored_with_its_type() {
 #[tokio::test]
 async fn email_identifies_a_user_without_an_external_id() {
     let org = TestOrg::new().await;
-    org.call(Endpoint::UsersUpsert, json!({"email": "Jane@Example.com", "name": "Jane"}))
-        .await
-        .assert_status(201);
-    let reply = org.call(Endpoint::UsersUpsert, json!({"email": " jane@example.COM ", "plan": "pro"})).await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"email": "Jane@Example.com", "name": "Jane"}),
+    )
+    .await
+    .assert_status(201);
+    let reply = org
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"email": " jane@example.COM ", "plan": "pro"}),
+        )
+        .await;
     let body = reply.assert_status(200);
     assert_eq!(body["user"]["email"], "jane@example.com");
     assert_eq!(body["user"]["name"], "Jane");
@@ -89,7 +113,11 @@ async fn email_identifies_a_user_without_an_external_id() {
 #[tokio::test]
 async fn a_user_without_identity_is_rejected() {
     let org = TestOrg::new().await;
-    for body in [json!({"name": "x"}), json!({"external_user_id": "  ", "name": "x"}), json!({})] {
+    for body in [
+        json!({"name": "x"}),
+        json!({"external_user_id": "  ", "name": "x"}),
+        json!({}),
+    ] {
         let reply = org.call(Endpoint::UsersUpsert, body).await;
         reply.assert_error(400, "missing_user_identity");
         assert_eq!(reply.param(), "external_user_id");
@@ -118,7 +146,12 @@ async fn every_typed_field_rejects_a_wrong_type_with_its_name() {
         ("subscription_ends_at", json!("2026-02-30T00:00:00Z")),
     ];
     for (field, value) in cases {
-        let reply = org.call(Endpoint::UsersUpsert, json!({"external_user_id": "u1", field: value})).await;
+        let reply = org
+            .call(
+                Endpoint::UsersUpsert,
+                json!({"external_user_id": "u1", field: value}),
+            )
+            .await;
         reply.assert_error(400, "invalid_field");
         assert_eq!(reply.param(), field, "{field} = {value}");
     }

@@ -1,0 +1,21 @@
+# The two commands: `make run` serves the API locally, `make test` proves it.
+.PHONY: run test admin events sam-build clean
+
+run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
+	@bash scripts/run.sh
+
+test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, sam validate
+	@bash scripts/test.sh
+
+admin: ## The admin CLI against make run's DynamoDB Local, e.g. make admin ARGS='orgs list'
+	@bash scripts/admin.sh $(ARGS)
+
+events: ## Regenerate events/ from scripts/generate-events.py
+	@python3 scripts/generate-events.py
+
+sam-build: ## sam build for this machine's architecture (x86_64); deploys build arm64
+	@bash scripts/sam-build.sh
+
+clean:
+	cargo clean
+	rm -rf .aws-sam

