@@ -209,6 +209,15 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The shared store logs storage errors with their detail; shown only with RUST_LOG set,
+    // so that by default an error is the one line printed below.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .without_time()
+            .init();
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(error) => {

@@ -1,11 +1,13 @@
-//! Administration of orgs and API keys (the `admin` CLI and the tests' setup), over the same table and key schema as the
-//! functions. Not on the request path, so it may read before it writes; every write is
-//! still conditional so two admins cannot silently overwrite each other.
+//! Administration of orgs and API keys (the `admin` CLI, and the tests' setup), over the
+//! same table and key schema as the functions. Not on the request path, so it may read
+//! before it writes; every write is still conditional so two admins cannot silently
+//! overwrite each other.
 
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
 use crate::store::keys;
-use crate::store::{s, Item, Store};
+use crate::store::{s, Item, PutOutcome, Store};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,15 +27,30 @@ pub enum AdminError {
     AlreadyRevoked(String),
     #[error("DynamoDB ({table}): {detail}")]
     Storage { table: String, detail: String },
+    #[error("{}", store_failure(.0))]
+    Store(#[from] crate::error::ApiError),
 }
 
 type Result<T> = std::result::Result<T, AdminError>;
 
-fn storage<E: std::error::Error + 'static>(store: &Store) -> impl FnOnce(E) -> AdminError + '_ {
-    move |error| AdminError::Storage {
-        table: store.table().to_owned(),
-        detail: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+fn store_failure(error: &crate::error::ApiError) -> &'static str {
+    match error {
+        crate::error::ApiError::StorageUnavailable => {
+            "DynamoDB is unreachable, timing out or throttling: is DynamoDB Local running (make run), \
+             or are AWS credentials and AWS_REGION set? (RUST_LOG=warn shows the detail)"
+        }
+        _ => "DynamoDB refused the request: does the table exist (admin table create)? \
+              (RUST_LOG=warn shows the detail)",
     }
+}
+
+/// An SDK error as the same storage failure the functions would report.
+fn sdk<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> AdminError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    move |error| AdminError::Store(crate::store::storage_error(operation, error))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -104,55 +121,39 @@ fn string_of(item: &Item, name: &str) -> String {
 pub async fn create_table(store: &Store) -> Result<bool> {
     crate::store::table::create_table(store.client(), store.table())
         .await
-        .map_err(storage(store))
+        .map_err(|error| AdminError::Storage {
+            table: store.table().to_owned(),
+            detail: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+        })
 }
 
 pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
     validate_org_id(id)?;
     let key = keys::org(id);
     let created_at = Timestamp::now().to_stored();
-    let result = store
-        .client()
-        .put_item()
-        .table_name(store.table())
-        .set_item(Some(HashMap::from([
-            ("PK".to_owned(), s(key.pk)),
-            ("SK".to_owned(), s(key.sk)),
-            ("GSI1PK".to_owned(), s(ORGS_INDEX)),
-            ("GSI1SK".to_owned(), s(id)),
-            ("entity".to_owned(), s("org")),
-            ("org_id".to_owned(), s(id)),
-            ("name".to_owned(), s(name)),
-            ("created_at".to_owned(), s(&created_at)),
-        ])))
-        .condition_expression("attribute_not_exists(PK)")
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(Org {
+    let item = HashMap::from([
+        ("PK".to_owned(), s(key.pk)),
+        ("SK".to_owned(), s(key.sk)),
+        ("GSI1PK".to_owned(), s(ORGS_INDEX)),
+        ("GSI1SK".to_owned(), s(id)),
+        ("entity".to_owned(), s("org")),
+        ("org_id".to_owned(), s(id)),
+        ("name".to_owned(), s(name)),
+        ("created_at".to_owned(), s(&created_at)),
+    ]);
+    match store.put_new(item).await? {
+        PutOutcome::Created => Ok(Org {
             id: id.to_owned(),
             name: name.to_owned(),
             created_at,
         }),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Err(AdminError::OrgExists(id.to_owned()))
-        }
-        Err(e) => Err(storage(store)(e)),
+        PutOutcome::Exists(_) => Err(AdminError::OrgExists(id.to_owned())),
     }
 }
 
 pub async fn get_org(store: &Store, id: &str) -> Result<Option<Org>> {
     validate_org_id(id)?;
-    let item = store
-        .get(&keys::org(id))
-        .await
-        .map_err(|_| AdminError::Storage {
-            table: store.table().to_owned(),
-            detail: "GetItem failed (see the log above)".into(),
-        })?;
+    let item = store.get(&keys::org(id)).await?;
     Ok(item.map(|item| Org {
         id: id.to_owned(),
         name: string_of(&item, "name"),
@@ -187,7 +188,7 @@ async fn query_index(store: &Store, partition: &str) -> Result<Vec<Item>> {
     items
         .into_iter()
         .collect::<std::result::Result<_, _>>()
-        .map_err(storage(store))
+        .map_err(sdk("Query"))
 }
 
 /// Creates an API key for an existing org (or, with `create_org`, creates the org first).
@@ -239,42 +240,37 @@ pub async fn insert_key(store: &Store, org_id: &str, name: &str, secret: &str) -
 async fn store_key(store: &Store, org: &Org, name: &str, secret: &NewSecret) -> Result<()> {
     let key = keys::api_key(&secret.key_id);
     let created_at = Timestamp::now().to_stored();
-    store
-        .client()
-        .put_item()
-        .table_name(store.table())
-        .set_item(Some(HashMap::from([
-            ("PK".to_owned(), s(key.pk)),
-            ("SK".to_owned(), s(key.sk)),
-            ("GSI1PK".to_owned(), s(keys::org_api_keys(&org.id))),
-            (
-                "GSI1SK".to_owned(),
-                s(format!("{created_at}#{}", secret.key_id)),
-            ),
-            ("entity".to_owned(), s("api_key")),
-            ("key_id".to_owned(), s(&secret.key_id)),
-            ("org_id".to_owned(), s(&org.id)),
-            ("org_name".to_owned(), s(&org.name)),
-            ("name".to_owned(), s(name)),
-            ("prefix".to_owned(), s(&secret.prefix)),
-            ("secret_hash".to_owned(), s(&secret.hash)),
-            ("created_at".to_owned(), s(&created_at)),
-        ])))
-        .condition_expression("attribute_not_exists(PK)")
-        .send()
-        .await
-        .map_err(storage(store))?;
-    Ok(())
+    let item = HashMap::from([
+        ("PK".to_owned(), s(key.pk)),
+        ("SK".to_owned(), s(key.sk)),
+        ("GSI1PK".to_owned(), s(keys::org_api_keys(&org.id))),
+        (
+            "GSI1SK".to_owned(),
+            s(format!("{created_at}#{}", secret.key_id)),
+        ),
+        ("entity".to_owned(), s("api_key")),
+        ("key_id".to_owned(), s(&secret.key_id)),
+        ("org_id".to_owned(), s(&org.id)),
+        ("org_name".to_owned(), s(&org.name)),
+        ("name".to_owned(), s(name)),
+        ("prefix".to_owned(), s(&secret.prefix)),
+        ("secret_hash".to_owned(), s(&secret.hash)),
+        ("created_at".to_owned(), s(&created_at)),
+    ]);
+    match store.put_new(item).await? {
+        PutOutcome::Created => Ok(()),
+        // 64 random bits of key id: a collision is a storage-level surprise, not a user error.
+        PutOutcome::Exists(_) => Err(AdminError::Storage {
+            table: store.table().to_owned(),
+            detail: format!("key id {} already exists; try again", secret.key_id),
+        }),
+    }
 }
 
 pub async fn get_key(store: &Store, key_id: &str) -> Result<ApiKeyRecord> {
     let item = store
         .get(&keys::api_key(key_id))
-        .await
-        .map_err(|_| AdminError::Storage {
-            table: store.table().to_owned(),
-            detail: "GetItem failed".into(),
-        })?
+        .await?
         .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))?;
     serde_dynamo::from_item(item).map_err(|e| AdminError::Storage {
         table: store.table().to_owned(),
@@ -328,7 +324,7 @@ async fn end_key(store: &Store, key_id: &str, attribute: &str, at: &str) -> Resu
                     Err(AdminError::NoSuchKey(key_id.to_owned()))
                 }
             }
-            _ => Err(storage(store)(e)),
+            _ => Err(sdk("UpdateItem")(e)),
         },
     }
 }

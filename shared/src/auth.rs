@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How long a warm instance trusts what it read about a key. A revoked key stops working
 /// at most this long after `admin keys revoke`.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How often a warm instance records that a key was used (`last_used_at`): at most one
+/// write per key per instance per this interval, never one per request.
+pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most keys (valid or not) a warm instance remembers; past it the cache starts afresh.
 const KEY_CACHE_CAPACITY: usize = 10_000;
 pub const SECRET_PREFIX: &str = "dfk_";
@@ -110,6 +113,8 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
 #[derive(Debug, Default)]
 pub struct KeyCache {
     entries: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
+    /// When this instance last recorded each key's use.
+    recorded_use: Mutex<HashMap<String, Instant>>,
 }
 
 impl KeyCache {
@@ -127,6 +132,21 @@ impl KeyCache {
             entries.clear();
         }
         entries.insert(hash, (Instant::now(), record));
+    }
+
+    /// True at most once per [`LAST_USED_INTERVAL`] per key: time to record its use.
+    fn use_is_due(&self, key_id: &str) -> bool {
+        let mut recorded = self.recorded_use.lock().expect("cache lock");
+        let due = recorded
+            .get(key_id)
+            .is_none_or(|at| at.elapsed() >= LAST_USED_INTERVAL);
+        if due {
+            if recorded.len() >= KEY_CACHE_CAPACITY {
+                recorded.clear();
+            }
+            recorded.insert(key_id.to_owned(), Instant::now());
+        }
+        due
     }
 }
 
@@ -156,9 +176,16 @@ pub async fn authenticate(
             record
         }
     };
-    record
-        .filter(|record| record.is_active_at(&Timestamp::now().to_stored()))
-        .ok_or(ApiError::InvalidApiKey)
+    let now = Timestamp::now().to_stored();
+    let caller = record
+        .filter(|record| record.is_active_at(&now))
+        .ok_or(ApiError::InvalidApiKey)?;
+    if cache.use_is_due(&caller.key_id) {
+        // Off the request path: the answer does not wait for this bookkeeping write.
+        let (store, key_id) = (store.clone(), caller.key_id.clone());
+        tokio::spawn(async move { store.record_key_use(&key_id, &now).await });
+    }
+    Ok(caller)
 }
 
 #[cfg(test)]

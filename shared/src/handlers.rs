@@ -5,7 +5,7 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::fields::Timestamp;
-use crate::input::{self, Event};
+use crate::input::{self, Channel, Event, User};
 use crate::lifecycle::lifecycle_update;
 use crate::store::items::{self, public_view};
 use crate::store::{PutOutcome, Store, Upsert, UpsertOutcome};
@@ -149,6 +149,17 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     Ok(Reply::upserted(created, "sale", object, related))
 }
 
+/// The nested `contact` and `channel` writes of a conversation or message.
+fn contact_and_channel(
+    org: &str,
+    contact: Option<&User>,
+    channel: Option<&Channel>,
+) -> Vec<(&'static str, Upsert)> {
+    let contact = contact.map(|contact| ("contact", items::user(org, contact)));
+    let channel = channel.map(|channel| ("channel", items::channel(org, channel)));
+    contact.into_iter().chain(channel).collect()
+}
+
 pub async fn conversations_upsert(
     store: &Store,
     caller: &Caller,
@@ -156,13 +167,11 @@ pub async fn conversations_upsert(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let conversation = input::parse_conversation(body)?;
-    let mut related = Vec::new();
-    if let Some(contact) = &conversation.contact {
-        related.push(("contact", items::user(org, contact)));
-    }
-    if let Some(channel) = &conversation.channel {
-        related.push(("channel", items::channel(org, channel)));
-    }
+    let related = contact_and_channel(
+        org,
+        conversation.contact.as_ref(),
+        conversation.channel.as_ref(),
+    );
     let (object, created, related) =
         write_all(store, related, items::thread(org, &conversation)).await?;
     Ok(Reply::upserted(created, "conversation", object, related))
@@ -175,13 +184,8 @@ pub async fn messages_upsert(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let message = input::parse_message(body)?;
-    let mut related = vec![("conversation", items::thread_for_message(org, &message))];
-    if let Some(contact) = &message.contact {
-        related.push(("contact", items::user(org, contact)));
-    }
-    if let Some(channel) = &message.channel {
-        related.push(("channel", items::channel(org, channel)));
-    }
+    let mut related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
+    related.push(("conversation", items::thread_for_message(org, &message)));
     let (object, created, related) =
         write_all(store, related, items::message(org, &message)).await?;
     Ok(Reply::upserted(created, "message", object, related))

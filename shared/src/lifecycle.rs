@@ -49,28 +49,15 @@ fn property<T: DeserializeOwned>(
     }
 }
 
-/// Copies the listed string properties into state fields of the same name.
-fn copy_text(
+/// Copies the listed properties, parsed as `T`, into state fields of the same name.
+fn copy_properties<T: DeserializeOwned + serde::Serialize>(
     update: &mut LifecycleUpdate,
     properties: Option<&Metadata>,
     keys: &[&'static str],
 ) -> Result<(), ApiError> {
     for &key in keys {
-        if let Some(text) = property::<ShortText>(properties, key)? {
-            update.set.push((key, json!(text.as_str())));
-        }
-    }
-    Ok(())
-}
-
-fn copy_timestamps(
-    update: &mut LifecycleUpdate,
-    properties: Option<&Metadata>,
-    keys: &[&'static str],
-) -> Result<(), ApiError> {
-    for &key in keys {
-        if let Some(at) = property::<Timestamp>(properties, key)? {
-            update.set.push((key, json!(at.to_stored())));
+        if let Some(value) = property::<T>(properties, key)? {
+            update.set.push((key, json!(value)));
         }
     }
     Ok(())
@@ -117,7 +104,7 @@ pub fn lifecycle_update(event: &Event) -> Result<LifecycleUpdate, ApiError> {
             update.also_newer_than.push("uninstalled_at");
             update.set.push(("is_installed", json!(true)));
             update.install_count = 1;
-            copy_text(
+            copy_properties::<ShortText>(
                 &mut update,
                 properties,
                 &["install_platform", "install_source", "app_version"],
@@ -127,7 +114,7 @@ pub fn lifecycle_update(event: &Event) -> Result<LifecycleUpdate, ApiError> {
             update.stamps.push("last_opened_at");
             update.also_newer_than.push("uninstalled_at");
             update.set.push(("is_installed", json!(true)));
-            copy_text(&mut update, properties, &["app_version"])?;
+            copy_properties::<ShortText>(&mut update, properties, &["app_version"])?;
         }
         "app_uninstalled" => {
             update.stamps.push("uninstalled_at");
@@ -152,12 +139,12 @@ pub fn lifecycle_update(event: &Event) -> Result<LifecycleUpdate, ApiError> {
             } else if let Some(status) = subscription_status(suffix) {
                 update.set.push(("subscription_status", json!(status)));
             }
-            copy_text(
+            copy_properties::<ShortText>(
                 &mut update,
                 properties,
                 &["plan", "billing_model", "billing_interval"],
             )?;
-            copy_timestamps(
+            copy_properties::<Timestamp>(
                 &mut update,
                 properties,
                 &["subscription_ends_at", "next_billing_at"],

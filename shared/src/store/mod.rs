@@ -128,6 +128,26 @@ impl Store {
         Ok(output.item)
     }
 
+    /// Sets an API key's `last_used_at` (if the key still exists). Failures are only
+    /// logged: this is bookkeeping, never a reason to fail a request.
+    pub async fn record_key_use(&self, key_id: &str, at: &str) {
+        let key = keys::api_key(key_id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(key.pk))
+            .key("SK", s(key.sk))
+            .update_expression("SET last_used_at = :at")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(key_id, error = %aws_sdk_dynamodb::error::DisplayErrorContext(error), "could not record key use");
+        }
+    }
+
     /// One conditional UpdateItem. The condition also checks that an existing item belongs
     /// to the same org and entity: the key schema already guarantees it, this makes a bug
     /// there fail loudly instead of corrupting data.

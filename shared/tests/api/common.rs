@@ -152,3 +152,18 @@ pub async fn me_from_fresh_instance(store: &Store, secret: &str) -> Reply {
         .unwrap();
     send(&app, Endpoint::Me, request).await
 }
+
+/// A store whose DynamoDB endpoint refuses connections: what an outage looks like.
+pub fn unreachable_store() -> Store {
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "x", "x", None, None, "test",
+            ))
+            .build(),
+    );
+    Store::new(client, TEST_TABLE)
+}

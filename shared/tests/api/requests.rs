@@ -5,15 +5,9 @@ use lambda_http::Body;
 use serde_json::json;
 use shared::Endpoint;
 
-const WRITE_ENDPOINTS: [Endpoint; 7] = [
-    Endpoint::UsersUpsert,
-    Endpoint::Events,
-    Endpoint::ProductsUpsert,
-    Endpoint::SalesUpsert,
-    Endpoint::ConversationsUpsert,
-    Endpoint::MessagesUpsert,
-    Endpoint::BookingsUpsert,
-];
+fn write_endpoints() -> impl Iterator<Item = Endpoint> {
+    Endpoint::ALL.into_iter().filter(|e| e.method() == "POST")
+}
 
 #[tokio::test]
 async fn malformed_json_is_invalid_json_on_every_endpoint() {
@@ -26,7 +20,7 @@ async fn malformed_json_is_invalid_json_on_every_endpoint() {
         b"\"text\"",
         b"\xff\xfe{}",
     ];
-    for endpoint in WRITE_ENDPOINTS {
+    for endpoint in write_endpoints() {
         for body in bodies {
             let reply = org
                 .call_with(endpoint, &[], Body::from(body.to_vec()))
@@ -40,7 +34,7 @@ async fn malformed_json_is_invalid_json_on_every_endpoint() {
 async fn huge_bodies_are_payload_too_large() {
     let org = TestOrg::new().await;
     let huge = json!({"external_user_id": "u", "name": "x".repeat(shared::http::MAX_BODY_BYTES)});
-    for endpoint in WRITE_ENDPOINTS {
+    for endpoint in write_endpoints() {
         let reply = org.call(endpoint, huge.clone()).await;
         reply.assert_error(413, "payload_too_large");
     }
@@ -107,18 +101,7 @@ async fn unknown_fields_are_ignored() {
 #[tokio::test]
 async fn storage_outages_are_503_with_retry_after_and_no_detail() {
     let org = TestOrg::new().await;
-    // A store pointed at a port where nothing listens: what an unreachable DynamoDB looks like.
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "x", "x", None, None, "test",
-            ))
-            .build(),
-    );
-    let down = shared::http::App::new(shared::store::Store::new(client, TEST_TABLE));
+    let down = shared::http::App::new(unreachable_store());
     let request = lambda_http::http::Request::builder()
         .method("POST")
         .uri(Endpoint::UsersUpsert.path())

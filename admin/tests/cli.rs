@@ -1,0 +1,138 @@
+//! The `admin` binary as a developer runs it, against DynamoDB Local (make test sets
+//! DYNAMODB_ENDPOINT): exit codes, JSON output, one-line errors, help on every command.
+
+use std::process::{Command, Output};
+
+fn admin(table: &str, args: &[&str]) -> Output {
+    let endpoint =
+        std::env::var("DYNAMODB_ENDPOINT").expect("run under make test (DYNAMODB_ENDPOINT)");
+    Command::new(env!("CARGO_BIN_EXE_admin"))
+        .args(args)
+        .env("DYNAMODB_ENDPOINT", endpoint)
+        .env("TABLE_NAME", table)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("admin runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn unique_table() -> String {
+    format!(
+        "admin-cli-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["orgs", "--help"],
+        vec!["orgs", "create", "--help"],
+        vec!["orgs", "list", "--help"],
+        vec!["keys", "--help"],
+        vec!["keys", "create", "--help"],
+        vec!["keys", "list", "--help"],
+        vec!["keys", "revoke", "--help"],
+        vec!["keys", "rotate", "--help"],
+        vec!["keys", "verify", "--help"],
+        vec!["table", "create", "--help"],
+    ] {
+        let output = admin("unused", &args);
+        let text = stdout(&output);
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn a_key_lifecycle_through_the_cli() {
+    let table = unique_table();
+    assert!(stdout(&admin(&table, &["table", "create"])).contains("created"));
+    assert!(stdout(&admin(&table, &["table", "create"])).contains("already exists"));
+    stdout(&admin(
+        &table,
+        &["orgs", "create", "--id", "acme", "--name", "Acme Labs"],
+    ));
+    assert!(stdout(&admin(&table, &["orgs", "list"])).contains("Acme Labs"));
+
+    let created: serde_json::Value = serde_json::from_str(&stdout(&admin(
+        &table,
+        &[
+            "keys", "create", "--org", "acme", "--name", "iOS app", "--json",
+        ],
+    )))
+    .unwrap();
+    let secret = created["key"].as_str().unwrap();
+    let key_id = created["key_id"].as_str().unwrap();
+    assert_eq!(created["org_id"], "acme");
+    assert!(secret.starts_with(created["prefix"].as_str().unwrap()));
+
+    let listed = stdout(&admin(&table, &["keys", "list", "--org", "acme"]));
+    assert!(listed.contains(key_id) && listed.contains("iOS app") && !listed.contains(secret));
+
+    let rotated: serde_json::Value = serde_json::from_str(&stdout(&admin(
+        &table,
+        &["keys", "rotate", key_id, "--grace", "1h", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(rotated["old_key_id"], key_id);
+    assert!(rotated["new"]["key"]
+        .as_str()
+        .unwrap()
+        .starts_with("dfk_live_"));
+
+    assert!(stdout(&admin(&table, &["keys", "revoke", key_id])).contains("revoked"));
+    let again = admin(&table, &["keys", "revoke", key_id]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8(again.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("already revoked"));
+}
+
+#[test]
+fn errors_are_one_line_and_a_non_zero_exit() {
+    let table = unique_table();
+    stdout(&admin(&table, &["table", "create"]));
+    for (args, expected) in [
+        (
+            vec!["keys", "create", "--org", "ghost", "--name", "x"],
+            "no org with id `ghost`",
+        ),
+        (vec!["keys", "revoke", "0123456789abcdef"], "no API key"),
+        (
+            vec!["orgs", "create", "--id", "Bad Id", "--name", "x"],
+            "org ids are",
+        ),
+    ] {
+        let output = admin(&table, &args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("admin: ") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_admin"))
+        .args(["orgs", "list"])
+        .env("DYNAMODB_ENDPOINT", "http://127.0.0.1:9")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2));
+    let stderr = String::from_utf8(unreachable.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+}
