@@ -50,6 +50,29 @@ enum OrgsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set the requests per second of each of the org's keys that sets none itself.
+    SetRateLimit {
+        org: String,
+        /// Requests per second, or "default" (100) to remove the org's setting.
+        limit: RateLimitArg,
+    },
+}
+
+/// A rate limit on the command line: a positive number, or "default".
+#[derive(Clone, Copy, Debug)]
+struct RateLimitArg(Option<u32>);
+
+impl std::str::FromStr for RateLimitArg {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw == "default" {
+            return Ok(RateLimitArg(None));
+        }
+        match raw.parse::<u32>() {
+            Ok(limit) if limit > 0 => Ok(RateLimitArg(Some(limit))),
+            _ => Err("expected a positive number of requests per second, or \"default\"".into()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,6 +93,9 @@ enum KeysCommand {
         /// Environment word in the secret's prefix (dfk_<env>_...).
         #[arg(long, default_value = "live", value_parser = ["live", "test"])]
         env: String,
+        /// Requests per second for this key (default: its org's, else 100).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: Option<u32>,
     },
     /// List an org's keys (never their secrets).
     List {
@@ -90,6 +116,9 @@ enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Set a key's own requests per second ("default": back to its org's, else 100).
+    /// Functions apply it within 30 seconds.
+    SetRateLimit { key_id: String, limit: RateLimitArg },
     /// Exit 0 if the secret (read from stdin) is an active key, 1 if not.
     Verify,
 }
@@ -98,6 +127,13 @@ enum KeysCommand {
 enum TableCommand {
     /// Create the table (as template.yaml defines it) if it does not exist.
     Create,
+}
+
+fn describe_limit(limit: Option<u32>) -> String {
+    match limit {
+        Some(limit) => format!("{limit} requests/s"),
+        None => "default".to_owned(),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -119,6 +155,17 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             let org = admin::create_org(&store, &id, &name).await?;
             println!("created org {} ({})", org.id, org.name);
         }
+        Command::Orgs(OrgsCommand::SetRateLimit { org, limit }) => {
+            let updated = admin::set_org_rate_limit(&store, &org, limit.0).await?;
+            println!(
+                "org {org}: rate limit {} ({updated} keys updated)",
+                describe_limit(limit.0)
+            );
+        }
+        Command::Keys(KeysCommand::SetRateLimit { key_id, limit }) => {
+            admin::set_key_rate_limit(&store, &key_id, limit.0).await?;
+            println!("key {key_id}: rate limit {}", describe_limit(limit.0));
+        }
         Command::Orgs(OrgsCommand::List { json }) => {
             let orgs = admin::list_orgs(&store).await?;
             if json {
@@ -136,8 +183,11 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             create_org,
             json,
             env,
+            rate_limit,
         }) => {
-            let key = admin::create_key(&store, &org, &name, create_org, &env).await?;
+            let key =
+                admin::create_key_with_limit(&store, &org, &name, create_org, &env, rate_limit)
+                    .await?;
             if json {
                 print_json(&key);
             } else {
@@ -153,16 +203,17 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
                 print_json(&keys);
             } else {
                 println!(
-                    "{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} EXPIRES",
-                    "ID", "NAME", "PREFIX", "CREATED", "LAST USED", "REVOKED"
+                    "{:<18} {:<20} {:<36} {:<7} {:<26} {:<26} {:<26} EXPIRES",
+                    "ID", "NAME", "PREFIX", "REQ/S", "CREATED", "LAST USED", "REVOKED"
                 );
                 let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
                 for key in keys {
                     println!(
-                        "{:<18} {:<20} {:<36} {:<26} {:<26} {:<26} {}",
+                        "{:<18} {:<20} {:<36} {:<7} {:<26} {:<26} {:<26} {}",
                         key.key_id,
                         key.name,
                         key.prefix,
+                        key.rate_limit,
                         key.created_at,
                         or_dash(&key.last_used_at),
                         or_dash(&key.revoked_at),

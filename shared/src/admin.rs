@@ -6,7 +6,7 @@
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
 use crate::store::keys;
-use crate::store::{s, Item, PutOutcome, Store};
+use crate::store::{n, s, Item, PutOutcome, Store};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -58,6 +58,22 @@ pub struct Org {
     pub id: String,
     pub name: String,
     pub created_at: String,
+    /// Requests per second for each of its keys that sets none itself.
+    pub rate_limit: Option<u32>,
+}
+
+impl Org {
+    fn from_item(item: &Item) -> Org {
+        Org {
+            id: string_of(item, "org_id"),
+            name: string_of(item, "name"),
+            created_at: string_of(item, "created_at"),
+            rate_limit: item
+                .get("rate_limit")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok()),
+        }
+    }
 }
 
 /// What `keys create` and `keys rotate` print: the secret, shown this once.
@@ -79,11 +95,14 @@ pub struct KeyListing {
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
     pub expires_at: Option<String>,
+    /// The requests per second the key gets (its own, its org's, or the default).
+    pub rate_limit: u32,
 }
 
 impl From<ApiKeyRecord> for KeyListing {
     fn from(record: ApiKeyRecord) -> Self {
         KeyListing {
+            rate_limit: record.effective_rate_limit(),
             key_id: record.key_id,
             name: record.name,
             prefix: record.prefix,
@@ -146,6 +165,7 @@ pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
             id: id.to_owned(),
             name: name.to_owned(),
             created_at,
+            rate_limit: None,
         }),
         PutOutcome::Exists(_) => Err(AdminError::OrgExists(id.to_owned())),
     }
@@ -154,23 +174,12 @@ pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
 pub async fn get_org(store: &Store, id: &str) -> Result<Option<Org>> {
     validate_org_id(id)?;
     let item = store.get(&keys::org(id)).await?;
-    Ok(item.map(|item| Org {
-        id: id.to_owned(),
-        name: string_of(&item, "name"),
-        created_at: string_of(&item, "created_at"),
-    }))
+    Ok(item.as_ref().map(Org::from_item))
 }
 
 pub async fn list_orgs(store: &Store) -> Result<Vec<Org>> {
     let items = query_index(store, ORGS_INDEX).await?;
-    Ok(items
-        .iter()
-        .map(|item| Org {
-            id: string_of(item, "org_id"),
-            name: string_of(item, "name"),
-            created_at: string_of(item, "created_at"),
-        })
-        .collect())
+    Ok(items.iter().map(Org::from_item).collect())
 }
 
 async fn query_index(store: &Store, partition: &str) -> Result<Vec<Item>> {
@@ -199,6 +208,18 @@ pub async fn create_key(
     create_org: bool,
     environment: &str,
 ) -> Result<CreatedKey> {
+    create_key_with_limit(store, org_id, name, create_org, environment, None).await
+}
+
+/// [`create_key`] with the key's own rate limit (requests per second).
+pub async fn create_key_with_limit(
+    store: &Store,
+    org_id: &str,
+    name: &str,
+    create_org: bool,
+    environment: &str,
+    rate_limit: Option<u32>,
+) -> Result<CreatedKey> {
     let org = match get_org(store, org_id).await? {
         Some(org) => org,
         None if create_org => match self::create_org(store, org_id, org_id).await {
@@ -211,7 +232,7 @@ pub async fn create_key(
         None => return Err(AdminError::NoSuchOrg(org_id.to_owned())),
     };
     let secret = generate_secret(environment);
-    store_key(store, &org, name, &secret).await?;
+    store_key(store, &org, name, &secret, rate_limit).await?;
     Ok(CreatedKey {
         key: secret.secret,
         key_id: secret.key_id,
@@ -234,10 +255,16 @@ pub async fn insert_key(store: &Store, org_id: &str, name: &str, secret: &str) -
         prefix,
         hash: hash_secret(secret),
     };
-    store_key(store, &org, name, &secret).await
+    store_key(store, &org, name, &secret, None).await
 }
 
-async fn store_key(store: &Store, org: &Org, name: &str, secret: &NewSecret) -> Result<()> {
+async fn store_key(
+    store: &Store,
+    org: &Org,
+    name: &str,
+    secret: &NewSecret,
+    rate_limit: Option<u32>,
+) -> Result<()> {
     let key = keys::api_key(&secret.key_id);
     let created_at = Timestamp::now().to_stored();
     let item = HashMap::from([
@@ -257,6 +284,18 @@ async fn store_key(store: &Store, org: &Org, name: &str, secret: &NewSecret) -> 
         ("secret_hash".to_owned(), s(&secret.hash)),
         ("created_at".to_owned(), s(&created_at)),
     ]);
+    let limits = [
+        ("rate_limit", rate_limit),
+        ("org_rate_limit", org.rate_limit),
+    ];
+    let item = item
+        .into_iter()
+        .chain(
+            limits
+                .into_iter()
+                .filter_map(|(name, limit)| Some((name.to_owned(), n(limit?)))),
+        )
+        .collect();
     match store.put_new(item).await? {
         PutOutcome::Created => Ok(()),
         // 64 random bits of key id: a collision is a storage-level surprise, not a user error.
@@ -370,4 +409,62 @@ pub async fn verify_secret(store: &Store, secret: &str) -> Result<bool> {
         Err(AdminError::NoSuchKey(_)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Sets (or with `None` removes) one attribute of an existing item.
+async fn set_or_remove(
+    store: &Store,
+    key: keys::ItemKey,
+    name: &str,
+    value: Option<u32>,
+) -> Result<bool> {
+    let request = store
+        .client()
+        .update_item()
+        .table_name(store.table())
+        .key("PK", s(key.pk))
+        .key("SK", s(key.sk))
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_names("#name", name);
+    let request = match value {
+        Some(value) => request
+            .update_expression("SET #name = :value")
+            .expression_attribute_values(":value", n(value)),
+        None => request.update_expression("REMOVE #name"),
+    };
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk("UpdateItem")(e)),
+    }
+}
+
+/// Sets a key's own rate limit (`None`: back to its org's or the default). Functions use
+/// it within their key cache time (30 s).
+pub async fn set_key_rate_limit(store: &Store, key_id: &str, limit: Option<u32>) -> Result<()> {
+    if set_or_remove(store, keys::api_key(key_id), "rate_limit", limit).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NoSuchKey(key_id.to_owned()))
+    }
+}
+
+/// Sets the rate limit of every key of an org that has none of its own (and of keys
+/// created later). Returns how many keys it updated.
+pub async fn set_org_rate_limit(store: &Store, org_id: &str, limit: Option<u32>) -> Result<usize> {
+    validate_org_id(org_id)?;
+    if !set_or_remove(store, keys::org(org_id), "rate_limit", limit).await? {
+        return Err(AdminError::NoSuchOrg(org_id.to_owned()));
+    }
+    let org_keys = query_index(store, &keys::org_api_keys(org_id)).await?;
+    for item in &org_keys {
+        let key_id = string_of(item, "key_id");
+        set_or_remove(store, keys::api_key(&key_id), "org_rate_limit", limit).await?;
+    }
+    Ok(org_keys.len())
 }

@@ -39,9 +39,20 @@ pub struct ApiKeyRecord {
     /// Set when a key is rotated: it keeps working until then.
     pub expires_at: Option<String>,
     pub last_used_at: Option<String>,
+    /// Requests per second for this key (`admin keys set-rate-limit`).
+    pub rate_limit: Option<u32>,
+    /// Requests per second for each key of the org (`admin orgs set-rate-limit`).
+    pub org_rate_limit: Option<u32>,
 }
 
 impl ApiKeyRecord {
+    /// The key's own limit, else its org's, else the default.
+    pub fn effective_rate_limit(&self) -> u32 {
+        self.rate_limit
+            .or(self.org_rate_limit)
+            .unwrap_or(crate::ratelimit::DEFAULT_RATE_LIMIT)
+    }
+
     /// Whether the key may be used at `now` (stored timestamps compare as strings).
     pub fn is_active_at(&self, now: &str) -> bool {
         let ended = |at: &Option<String>| at.as_deref().is_some_and(|at| at <= now);
@@ -247,6 +258,8 @@ mod tests {
             revoked_at: None,
             expires_at: Some("2026-06-01T00:00:00.000Z".into()),
             last_used_at: None,
+            rate_limit: None,
+            org_rate_limit: None,
         };
         assert!(record.is_active_at("2026-05-31T23:59:59.999Z"));
         assert!(!record.is_active_at("2026-06-01T00:00:00.000Z"));

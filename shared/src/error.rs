@@ -44,6 +44,10 @@ pub enum ApiError {
     NotFound,
     #[error("This endpoint does not accept that method.")]
     MethodNotAllowed { allow: &'static str },
+    #[error(
+        "Too many requests for this API key: retry after the Retry-After seconds, backing off."
+    )]
+    RateLimited,
     #[error("Storage is temporarily unavailable; retry the request.")]
     StorageUnavailable,
     #[error("Something went wrong on our side; the request id identifies it in our logs.")]
@@ -81,6 +85,7 @@ impl ApiError {
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
             StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,6 +112,7 @@ impl ApiError {
             PayloadTooLarge { .. } => "payload_too_large",
             NotFound => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
+            RateLimited => "rate_limited",
             StorageUnavailable => "storage_unavailable",
             Internal => "internal_error",
         }

@@ -5,6 +5,7 @@ use crate::auth::{self, KeyCache};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
 use crate::handlers::{self, Reply};
+use crate::ratelimit::{Decision, RateLimiter};
 use crate::store::Store;
 use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::request::RequestContext;
@@ -21,6 +22,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct App {
     pub store: Store,
     pub keys: KeyCache,
+    pub limiter: RateLimiter,
 }
 
 impl App {
@@ -28,8 +30,16 @@ impl App {
         App {
             store,
             keys: KeyCache::default(),
+            limiter: RateLimiter::default(),
         }
     }
+}
+
+/// What the response and its log line report besides the result.
+#[derive(Debug, Default)]
+struct RequestFacts {
+    org_id: Option<String>,
+    rate: Option<Decision>,
 }
 
 /// API Gateway's request id (it matches API Gateway's own logs), else the Lambda one.
@@ -60,7 +70,7 @@ async fn dispatch(
     app: &App,
     endpoint: Endpoint,
     request: &Request,
-    org: &mut Option<String>,
+    facts: &mut RequestFacts,
 ) -> Result<Reply, ApiError> {
     // API Gateway also routes `<path>/{proxy+}` here (HTTP APIs cannot declare a trailing
     // slash): anything longer than the documented path is not an endpoint.
@@ -82,7 +92,16 @@ async fn dispatch(
         .get("authorization")
         .and_then(|v| v.to_str().ok());
     let caller = auth::authenticate(&app.store, &app.keys, authorization).await?;
-    *org = Some(caller.org_id.clone());
+    facts.org_id = Some(caller.org_id.clone());
+    // After authentication: a request without a valid key never spends a key's budget.
+    let rate = app
+        .limiter
+        .check(&app.store, &caller.key_id, caller.effective_rate_limit())
+        .await;
+    facts.rate = Some(rate);
+    if !rate.admitted {
+        return Err(ApiError::RateLimited);
+    }
     let store = &app.store;
     match endpoint {
         Endpoint::Health => Ok(handlers::health()),
@@ -127,37 +146,44 @@ fn json_response(
 pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response<Body> {
     let started = Instant::now();
     let request_id = request_id(&request);
-    let mut org = None;
-    let result = dispatch(app, endpoint, &request, &mut org).await;
-    let (response, code) = match result {
-        Ok(reply) => {
-            let mut response = json_response(reply.status, &reply.body, &request_id);
-            for (name, value) in reply.headers {
-                if let Ok(value) = HeaderValue::from_str(&value) {
-                    response.headers_mut().insert(name, value);
-                }
-            }
-            (response, None)
-        }
+    let mut facts = RequestFacts::default();
+    let result = dispatch(app, endpoint, &request, &mut facts).await;
+    let (status, body, mut headers, code) = match result {
+        Ok(reply) => (reply.status, reply.body, reply.headers, None),
         Err(error) => {
-            let mut response = json_response(error.status(), &error.body(&request_id), &request_id);
-            let headers = response.headers_mut();
+            let mut headers = Vec::new();
             match &error {
                 ApiError::StorageUnavailable => {
-                    headers.insert(RETRY_AFTER, HeaderValue::from(STORAGE_RETRY_AFTER_SECS));
+                    headers.push((RETRY_AFTER.as_str(), STORAGE_RETRY_AFTER_SECS.to_string()));
+                }
+                ApiError::RateLimited => {
+                    let wait = facts.rate.map_or(1, |rate| rate.reset_secs);
+                    headers.push((RETRY_AFTER.as_str(), wait.to_string()));
                 }
                 ApiError::MethodNotAllowed { allow } => {
-                    headers.insert(ALLOW, HeaderValue::from_static(allow));
+                    headers.push((ALLOW.as_str(), allow.to_string()))
                 }
                 _ => {}
             }
-            (response, Some(error.code()))
+            (
+                error.status(),
+                error.body(&request_id),
+                headers,
+                Some(error.code()),
+            )
         }
     };
+    headers.extend(facts.rate.iter().flat_map(Decision::headers));
+    let mut response = json_response(status, &body, &request_id);
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
     tracing::info!(
         request_id,
         function = endpoint.function_name(),
-        org_id = org.as_deref(),
+        org_id = facts.org_id.as_deref(),
         status = response.status().as_u16(),
         error_code = code,
         duration_ms = started.elapsed().as_millis() as u64,

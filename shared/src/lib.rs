@@ -5,6 +5,7 @@
 //! - [`handlers`]: one function per endpoint; orchestrates parse -> writes -> reply.
 //! - [`input`], [`fields`], [`lifecycle`]: request bodies parsed into validated domain values.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
+//! - [`ratelimit`]: per-key limits shared by all instances through leased token blocks.
 //! - [`store`]: the only code that talks to DynamoDB (key schema in [`store::keys`]).
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`admin`]: orgs and API keys, for the `admin` CLI (never on the request path).
@@ -18,6 +19,7 @@ pub mod handlers;
 pub mod http;
 pub mod input;
 pub mod lifecycle;
+pub mod ratelimit;
 pub mod store;
 
 pub use endpoint::Endpoint;

@@ -40,6 +40,11 @@ pub fn api_key(key_id: &str) -> ItemKey {
     ItemKey::new(format!("APIKEY#{key_id}"), "APIKEY")
 }
 
+/// A key's rate-limit counter for one 1-second window (platform-level, like API keys).
+pub fn rate_limit_window(key_id: &str, window: u64) -> ItemKey {
+    ItemKey::new(format!("RATELIMIT#{key_id}#{window}"), "RATELIMIT")
+}
+
 /// GSI1 partition listing an org's API keys.
 pub fn org_api_keys(org_id: &str) -> String {
     format!("ORG#{org_id}#APIKEYS")

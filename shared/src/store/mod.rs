@@ -17,6 +17,8 @@ pub type Item = HashMap<String, AttributeValue>;
 
 /// Table name when `TABLE_NAME` is not set (local development).
 pub const DEFAULT_TABLE_NAME: &str = "developer-ingest";
+/// Rate-limit counter items are deleted by DynamoDB's TTL this long after their window.
+const RATE_COUNTER_TTL_SECS: u64 = 3600;
 /// Region when `AWS_REGION` is not set. Set explicitly so the SDK never probes for one.
 const DEFAULT_REGION: &str = "us-east-1";
 
@@ -145,6 +147,55 @@ impl Store {
             .await;
         if let Err(error) = result {
             tracing::warn!(key_id, error = %aws_sdk_dynamodb::error::DisplayErrorContext(error), "could not record key use");
+        }
+    }
+
+    /// Rate limiting (see `crate::ratelimit`): adds `wanted` to the key's counter of `window` unless the window is already full.
+    /// `Ok(Some(count after))`, `Ok(None)` when full, `Err` when storage failed (logged).
+    pub async fn lease_tokens(
+        &self,
+        key_id: &str,
+        window: u64,
+        wanted: u32,
+        limit: u32,
+    ) -> Result<Option<u32>, ()> {
+        let key = keys::rate_limit_window(key_id, window);
+        let result = self
+            .client()
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(key.pk))
+            .key("SK", s(key.sk))
+            .update_expression("ADD used :wanted SET expires_at_epoch = :expires")
+            .condition_expression("attribute_not_exists(used) OR used < :limit")
+            .expression_attribute_values(":wanted", n(wanted))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":expires", n(window + RATE_COUNTER_TTL_SECS))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let used = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("used"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(u32::MAX);
+                Ok(Some(used))
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => {
+                let _ = crate::store::storage_error("UpdateItem (rate limit)", error);
+                Err(())
+            }
         }
     }
 

@@ -58,9 +58,14 @@ pub struct Reply {
 
 impl TestOrg {
     pub async fn new() -> TestOrg {
+        Self::with_rate_limit(None).await
+    }
+
+    /// An org whose key has its own rate limit (requests per second).
+    pub async fn with_rate_limit(limit: Option<u32>) -> TestOrg {
         let store = store().await;
         let org_id = unique("org");
-        let key = admin::create_key(&store, &org_id, "test key", true, "test")
+        let key = admin::create_key_with_limit(&store, &org_id, "test key", true, "test", limit)
             .await
             .expect("create key");
         TestOrg {

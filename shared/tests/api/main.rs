@@ -10,6 +10,7 @@ mod delivery;
 mod events;
 mod fixtures;
 mod isolation;
+mod ratelimit;
 mod requests;
 mod sales;
 mod users;
