@@ -1,5 +1,5 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test admin events sam-build clean
+.PHONY: run test admin bench events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
@@ -9,6 +9,9 @@ test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ f
 
 admin: ## The admin CLI against make run's DynamoDB Local, e.g. make admin ARGS='orgs list'
 	@bash scripts/admin.sh $(ARGS)
+
+bench: ## Release binaries vs their floors: cold start, storage cost, warm latency, size, memory -> BENCHMARKS.md
+	@bash scripts/bench.sh $(ARGS)
 
 events: ## Regenerate events/ from scripts/generate-events.py
 	@python3 scripts/generate-events.py

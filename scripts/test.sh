@@ -25,6 +25,9 @@ log "unit and integration tests (events/ fixtures included)"
 results="$(mktemp)"
 cargo test --workspace --all-targets --locked 2>&1 | tee "$results"
 
+log "benchmark smoke run (make bench measures; this only checks it still runs)"
+target/debug/bench --binaries target/debug --smoke >/dev/null
+
 log "sam validate --lint"
 sam validate --lint --template template.yaml --region us-east-1
 

@@ -216,6 +216,10 @@ pub fn init_logging() {
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     init_logging();
     let app = Arc::new(App::new(Store::from_env().await));
+    if endpoint.requires_api_key() {
+        // Pay for the TLS connection during init (free of request latency), not on request 1.
+        app.store.warm_up().await;
+    }
     lambda_http::run(lambda_http::service_fn(move |request: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, std::convert::Infallible>(handle(&app, endpoint, request).await) }

@@ -45,6 +45,11 @@ pub fn rate_limit_window(key_id: &str, window: u64) -> ItemKey {
     ItemKey::new(format!("RATELIMIT#{key_id}#{window}"), "RATELIMIT")
 }
 
+/// A key no item has: read once at cold start to open the connection.
+pub fn warm_up() -> ItemKey {
+    ItemKey::new("WARMUP".to_owned(), "WARMUP")
+}
+
 /// GSI1 partition listing an org's API keys.
 pub fn org_api_keys(org_id: &str) -> String {
     format!("ORG#{org_id}#APIKEYS")

@@ -117,6 +117,13 @@ impl Store {
         &self.table
     }
 
+    /// Opens the HTTP(S) connection to DynamoDB (and resolves credentials) with one small
+    /// GetItem, so that a function's init pays it instead of its first request. Errors are
+    /// ignored: the first request retries, and reports, what this could not do.
+    pub async fn warm_up(&self) {
+        let _ = self.get(&keys::warm_up()).await;
+    }
+
     pub async fn get(&self, key: &ItemKey) -> Result<Option<Item>, ApiError> {
         let output = self
             .client

@@ -1,0 +1,569 @@
+//! `make bench`: measures the release functions next to their floors, on this machine, in
+//! one run, and writes the table to BENCHMARKS.md. See the README's Benchmarks section.
+
+mod proxy;
+mod runtime;
+
+use clap::Parser;
+use proxy::{CountingProxy, Stats};
+use runtime::{RuntimeApi, Seen};
+use serde_json::Value;
+use shared::store::{s, Store};
+use shared::Endpoint;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(about = "Benchmark the Lambda functions against their floors.")]
+struct Args {
+    /// Where the function binaries are (target/release for the real run).
+    #[arg(long, default_value = "target/release")]
+    binaries: PathBuf,
+    /// Cold starts per function (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    cold_starts: usize,
+    /// Sequential warm requests per function.
+    #[arg(long, default_value_t = 2000)]
+    warm_requests: usize,
+    /// Write the report here (nothing is written without it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A quick check that the benchmark still runs (make test): 1 cold start and 5 warm
+    /// requests per function, no artifact sizes, nothing written.
+    #[arg(long)]
+    smoke: bool,
+}
+
+const FLOOR_BINARY: &str = "hello-floor";
+/// Identifier fields made unique per call, so a "first write" really creates.
+const ID_FIELDS: [&str; 7] = [
+    "external_user_id",
+    "external_product_id",
+    "sale_id",
+    "thread_id",
+    "message_id",
+    "booking_id",
+    "external_channel_id",
+];
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The endpoint's happy-path event from events/ (its 2xx file).
+fn reference_event(endpoint: Endpoint) -> Value {
+    let dir = repo_root().join("events");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("events/")
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(&format!("{}.2", endpoint.function_name()))
+        })
+        .collect();
+    files.sort();
+    let path = files
+        .first()
+        .unwrap_or_else(|| panic!("no 2xx event for {endpoint:?}"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn with_unique_ids(value: &mut Value, suffix: &str) {
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                match field {
+                    Value::String(id) if ID_FIELDS.contains(&key.as_str()) => id.push_str(suffix),
+                    other => with_unique_ids(other, suffix),
+                }
+            }
+        }
+        Value::Array(list) => list.iter_mut().for_each(|v| with_unique_ids(v, suffix)),
+        _ => {}
+    }
+}
+
+/// The event with its ids (and Idempotency-Key) made unique by `suffix`.
+fn event_variant(event: &Value, suffix: &str) -> String {
+    let mut event = event.clone();
+    if let Some(body) = event["body"].as_str() {
+        if let Ok(mut parsed) = serde_json::from_str::<Value>(body) {
+            with_unique_ids(&mut parsed, suffix);
+            event["body"] = Value::String(parsed.to_string());
+        }
+    }
+    if let Some(key) = event["headers"]["idempotency-key"].as_str() {
+        event["headers"]["idempotency-key"] = Value::String(format!("{key}{suffix}"));
+    }
+    event.to_string()
+}
+
+struct Function<'a> {
+    binary: PathBuf,
+    table: &'a str,
+}
+
+impl Function<'_> {
+    fn name(&self) -> String {
+        self.binary
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn spawn(&self, runtime: &RuntimeApi, dynamodb: &str) -> Child {
+        let name = self.name();
+        Command::new(&self.binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", &runtime.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_REGION", "us-east-1")
+            .env("TABLE_NAME", self.table)
+            .env("DYNAMODB_ENDPOINT", dynamodb)
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.binary.display()))
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn wait_first_next(runtime: &RuntimeApi) -> Instant {
+    match runtime.next_seen(WAIT) {
+        Seen::FirstNext(at) => at,
+        Seen::Failed(why) => panic!("the function failed: {why}"),
+        other => panic!("expected the first next, got {other:?}"),
+    }
+}
+
+fn wait_answer(runtime: &RuntimeApi) -> (Duration, Instant, String) {
+    match runtime.next_seen(WAIT) {
+        Seen::Answered {
+            handed_out,
+            done,
+            body,
+        } => (done - handed_out, done, body),
+        Seen::Failed(why) => panic!("the function failed: {why}"),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+fn status_of(body: &str) -> u64 {
+    serde_json::from_str::<Value>(body).map_or(0, |v| v["statusCode"].as_u64().unwrap_or(0))
+}
+
+fn stop(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Median time from exec to the first `next` (init) and to the first response.
+fn cold_starts(
+    function: &Function,
+    event: &Value,
+    runs: usize,
+    dynamodb: &str,
+) -> (Duration, Duration) {
+    let (mut init, mut first) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let runtime = RuntimeApi::start();
+        let started = Instant::now();
+        let child = function.spawn(&runtime, dynamodb);
+        init.push(wait_first_next(&runtime) - started);
+        runtime.invoke(event_variant(
+            event,
+            &format!("-cold{run}-{}", function.name()),
+        ));
+        let (_, done, body) = wait_answer(&runtime);
+        assert!(status_of(&body) < 300, "cold start answered {body}");
+        first.push(done - started);
+        stop(child);
+    }
+    (median(&mut init), median(&mut first))
+}
+
+fn median(values: &mut [Duration]) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn percentile(values: &mut [Duration], p: usize) -> Duration {
+    values.sort();
+    values[(values.len() * p / 100).min(values.len() - 1)]
+}
+
+/// Peak resident memory (VmHWM) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// p50, p99 over sequential requests to one warm process, and its peak RSS.
+fn warm_run(
+    function: &Function,
+    event: &Value,
+    requests: usize,
+    dynamodb: &str,
+) -> (Duration, Duration, u64) {
+    let runtime = RuntimeApi::start();
+    let child = function.spawn(&runtime, dynamodb);
+    wait_first_next(&runtime);
+    let mut latencies = Vec::with_capacity(requests);
+    // Events get a fresh Idempotency-Key per request: each one is a new event.
+    let fresh_per_request = event["headers"]["idempotency-key"].is_string();
+    let same = event_variant(event, &format!("-warm-{}", function.name()));
+    for i in 0..requests {
+        runtime.invoke(if fresh_per_request {
+            event_variant(event, &format!("-warm{i}-{}", function.name()))
+        } else {
+            same.clone()
+        });
+        let (took, _, body) = wait_answer(&runtime);
+        assert!(status_of(&body) < 300, "warm request answered {body}");
+        latencies.push(took);
+    }
+    let rss = peak_rss_kib(child.id());
+    stop(child);
+    (
+        percentile(&mut latencies, 50),
+        percentile(&mut latencies, 99),
+        rss,
+    )
+}
+
+/// DynamoDB requests of one call: on data items, and per-key bookkeeping.
+#[derive(Default, Debug)]
+struct Cost {
+    data_writes: u32,
+    data_write_units: f64,
+    conditional_failures: u32,
+    data_reads: u32,
+    bookkeeping: u32,
+}
+
+impl Cost {
+    fn from(stats: &Stats) -> Cost {
+        let mut cost = Cost::default();
+        for (name, op) in stats {
+            match name.split_once(':') {
+                Some(("data", "PutItem" | "UpdateItem")) => {
+                    cost.data_writes += op.requests;
+                    cost.data_write_units += op.capacity_units;
+                    cost.conditional_failures += op.conditional_failures;
+                }
+                Some(("data", _)) => cost.data_reads += op.requests,
+                _ => cost.bookkeeping += op.requests,
+            }
+        }
+        cost
+    }
+
+    fn cell(&self) -> String {
+        let mut cell = format!("{} w ({:.1} WCU)", self.data_writes, self.data_write_units);
+        if self.conditional_failures > 0 {
+            let _ = write!(
+                cell,
+                " of which {} refused by its condition",
+                self.conditional_failures
+            );
+        }
+        if self.data_reads > 0 {
+            let _ = write!(cell, ", {} r", self.data_reads);
+        }
+        if self.bookkeeping > 0 {
+            let _ = write!(cell, " + {} key", self.bookkeeping);
+        }
+        cell
+    }
+}
+
+/// Requests per call: first write, update (same ids again) and, for events, an idempotent replay.
+fn storage_cost(
+    function: &Function,
+    endpoint: Endpoint,
+    event: &Value,
+    proxy: &CountingProxy,
+) -> Vec<Cost> {
+    let runtime = RuntimeApi::start();
+    let child = function.spawn(&runtime, &proxy.endpoint);
+    wait_first_next(&runtime);
+    std::thread::sleep(Duration::from_millis(100));
+    proxy.take(); // init's connection warm-up
+                  // Ids of their own: other endpoints' runs must not have created these records already.
+    let suffix = format!("-cost-{}", endpoint.function_name());
+    let first = event_variant(event, &suffix);
+    let mut calls = vec![first.clone()];
+    if endpoint == Endpoint::Events {
+        calls.push(event_variant(event, &format!("{suffix}-second"))); // a second event
+        calls.push(first); // replay of the first
+    } else if endpoint.method_name() == "POST" {
+        calls.push(first); // update
+    }
+    let mut costs = Vec::new();
+    for call in calls {
+        runtime.invoke(call);
+        let (_, _, body) = wait_answer(&runtime);
+        assert!(status_of(&body) < 300, "{body}");
+        std::thread::sleep(Duration::from_millis(100)); // the async last_used_at write, if any
+        costs.push(Cost::from(&proxy.take()));
+    }
+    stop(child);
+    costs
+}
+
+/// The floor of warm latency: one raw PutItem of a user-sized item, from a plain client.
+async fn raw_put_item(store: &Store, requests: usize) -> (Duration, Duration) {
+    let mut latencies = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let started = Instant::now();
+        store
+            .client()
+            .put_item()
+            .table_name(store.table())
+            .item("PK", s(format!("ORG#bench#USER#ext#floor{}", i % 50)))
+            .item("SK", s("USER"))
+            .item("entity", s("user"))
+            .item("org_id", s("bench"))
+            .item("external_user_id", s("usr_123"))
+            .item("email", s("user@example.com"))
+            .item("name", s("John Doe"))
+            .item("plan", s("pro"))
+            .item("installed_at", s("2026-03-23T10:30:00.000Z"))
+            .item(
+                "metadata",
+                s(r#"{"company":"Acme Labs","source":"producthunt"}"#),
+            )
+            .send()
+            .await
+            .expect("PutItem");
+        latencies.push(started.elapsed());
+    }
+    (
+        percentile(&mut latencies, 50),
+        percentile(&mut latencies, 99),
+    )
+}
+
+fn zipped_size(path: &Path) -> (u64, u64) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&bytes).unwrap();
+    let compressed = encoder.finish().unwrap();
+    (bytes.len() as u64, compressed.len() as u64)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2}", bytes as f64 / 1_000_000.0)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{} {cpu}, {cores} cores", std::env::consts::ARCH)
+}
+
+fn release_profile() -> String {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap_or_default();
+    manifest
+        .split("[profile.release]")
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .skip(1)
+                .take_while(|l| !l.starts_with('['))
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+// The measuring code blocks on purpose (it waits on the Runtime API) on the main thread;
+// the Runtime API servers run as tasks on the runtime's worker threads.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.cold_starts = 1;
+        args.warm_requests = 5;
+        args.out = None;
+    }
+    let dynamodb = std::env::var("DYNAMODB_ENDPOINT")
+        .expect("DYNAMODB_ENDPOINT (make bench starts DynamoDB Local)");
+    let table = format!("bench-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+    std::env::set_var("TABLE_NAME", &table);
+    let store = Store::from_env().await;
+    shared::admin::create_table(&store)
+        .await
+        .expect("create the bench table");
+
+    // The fixtures' key, with a limit that never throttles the benchmark.
+    let secret = reference_event(Endpoint::Me)["headers"]["authorization"]
+        .as_str()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .expect("a Bearer key in events/")
+        .to_owned();
+    let key_id = shared::auth::key_id_of(&secret)
+        .expect("a well-formed key")
+        .to_owned();
+    shared::admin::create_org(&store, "fixture-org", "Fixture Org")
+        .await
+        .expect("org");
+    shared::admin::insert_key(&store, "fixture-org", "bench", &secret)
+        .await
+        .expect("key");
+    shared::admin::set_key_rate_limit(&store, &key_id, Some(1_000_000))
+        .await
+        .expect("limit");
+    let proxy = CountingProxy::start(dynamodb.clone());
+
+    let binaries = repo_root().join(&args.binaries);
+    let floor = Function {
+        binary: binaries.join(FLOOR_BINARY),
+        table: &table,
+    };
+    let floor_event = reference_event(Endpoint::Health);
+    eprintln!("floor: hello-world lambda_http");
+    let phase = Instant::now();
+    let (floor_init, floor_first) = cold_starts(&floor, &floor_event, args.cold_starts, &dynamodb);
+    let (floor_p50, floor_p99, floor_rss) =
+        warm_run(&floor, &floor_event, args.warm_requests, &dynamodb);
+    let (put_p50, put_p99) = raw_put_item(&store, args.warm_requests).await;
+    let sizes = |binary: &Path| {
+        if args.smoke {
+            (0, 0)
+        } else {
+            zipped_size(binary)
+        }
+    };
+    let (floor_size, floor_zipped) = sizes(&floor.binary);
+    eprintln!("  floors: {:?}", phase.elapsed());
+
+    let mut cold = String::new();
+    let mut storage = String::new();
+    let mut warm = String::new();
+    let mut size = String::new();
+    for endpoint in Endpoint::ALL {
+        let name = endpoint.function_name();
+        eprintln!("{name}");
+        let function = Function {
+            binary: binaries.join(name),
+            table: &table,
+        };
+        let event = reference_event(endpoint);
+        let phase = Instant::now();
+        let (init, first) = cold_starts(&function, &event, args.cold_starts, &dynamodb);
+        eprintln!("  cold starts: {:?}", phase.elapsed());
+        let _ = writeln!(
+            cold,
+            "| {name} | {} | {:.2}x | {} |",
+            ms(init),
+            init.as_secs_f64() / floor_init.as_secs_f64(),
+            ms(first)
+        );
+        let phase = Instant::now();
+        let costs = storage_cost(&function, endpoint, &event, &proxy);
+        eprintln!("  storage cost: {:?}", phase.elapsed());
+        let cells: Vec<String> = costs.iter().map(Cost::cell).collect();
+        let _ = writeln!(
+            storage,
+            "| {name} | {} | {} | {} |",
+            cells.first().map_or("-", String::as_str),
+            cells.get(1).map_or("-", String::as_str),
+            cells.get(2).map_or("-", String::as_str)
+        );
+        let phase = Instant::now();
+        let (p50, p99, rss) = warm_run(&function, &event, args.warm_requests, &dynamodb);
+        eprintln!("  warm run: {:?}", phase.elapsed());
+        let _ = writeln!(
+            warm,
+            "| {name} | {} | {} | {:.2}x |",
+            ms(p50),
+            ms(p99),
+            p50.as_secs_f64() / put_p50.as_secs_f64()
+        );
+        let (bytes, zipped) = sizes(&function.binary);
+        let _ = writeln!(
+            size,
+            "| {name} | {} | {} | {:.1} |",
+            mb(bytes),
+            mb(zipped),
+            rss as f64 / 1024.0
+        );
+    }
+
+    let today = time::OffsetDateTime::now_utc().date();
+    let report = format!(
+        "# Benchmarks\n\n\
+         Measured {today} on {machine} by `make bench` ({cold_starts} cold starts, {warm_requests} warm requests per function, \
+         DynamoDB Local on loopback). Release profile: {profile}. Binaries: x86_64 (AWS runs arm64; this machine cannot build it).\n\n\
+         ## Cold start (median, ms)\n\n\
+         Init: exec to the first `invocation/next` (includes opening the DynamoDB connection). First response: exec to the first \
+         answered request, including its DynamoDB writes.\n\n\
+         | function | init | init vs floor | first response |\n|---|---|---|---|\n\
+         | **floor: hello-world lambda_http** | {floor_init} | 1.00x | {floor_first} |\n{cold}\n\
+         ## Storage cost per call\n\n\
+         DynamoDB writes of data items (and the write capacity units DynamoDB Local reports) per call: the first call with new \
+         ids, the same call again (an update; for events a second event), and for events an idempotent replay. The floor is one \
+         conditional write per entity the request touches. \"+ n key\": per-key requests on top: the key read (once per 30 s \
+         per instance), `last_used_at` (once per hour per instance) and rate-limit leases (one per block of tokens; an instance \
+         as idle as this one leases one token at a time, a busy one about one per 14 requests).\n\n\
+         | endpoint | first write | update / second event | replay |\n|---|---|---|---|\n{storage}\n\
+         ## Warm latency (ms, through the Runtime API, sequential)\n\n\
+         | function | p50 | p99 | p50 vs raw PutItem |\n|---|---|---|---|\n\
+         | **floor: one raw PutItem (aws-sdk-dynamodb)** | {put_p50} | {put_p99} | 1.00x |\n\
+         | **floor: hello-world lambda_http (no DynamoDB)** | {floor_p50} | {floor_p99} | |\n{warm}\n\
+         ## Artifact size and memory\n\n\
+         Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
+         | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
+         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}",
+        machine = machine(),
+        cold_starts = args.cold_starts,
+        warm_requests = args.warm_requests,
+        profile = release_profile(),
+        floor_init = ms(floor_init),
+        floor_first = ms(floor_first),
+        put_p50 = ms(put_p50),
+        put_p99 = ms(put_p99),
+        floor_p50 = ms(floor_p50),
+        floor_p99 = ms(floor_p99),
+        floor_size = mb(floor_size),
+        floor_zipped = mb(floor_zipped),
+        floor_rss = floor_rss as f64 / 1024.0,
+    );
+    println!("{report}");
+    if let Some(out) = args.out {
+        std::fs::write(&out, &report).expect("write the report");
+        eprintln!("wrote {}", out.display());
+    }
+    let _ = store
+        .client()
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await;
+}

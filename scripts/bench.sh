@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make bench: builds the release functions (and the hello-world floor) and measures them
+# against one in-memory DynamoDB Local; writes BENCHMARKS.md. Arguments go to the bench
+# binary (e.g. --cold-starts 20).
+set -euo pipefail
+source "$(dirname "$0")/tools.sh"
+cd "$REPO_ROOT"
+
+ensure_dynamodb_local
+log "building the release binaries"
+cargo build --release --locked --workspace
+
+port="$(free_port)"
+trap stop_dynamodb EXIT
+start_dynamodb "$port"
+export DYNAMODB_ENDPOINT="http://127.0.0.1:$port" AWS_REGION="us-east-1"
+log "benchmarking (DynamoDB Local on port $port)"
+target/release/bench --binaries target/release --out BENCHMARKS.md "$@"
