@@ -81,32 +81,56 @@ impl Store {
     /// Configured from the environment: `TABLE_NAME`, `AWS_REGION`, and `DYNAMODB_ENDPOINT`
     /// for DynamoDB Local (which then needs no real credentials). Timeouts and retries are
     /// explicit so a slow or unreachable DynamoDB answers 503 well within the Lambda timeout.
+    ///
+    /// Built directly rather than through `aws_config`'s provider chains, which cold starts
+    /// pay for: Lambda puts the role's credentials in the environment, so they are read from
+    /// there; only without them (an admin's machine) does the SDK's default chain run.
     pub async fn from_env() -> Self {
+        use aws_sdk_dynamodb::config::{
+            retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region,
+            SharedCredentialsProvider,
+        };
         let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| DEFAULT_TABLE_NAME.into());
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| DEFAULT_REGION.into());
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region))
+        let region =
+            Region::new(std::env::var("AWS_REGION").unwrap_or_else(|_| DEFAULT_REGION.into()));
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT").ok();
+        let credentials = if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
+            SharedCredentialsProvider::new(
+                aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+            )
+        } else if endpoint.is_some() {
+            SharedCredentialsProvider::new(Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "dynamodb-local",
+            ))
+        } else {
+            let chain = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(region.clone())
+                .load()
+                .await;
+            chain
+                .credentials_provider()
+                .expect("the default chain has a credentials provider")
+        };
+        let mut config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(region)
+            .credentials_provider(credentials);
+        config.set_endpoint_url(endpoint);
+        let config = config
             .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
+                TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(1))
                     .operation_attempt_timeout(Duration::from_secs(2))
                     .operation_timeout(Duration::from_secs(5))
                     .build(),
             )
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
-        if let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") {
-            loader = loader.endpoint_url(endpoint);
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                    "local",
-                    "local",
-                    None,
-                    None,
-                    "dynamodb-local",
-                ));
-            }
-        }
-        Store::new(Client::new(&loader.load().await), table)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        Store::new(Client::from_conf(config), table)
     }
 
     pub fn client(&self) -> &Client {
