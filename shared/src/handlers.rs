@@ -68,6 +68,7 @@ pub fn me(caller: &Caller) -> Reply {
             "prefix": caller.prefix,
             "created_at": caller.created_at,
             "expires_at": caller.expires_at,
+            "rate_limit": caller.effective_rate_limit(),
         },
     }))
 }

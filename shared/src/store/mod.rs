@@ -137,6 +137,18 @@ impl Store {
         &self.client
     }
 
+    /// An UpdateItem request on the item at `key` of this table.
+    pub fn update_item(
+        &self,
+        key: ItemKey,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(key.pk))
+            .key("SK", s(key.sk))
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }
@@ -164,13 +176,8 @@ impl Store {
     /// Sets an API key's `last_used_at` (if the key still exists). Failures are only
     /// logged: this is bookkeeping, never a reason to fail a request.
     pub async fn record_key_use(&self, key_id: &str, at: &str) {
-        let key = keys::api_key(key_id);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(key.pk))
-            .key("SK", s(key.sk))
+            .update_item(keys::api_key(key_id))
             .update_expression("SET last_used_at = :at")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":at", s(at))
@@ -190,13 +197,8 @@ impl Store {
         wanted: u32,
         limit: u32,
     ) -> Result<Option<u32>, ()> {
-        let key = keys::rate_limit_window(key_id, window);
         let result = self
-            .client()
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(key.pk))
-            .key("SK", s(key.sk))
+            .update_item(keys::rate_limit_window(key_id, window))
             .update_expression("ADD used :wanted SET expires_at_epoch = :expires")
             .condition_expression("attribute_not_exists(used) OR used < :limit")
             .expression_attribute_values(":wanted", n(wanted))
@@ -285,12 +287,9 @@ impl Store {
             }
         }
 
+        let pk = upsert.key.pk.clone();
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(&upsert.key.pk))
-            .key("SK", s(&upsert.key.sk))
+            .update_item(upsert.key)
             .update_expression(format!("SET {} ADD {}", sets.join(", "), adds.join(", ")))
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
@@ -312,7 +311,7 @@ impl Store {
                     if same_owner {
                         Ok(UpsertOutcome::Stale)
                     } else {
-                        tracing::error!(pk = %upsert.key.pk, "item owned by another org or entity");
+                        tracing::error!(pk, "item owned by another org or entity");
                         Err(ApiError::Internal)
                     }
                 }

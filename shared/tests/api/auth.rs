@@ -32,6 +32,10 @@ async fn me_returns_the_org_and_key_metadata() {
         .secret
         .starts_with(body["api_key"]["prefix"].as_str().unwrap()));
     assert!(body["api_key"]["created_at"].is_string());
+    assert_eq!(
+        body["api_key"]["rate_limit"],
+        shared::ratelimit::DEFAULT_RATE_LIMIT
+    );
     assert!(
         !body.to_string().contains(&org.secret),
         "the secret is never echoed"
