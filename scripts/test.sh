@@ -26,6 +26,7 @@ results="$(mktemp)"
 cargo test --workspace --all-targets --locked 2>&1 | tee "$results"
 
 log "benchmark smoke run (make bench measures; this only checks it still runs)"
+cargo build --workspace --locked --quiet
 target/debug/bench --binaries target/debug --smoke >/dev/null
 
 log "sam validate --lint"
