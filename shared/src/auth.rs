@@ -10,7 +10,7 @@ use crate::store::{keys, Store};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a warm instance trusts what it read about a key. A revoked key stops working
@@ -121,15 +121,18 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// What an instance knows about a secret: when it looked, and the active record (if any).
+type CachedKey = (Instant, Option<Arc<ApiKeyRecord>>);
+
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, (Instant, Option<ApiKeyRecord>)>>,
+    entries: Mutex<HashMap<String, CachedKey>>,
     /// When this instance last recorded each key's use.
     recorded_use: Mutex<HashMap<String, Instant>>,
 }
 
 impl KeyCache {
-    fn get(&self, hash: &str) -> Option<Option<ApiKeyRecord>> {
+    fn get(&self, hash: &str) -> Option<Option<Arc<ApiKeyRecord>>> {
         let entries = self.entries.lock().expect("cache lock");
         entries
             .get(hash)
@@ -137,7 +140,7 @@ impl KeyCache {
             .map(|(_, record)| record.clone())
     }
 
-    fn put(&self, hash: String, record: Option<ApiKeyRecord>) {
+    fn put(&self, hash: String, record: Option<Arc<ApiKeyRecord>>) {
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= KEY_CACHE_CAPACITY {
             entries.clear();
@@ -161,12 +164,13 @@ impl KeyCache {
     }
 }
 
-/// Resolves the caller of a request: one GetItem per key per [`KEY_CACHE_TTL`].
+/// Resolves the caller of a request: one GetItem per key per [`KEY_CACHE_TTL`]. Warm
+/// requests share the cached record (no copy per request).
 pub async fn authenticate(
     store: &Store,
     cache: &KeyCache,
     authorization: Option<&str>,
-) -> Result<Caller, ApiError> {
+) -> Result<Arc<Caller>, ApiError> {
     let token = bearer_token(authorization)?;
     let key_id = key_id_of(token).ok_or(ApiError::InvalidApiKey)?;
     let hash = hash_secret(token);
@@ -179,7 +183,7 @@ pub async fn authenticate(
                         tracing::error!(key_id, %error, "unreadable API key item");
                         ApiError::Internal
                     })?;
-                    (record.secret_hash == hash).then_some(record)
+                    (record.secret_hash == hash).then(|| Arc::new(record))
                 }
                 None => None,
             };

@@ -84,31 +84,37 @@ fn written(outcome: UpsertOutcome) -> Result<(Value, bool), ApiError> {
     }
 }
 
+/// Where a related object goes in the response: under its name, or appended to a list.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    One(&'static str),
+    List(&'static str),
+}
+
 /// Writes the related entities of a request concurrently, then the primary record.
-/// Related objects come back by response name; a name given twice (booking `services`)
-/// collects a list. A related write that was stale (a thread that already has a newer
-/// message) is left out of the answer.
+/// Related objects come back in their slots. A related write that was stale (a thread
+/// that already has a newer message) is left out of the answer.
 async fn write_all(
     store: &Store,
-    related: Vec<(&'static str, Upsert)>,
+    related: Vec<(Slot, Upsert)>,
     primary: Upsert,
 ) -> Result<(Value, bool, Map<String, Value>), ApiError> {
     let (names, writes): (Vec<_>, Vec<_>) = related.into_iter().unzip();
     let outcomes =
         futures::future::try_join_all(writes.into_iter().map(|w| store.upsert(w))).await?;
     let mut objects = Map::new();
-    for (name, outcome) in names.into_iter().zip(outcomes) {
+    for (slot, outcome) in names.into_iter().zip(outcomes) {
         let UpsertOutcome::Written { item, .. } = outcome else {
             continue;
         };
         let object = public_view(&item);
-        match objects.get_mut(name) {
-            Some(Value::Array(list)) => list.push(object),
-            _ if name == "services" => {
-                objects.insert(name.to_owned(), json!([object]));
-            }
-            _ => {
+        match slot {
+            Slot::One(name) => {
                 objects.insert(name.to_owned(), object);
+            }
+            Slot::List(name) => {
+                let list = objects.entry(name).or_insert_with(|| json!([]));
+                list.as_array_mut().expect("a list slot").push(object);
             }
         }
     }
@@ -141,10 +147,10 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     let sale = input::parse_sale(body)?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
-        related.push(("buyer", items::user(org, buyer)));
+        related.push((Slot::One("buyer"), items::user(org, buyer)));
     }
     if let Some(product) = &sale.product {
-        related.push(("product", items::product(org, product)));
+        related.push((Slot::One("product"), items::product(org, product)));
     }
     let (object, created, related) = write_all(store, related, items::sale(org, &sale)).await?;
     Ok(Reply::upserted(created, "sale", object, related))
@@ -155,9 +161,9 @@ fn contact_and_channel(
     org: &str,
     contact: Option<&User>,
     channel: Option<&Channel>,
-) -> Vec<(&'static str, Upsert)> {
-    let contact = contact.map(|contact| ("contact", items::user(org, contact)));
-    let channel = channel.map(|channel| ("channel", items::channel(org, channel)));
+) -> Vec<(Slot, Upsert)> {
+    let contact = contact.map(|contact| (Slot::One("contact"), items::user(org, contact)));
+    let channel = channel.map(|channel| (Slot::One("channel"), items::channel(org, channel)));
     contact.into_iter().chain(channel).collect()
 }
 
@@ -186,7 +192,10 @@ pub async fn messages_upsert(
     let org = caller.org_id.as_str();
     let message = input::parse_message(body)?;
     let mut related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
-    related.push(("conversation", items::thread_for_message(org, &message)));
+    related.push((
+        Slot::One("conversation"),
+        items::thread_for_message(org, &message),
+    ));
     let (object, created, related) =
         write_all(store, related, items::message(org, &message)).await?;
     Ok(Reply::upserted(created, "message", object, related))
@@ -201,10 +210,10 @@ pub async fn bookings_upsert(
     let booking = input::parse_booking(body)?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {
-        related.push(("client", items::user(org, client)));
+        related.push((Slot::One("client"), items::user(org, client)));
     }
     for service in &booking.services {
-        related.push(("services", items::product(org, service)));
+        related.push((Slot::List("services"), items::product(org, service)));
     }
     let (object, created, related) =
         write_all(store, related, items::booking(org, &booking)).await?;

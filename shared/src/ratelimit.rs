@@ -131,6 +131,14 @@ pub struct RateLimiter {
     writes: AtomicU64,
 }
 
+/// The instance's lease for a key; allocates the key only the first time it is seen.
+fn lease_for<'a>(leases: &'a mut HashMap<String, Lease>, key_id: &str) -> &'a mut Lease {
+    if !leases.contains_key(key_id) {
+        leases.insert(key_id.to_owned(), Lease::default());
+    }
+    leases.get_mut(key_id).expect("inserted above")
+}
+
 fn current_window() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -148,7 +156,7 @@ impl RateLimiter {
         let window = current_window();
         let wanted = {
             let mut leases = self.leases.lock().expect("limiter lock");
-            let lease = leases.entry(key_id.to_owned()).or_default();
+            let lease = lease_for(&mut leases, key_id);
             lease.roll_to(window);
             if lease.tokens > 0 {
                 return lease.admit(limit);
@@ -163,7 +171,7 @@ impl RateLimiter {
         let outcome = store.lease_tokens(key_id, window, wanted, limit).await;
 
         let mut leases = self.leases.lock().expect("limiter lock");
-        let lease = leases.entry(key_id.to_owned()).or_default();
+        let lease = lease_for(&mut leases, key_id);
         lease.roll_to(window);
         match outcome {
             Ok(Some(used_after)) => {

@@ -118,32 +118,21 @@ async fn storage_outages_are_503_with_retry_after_and_no_detail() {
 async fn paths_with_and_without_the_trailing_slash_work_and_longer_ones_are_404() {
     let org = TestOrg::new().await;
     let post = |uri: &'static str| {
-        lambda_http::http::Request::builder()
+        let request = lambda_http::http::Request::builder()
             .method("POST")
             .uri(uri)
             .header("authorization", format!("Bearer {}", org.secret))
             .body(Body::from(json!({"external_product_id": "p"}).to_string()))
-            .unwrap()
+            .unwrap();
+        send(&org.app, Endpoint::ProductsUpsert, request)
     };
-    let reply = send(
-        &org.app,
-        Endpoint::ProductsUpsert,
-        post("/api/developer/products/upsert"),
-    )
-    .await;
-    assert!(reply.status.is_success());
-    let reply = send(
-        &org.app,
-        Endpoint::ProductsUpsert,
-        post("/api/developer/products/upsert/"),
-    )
-    .await;
-    assert!(reply.status.is_success());
-    let reply = send(
-        &org.app,
-        Endpoint::ProductsUpsert,
-        post("/api/developer/products/upsert/extra"),
-    )
-    .await;
-    reply.assert_error(404, "not_found");
+    for documented in [
+        "/api/developer/products/upsert",
+        "/api/developer/products/upsert/",
+    ] {
+        assert!(post(documented).await.status.is_success(), "{documented}");
+    }
+    post("/api/developer/products/upsert/extra")
+        .await
+        .assert_error(404, "not_found");
 }
