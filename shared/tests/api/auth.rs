@@ -70,7 +70,7 @@ async fn missing_or_non_bearer_authorization_is_missing_authorization() {
 #[tokio::test]
 async fn unknown_malformed_or_tampered_keys_are_invalid() {
     let org = TestOrg::new().await;
-    let tampered = format!("{}0", &org.secret[..org.secret.len() - 1]);
+    let tampered = tampered(&org.secret);
     let unknown = shared::auth::generate_secret("live").secret;
     for secret in ["nope", unknown.as_str(), tampered.as_str()] {
         let request = lambda_http::http::Request::builder()

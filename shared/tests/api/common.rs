@@ -172,3 +172,9 @@ pub fn unreachable_store() -> Store {
     );
     Store::new(client, TEST_TABLE)
 }
+
+/// The secret with its last character changed: well-formed, same key id, wrong secret.
+pub fn tampered(secret: &str) -> String {
+    let (head, last) = secret.split_at(secret.len() - 1);
+    format!("{head}{}", if last == "0" { "1" } else { "0" })
+}

@@ -173,7 +173,7 @@ async fn a_429_is_not_an_idempotent_answer() {
 #[tokio::test]
 async fn requests_without_a_valid_key_spend_no_budget() {
     let org = TestOrg::with_rate_limit(Some(3)).await;
-    let tampered = format!("{}0", &org.secret[..org.secret.len() - 1]);
+    let tampered = tampered(&org.secret);
     let app = Arc::new(shared::http::App::new(org.store().clone()));
     for _ in 0..20 {
         let request = lambda_http::http::Request::builder()
