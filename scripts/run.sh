@@ -28,18 +28,7 @@ DYNAMODB_LOG=.local/dynamodb.log start_dynamodb "$DYNAMODB_PORT" "$REPO_ROOT/.lo
 log "building the functions and the admin CLI"
 cargo build --workspace --quiet
 
-admin() { "$REPO_ROOT/target/debug/admin" "$@"; }
-admin table create
-
-if [ -s "$KEY_FILE" ] && admin keys verify <"$KEY_FILE"; then
-  log "reusing the development key in $KEY_FILE"
-else
-  log "creating org 'dev' and a development key in $KEY_FILE"
-  admin keys create --org dev --name "local development" --create-org --env test --json \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])' >"$KEY_FILE.tmp"
-  chmod 600 "$KEY_FILE.tmp"
-  mv "$KEY_FILE.tmp" "$KEY_FILE"
-fi
+ensure_api_key "$KEY_FILE" dev
 API_KEY="$(cat "$KEY_FILE")"
 BASE_URL="http://127.0.0.1:$API_PORT/api/developer"
 
@@ -60,8 +49,4 @@ cat <<BANNER
 BANNER
 
 # Not exec: the EXIT trap must still stop DynamoDB Local when watch ends.
-cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$API_PORT" --disable-cors \
-  --env-var "TABLE_NAME=$TABLE_NAME" \
-  --env-var "DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT" \
-  --env-var "AWS_REGION=$AWS_REGION" \
-  --env-var "LOG_LEVEL=${LOG_LEVEL:-info}"
+serve_functions "$API_PORT"

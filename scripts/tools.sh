@@ -67,8 +67,12 @@ start_dynamodb() {
     echo "port $port is already in use: stop what runs there or set DYNAMODB_PORT" >&2
     return 1
   fi
-  java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
-    -sharedDb "${storage[@]}" -port "$port" >"${DYNAMODB_LOG:-/dev/null}" 2>&1 &
+  # Offline machines: no telemetry. Started from .tools/ because it writes a metadata file
+  # into its working directory.
+  local log_file="${DYNAMODB_LOG:-/dev/null}"
+  case "$log_file" in /*) ;; *) log_file="$REPO_ROOT/$log_file" ;; esac
+  (cd "$TOOLS_DIR" && exec java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
+    -sharedDb -disableTelemetry "${storage[@]}" -port "$port" >"$log_file" 2>&1) &
   DYNAMODB_PID=$!
   for _ in $(seq 1 100); do
     if port_in_use "$port"; then return 0; fi
@@ -86,5 +90,60 @@ stop_dynamodb() {
   if [ -n "${DYNAMODB_PID:-}" ] && kill -0 "$DYNAMODB_PID" 2>/dev/null; then
     kill "$DYNAMODB_PID" 2>/dev/null || true
     wait "$DYNAMODB_PID" 2>/dev/null || true
+  fi
+}
+
+# All the functions behind `cargo lambda watch` on 127.0.0.1:PORT, in the foreground, with the
+# environment they need. Expects DYNAMODB_ENDPOINT, TABLE_NAME and AWS_REGION.
+serve_functions() {
+  local port="$1"
+  cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --disable-cors \
+    --env-var "TABLE_NAME=$TABLE_NAME" \
+    --env-var "DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT" \
+    --env-var "AWS_REGION=$AWS_REGION" \
+    --env-var "LOG_LEVEL=${LOG_LEVEL:-info}"
+}
+
+# ensure_api_key KEY_FILE ORG: the table, and a key for ORG in KEY_FILE, reused while it still
+# verifies. Needs the admin CLI built (cargo build --workspace).
+ensure_api_key() {
+  local key_file="$1" org="$2" admin="$REPO_ROOT/target/debug/admin"
+  "$admin" table create
+  if [ -s "$key_file" ] && "$admin" keys verify <"$key_file"; then
+    log "reusing the API key in $key_file"
+    return 0
+  fi
+  log "creating org '$org' and an API key in $key_file"
+  mkdir -p "$(dirname "$key_file")"
+  "$admin" keys create --org "$org" --name "local development" --create-org --env test --json \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])' >"$key_file.tmp"
+  chmod 600 "$key_file.tmp"
+  mv "$key_file.tmp" "$key_file"
+}
+
+# start_local_api PORT: serve_functions in the background (its own process group, so
+# stop_local_api also stops the function processes it spawned), waiting until health/ answers.
+# Sets API_PID. Output goes to API_LOG (default /dev/null).
+start_local_api() {
+  local port="$1"
+  setsid bash -c "source '$REPO_ROOT/scripts/tools.sh'; serve_functions $port" \
+    >"${API_LOG:-/dev/null}" 2>&1 &
+  API_PID=$!
+  for _ in $(seq 1 600); do
+    if curl -sf "http://127.0.0.1:$port/api/developer/health/" >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$API_PID" 2>/dev/null; then
+      echo "cargo lambda watch exited while starting" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "the local API did not answer on port $port within 120s" >&2
+  return 1
+}
+
+stop_local_api() {
+  if [ -n "${API_PID:-}" ] && kill -0 "$API_PID" 2>/dev/null; then
+    kill -- -"$API_PID" 2>/dev/null || true
+    wait "$API_PID" 2>/dev/null || true
   fi
 }
