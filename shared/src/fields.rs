@@ -17,6 +17,8 @@ pub const MAX_SHORT_TEXT_CHARS: usize = 1_000;
 pub const MAX_LONG_TEXT_CHARS: usize = 10_000;
 /// Largest `metadata` / `properties` object, as serialized JSON.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Deepest nesting of arrays and objects inside `metadata`, `properties` and `media`.
+pub const MAX_JSON_DEPTH: usize = 32;
 
 fn reject_control_chars<E: de::Error>(value: &str, allow_newlines: bool) -> Result<(), E> {
     let bad = value
@@ -163,6 +165,12 @@ impl Timestamp {
             .expect("years 0..=9999 always format")
     }
 
+    /// This time moved forward by `by`, saturating at the end of year 9999.
+    pub fn later_by(self, by: time::Duration) -> Self {
+        let latest = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
+        Timestamp(self.0.checked_add(by).map_or(latest, |at| at.min(latest)))
+    }
+
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
     }
@@ -279,6 +287,93 @@ fn check_json_size<E: de::Error>(value: &serde_json::Value) -> Result<String, E>
     Ok(json)
 }
 
+/// Reads free-form JSON with two rules serde_json's `Value` does not apply: an object may
+/// not repeat a key (JSON parsers disagree on which copy wins, so we refuse to guess), and
+/// nesting is at most [`MAX_JSON_DEPTH`] deep.
+struct StrictJson {
+    depth: usize,
+}
+
+impl<'de> de::DeserializeSeed<'de> for StrictJson {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl StrictJson {
+    fn nested<E: de::Error>(&self) -> Result<StrictJson, E> {
+        if self.depth >= MAX_JSON_DEPTH {
+            return Err(E::custom(format!(
+                "must be nested at most {MAX_JSON_DEPTH} levels deep"
+            )));
+        }
+        Ok(StrictJson {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> de::Visitor<'de> for StrictJson {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self.nested()?)? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(self.nested()?)?;
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "has the key `{key}` more than once"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
+}
+
+fn strict_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<serde_json::Value, D::Error> {
+    de::DeserializeSeed::deserialize(StrictJson { depth: 0 }, deserializer)
+}
+
 /// Any JSON value (message `media`), bounded in size and stored as given, as one JSON
 /// string attribute: DynamoDB's own number and nesting limits never reject it.
 #[derive(Debug, Clone, PartialEq)]
@@ -292,7 +387,7 @@ impl JsonDocument {
 
 impl<'de> Deserialize<'de> for JsonDocument {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
+        let value = strict_json(deserializer)?;
         Ok(JsonDocument(check_json_size(&value)?))
     }
 }
@@ -323,7 +418,7 @@ impl Metadata {
 
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
+        let value = strict_json(deserializer)?;
         let json = JsonDocument(check_json_size(&value)?);
         let serde_json::Value::Object(map) = value else {
             return Err(de::Error::custom("must be a JSON object"));
@@ -432,5 +527,28 @@ mod tests {
         assert_eq!(meta.to_json_string(), r#"{"a":[1,{"b":null}]}"#);
         assert!(parse::<Metadata>(json!([1])).is_err());
         assert!(parse::<Metadata>(json!({"big": "x".repeat(MAX_METADATA_BYTES)})).is_err());
+    }
+
+    fn from_text<T: for<'de> Deserialize<'de>>(json: &str) -> Result<T, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn free_form_json_refuses_repeated_keys_at_any_depth() {
+        assert!(from_text::<Metadata>(r#"{"a": 1, "b": {"c": 1, "d": 2}}"#).is_ok());
+        let error = from_text::<Metadata>(r#"{"a": 1, "a": 2}"#).unwrap_err();
+        assert!(error.contains("has the key `a` more than once"), "{error}");
+        assert!(from_text::<JsonDocument>(r#"[{"x": {"y": 1, "y": 1}}]"#).is_err());
+    }
+
+    #[test]
+    fn free_form_json_nesting_is_bounded() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let object = |depth: usize| format!(r#"{{"a": {}}}"#, nested(depth - 1));
+        assert!(from_text::<Metadata>(&object(MAX_JSON_DEPTH)).is_ok());
+        let error = from_text::<Metadata>(&object(MAX_JSON_DEPTH + 1)).unwrap_err();
+        assert!(error.contains("levels deep"), "{error}");
+        assert!(from_text::<JsonDocument>(&nested(MAX_JSON_DEPTH)).is_ok());
+        assert!(from_text::<JsonDocument>(&nested(MAX_JSON_DEPTH + 1)).is_err());
     }
 }

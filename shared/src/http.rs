@@ -180,11 +180,17 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
             response.headers_mut().insert(name, value);
         }
     }
+    let outcome = match response.status().as_u16() {
+        200..=299 => "ok",
+        400..=499 => "rejected",
+        _ => "failed",
+    };
     tracing::info!(
         request_id,
         function = endpoint.function_name(),
         org_id = facts.org_id.as_deref(),
         status = response.status().as_u16(),
+        outcome,
         error_code = code,
         duration_ms = started.elapsed().as_millis() as u64,
         "request"
@@ -192,16 +198,16 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
     response
 }
 
-/// JSON logs for CloudWatch; `RUST_LOG` (or the template's `LOG_LEVEL`) sets the level.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            tracing_subscriber::EnvFilter::try_new(
-                std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into()),
-            )
-        })
+/// The log format: one JSON object per line (CloudWatch Logs Insights reads its fields),
+/// no timestamps (CloudWatch adds them), no span noise. `writer` is stdout in Lambda; tests
+/// pass a buffer to check what gets logged.
+pub fn log_subscriber<W>(filter: &str, writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
         .flatten_event(true)
@@ -209,7 +215,16 @@ pub fn init_logging() {
         .with_span_list(false)
         .without_time()
         .with_target(false)
-        .try_init();
+        .with_writer(writer)
+        .finish()
+}
+
+/// JSON logs on stdout; `RUST_LOG` (or the template's `LOG_LEVEL`) sets the level.
+pub fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("LOG_LEVEL"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing::subscriber::set_global_default(log_subscriber(&filter, std::io::stdout));
 }
 
 /// The whole `main` of a function: set up once per instance, then serve requests.

@@ -16,6 +16,22 @@ use serde::{Deserialize, Serialize};
 /// Most entries in `service_external_ids` or `services`.
 pub const MAX_SERVICES_PER_BOOKING: usize = 50;
 
+/// How far ahead of our clock a time that moves a record forward (`event_timestamp`,
+/// `sent_at`, `last_message_at`) may be: clock skew. Later ones are refused, because guarded
+/// updates only move those timestamps forward, so a single far-future value (a client bug,
+/// a milliseconds-as-seconds mix-up) would freeze the record's lifecycle or thread order.
+pub const MAX_CLOCK_SKEW: time::Duration = time::Duration::hours(24);
+
+fn not_in_future(at: Option<Timestamp>, param: &str, now: Timestamp) -> Result<(), ApiError> {
+    match at {
+        Some(at) if at > now.later_by(MAX_CLOCK_SKEW) => Err(ApiError::invalid_field(
+            param,
+            format!("`{param}` must not be more than 24 hours in the future"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parses a request body into `T`, reporting syntax errors as `invalid_json` and type or
 /// format errors as `invalid_field` with the dotted path of the offending field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -33,6 +49,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let message = without_position(&inner.to_string());
         match inner.classify() {
             serde_json::error::Category::Data => {
+                let message = without_value(&message);
                 ApiError::invalid_field(path.clone(), format!("`{path}` {message}"))
             }
             _ => ApiError::InvalidJson(message),
@@ -50,6 +67,36 @@ fn without_position(message: &str) -> String {
         Some(index) => message[..index].to_owned(),
         None => message.to_owned(),
     }
+}
+
+/// serde's type errors quote the offending value (`invalid type: string "…", expected u32`).
+/// A value can be anything, a secret pasted into the wrong field included, and error bodies
+/// end up in client logs: the message keeps what was expected and the kind of value sent,
+/// never the value itself.
+fn without_value(message: &str) -> String {
+    let kind_of = |got: &str| {
+        let kind = got.split(['`', '"']).next().unwrap_or(got).trim();
+        if kind == "unit value" {
+            "null".to_owned()
+        } else {
+            kind.to_owned()
+        }
+    };
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some((got, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.rsplit_once(", expected "))
+        {
+            return format!("must be {expected} (got {})", kind_of(got));
+        }
+    }
+    if let Some((_, expected)) = message
+        .strip_prefix("unknown variant ")
+        .and_then(|rest| rest.rsplit_once(", expected "))
+    {
+        return format!("must be {expected}");
+    }
+    message.to_owned()
 }
 
 /// How a user is identified: `external_user_id` when sent, otherwise the normalized email.
@@ -216,6 +263,7 @@ pub struct Event {
 
 pub fn parse_event(body: &[u8], received_at: Timestamp) -> Result<Event, ApiError> {
     let input: EventInput = parse_json(body)?;
+    not_in_future(input.event_timestamp, "event_timestamp", received_at)?;
     let name = Id::present(input.event).ok_or(ApiError::MissingField {
         param: "event".into(),
     })?;
@@ -307,6 +355,7 @@ pub struct Conversation {
 
 pub fn parse_conversation(body: &[u8]) -> Result<Conversation, ApiError> {
     let mut fields: ConversationFields = parse_json(body)?;
+    not_in_future(fields.last_message_at, "last_message_at", Timestamp::now())?;
     let thread_id = Id::present(fields.thread_id.clone()).ok_or(ApiError::MissingThreadIdentity)?;
     let channel = nested_channel(fields.channel.take())?;
     let contact = nested_user(fields.contact.take(), "contact")?;
@@ -357,6 +406,7 @@ pub struct Message {
 
 pub fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
     let mut fields: MessageFields = parse_json(body)?;
+    not_in_future(fields.sent_at, "sent_at", Timestamp::now())?;
     let message_id =
         Id::present(fields.message_id.clone()).ok_or(ApiError::MissingMessageIdentity)?;
     let thread_id = Id::present(fields.thread_id.clone()).ok_or(ApiError::MissingThreadIdentity)?;
@@ -466,6 +516,39 @@ pub fn parse_booking(body: &[u8]) -> Result<Booking, ApiError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn field_errors_never_quote_the_value_sent() {
+        let secret = "dfk_live_0123456789abcdef_secret";
+        for (body, expected) in [
+            (
+                json!({"external_user_id": "u", "install_count": secret}),
+                "must be u32 (got string)",
+            ),
+            (
+                json!({"external_user_id": "u", "install_count": -7}),
+                "must be u32 (got integer)",
+            ),
+            (
+                json!({"external_user_id": "u", "is_installed": null, "name": 5}),
+                "(got integer)",
+            ),
+            (json!({"external_user_id": ["a", secret]}), "(got sequence)"),
+        ] {
+            let error = parse_user(&body.to_string().into_bytes()).unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(
+                !message.contains("secret") && !message.contains("-7"),
+                "{message}"
+            );
+        }
+        let body = json!({"message_id": "m", "thread_id": "t", "direction": secret});
+        let message = parse_message(&body.to_string().into_bytes())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(message, "`direction` must be `in` or `out`");
+    }
 
     fn body(value: serde_json::Value) -> Vec<u8> {
         serde_json::to_vec(&value).unwrap()

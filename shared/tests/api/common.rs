@@ -138,6 +138,13 @@ impl Reply {
         self.body["error"]["param"].as_str().unwrap_or_default()
     }
 
+    /// 200 (updated) or 201 (created).
+    #[track_caller]
+    pub fn assert_success(&self) -> &Value {
+        assert!(self.status.is_success(), "body: {}", self.body);
+        &self.body
+    }
+
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Value {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);

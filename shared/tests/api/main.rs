@@ -10,6 +10,8 @@ mod delivery;
 mod events;
 mod fixtures;
 mod isolation;
+mod limits;
+mod logs;
 mod ratelimit;
 mod requests;
 mod sales;

@@ -1,0 +1,191 @@
+//! What the functions log: one structured JSON line per request, and never an API key,
+//! whatever the request looks like or however it fails.
+
+use crate::common::*;
+use lambda_http::http::Request as HttpRequest;
+use lambda_http::Body;
+use serde_json::{json, Value};
+use shared::http::{log_subscriber, App};
+use shared::Endpoint;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// A log destination the test can read back.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'w self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("UTF-8 logs")
+    }
+}
+
+fn request(
+    endpoint: Endpoint,
+    authorization: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpRequest<Body> {
+    let mut builder = HttpRequest::builder()
+        .method(endpoint.method())
+        .uri(endpoint.path())
+        .header("authorization", authorization);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Body::from(body.to_owned())).unwrap()
+}
+
+#[tokio::test]
+async fn logs_are_one_json_line_per_request_and_never_contain_a_key() {
+    let org = TestOrg::new().await;
+    let secret = org.secret.clone();
+    // The secret part alone, and its SHA-256 as stored, must not leak either.
+    let secret_part = secret.rsplit('_').next().unwrap().to_owned();
+    let bearer = format!("Bearer {secret}");
+    let captured = Captured::default();
+    // Debug level: even the most verbose setting a deployment may use keeps keys out.
+    let _guard = tracing::subscriber::set_default(log_subscriber("debug", captured.clone()));
+
+    let user = json!({"external_user_id": "log-user"}).to_string();
+    let broken = App::new(unreachable_store());
+    let cases: Vec<(&App, HttpRequest<Body>, u16)> = vec![
+        (
+            &org.app,
+            request(Endpoint::UsersUpsert, &bearer, &[], &user),
+            201,
+        ),
+        (&org.app, request(Endpoint::Me, &bearer, &[], ""), 200),
+        (
+            &org.app,
+            request(
+                Endpoint::Me,
+                &format!("Bearer {}", tampered(&secret)),
+                &[],
+                "",
+            ),
+            401,
+        ),
+        (
+            &org.app,
+            request(Endpoint::Me, &format!("Basic {secret}"), &[], ""),
+            401,
+        ),
+        (
+            &org.app,
+            request(Endpoint::Me, &format!("Bearer  {secret}x"), &[], ""),
+            401,
+        ),
+        (&org.app, request(Endpoint::Me, &secret, &[], ""), 401),
+        // The key pasted where it does not belong: a body field, an idempotency key.
+        (
+            &org.app,
+            request(
+                Endpoint::UsersUpsert,
+                &bearer,
+                &[],
+                &json!({"external_user_id": "u", "install_count": secret}).to_string(),
+            ),
+            400,
+        ),
+        (
+            &org.app,
+            request(
+                Endpoint::Events,
+                &bearer,
+                &[("idempotency-key", &secret)],
+                &json!({"event": "app_opened", "user": {"external_user_id": "u"}}).to_string(),
+            ),
+            201,
+        ),
+        (
+            &org.app,
+            request(
+                Endpoint::UsersUpsert,
+                &bearer,
+                &[],
+                &format!("{{\"{secret}\""),
+            ),
+            400,
+        ),
+        // Storage down while authenticating.
+        (&broken, request(Endpoint::Me, &bearer, &[], ""), 503),
+    ];
+    let count = cases.len();
+    for (app, request, status) in cases {
+        let endpoint = Endpoint::ALL
+            .into_iter()
+            .find(|e| request.uri().path() == e.path())
+            .unwrap();
+        let reply = send(app, endpoint, request).await;
+        assert_eq!(reply.status.as_u16(), status, "{}", reply.body);
+        // A success body may echo what the client chose to store (here the idempotency key).
+        if status >= 400 {
+            let body = reply.body.to_string();
+            assert!(
+                !body.contains(&secret_part),
+                "error body leaks the key: {body}"
+            );
+        }
+    }
+
+    let logs = captured.text();
+    assert!(!logs.contains(&secret_part), "the key is in the logs");
+    let stored_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes()));
+    assert!(
+        !logs.contains(&stored_hash),
+        "the key's hash is in the logs"
+    );
+
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let requests: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request").collect();
+    assert_eq!(requests.len(), count, "one line per request");
+    for line in &requests {
+        assert!(line["request_id"].is_string(), "{line}");
+        assert!(line["function"].is_string(), "{line}");
+        assert!(line["status"].is_u64(), "{line}");
+        assert!(line["duration_ms"].is_u64(), "{line}");
+        let expected = match line["status"].as_u64().unwrap() {
+            200..=299 => "ok",
+            400..=499 => "rejected",
+            _ => "failed",
+        };
+        assert_eq!(line["outcome"], expected, "{line}");
+        let authenticated = matches!(line["status"].as_u64(), Some(200 | 201 | 400));
+        assert_eq!(
+            line["org_id"].as_str() == Some(org.org_id.as_str()),
+            authenticated,
+            "org id on authenticated requests only: {line}"
+        );
+        if expected != "ok" {
+            assert!(line["error_code"].is_string(), "{line}");
+        }
+    }
+    // The outage is logged with its cause for operators (the body said only "retry").
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN" && l["message"] == "storage unavailable"),
+        "{logs}"
+    );
+}
