@@ -1,5 +1,5 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test admin bench events sam-build clean
+.PHONY: run test admin bench fuzz events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
@@ -12,6 +12,9 @@ admin: ## The admin CLI against make run's DynamoDB Local, e.g. make admin ARGS=
 
 bench: ## Release binaries vs their floors: cold start, storage cost, warm latency, size, memory -> BENCHMARKS.md
 	@bash scripts/bench.sh $(ARGS)
+
+fuzz: ## libFuzzer on every body parser and the parsed headers, FUZZ_SECONDS (60) per target
+	@bash scripts/fuzz.sh
 
 events: ## Regenerate events/ from scripts/generate-events.py
 	@python3 scripts/generate-events.py

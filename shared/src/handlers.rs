@@ -221,7 +221,7 @@ pub async fn bookings_upsert(
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 printable ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
