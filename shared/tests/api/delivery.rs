@@ -173,3 +173,36 @@ fn every_function_crate_runs_its_endpoint() {
         );
     }
 }
+
+/// In Lambda the store's HTTPS client trusts only Amazon's root CAs (a cold-start saving):
+/// the bundle must hold all five, and a client built on it must work.
+#[tokio::test]
+async fn the_lambda_https_client_carries_amazons_roots_and_works() {
+    use shared::store::{https_client_trusting_amazon_roots, Store, AMAZON_ROOT_CAS_PEM};
+    assert_eq!(
+        AMAZON_ROOT_CAS_PEM
+            .matches("-----BEGIN CERTIFICATE-----")
+            .count(),
+        5
+    );
+    crate::common::store().await;
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .http_client(https_client_trusting_amazon_roots())
+        .build();
+    let store = Store::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        crate::common::TEST_TABLE,
+    );
+    let missing = shared::store::keys::ItemKey {
+        pk: "WARMUP".into(),
+        sk: "WARMUP".into(),
+    };
+    assert_eq!(store.get(&missing).await, Ok(None));
+}
