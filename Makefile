@@ -4,7 +4,7 @@
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
 
-test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, sam validate
+test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, a short soak, sam validate
 	@bash scripts/test.sh
 
 soak: ## 10,000 requests from 32 clients against the local API, then the stored state checked (SOAK_REQUESTS=...)
