@@ -25,6 +25,9 @@ log "unit and integration tests (events/ fixtures included)"
 results="$(mktemp)"
 cargo test --workspace --all-targets --locked 2>&1 | tee "$results"
 
+log "soak test, short (make soak sends 10,000 requests)"
+SOAK_REQUESTS=1000 SOAK_DURATION_LIMIT=120 bash scripts/soak.sh
+
 log "benchmark smoke run (make bench measures; this only checks it still runs)"
 cargo build --workspace --locked --quiet
 target/debug/bench --binaries target/debug --smoke >/dev/null

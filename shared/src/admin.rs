@@ -45,10 +45,11 @@ fn store_failure(error: &crate::error::ApiError) -> &'static str {
 }
 
 /// An SDK error as the same storage failure the functions would report.
-fn sdk<E, R>(operation: &'static str) -> impl FnOnce(SdkError<E, R>) -> AdminError
+fn sdk<E>(
+    operation: &'static str,
+) -> impl FnOnce(SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> AdminError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     move |error| AdminError::Store(crate::store::storage_error(operation, error))
 }

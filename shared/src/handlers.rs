@@ -285,9 +285,12 @@ pub async fn events(
 
     let (stored, replayed) = match store.put_new(item.clone()).await? {
         PutOutcome::Created => (item, false),
+        // Without an Idempotency-Key the id is random, so an existing item is this very
+        // request's own PutItem, retried by the SDK after its response was lost.
+        PutOutcome::Exists(_) if idempotency_key.is_none() => (item, false),
         PutOutcome::Exists(existing) => {
             let stored_hash = existing.get("request_hash").and_then(|v| v.as_s().ok());
-            if request_hash.is_none() || stored_hash != request_hash.as_ref() {
+            if stored_hash != request_hash.as_ref() {
                 return Err(ApiError::IdempotencyKeyReused);
             }
             // Re-apply with the time the first request recorded, not this retry's.

@@ -147,7 +147,15 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
     let started = Instant::now();
     let request_id = request_id(&request);
     let mut facts = RequestFacts::default();
-    let result = dispatch(app, endpoint, &request, &mut facts).await;
+    // Only storage can be slow here: past the deadline the client gets a retryable 503
+    // (a write may or may not have happened; a retry converges), never the Lambda timeout.
+    let deadline = crate::store::REQUEST_DEADLINE;
+    let result = tokio::time::timeout(deadline, dispatch(app, endpoint, &request, &mut facts))
+        .await
+        .unwrap_or_else(|_| {
+            tracing::warn!(request_id, "request deadline passed waiting for storage");
+            Err(ApiError::StorageUnavailable)
+        });
     let (status, body, mut headers, code) = match result {
         Ok(reply) => (reply.status, reply.body, reply.headers, None),
         Err(error) => {

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod table;
 
 use crate::error::ApiError;
+use aws_sdk_dynamodb::config::Region;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
@@ -21,6 +22,52 @@ pub const DEFAULT_TABLE_NAME: &str = "developer-ingest";
 const RATE_COUNTER_TTL_SECS: u64 = 3600;
 /// Region when `AWS_REGION` is not set. Set explicitly so the SDK never probes for one.
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// DynamoDB client limits, explicit so that a slow, unreachable or throttling DynamoDB
+/// answers 503 well within the 10 s Lambda timeout (see [`REQUEST_DEADLINE`]).
+///
+/// One operation: up to [`MAX_ATTEMPTS`] attempts, each cut at [`ATTEMPT_TIMEOUT`] (a new
+/// connection must also open within [`CONNECT_TIMEOUT`]), separated by jittered exponential
+/// backoff (retry n waits a random fraction of `INITIAL_BACKOFF * 2^(n-1)`, at most
+/// [`MAX_BACKOFF`]); the SDK retries throttling, 5xx, timeouts and connection errors.
+/// Whatever happens, [`OPERATION_TIMEOUT`] ends the operation: a black hole costs 4 s
+/// (attempt 1 until 2 s, backoff < 0.1 s, attempt 2 cut at 4 s); a refused connection or
+/// throttling answer costs 3 fast attempts and < 0.3 s of backoff.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+pub const MAX_ATTEMPTS: u32 = 3;
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// A request makes up to four DynamoDB operations in sequence (key lookup, rate-limit lease,
+/// related writes, primary write), so the request as a whole also has a deadline: past it
+/// the answer is 503 `storage_unavailable`. With the Lambda timeout at 10 s this leaves 4 s
+/// of headroom, and the client always gets our answer, never API Gateway's timeout.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(6);
+
+fn client_config(
+    region: Region,
+    credentials: aws_sdk_dynamodb::config::SharedCredentialsProvider,
+) -> aws_sdk_dynamodb::config::Builder {
+    use aws_sdk_dynamodb::config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion};
+    aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region)
+        .credentials_provider(credentials)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(INITIAL_BACKOFF)
+                .with_max_backoff(MAX_BACKOFF),
+        )
+}
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -103,17 +150,13 @@ impl Store {
     }
 
     /// Configured from the environment: `TABLE_NAME`, `AWS_REGION`, and `DYNAMODB_ENDPOINT`
-    /// for DynamoDB Local (which then needs no real credentials). Timeouts and retries are
-    /// explicit so a slow or unreachable DynamoDB answers 503 well within the Lambda timeout.
+    /// for DynamoDB Local (which then needs no real credentials).
     ///
     /// Built directly rather than through `aws_config`'s provider chains, which cold starts
     /// pay for: Lambda puts the role's credentials in the environment, so they are read from
     /// there; only without them (an admin's machine) does the SDK's default chain run.
     pub async fn from_env() -> Self {
-        use aws_sdk_dynamodb::config::{
-            retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, Credentials, Region,
-            SharedCredentialsProvider,
-        };
+        use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
         let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| DEFAULT_TABLE_NAME.into());
         let region =
             Region::new(std::env::var("AWS_REGION").unwrap_or_else(|_| DEFAULT_REGION.into()));
@@ -139,25 +182,27 @@ impl Store {
                 .credentials_provider()
                 .expect("the default chain has a credentials provider")
         };
-        let mut config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(region)
-            .credentials_provider(credentials);
+        let mut config = client_config(region, credentials);
         if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() {
             config.set_http_client(Some(https_client_trusting_amazon_roots()));
         }
         config.set_endpoint_url(endpoint);
-        let config = config
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(1))
-                    .operation_attempt_timeout(Duration::from_secs(2))
-                    .operation_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .build();
-        Store::new(Client::from_conf(config), table)
+        Store::new(Client::from_conf(config.build()), table)
+    }
+
+    /// A store on a DynamoDB-compatible endpoint (DynamoDB Local, or a test proxy in front
+    /// of it) with dummy credentials and the same timeouts and retries as [`Store::from_env`].
+    pub fn at_endpoint(endpoint: &str, table: impl Into<String>) -> Self {
+        use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+        let credentials = SharedCredentialsProvider::new(Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "dynamodb-local",
+        ));
+        let config = client_config(Region::new(DEFAULT_REGION), credentials).endpoint_url(endpoint);
+        Store::new(Client::from_conf(config.build()), table)
     }
 
     pub fn client(&self) -> &Client {
@@ -403,28 +448,34 @@ impl ConditionalFailure for aws_sdk_dynamodb::operation::put_item::PutItemError 
     }
 }
 
-/// Maps an SDK error to the API: throttling, timeouts and unreachable endpoints are a
-/// retryable 503; anything else is a 500. The detail goes to the log only.
-pub fn storage_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> ApiError
+/// Maps an SDK error to the API: throttling, timeouts, unreachable endpoints and any 5xx
+/// answer are a retryable 503; anything else is a 500. The detail goes to the log only.
+pub fn storage_error<E>(
+    operation: &'static str,
+    error: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> ApiError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    const RETRYABLE_CODES: [&str; 5] = [
+    const RETRYABLE_CODES: [&str; 6] = [
         "ProvisionedThroughputExceededException",
         "ThrottlingException",
         "RequestLimitExceeded",
         "InternalServerError",
         "ServiceUnavailable",
+        "LimitExceededException",
     ];
     let retryable = match &error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             true
         }
-        SdkError::ServiceError(service) => service
-            .err()
-            .code()
-            .is_some_and(|code| RETRYABLE_CODES.contains(&code)),
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || service
+                    .err()
+                    .code()
+                    .is_some_and(|code| RETRYABLE_CODES.contains(&code))
+        }
         _ => false,
     };
     let detail = aws_sdk_dynamodb::error::DisplayErrorContext(&error);

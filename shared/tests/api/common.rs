@@ -6,7 +6,7 @@ use lambda_http::{Body, Request};
 use serde_json::Value;
 use shared::admin;
 use shared::http::{handle, App};
-use shared::store::Store;
+use shared::store::{keys, Store};
 use shared::Endpoint;
 use tokio::sync::OnceCell;
 
@@ -91,6 +91,16 @@ impl TestOrg {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> Reply {
+        send(&self.app, endpoint, self.request(endpoint, headers, body)).await
+    }
+
+    /// A request to `endpoint` with this org's key, for any App (warm instance) to handle.
+    pub fn request(
+        &self,
+        endpoint: Endpoint,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Request {
         let mut builder = HttpRequest::builder()
             .method(endpoint.method())
             .uri(format!("https://api.example.test{}", endpoint.path()))
@@ -99,8 +109,46 @@ impl TestOrg {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        send(&self.app, endpoint, builder.body(body.into()).unwrap()).await
+        builder.body(body.into()).unwrap()
     }
+
+    /// The public view of the user `external_user_id`, read straight from the table.
+    pub async fn stored_user(&self, external_user_id: &str) -> Value {
+        let item = self
+            .store()
+            .get(&keys::user(
+                &self.org_id,
+                &external_identity(external_user_id),
+            ))
+            .await
+            .unwrap()
+            .expect("user stored");
+        shared::store::items::public_view(&item)
+    }
+
+    /// How many events the table holds for the user `external_user_id` (GSI1).
+    pub async fn count_events(&self, external_user_id: &str) -> usize {
+        let user_pk = keys::user_pk(&self.org_id, &external_identity(external_user_id));
+        let output = self
+            .store()
+            .client()
+            .query()
+            .table_name(self.store().table())
+            .index_name("GSI1")
+            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
+            .expression_attribute_values(":pk", shared::store::s(user_pk))
+            .expression_attribute_values(":event", shared::store::s("EVENT#"))
+            .send()
+            .await
+            .unwrap();
+        output.count as usize
+    }
+}
+
+pub fn external_identity(external_user_id: &str) -> shared::input::UserIdentity {
+    shared::input::UserIdentity::External(
+        serde_json::from_value(serde_json::json!(external_user_id)).unwrap(),
+    )
 }
 
 /// Sends a prepared request through the function handler.
@@ -167,17 +215,7 @@ pub async fn me_from_fresh_instance(store: &Store, secret: &str) -> Reply {
 
 /// A store whose DynamoDB endpoint refuses connections: what an outage looks like.
 pub fn unreachable_store() -> Store {
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .endpoint_url("http://127.0.0.1:9")
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "x", "x", None, None, "test",
-            ))
-            .build(),
-    );
-    Store::new(client, TEST_TABLE)
+    Store::at_endpoint("http://127.0.0.1:9", TEST_TABLE)
 }
 
 /// The secret with its last character changed: well-formed, same key id, wrong secret.

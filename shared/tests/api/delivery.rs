@@ -206,3 +206,17 @@ async fn the_lambda_https_client_carries_amazons_roots_and_works() {
     };
     assert_eq!(store.get(&missing).await, Ok(None));
 }
+
+#[test]
+fn storage_limits_answer_well_within_the_lambda_timeout() {
+    use shared::store::{ATTEMPT_TIMEOUT, OPERATION_TIMEOUT, REQUEST_DEADLINE};
+    use std::time::Duration;
+    let timeout = template()["Globals"]["Function"]["Timeout"]
+        .as_u64()
+        .expect("a global function timeout");
+    // A timed-out attempt is retried once within an operation; one operation fits in a
+    // request; the request deadline leaves headroom under the Lambda timeout.
+    assert!(ATTEMPT_TIMEOUT * 2 <= OPERATION_TIMEOUT);
+    assert!(OPERATION_TIMEOUT < REQUEST_DEADLINE);
+    assert!(REQUEST_DEADLINE + Duration::from_secs(3) <= Duration::from_secs(timeout));
+}

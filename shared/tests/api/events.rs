@@ -1,6 +1,5 @@
 use crate::common::*;
 use serde_json::{json, Value};
-use shared::store::keys;
 use shared::Endpoint;
 
 fn install_event() -> Value {
@@ -10,39 +9,6 @@ fn install_event() -> Value {
         "properties": { "install_platform": "ios", "install_source": "producthunt", "app_version": "1.4.2" },
         "event_timestamp": "2026-03-23T10:30:00Z"
     })
-}
-
-async fn stored_user(org: &TestOrg, id: &str) -> Value {
-    let identity =
-        shared::input::UserIdentity::External(serde_json::from_value(json!(id)).unwrap());
-    let item = org
-        .store()
-        .get(&keys::user(&org.org_id, &identity))
-        .await
-        .unwrap()
-        .expect("user stored");
-    shared::store::items::public_view(&item)
-}
-
-async fn count_events(org: &TestOrg, user_id: &str) -> usize {
-    let identity =
-        shared::input::UserIdentity::External(serde_json::from_value(json!(user_id)).unwrap());
-    let output = org
-        .store()
-        .client()
-        .query()
-        .table_name(org.store().table())
-        .index_name("GSI1")
-        .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
-        .expression_attribute_values(
-            ":pk",
-            shared::store::s(keys::user_pk(&org.org_id, &identity)),
-        )
-        .expression_attribute_values(":event", shared::store::s("EVENT#"))
-        .send()
-        .await
-        .unwrap();
-    output.count as usize
 }
 
 #[tokio::test]
@@ -57,7 +23,7 @@ async fn the_reference_event_is_stored_and_moves_the_lifecycle() {
     assert_eq!(event["properties"]["install_platform"], "ios");
     assert_eq!(event["event_timestamp"], "2026-03-23T10:30:00.000Z");
 
-    let user = stored_user(&org, "usr_123").await;
+    let user = org.stored_user("usr_123").await;
     assert_eq!(user["name"], "John Doe");
     assert_eq!(user["installed_at"], "2026-03-23T10:30:00.000Z");
     assert_eq!(user["is_installed"], true);
@@ -76,7 +42,7 @@ async fn events_without_a_key_are_each_stored() {
         .await
         .assert_status(201);
     }
-    assert_eq!(count_events(&org, "u").await, 3);
+    assert_eq!(org.count_events("u").await, 3);
 }
 
 #[tokio::test]
@@ -98,9 +64,9 @@ async fn a_retry_with_the_same_key_replays_the_first_answer() {
     second.assert_status(201);
     assert_eq!(second.headers["idempotent-replayed"], "true");
     assert_eq!(second.body, first.body);
-    assert_eq!(count_events(&org, "usr_123").await, 1);
+    assert_eq!(org.count_events("usr_123").await, 1);
     assert_eq!(
-        stored_user(&org, "usr_123").await["install_count"],
+        org.stored_user("usr_123").await["install_count"],
         1,
         "counted once"
     );
@@ -121,7 +87,7 @@ async fn the_same_key_with_another_body_is_rejected() {
     reply.assert_error(422, "idempotency_key_reused");
     assert_eq!(reply.param(), "Idempotency-Key");
     assert!(
-        stored_user(&org, "usr_123")
+        org.stored_user("usr_123")
             .await
             .get("last_opened_at")
             .is_none(),
@@ -150,8 +116,8 @@ async fn twenty_concurrent_duplicates_store_one_event_and_agree() {
         .filter(|r| r.headers.get("idempotent-replayed").is_none())
         .count();
     assert_eq!(fresh, 1);
-    assert_eq!(count_events(&org, "usr_123").await, 1);
-    assert_eq!(stored_user(&org, "usr_123").await["install_count"], 1);
+    assert_eq!(org.count_events("usr_123").await, 1);
+    assert_eq!(org.stored_user("usr_123").await["install_count"], 1);
 }
 
 #[tokio::test]
@@ -202,7 +168,7 @@ async fn older_events_never_move_timestamps_back() {
     )
     .await
     .assert_status(201);
-    let user = stored_user(&org, "u").await;
+    let user = org.stored_user("u").await;
     assert_eq!(user["last_opened_at"], "2026-03-24T10:00:00.000Z");
 
     org.call(
@@ -211,14 +177,14 @@ async fn older_events_never_move_timestamps_back() {
     )
     .await
     .assert_status(201);
-    assert_eq!(stored_user(&org, "u").await["is_installed"], false);
+    assert_eq!(org.stored_user("u").await["is_installed"], false);
     org.call(
         Endpoint::Events,
         event("app_installed", "2026-03-26T10:00:00Z"),
     )
     .await
     .assert_status(201);
-    let user = stored_user(&org, "u").await;
+    let user = org.stored_user("u").await;
     assert_eq!(user["is_installed"], true);
     assert_eq!(user["install_count"], 1);
     assert_eq!(user["uninstalled_at"], "2026-03-25T10:00:00.000Z");
@@ -229,7 +195,7 @@ async fn older_events_never_move_timestamps_back() {
     )
     .await
     .assert_status(201);
-    assert_eq!(stored_user(&org, "u").await["is_installed"], true);
+    assert_eq!(org.stored_user("u").await["is_installed"], true);
 }
 
 #[tokio::test]
@@ -253,7 +219,7 @@ async fn subscription_and_purchase_events_update_billing_state() {
     )
     .await
     .assert_status(201);
-    let stored = stored_user(&org, "payer").await;
+    let stored = org.stored_user("payer").await;
     assert_eq!(stored["subscription_status"], "active");
     assert_eq!(stored["plan"], "pro");
     assert_eq!(
@@ -270,7 +236,7 @@ async fn subscription_and_purchase_events_update_billing_state() {
         .await
         .assert_status(201);
     assert_eq!(
-        stored_user(&org, "payer").await["subscription_status"],
+        org.stored_user("payer").await["subscription_status"],
         "cancelled"
     );
 }

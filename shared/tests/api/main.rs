@@ -8,6 +8,7 @@ mod bookings;
 mod conversations;
 mod delivery;
 mod events;
+mod faults;
 mod fixtures;
 mod isolation;
 mod limits;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make soak: the local API (cargo lambda watch) over DynamoDB Local, a key with a rate limit
+# above the load, then target/debug/soak: SOAK_REQUESTS requests (10,000) from SOAK_CLIENTS
+# clients (32) within SOAK_DURATION_LIMIT seconds (300), and the stored state checked.
+# Uses the DynamoDB Local of DYNAMODB_ENDPOINT when set (make test's), else starts one in
+# memory. Stops what it started, even on failure. Loopback only.
+set -euo pipefail
+source "$(dirname "$0")/tools.sh"
+cd "$REPO_ROOT"
+
+SOAK_REQUESTS="${SOAK_REQUESTS:-10000}"
+SOAK_CLIENTS="${SOAK_CLIENTS:-32}"
+SOAK_DURATION_LIMIT="${SOAK_DURATION_LIMIT:-300}"
+export TABLE_NAME="${TABLE_NAME:-developer-ingest-soak}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+# One log line per request would cost more than the requests; warnings and errors still show.
+export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
+
+ensure_tools
+mkdir -p .local
+work="$(mktemp -d)"
+cleanup() {
+  stop_local_api
+  stop_dynamodb
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
+  port="$(free_port)"
+  log "starting DynamoDB Local (in memory) on port $port"
+  start_dynamodb "$port"
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+fi
+
+cargo build --workspace --locked --quiet
+target/debug/admin table create >/dev/null
+target/debug/admin keys create --org soak --name "soak test" --create-org --env test --json \
+  --rate-limit 1000000 | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])' >"$work/key"
+
+api_port="$(free_port)"
+log "starting the local API on port $api_port"
+API_LOG=".local/soak-api.log" start_local_api "$api_port"
+
+log "soak: $SOAK_REQUESTS requests from $SOAK_CLIENTS clients"
+if ! target/debug/soak --base-url "http://127.0.0.1:$api_port/api/developer" \
+  --api-key-file "$work/key" --requests "$SOAK_REQUESTS" --clients "$SOAK_CLIENTS" \
+  --duration-limit "$SOAK_DURATION_LIMIT"; then
+  echo "soak failed; the functions' log is in .local/soak-api.log" >&2
+  exit 1
+fi

@@ -1,0 +1,610 @@
+//! `make soak`: many concurrent clients send events and upserts to the local API (loopback
+//! only), including duplicate Idempotency-Keys, retries of requests whose responses were
+//! dropped, and interleaved updates of the same records. Every 2xx is recorded; afterwards
+//! the table (DynamoDB Local, read directly) must hold exactly what the acknowledged
+//! requests imply. Prints requests/s, statuses and the checks made; exits 1 on any non-2xx,
+//! any failed check, or when the requests were not all sent within `--duration-limit`.
+
+mod expect;
+mod verify;
+
+use clap::Parser;
+use expect::{EventKind, Expected};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{IpAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Soak test of the local API: load, then the stored state checked")]
+struct Args {
+    /// The local API's base URL; loopback addresses only.
+    #[arg(long, default_value = "http://127.0.0.1:9000/api/developer")]
+    base_url: String,
+    /// File with the API key to use (its rate limit must be above the load).
+    #[arg(long)]
+    api_key_file: PathBuf,
+    /// Requests to send in all (duplicates, retries and dropped ones included).
+    #[arg(long, default_value_t = 10_000)]
+    requests: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Stop sending after this many seconds; the run fails if not all requests were sent.
+    #[arg(long, default_value_t = 300)]
+    duration_limit: u64,
+}
+
+/// Records per client and shared by all (see `expect` for why they are split this way).
+const OWNED_USERS: usize = 4;
+const SALE_BUYERS: usize = 2;
+const SHARED_USERS: usize = 8;
+const PRODUCTS: usize = 8;
+
+/// `http://<loopback>:<port><path>`, or why not.
+fn loopback_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs on loopback are allowed"))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        return Err(format!("{url}: the soak test only runs against loopback"));
+    }
+    Ok((authority.to_owned(), path.trim_end_matches('/').to_owned()))
+}
+
+/// What one client saw.
+#[derive(Debug, Default)]
+struct Tally {
+    statuses: BTreeMap<u16, u64>,
+    transport_errors: u64,
+    dropped_on_purpose: u64,
+    replays_checked: u64,
+    latencies: Vec<Duration>,
+    failures: Vec<String>,
+}
+
+struct Outcome {
+    status: Option<u16>,
+    replayed: bool,
+}
+
+impl Outcome {
+    fn acked(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// Shared by all clients: where to send, and how many requests are left to send.
+struct Target {
+    agent: ureq::Agent,
+    authority: String,
+    path_prefix: String,
+    authorization: String,
+    run: String,
+    remaining: AtomicU64,
+    deadline: Instant,
+    base_time: time::OffsetDateTime,
+}
+
+impl Target {
+    /// Reserves `n` requests of the budget; false when it is spent or time is up.
+    fn take(&self, n: u64) -> bool {
+        Instant::now() < self.deadline
+            && self
+                .remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(n)
+                })
+                .is_ok()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}/{path}", self.authority, self.path_prefix)
+    }
+
+    fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (Outcome, Duration) {
+        let started = Instant::now();
+        let mut request = self
+            .agent
+            .post(self.url(path))
+            .header("Authorization", &self.authorization)
+            .header("Content-Type", "application/json");
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let outcome = match request.send(body.to_string()) {
+            Ok(mut response) => {
+                let _ = response.body_mut().read_to_string();
+                Outcome {
+                    status: Some(response.status().as_u16()),
+                    replayed: response.headers().contains_key("idempotent-replayed"),
+                }
+            }
+            Err(_) => Outcome {
+                status: None,
+                replayed: false,
+            },
+        };
+        (outcome, started.elapsed())
+    }
+
+    /// Sends the request and closes the connection without reading the answer: the client
+    /// never learns whether it was stored (the server may or may not finish it).
+    fn send_and_drop(&self, path: &str, body: &Value, key: Option<&str>) {
+        let body = body.to_string();
+        let key_header = key.map_or(String::new(), |k| format!("Idempotency-Key: {k}\r\n"));
+        let request = format!(
+            "POST {}/{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\n{key_header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.path_prefix, self.authority, self.authorization, body.len()
+        );
+        if let Ok(mut stream) = TcpStream::connect(&self.authority) {
+            let _ = stream.write_all(request.as_bytes());
+        }
+    }
+
+    fn time(&self, offset_ms: u64) -> String {
+        let at = self.base_time + Duration::from_millis(offset_ms);
+        shared::fields::Timestamp::from_offset_date_time(at).to_stored()
+    }
+}
+
+/// How an event request is sent.
+#[derive(Debug, Clone, Copy)]
+enum Delivery {
+    Once,
+    /// The same request again after the first answer (must replay).
+    Twice,
+    /// Two identical requests at the same time.
+    Concurrently,
+    /// Sent and its response dropped, then sent again.
+    DroppedThenRetried,
+}
+
+struct Client<'a> {
+    id: usize,
+    target: &'a Target,
+    rng: fastrand::Rng,
+    seq: u64,
+    tally: Tally,
+    expected: Expected,
+}
+
+impl Client<'_> {
+    fn name(&self, what: &str, n: usize) -> String {
+        format!("soak-{}-c{}-{what}{n}", self.target.run, self.id)
+    }
+
+    fn owned_user(&mut self) -> String {
+        let n = self.rng.usize(0..OWNED_USERS);
+        self.name("u", n)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn record(&mut self, (outcome, latency): (Outcome, Duration), what: &str) -> Outcome {
+        match outcome.status {
+            Some(status) => {
+                *self.tally.statuses.entry(status).or_default() += 1;
+                if !outcome.acked() && self.tally.failures.len() < 20 {
+                    self.tally.failures.push(format!("{what}: HTTP {status}"));
+                }
+            }
+            None => self.tally.transport_errors += 1,
+        }
+        self.tally.latencies.push(latency);
+        outcome
+    }
+
+    /// Runs until the request budget is spent or the time is up.
+    fn run(mut self) -> (Tally, Expected) {
+        loop {
+            let sent = match self.rng.u32(0..100) {
+                0..30 => self.upsert_owned_user(),
+                30..60 => self.owned_lifecycle_event(),
+                60..70 => self.keyless_event(),
+                70..85 => self.shared_open_event(),
+                _ => self.sale(),
+            };
+            if !sent {
+                return (self.tally, self.expected);
+            }
+        }
+    }
+
+    /// Fields of a user only this client writes, in sequence: the last acknowledged value
+    /// of each field is what must be stored. Each write sends a random subset of fields.
+    fn upsert_owned_user(&mut self) -> bool {
+        if !self.target.take(1) {
+            return false;
+        }
+        let seq = self.next();
+        let user = self.owned_user();
+        let mut fields = vec![("name", format!("name-{seq}"))];
+        for field in ["plan", "phone", "status"] {
+            if self.rng.bool() {
+                fields.push((field, format!("{field}-{seq}")));
+            }
+        }
+        let mut body = json!({ "external_user_id": user });
+        for (field, value) in &fields {
+            body[*field] = json!(value);
+        }
+        let sent = self.target.post("users/upsert/", &body, None);
+        let acked = self.record(sent, "users/upsert").acked();
+        for (field, value) in fields {
+            self.expected.field_written(&user, field, value, acked);
+        }
+        true
+    }
+
+    /// Lifecycle events of this client's users, at increasing times (so each one moves
+    /// the record forward and every counter counts it), with an Idempotency-Key, delivered
+    /// once, twice, concurrently twice, or dropped and retried.
+    fn owned_lifecycle_event(&mut self) -> bool {
+        let delivery = match self.rng.u32(0..100) {
+            0..60 => Delivery::Once,
+            60..75 => Delivery::Twice,
+            75..85 => Delivery::Concurrently,
+            _ => Delivery::DroppedThenRetried,
+        };
+        let seq = self.next();
+        let user = self.owned_user();
+        let at = self.target.time(seq);
+        let (kind, properties) = match self.rng.u32(0..3) {
+            0 => (EventKind::Install, json!({"install_platform": "ios"})),
+            1 => (EventKind::Open(at.clone()), json!({"app_version": "1.0"})),
+            _ => {
+                let cents = self.rng.i64(100..10_000);
+                let amount = format!("{}.{:02}", cents / 100, cents % 100);
+                let properties = json!({"amount": amount, "currency": "USD"});
+                (EventKind::Purchase(cents), properties)
+            }
+        };
+        let body = json!({
+            "event": kind.name(),
+            "user": {"external_user_id": user},
+            "event_timestamp": at,
+            "properties": properties,
+        });
+        let key = format!("soak-{}-c{}-e{seq}", self.target.run, self.id);
+        self.deliver_event(delivery, &user, key, kind, &body)
+    }
+
+    fn deliver_event(
+        &mut self,
+        delivery: Delivery,
+        user: &str,
+        key: String,
+        kind: EventKind,
+        body: &Value,
+    ) -> bool {
+        let requests = if matches!(delivery, Delivery::Once) {
+            1
+        } else {
+            2
+        };
+        if !self.target.take(requests) {
+            return false;
+        }
+        let target = self.target;
+        let mut acked = false;
+        match delivery {
+            Delivery::Once => {
+                acked = self
+                    .record(target.post("events/", body, Some(&key)), "event")
+                    .acked();
+            }
+            Delivery::Twice => {
+                acked = self
+                    .record(target.post("events/", body, Some(&key)), "event")
+                    .acked();
+                let again = self.record(target.post("events/", body, Some(&key)), "replay");
+                acked |= again.acked();
+                self.tally.replays_checked += 1;
+                if again.acked() && !again.replayed {
+                    self.tally
+                        .failures
+                        .push(format!("{key}: a repeated key was not replayed"));
+                }
+            }
+            Delivery::Concurrently => {
+                let (first, second) = std::thread::scope(|scope| {
+                    let other = scope.spawn(|| target.post("events/", body, Some(&key)));
+                    let first = target.post("events/", body, Some(&key));
+                    (first, other.join().expect("the duplicate's thread"))
+                });
+                acked |= self.record(first, "event").acked();
+                acked |= self.record(second, "concurrent duplicate").acked();
+            }
+            Delivery::DroppedThenRetried => {
+                target.send_and_drop("events/", body, Some(&key));
+                self.tally.dropped_on_purpose += 1;
+                acked = self
+                    .record(target.post("events/", body, Some(&key)), "retry")
+                    .acked();
+            }
+        }
+        self.expected.event(user, key, kind, acked);
+        true
+    }
+
+    /// Events without a key: each acknowledged one is a new event.
+    fn keyless_event(&mut self) -> bool {
+        if !self.target.take(1) {
+            return false;
+        }
+        let seq = self.next();
+        let user = self.owned_user();
+        let body = json!({"event": "level_up", "user": {"external_user_id": user}, "properties": {"level": seq}});
+        let sent = self.target.post("events/", &body, None);
+        let acked = self.record(sent, "keyless event").acked();
+        let identity = format!("c{}-x{seq}", self.id);
+        self.expected
+            .event(&user, identity, EventKind::Other, acked);
+        true
+    }
+
+    /// `app_opened` of users every client writes at once, at random times: the stored
+    /// `last_opened_at` must be the latest acknowledged one, whatever order they landed in.
+    fn shared_open_event(&mut self) -> bool {
+        let seq = self.next();
+        let user = format!(
+            "soak-{}-shared{}",
+            self.target.run,
+            self.rng.usize(0..SHARED_USERS)
+        );
+        let at = self.target.time(self.rng.u64(0..30 * 24 * 3600 * 1000));
+        let body = json!({"event": "app_opened", "user": {"external_user_id": user}, "event_timestamp": at});
+        if self.rng.bool() {
+            let key = format!("soak-{}-c{}-o{seq}", self.target.run, self.id);
+            self.deliver_event(Delivery::Once, &user, key, EventKind::Open(at), &body)
+        } else {
+            if !self.target.take(1) {
+                return false;
+            }
+            let sent = self.target.post("events/", &body, None);
+            let acked = self.record(sent, "keyless open").acked();
+            let identity = format!("c{}-o{seq}", self.id);
+            self.expected
+                .event(&user, identity, EventKind::Open(at), acked);
+            true
+        }
+    }
+
+    /// A sale with its buyer and product nested; sometimes dropped and sent again. Buyers and
+    /// products always carry the same fields, so a late duplicate changes nothing.
+    fn sale(&mut self) -> bool {
+        let dropped = self.rng.u32(0..100) < 15;
+        if !self.target.take(if dropped { 2 } else { 1 }) {
+            return false;
+        }
+        let seq = self.next();
+        let sale = self.name("s", seq as usize);
+        let buyer_n = self.rng.usize(0..SALE_BUYERS);
+        let buyer = self.name("b", buyer_n);
+        let product_n = self.rng.usize(0..PRODUCTS);
+        let product = format!("soak-{}-p{product_n}", self.target.run);
+        let cents = self.rng.i64(100..100_000);
+        let total = format!("{}.{:02}", cents / 100, cents % 100);
+        let body = json!({
+            "sale_id": sale,
+            "total": total,
+            "buyer": {"external_user_id": buyer, "name": format!("buyer-{buyer_n}")},
+            "product": {"external_product_id": product, "title": format!("product-{product_n}")},
+        });
+        if dropped {
+            self.target.send_and_drop("sales/upsert/", &body, None);
+            self.tally.dropped_on_purpose += 1;
+        }
+        let sent = self.target.post("sales/upsert/", &body, None);
+        let acked = self.record(sent, "sale").acked();
+        self.expected.sale(
+            expect::Sale {
+                id: sale,
+                total,
+                buyer,
+                buyer_name: format!("buyer-{buyer_n}"),
+                product,
+                product_title: format!("product-{product_n}"),
+            },
+            acked,
+        );
+        true
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(error) = run(args) {
+        eprintln!("soak: {error}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let (authority, path_prefix) = loopback_url(&args.base_url)?;
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .map_err(|_| "DYNAMODB_ENDPOINT must name the local API's DynamoDB Local".to_owned())?;
+    loopback_url(&endpoint)?;
+    let key = std::fs::read_to_string(&args.api_key_file)
+        .map_err(|e| format!("{}: {e}", args.api_key_file.display()))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let target = Target {
+        agent,
+        authority,
+        path_prefix,
+        authorization: format!("Bearer {}", key.trim()),
+        run: format!("{:08x}", fastrand::u32(..)),
+        remaining: AtomicU64::new(args.requests),
+        deadline: Instant::now() + Duration::from_secs(args.duration_limit),
+        base_time: time::OffsetDateTime::now_utc() - Duration::from_secs(40 * 24 * 3600),
+    };
+    let org_id = {
+        let mut me = target
+            .agent
+            .get(target.url("me/"))
+            .header("Authorization", &target.authorization)
+            .call()
+            .map_err(|e| format!("GET me/: {e}"))?;
+        let body: Value = serde_json::from_str(&me.body_mut().read_to_string().unwrap_or_default())
+            .map_err(|e| format!("GET me/: {e}"))?;
+        body["org"]["id"]
+            .as_str()
+            .ok_or_else(|| format!("GET me/ answered {body}"))?
+            .to_owned()
+    };
+
+    println!(
+        "soak: {} requests from {} clients to {}, run {} (org {org_id})",
+        args.requests, args.clients, args.base_url, target.run
+    );
+    let started = Instant::now();
+    let results: Vec<(Tally, Expected)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.clients)
+            .map(|id| {
+                let client = Client {
+                    id,
+                    target: &target,
+                    rng: fastrand::Rng::new(),
+                    seq: 0,
+                    tally: Tally::default(),
+                    expected: Expected::default(),
+                };
+                scope.spawn(move || client.run())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a client thread"))
+            .collect()
+    });
+    let elapsed = started.elapsed();
+
+    let mut tally = Tally::default();
+    let mut expected = Expected::default();
+    for (client_tally, client_expected) in results {
+        for (status, count) in client_tally.statuses {
+            *tally.statuses.entry(status).or_default() += count;
+        }
+        tally.transport_errors += client_tally.transport_errors;
+        tally.dropped_on_purpose += client_tally.dropped_on_purpose;
+        tally.replays_checked += client_tally.replays_checked;
+        tally.latencies.extend(client_tally.latencies);
+        tally.failures.extend(client_tally.failures);
+        expected.merge(client_expected);
+    }
+    let sent = args.requests - target.remaining.load(Ordering::Relaxed);
+    tally.latencies.sort();
+    let statuses: Vec<String> = tally
+        .statuses
+        .iter()
+        .map(|(status, count)| format!("{status}: {count}"))
+        .collect();
+    println!(
+        "sent {sent} requests in {:.1} s: {:.0} requests/s; latency p50 {} ms, p99 {} ms",
+        elapsed.as_secs_f64(),
+        sent as f64 / elapsed.as_secs_f64(),
+        percentile(&tally.latencies, 0.5).as_millis(),
+        percentile(&tally.latencies, 0.99).as_millis(),
+    );
+    println!(
+        "statuses {{{}}}; transport errors {}; responses dropped on purpose {} (each retried); replays checked {}",
+        statuses.join(", "),
+        tally.transport_errors,
+        tally.dropped_on_purpose,
+        tally.replays_checked
+    );
+
+    // A dropped request may still be in flight in the server; let it land before reading.
+    std::thread::sleep(Duration::from_secs(1));
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let report = runtime.block_on(verify::verify(&org_id, &expected));
+    println!("{}", report.summary());
+    for failure in tally.failures.iter().chain(&report.failures).take(30) {
+        println!("  FAILED {failure}");
+    }
+
+    let non_2xx: u64 = tally
+        .statuses
+        .iter()
+        .filter(|(status, _)| !(200..300).contains(*status))
+        .map(|(_, count)| count)
+        .sum();
+    let complete = sent == args.requests;
+    if !complete {
+        println!(
+            "FAILED: only {sent} of {} requests sent within the {} s limit",
+            args.requests, args.duration_limit
+        );
+    }
+    if non_2xx > 0 || tally.transport_errors > 0 || !tally.failures.is_empty() {
+        println!(
+            "FAILED: {non_2xx} non-2xx answers, {} transport errors",
+            tally.transport_errors
+        );
+    }
+    let passed = complete
+        && non_2xx == 0
+        && tally.transport_errors == 0
+        && tally.failures.is_empty()
+        && report.failures.is_empty();
+    println!("soak {}", if passed { "passed" } else { "FAILED" });
+    if !passed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_url;
+
+    #[test]
+    fn only_loopback_urls_are_accepted() {
+        for ok in [
+            "http://127.0.0.1:9000/api/developer",
+            "http://localhost:9000",
+            "http://[::1]:8000/",
+            "http://127.0.0.2:1",
+        ] {
+            assert!(loopback_url(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "https://127.0.0.1:9000",
+            "http://10.0.0.1:9000",
+            "http://example.com/api",
+            "http://dynamodb.us-east-1.amazonaws.com",
+            "http://127.0.0.1.example.com:80",
+        ] {
+            assert!(loopback_url(refused).is_err(), "{refused}");
+        }
+        assert_eq!(
+            loopback_url("http://127.0.0.1:9000/api/developer/").unwrap(),
+            ("127.0.0.1:9000".to_owned(), "/api/developer".to_owned())
+        );
+    }
+}

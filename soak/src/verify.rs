@@ -1,0 +1,283 @@
+//! Reads the table directly (DynamoDB Local, through `shared::store`) and compares it with
+//! what the acknowledged requests imply.
+
+use crate::expect::{EventKind, Expected, FieldValues};
+use aws_sdk_dynamodb::types::Select;
+use futures::stream::{self, StreamExt};
+use serde_json::{json, Value};
+use shared::store::{items::public_view, keys, s, Store};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Concurrent reads while verifying.
+const READS_IN_FLIGHT: usize = 16;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Checks made, by what they check.
+    pub checks: BTreeMap<&'static str, u64>,
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    fn check(&mut self, what: &'static str, ok: bool, detail: impl FnOnce() -> String) {
+        *self.checks.entry(what).or_default() += 1;
+        if !ok {
+            self.failures.push(format!("{what}: {}", detail()));
+        }
+    }
+
+    /// Whether `value` is in `low..=high` (a range that is one value when every request
+    /// was acknowledged).
+    fn check_range<T: PartialOrd + std::fmt::Debug>(
+        &mut self,
+        what: &'static str,
+        who: &str,
+        value: T,
+        (low, high): (T, T),
+    ) {
+        let ok = low <= value && value <= high;
+        self.check(what, ok, || {
+            format!("{who}: stored {value:?}, expected {low:?}..={high:?}")
+        });
+    }
+
+    pub fn summary(&self) -> String {
+        let total: u64 = self.checks.values().sum();
+        let by_kind: Vec<String> = self
+            .checks
+            .iter()
+            .map(|(what, n)| format!("{what} {n}"))
+            .collect();
+        format!(
+            "checks: {total} made, {} failed ({})",
+            self.failures.len(),
+            by_kind.join(", ")
+        )
+    }
+}
+
+fn user_key(org_id: &str, id: &str) -> keys::ItemKey {
+    keys::user(org_id, &identity(id))
+}
+
+fn identity(id: &str) -> shared::input::UserIdentity {
+    shared::input::UserIdentity::External(serde_json::from_value(json!(id)).expect("an id"))
+}
+
+fn id(value: &str) -> shared::fields::Id {
+    serde_json::from_value(json!(value)).expect("an id")
+}
+
+/// Money as stored ("12.30", or a number) in cents.
+fn cents(value: &Value) -> i64 {
+    let text = match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        _ => return 0,
+    };
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, "0"));
+    let fraction: String = format!("{fraction:0<2}").chars().take(2).collect();
+    whole.parse::<i64>().unwrap_or(i64::MIN) * 100 + fraction.parse::<i64>().unwrap_or(0)
+}
+
+async fn count_events(store: &Store, org_id: &str, user: &str) -> Result<usize, String> {
+    let mut count = 0;
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .query()
+            .table_name(store.table())
+            .index_name("GSI1")
+            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
+            .expression_attribute_values(":pk", s(keys::user_pk(org_id, &identity(user))))
+            .expression_attribute_values(":event", s("EVENT#"))
+            .select(Select::Count)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| format!("query events of {user}: {e}"))?;
+        count += page.count as usize;
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(count);
+        }
+    }
+}
+
+async fn get(store: &Store, key: &keys::ItemKey) -> Result<Option<Value>, String> {
+    store
+        .get(key)
+        .await
+        .map(|item| item.map(|item| public_view(&item)))
+        .map_err(|e| format!("get {}: {e:?}", key.pk))
+}
+
+/// What is stored for one user: its public view and how many events it has.
+struct StoredUser {
+    user: String,
+    item: Option<Value>,
+    events: usize,
+}
+
+pub async fn verify(org_id: &str, expected: &Expected) -> Report {
+    let store = Store::from_env().await;
+    let mut report = Report::default();
+    let users: BTreeSet<&String> = expected
+        .events
+        .keys()
+        .chain(expected.fields.keys())
+        .chain(expected.sales.iter().map(|(sale, _)| &sale.buyer))
+        .collect();
+    let stored: Vec<Result<StoredUser, String>> = stream::iter(users)
+        .map(|user| {
+            let store = &store;
+            async move {
+                Ok(StoredUser {
+                    user: user.clone(),
+                    item: get(store, &user_key(org_id, user)).await?,
+                    events: count_events(store, org_id, user).await?,
+                })
+            }
+        })
+        .buffer_unordered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    for stored in stored {
+        match stored {
+            Ok(stored) => check_user(&mut report, expected, &stored),
+            Err(error) => report.failures.push(error),
+        }
+    }
+
+    let acked_sales = expected.sales.iter().filter(|(_, acked)| *acked);
+    let sales: Vec<_> = stream::iter(acked_sales)
+        .map(|(sale, _)| {
+            let store = &store;
+            async move {
+                let sale_item = get(store, &keys::sale(org_id, &id(&sale.id))).await;
+                let product = get(store, &keys::product(org_id, &id(&sale.product))).await;
+                (sale, sale_item, product)
+            }
+        })
+        .buffer_unordered(READS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (sale, sale_item, product) in sales {
+        let (sale_item, product) = match (sale_item, product) {
+            (Ok(sale_item), Ok(product)) => (sale_item, product),
+            (Err(error), _) | (_, Err(error)) => {
+                report.failures.push(error);
+                continue;
+            }
+        };
+        let total = sale_item.as_ref().map(|item| item["total"].clone());
+        report.check(
+            "sale stored with its total",
+            total == Some(json!(sale.total)),
+            || format!("{}: {total:?}, expected {}", sale.id, sale.total),
+        );
+        let title = product.as_ref().map(|item| item["title"].clone());
+        report.check(
+            "sale's product stored",
+            title == Some(json!(sale.product_title)),
+            || format!("{}: {title:?}", sale.product),
+        );
+    }
+    report
+}
+
+fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
+    let user = stored.user.as_str();
+    let field = |name: &str| {
+        stored
+            .item
+            .as_ref()
+            .map_or(&Value::Null, |item| &item[name])
+    };
+    let no_events = Default::default();
+    let events = expected.events.get(user).unwrap_or(&no_events);
+
+    // Counts and sums over the user's distinct events: (acknowledged, all sent).
+    let range = |value: &dyn Fn(&EventKind) -> i64| {
+        let acked: i64 = events
+            .values()
+            .filter(|(_, a)| *a)
+            .map(|(k, _)| value(k))
+            .sum();
+        let all: i64 = events.values().map(|(k, _)| value(k)).sum();
+        (acked, all)
+    };
+    if !events.is_empty() {
+        report.check_range(
+            "events stored per user",
+            user,
+            stored.events as i64,
+            range(&|_| 1),
+        );
+        let installs = range(&|k| i64::from(*k == EventKind::Install));
+        report.check_range(
+            "install_count",
+            user,
+            field("install_count").as_i64().unwrap_or(0),
+            installs,
+        );
+        let payments = range(&|k| i64::from(matches!(k, EventKind::Purchase(_))));
+        report.check_range(
+            "total_payments_count",
+            user,
+            field("total_payments_count").as_i64().unwrap_or(0),
+            payments,
+        );
+        let revenue = range(&|k| match k {
+            EventKind::Purchase(cents) => *cents,
+            _ => 0,
+        });
+        report.check_range(
+            "lifetime_value",
+            user,
+            cents(field("lifetime_value")),
+            revenue,
+        );
+        let latest_open = |acked_only: bool| {
+            events
+                .values()
+                .filter(|(_, acked)| *acked || !acked_only)
+                .filter_map(|(kind, _)| match kind {
+                    EventKind::Open(at) => Some(at.clone()),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or_default()
+        };
+        let opened = field("last_opened_at")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        report.check_range(
+            "last_opened_at is the latest acknowledged",
+            user,
+            opened,
+            (latest_open(true), latest_open(false)),
+        );
+    }
+    for (name, values) in expected.fields.get(user).into_iter().flatten() {
+        let value = field(name).as_str().map(str::to_owned);
+        let FieldValues { acked, maybe } = values;
+        let ok = value == *acked || value.as_ref().is_some_and(|v| maybe.contains(v));
+        report.check("field holds the last acknowledged value", ok, || {
+            format!("{user}.{name}: stored {value:?}, expected {acked:?} (or one of {maybe:?})")
+        });
+    }
+    for (sale, _) in expected
+        .sales
+        .iter()
+        .filter(|(sale, acked)| *acked && sale.buyer == user)
+    {
+        report.check(
+            "sale's buyer stored",
+            field("name") == &json!(sale.buyer_name),
+            || format!("{user}: name {}", field("name")),
+        );
+    }
+}
