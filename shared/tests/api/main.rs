@@ -12,7 +12,6 @@ mod faults;
 mod fixtures;
 mod isolation;
 mod limits;
-mod logs;
 mod ratelimit;
 mod requests;
 mod sales;

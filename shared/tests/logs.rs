@@ -1,7 +1,14 @@
 //! What the functions log: one structured JSON line per request, and never an API key,
 //! whatever the request looks like or however it fails.
+//!
+//! Its own test binary (its own process), because the log subscriber is process-global, as
+//! in a function: tests running beside it in one process would log into it, or race it.
 
-use crate::common::*;
+#[allow(dead_code)]
+#[path = "api/common.rs"]
+mod common;
+
+use common::*;
 use lambda_http::http::Request as HttpRequest;
 use lambda_http::Body;
 use serde_json::{json, Value};
@@ -62,7 +69,8 @@ async fn logs_are_one_json_line_per_request_and_never_contain_a_key() {
     let bearer = format!("Bearer {secret}");
     let captured = Captured::default();
     // Debug level: even the most verbose setting a deployment may use keeps keys out.
-    let _guard = tracing::subscriber::set_default(log_subscriber("debug", captured.clone()));
+    tracing::subscriber::set_global_default(log_subscriber("debug", captured.clone()))
+        .expect("the only subscriber of this process");
 
     let user = json!({"external_user_id": "log-user"}).to_string();
     let broken = App::new(unreachable_store());
