@@ -123,14 +123,16 @@ async fn dispatch(
         Endpoint::BookingsUpsert => {
             handlers::bookings_upsert(store, &caller, body_bytes(request)?).await
         }
-        Endpoint::UsersGet => reads::users_get(store, &caller, &params).await,
-        Endpoint::UsersList => reads::users_list(store, &caller, query).await,
-        Endpoint::UsersDelete => erase::users_delete(store, &caller, &params).await,
+        // Boxed: their futures (several concurrent queries each) are large, and every
+        // function's request future is as large as the largest handler's.
+        Endpoint::UsersGet => Box::pin(reads::users_get(store, &caller, &params)).await,
+        Endpoint::UsersList => Box::pin(reads::users_list(store, &caller, query)).await,
+        Endpoint::UsersDelete => Box::pin(erase::users_delete(store, &caller, &params)).await,
         Endpoint::ConversationsGet => {
-            reads::conversations_get(store, &caller, &params, query).await
+            Box::pin(reads::conversations_get(store, &caller, &params, query)).await
         }
-        Endpoint::Inbox => reads::inbox(store, &caller, query).await,
-        Endpoint::BookingsList => reads::bookings_list(store, &caller, query).await,
+        Endpoint::Inbox => Box::pin(reads::inbox(store, &caller, query)).await,
+        Endpoint::BookingsList => Box::pin(reads::bookings_list(store, &caller, query)).await,
     }
 }
 

@@ -203,11 +203,20 @@ pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
     let mut write = upsert(org_id, keys::sale(org_id, &sale.id), "sale", &sale.fields);
     if let Some(buyer) = &sale.buyer {
         write = write.with("buyer", identity_ref(&buyer.identity));
-        let index = sale.fields.date.map(|date| {
-            let parent = keys::user_pk(org_id, &buyer.identity);
-            keys::under_parent(parent, "SALE", &date.to_stored(), sale.id.as_str())
-        });
-        write = write.indexed(index);
+        let parent = keys::user_pk(org_id, &buyer.identity);
+        match sale.fields.date {
+            Some(date) => {
+                let index = keys::under_parent(parent, "SALE", &date.to_stored(), sale.id.as_str());
+                write = write.indexed(Some(index));
+            }
+            // Listed under the buyer all the same (so erasing the buyer finds it), with an
+            // empty date that sorts before every date; a later upsert with a date moves it.
+            None => {
+                let index = keys::under_parent(parent, "SALE", "", sale.id.as_str());
+                write = write.with("GSI1PK", s(index.gsi1pk));
+                write.set_if_absent = vec![("GSI1SK".to_owned(), s(index.gsi1sk))];
+            }
+        }
     }
     if let Some(product) = &sale.product {
         write = write.with("external_product_id", s(product.id.as_str()));
