@@ -3,6 +3,7 @@
 
 Names are <function>.<status>.<case>.json; shared/tests/api/fixtures.rs sends each one
 through its function and checks the status (and, for errors, that <case> is the code).
+Read and delete events run against the records the write endpoints' 201 events create.
 Run it again after changing the cases below: python3 scripts/generate-events.py
 """
 import json
@@ -65,6 +66,10 @@ PATHS = {
     "events": ("POST", "events/"), "products-upsert": ("POST", "products/upsert/"),
     "sales-upsert": ("POST", "sales/upsert/"), "conversations-upsert": ("POST", "conversations/upsert/"),
     "messages-upsert": ("POST", "messages/upsert/"), "bookings-upsert": ("POST", "bookings/upsert/"),
+    "users-get": ("GET", "users/{external_user_id}/"), "users-list": ("GET", "users/"),
+    "users-delete": ("DELETE", "users/{external_user_id}/"),
+    "conversations-get": ("GET", "conversations/{thread_id}/"), "inbox": ("GET", "inbox/"),
+    "bookings-list": ("GET", "bookings/"),
 }
 
 # (function, status, case, body or None, headers)
@@ -92,10 +97,29 @@ for function, body in REFERENCE.items():
     CASES.append((function, 400, "invalid_json", '{"oops": ', {}))
     CASES.append((function, 401, "missing_authorization", body, {"authorization": None}))
 
+# Reads: (function, status, case, path parameters, query string)
+READS = [
+    ("users-get", 200, "ok", {"external_user_id": "usr_123"}, ""),
+    ("users-get", 404, "user_not_found", {"external_user_id": "usr_unknown"}, ""),
+    ("users-get", 401, "missing_authorization", {"external_user_id": "usr_123"}, ""),
+    ("users-list", 200, "ok", {}, "plan=pro&limit=10"),
+    ("users-list", 400, "invalid_field", {}, "inactive_days=0"),
+    ("users-list", 400, "invalid_cursor", {}, "cursor=bm90LWEtY3Vyc29y"),
+    ("conversations-get", 200, "ok", {"thread_id": "conv_support_1001"}, "limit=50"),
+    ("conversations-get", 404, "thread_not_found", {"thread_id": "conv_unknown"}, ""),
+    ("inbox", 200, "ok", {}, "status=awaiting_reply"),
+    ("inbox", 400, "invalid_field", {}, "status=closed"),
+    ("bookings-list", 200, "ok", {}, "from=2026-03-25T00:00:00Z&to=2026-03-26T00:00:00Z"),
+    ("bookings-list", 400, "missing_field", {}, "from=2026-03-25T00:00:00Z"),
+    ("users-delete", 200, "ok", {"external_user_id": "usr_123"}, ""),
+    ("users-delete", 401, "missing_authorization", {"external_user_id": "usr_123"}, ""),
+]
 
-def event(function, case, body, extra_headers):
+
+def event(function, case, body, extra_headers, params=None, query=""):
     method, relative = PATHS[function]
-    path = f"/api/developer/{relative}"
+    route = f"/api/developer/{relative}"
+    path = route.format(**(params or {}))
     headers = {"authorization": f"Bearer {FIXTURE_SECRET}", "user-agent": "curl/8.5.0",
                "host": "localhost:9000"}
     if body is not None:
@@ -107,9 +131,9 @@ def event(function, case, body, extra_headers):
             headers[name] = value
     result = {
         "version": "2.0",
-        "routeKey": f"{method} {path}",
+        "routeKey": f"{method} {route}",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": "123456789012",
@@ -119,7 +143,7 @@ def event(function, case, body, extra_headers):
             "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
                      "sourceIp": "127.0.0.1", "userAgent": "curl/8.5.0"},
             "requestId": f"fixture-{function}-{case}",
-            "routeKey": f"{method} {path}",
+            "routeKey": f"{method} {route}",
             "stage": "$default",
             "time": "24/Nov/2026:10:00:00 +0000",
             "timeEpoch": 1795514400000,
@@ -128,6 +152,8 @@ def event(function, case, body, extra_headers):
     }
     if body is not None:
         result["body"] = body if isinstance(body, str) else json.dumps(body)
+    if params:
+        result["pathParameters"] = params
     return result
 
 
@@ -139,7 +165,11 @@ def main():
     for function, status, case, body, headers in CASES:
         path = out / f"{function}.{status}.{case}.json"
         path.write_text(json.dumps(event(function, case, body, headers), indent=2) + "\n")
-    print(f"wrote {len(CASES)} events to {out}")
+    for function, status, case, params, query in READS:
+        headers = {"authorization": None} if case == "missing_authorization" else {}
+        path = out / f"{function}.{status}.{case}.json"
+        path.write_text(json.dumps(event(function, case, None, headers, params, query), indent=2) + "\n")
+    print(f"wrote {len(CASES) + len(READS)} events to {out}")
 
 
 if __name__ == "__main__":

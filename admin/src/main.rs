@@ -125,7 +125,8 @@ enum KeysCommand {
 
 #[derive(Subcommand)]
 enum TableCommand {
-    /// Create the table (as template.yaml defines it) if it does not exist.
+    /// Create the table (as template.yaml defines it) if it does not exist, or add the
+    /// indexes an older table lacks.
     Create,
 }
 
@@ -148,7 +149,11 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
     match cli.command {
         Command::Table(TableCommand::Create) => {
             let created = admin::create_table(&store).await?;
-            let state = if created { "created" } else { "already exists" };
+            let state = if created {
+                "created"
+            } else {
+                "already exists (any missing index added)"
+            };
             println!("table {}: {state}", store.table());
         }
         Command::Orgs(OrgsCommand::Create { id, name }) => {

@@ -289,6 +289,21 @@ impl Cost {
     }
 }
 
+/// The records the reference events of events/ describe (the write endpoints' events, ids
+/// unchanged), so that the read endpoints' reference events find what they read.
+async fn seed_reference_records(store: &Store) {
+    let app = shared::http::App::new(store.clone());
+    for endpoint in Endpoint::ALL
+        .into_iter()
+        .filter(|e| e.method_name() == "POST")
+    {
+        let event = reference_event(endpoint).to_string();
+        let request = lambda_http::request::from_str(&event).expect("an API Gateway event");
+        let response = shared::http::handle(&app, endpoint, request).await;
+        assert!(response.status().is_success(), "seeding {endpoint:?}");
+    }
+}
+
 /// Requests per call: first write, update (same ids again) and, for events, an idempotent replay.
 fn storage_cost(
     function: &Function,
@@ -439,6 +454,7 @@ async fn main() {
     shared::admin::set_key_rate_limit(&store, &key_id, Some(1_000_000))
         .await
         .expect("limit");
+    seed_reference_records(&store).await;
     let proxy = CountingProxy::start(dynamodb.clone());
 
     let binaries = repo_root().join(&args.binaries);

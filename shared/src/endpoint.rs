@@ -1,7 +1,12 @@
 //! The endpoints: one Lambda function each. The single list of names, methods and paths
-//! that template.yaml, the watch router and events/ are checked against.
+//! (templates with `{parameters}`) that template.yaml, the watch router and events/ are
+//! checked against, and the matcher that reads path parameters from a request path.
 
+use crate::error::ApiError;
+use crate::fields::Id;
 use lambda_http::http::Method;
+use serde::de::IntoDeserializer;
+use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -14,12 +19,20 @@ pub enum Endpoint {
     ConversationsUpsert,
     MessagesUpsert,
     BookingsUpsert,
+    UsersGet,
+    UsersList,
+    ConversationsGet,
+    Inbox,
+    BookingsList,
+    UsersDelete,
 }
 
 pub const API_BASE_PATH: &str = "/api/developer/";
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 9] = [
+    /// Writes, then reads, then the erasure (the order `make bench` runs them in over one
+    /// data set).
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Health,
         Endpoint::Me,
         Endpoint::UsersUpsert,
@@ -29,6 +42,12 @@ impl Endpoint {
         Endpoint::ConversationsUpsert,
         Endpoint::MessagesUpsert,
         Endpoint::BookingsUpsert,
+        Endpoint::UsersGet,
+        Endpoint::UsersList,
+        Endpoint::ConversationsGet,
+        Endpoint::Inbox,
+        Endpoint::BookingsList,
+        Endpoint::UsersDelete,
     ];
 
     /// The function (binary and package) name under `functions/`.
@@ -43,10 +62,17 @@ impl Endpoint {
             Endpoint::ConversationsUpsert => "conversations-upsert",
             Endpoint::MessagesUpsert => "messages-upsert",
             Endpoint::BookingsUpsert => "bookings-upsert",
+            Endpoint::UsersGet => "users-get",
+            Endpoint::UsersList => "users-list",
+            Endpoint::UsersDelete => "users-delete",
+            Endpoint::ConversationsGet => "conversations-get",
+            Endpoint::Inbox => "inbox",
+            Endpoint::BookingsList => "bookings-list",
         }
     }
 
-    /// The path below [`API_BASE_PATH`], with its trailing slash.
+    /// The path template below [`API_BASE_PATH`], with its trailing slash; `{name}` is a
+    /// path parameter (one segment).
     pub fn relative_path(self) -> &'static str {
         match self {
             Endpoint::Health => "health/",
@@ -58,25 +84,56 @@ impl Endpoint {
             Endpoint::ConversationsUpsert => "conversations/upsert/",
             Endpoint::MessagesUpsert => "messages/upsert/",
             Endpoint::BookingsUpsert => "bookings/upsert/",
+            Endpoint::UsersGet | Endpoint::UsersDelete => "users/{external_user_id}/",
+            Endpoint::UsersList => "users/",
+            Endpoint::ConversationsGet => "conversations/{thread_id}/",
+            Endpoint::Inbox => "inbox/",
+            Endpoint::BookingsList => "bookings/",
         }
     }
 
+    /// The full path template, e.g. `/api/developer/users/{external_user_id}/`.
     pub fn path(self) -> String {
         format!("{API_BASE_PATH}{}", self.relative_path())
     }
 
+    /// The path with each parameter replaced by a value: what a client sends.
+    pub fn path_with(self, values: &[&str]) -> String {
+        let mut values = values.iter();
+        let segments: Vec<String> = self
+            .relative_path()
+            .trim_end_matches('/')
+            .split('/')
+            .map(|segment| match parameter_name(segment) {
+                Some(_) => {
+                    let value = values.next().expect("a value for every parameter");
+                    percent_encoding::utf8_percent_encode(value, SEGMENT).to_string()
+                }
+                None => segment.to_owned(),
+            })
+            .collect();
+        format!("{API_BASE_PATH}{}/", segments.join("/"))
+    }
+
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Health | Endpoint::Me => Method::GET,
-            _ => Method::POST,
+            Endpoint::UsersUpsert
+            | Endpoint::Events
+            | Endpoint::ProductsUpsert
+            | Endpoint::SalesUpsert
+            | Endpoint::ConversationsUpsert
+            | Endpoint::MessagesUpsert
+            | Endpoint::BookingsUpsert => Method::POST,
+            Endpoint::UsersDelete => Method::DELETE,
+            _ => Method::GET,
         }
     }
 
     pub fn method_name(self) -> &'static str {
-        if self.method() == Method::GET {
-            "GET"
-        } else {
-            "POST"
+        match self.method() {
+            Method::POST => "POST",
+            Method::DELETE => "DELETE",
+            _ => "GET",
         }
     }
 
@@ -88,5 +145,133 @@ impl Endpoint {
         Endpoint::ALL
             .into_iter()
             .find(|e| e.function_name() == name)
+    }
+
+    /// Matches a request path against this endpoint's template: the part after
+    /// `/api/developer/` (so a stage prefix does not matter), with or without the trailing
+    /// slash. Parameters are percent-decoded; `None` when the path is not this endpoint's.
+    pub fn match_path(self, raw_path: &str) -> Option<PathParams> {
+        let base = API_BASE_PATH.trim_end_matches('/');
+        let start = raw_path.find(base)? + base.len();
+        let rest = raw_path[start..].strip_prefix('/')?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let template = self.relative_path().trim_end_matches('/');
+        let (mut segments, mut expected) = (rest.split('/'), template.split('/'));
+        let mut params = Vec::new();
+        loop {
+            match (segments.next(), expected.next()) {
+                (None, None) => return Some(PathParams(params)),
+                (Some(segment), Some(pattern)) => match parameter_name(pattern) {
+                    Some(name) => {
+                        let value = percent_encoding::percent_decode_str(segment)
+                            .decode_utf8()
+                            .ok()?;
+                        if value.trim().is_empty() {
+                            return None;
+                        }
+                        params.push((name, value.into_owned()));
+                    }
+                    None if segment == pattern => {}
+                    None => return None,
+                },
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Characters escaped in a path segment built by [`Endpoint::path_with`].
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'@');
+
+fn parameter_name(segment: &str) -> Option<&str> {
+    segment.strip_prefix('{')?.strip_suffix('}')
+}
+
+/// The decoded path parameters of a matched request, by template name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathParams(Vec<(&'static str, String)>);
+
+impl PathParams {
+    /// The parameter as the same typed id the write side uses (trimmed, bounded, no
+    /// control characters); a malformed one is a 400 naming the parameter.
+    pub fn id(&self, name: &str) -> Result<Id, ApiError> {
+        let raw = self
+            .0
+            .iter()
+            .find(|(param, _)| *param == name)
+            .map(|(_, value)| value.as_str())
+            .ok_or(ApiError::NotFound)?;
+        parse_id(raw).map_err(|error| ApiError::invalid_field(name, format!("`{name}` {error}")))
+    }
+}
+
+/// An id from a string (a path segment, a stored reference), checked like one in a body.
+pub fn parse_id(raw: &str) -> Result<Id, serde::de::value::Error> {
+    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        raw.into_deserializer();
+    Id::deserialize(deserializer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_with_and_without_slash_and_behind_a_stage() {
+        for path in [
+            "/api/developer/users/",
+            "/api/developer/users",
+            "/prod/api/developer/users/",
+        ] {
+            assert!(Endpoint::UsersList.match_path(path).is_some(), "{path}");
+        }
+        for path in [
+            "/api/developer/users/u1/",
+            "/api/developer/users//",
+            "/api/developer/health/",
+        ] {
+            assert!(Endpoint::UsersList.match_path(path).is_none(), "{path}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_decoded_into_ids() {
+        let params = Endpoint::UsersGet
+            .match_path("/stage/api/developer/users/usr%20%2F1%40x/")
+            .unwrap();
+        assert_eq!(params.id("external_user_id").unwrap().as_str(), "usr /1@x");
+        let params = Endpoint::ConversationsGet
+            .match_path("/api/developer/conversations/t1")
+            .unwrap();
+        assert_eq!(params.id("thread_id").unwrap().as_str(), "t1");
+        assert!(Endpoint::UsersGet
+            .match_path("/api/developer/users/u1/extra/")
+            .is_none());
+        assert!(Endpoint::UsersGet
+            .match_path("/api/developer/users/%20/")
+            .is_none());
+    }
+
+    #[test]
+    fn malformed_ids_name_the_parameter() {
+        let long = "x".repeat(crate::fields::MAX_ID_CHARS + 1);
+        let params = Endpoint::UsersGet
+            .match_path(&format!("/api/developer/users/{long}/"))
+            .unwrap();
+        let error = params.id("external_user_id").unwrap_err();
+        assert_eq!(error.param(), Some("external_user_id"));
+    }
+
+    #[test]
+    fn built_paths_round_trip() {
+        let path = Endpoint::UsersGet.path_with(&["a b/c"]);
+        assert_eq!(path, "/api/developer/users/a%20b%2Fc/");
+        let params = Endpoint::UsersGet.match_path(&path).unwrap();
+        assert_eq!(params.id("external_user_id").unwrap().as_str(), "a b/c");
     }
 }

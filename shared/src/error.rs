@@ -42,6 +42,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("No such endpoint.")]
     NotFound,
+    #[error("No user with this `external_user_id`.")]
+    UserNotFound,
+    #[error("No conversation with this `thread_id`.")]
+    ThreadNotFound,
+    #[error("The cursor is malformed, or belongs to another query: send back the `next_cursor` of the previous page with the same parameters.")]
+    InvalidCursor,
     #[error("This endpoint does not accept that method.")]
     MethodNotAllowed { allow: &'static str },
     #[error(
@@ -80,10 +86,11 @@ impl ApiError {
             | MissingMessageIdentity
             | MissingBookingIdentity
             | MissingBookingScheduledAt
-            | InvalidIdempotencyKey { .. } => StatusCode::BAD_REQUEST,
+            | InvalidIdempotencyKey { .. }
+            | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -111,6 +118,9 @@ impl ApiError {
             IdempotencyKeyReused => "idempotency_key_reused",
             PayloadTooLarge { .. } => "payload_too_large",
             NotFound => "not_found",
+            UserNotFound => "user_not_found",
+            ThreadNotFound => "thread_not_found",
+            InvalidCursor => "invalid_cursor",
             MethodNotAllowed { .. } => "method_not_allowed",
             RateLimited => "rate_limited",
             StorageUnavailable => "storage_unavailable",
@@ -132,6 +142,9 @@ impl ApiError {
             MissingMessageIdentity => Some("message_id"),
             MissingBookingIdentity => Some("booking_id"),
             MissingBookingScheduledAt => Some("scheduled_at"),
+            UserNotFound => Some("external_user_id"),
+            ThreadNotFound => Some("thread_id"),
+            InvalidCursor => Some("cursor"),
             InvalidIdempotencyKey { .. } | IdempotencyKeyReused => Some("Idempotency-Key"),
             MissingAuthorization | InvalidApiKey => Some("Authorization"),
             _ => None,

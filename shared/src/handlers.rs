@@ -27,7 +27,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(body: Value) -> Self {
+    pub(crate) fn ok(body: Value) -> Self {
         Reply {
             status: StatusCode::OK,
             body,

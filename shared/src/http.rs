@@ -7,6 +7,7 @@ use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
 use crate::handlers::{self, Reply};
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::store::Store;
+use crate::{erase, reads};
 use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -74,11 +75,9 @@ async fn dispatch(
 ) -> Result<Reply, ApiError> {
     // API Gateway also routes `<path>/{proxy+}` here (HTTP APIs cannot declare a trailing
     // slash): anything longer than the documented path is not an endpoint.
-    let path = request.uri().path();
-    let documented = endpoint.path();
-    if !(path.ends_with(&documented) || path.ends_with(documented.trim_end_matches('/'))) {
-        return Err(ApiError::NotFound);
-    }
+    let params = endpoint
+        .match_path(request.uri().path())
+        .ok_or(ApiError::NotFound)?;
     if request.method() != endpoint.method() {
         return Err(ApiError::MethodNotAllowed {
             allow: endpoint.method_name(),
@@ -103,6 +102,7 @@ async fn dispatch(
         return Err(ApiError::RateLimited);
     }
     let store = &app.store;
+    let query = request.uri().query();
     match endpoint {
         Endpoint::Health => Ok(handlers::health()),
         Endpoint::Me => Ok(handlers::me(&caller)),
@@ -123,6 +123,16 @@ async fn dispatch(
         Endpoint::BookingsUpsert => {
             handlers::bookings_upsert(store, &caller, body_bytes(request)?).await
         }
+        // Boxed: their futures (several concurrent queries each) are large, and every
+        // function's request future is as large as the largest handler's.
+        Endpoint::UsersGet => Box::pin(reads::users_get(store, &caller, &params)).await,
+        Endpoint::UsersList => Box::pin(reads::users_list(store, &caller, query)).await,
+        Endpoint::UsersDelete => Box::pin(erase::users_delete(store, &caller, &params)).await,
+        Endpoint::ConversationsGet => {
+            Box::pin(reads::conversations_get(store, &caller, &params, query)).await
+        }
+        Endpoint::Inbox => Box::pin(reads::inbox(store, &caller, query)).await,
+        Endpoint::BookingsList => Box::pin(reads::bookings_list(store, &caller, query)).await,
     }
 }
 

@@ -2,7 +2,9 @@
 //! [`http::run`]. Layers, outermost first:
 //!
 //! - [`http`]: API Gateway request in, JSON response out, request ids, logging.
-//! - [`handlers`]: one function per endpoint; orchestrates parse -> writes -> reply.
+//! - [`handlers`]: one function per write endpoint; orchestrates parse -> writes -> reply.
+//! - [`reads`], [`erase`]: the read endpoints and the erasure of a client.
+//! - [`query`], [`cursor`]: query-string parameters and opaque page cursors.
 //! - [`input`], [`fields`], [`lifecycle`]: request bodies parsed into validated domain values.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
 //! - [`ratelimit`]: per-key limits shared by all instances through leased token blocks.
@@ -12,14 +14,18 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cursor;
 pub mod endpoint;
+pub mod erase;
 pub mod error;
 pub mod fields;
 pub mod handlers;
 pub mod http;
 pub mod input;
 pub mod lifecycle;
+pub mod query;
 pub mod ratelimit;
+pub mod reads;
 pub mod store;
 
 pub use endpoint::Endpoint;

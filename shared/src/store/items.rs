@@ -1,10 +1,10 @@
 //! How domain values become DynamoDB writes, and stored items become API objects.
 
 use super::keys::{self, ItemKey, ParentIndexKey};
-use super::{n, s, Item, Upsert};
+use super::{n, s, Advance, Item, Upsert};
 use crate::fields::{Id, Timestamp};
 use crate::input::{
-    Booking, Channel, Conversation, Event, Message, Product, Sale, User, UserIdentity,
+    Booking, Channel, Conversation, Direction, Event, Message, Product, Sale, User, UserIdentity,
 };
 use crate::lifecycle::LifecycleUpdate;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -13,11 +13,13 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Attributes the API never returns: keys, bookkeeping, tenant and dedupe internals.
-const INTERNAL_ATTRIBUTES: [&str; 8] = [
+const INTERNAL_ATTRIBUTES: [&str; 10] = [
     "PK",
     "SK",
     "GSI1PK",
     "GSI1SK",
+    "GSI2PK",
+    "GSI2SK",
     "org_id",
     "version",
     "request_hash",
@@ -74,8 +76,10 @@ fn upsert(org_id: &str, key: ItemKey, entity: &'static str, fields: &impl Serial
         set: attributes_of(fields),
         set_if_absent: Vec::new(),
         add: Vec::new(),
+        remove: Vec::new(),
         newer_than: Vec::new(),
         stamp: None,
+        advance: None,
     }
 }
 
@@ -96,13 +100,25 @@ impl Upsert {
     }
 }
 
+/// A user write. Every user is in the org's activity list (GSI2): until an event says
+/// otherwise, the time the record was first written counts as its last activity.
 pub fn user(org_id: &str, user: &User) -> Upsert {
-    upsert(
+    let first_seen = Timestamp::now().to_stored();
+    let mut write = upsert(
         org_id,
         keys::user(org_id, &user.identity),
         "user",
         &user.fields,
     )
+    .with("GSI2PK", s(keys::users_by_activity(org_id)));
+    write.set_if_absent = vec![
+        ("last_activity_at".to_owned(), s(&first_seen)),
+        (
+            "GSI2SK".to_owned(),
+            s(keys::user_activity_sort(&first_seen, &user.identity)),
+        ),
+    ];
+    write
 }
 
 /// The user write of an event: the nested user's fields plus the lifecycle change,
@@ -113,11 +129,24 @@ pub fn user_for_event(
     change: &LifecycleUpdate,
     at: Timestamp,
 ) -> Upsert {
+    let stamp = at.to_stored();
     let mut write = self::user(org_id, user);
+    // Any event is activity: the newest event's time is the user's last activity.
+    write.advance = Some(Advance {
+        attribute: "last_event_at",
+        value: stamp.clone(),
+        set: vec![
+            ("last_event_at".to_owned(), s(&stamp)),
+            ("last_activity_at".to_owned(), s(&stamp)),
+            (
+                "GSI2SK".to_owned(),
+                s(keys::user_activity_sort(&stamp, &user.identity)),
+            ),
+        ],
+    });
     if change.is_empty() {
         return write;
     }
-    let stamp = at.to_stored();
     for name in &change.stamps {
         write = write.with(name, s(&stamp));
     }
@@ -174,11 +203,20 @@ pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
     let mut write = upsert(org_id, keys::sale(org_id, &sale.id), "sale", &sale.fields);
     if let Some(buyer) = &sale.buyer {
         write = write.with("buyer", identity_ref(&buyer.identity));
-        let index = sale.fields.date.map(|date| {
-            let parent = keys::user_pk(org_id, &buyer.identity);
-            keys::under_parent(parent, "SALE", &date.to_stored(), sale.id.as_str())
-        });
-        write = write.indexed(index);
+        let parent = keys::user_pk(org_id, &buyer.identity);
+        match sale.fields.date {
+            Some(date) => {
+                let index = keys::under_parent(parent, "SALE", &date.to_stored(), sale.id.as_str());
+                write = write.indexed(Some(index));
+            }
+            // Listed under the buyer all the same (so erasing the buyer finds it), with an
+            // empty date that sorts before every date; a later upsert with a date moves it.
+            None => {
+                let index = keys::under_parent(parent, "SALE", "", sale.id.as_str());
+                write = write.with("GSI1PK", s(index.gsi1pk));
+                write.set_if_absent = vec![("GSI1SK".to_owned(), s(index.gsi1sk))];
+            }
+        }
     }
     if let Some(product) = &sale.product {
         write = write.with("external_product_id", s(product.id.as_str()));
@@ -220,7 +258,9 @@ pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
 }
 
 /// The thread write of a message: creates the thread if it is missing and moves
-/// `last_message_at` forward (never back) to the message's `sent_at`.
+/// `last_message_at` forward (never back) to the message's `sent_at`. The same guarded
+/// write keeps the inbox: a newer inbound message puts the thread in it (waiting since the
+/// first inbound message after the last reply), any other newer message takes it out.
 pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
     #[derive(Serialize)]
     struct ThreadRef<'a> {
@@ -236,17 +276,39 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
     );
     let mut write =
         with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
+    let index = message.contact.as_ref().map(|contact| {
+        let parent = keys::user_pk(org_id, &contact.identity);
+        keys::thread_under_user(parent, &message.thread_id)
+    });
+    write = write.indexed(index);
     if let Some(sent_at) = message.fields.sent_at {
         let stamp = sent_at.to_stored();
         write = write
             .with("last_message_at", s(&stamp))
             .with("last_message_id", s(message.message_id.as_str()));
-        if let Some(direction) = message.fields.direction {
-            let direction = serde_json::to_value(direction).expect("an enum serializes");
-            write = write.with(
-                "last_message_direction",
-                to_attribute("", direction).expect("a string"),
-            );
+        match message.fields.direction {
+            Some(Direction::In) => {
+                write = write
+                    .with("last_message_direction", s("in"))
+                    .with("GSI2PK", s(keys::inbox_awaiting_reply(org_id)));
+                write.set_if_absent = vec![
+                    ("awaiting_reply_since".to_owned(), s(&stamp)),
+                    (
+                        "GSI2SK".to_owned(),
+                        s(keys::inbox_sort(&stamp, &message.thread_id)),
+                    ),
+                ];
+            }
+            direction => {
+                if direction == Some(Direction::Out) {
+                    write = write.with("last_message_direction", s("out"));
+                } else {
+                    write.remove.push("last_message_direction");
+                }
+                write
+                    .remove
+                    .extend(["GSI2PK", "GSI2SK", "awaiting_reply_since"]);
+            }
         }
         write.newer_than = vec!["last_message_at"];
         write.stamp = Some(stamp);
@@ -281,6 +343,13 @@ pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
         let list = ids.iter().map(|id| s(id.as_str())).collect();
         write = write.with("service_external_ids", AttributeValue::L(list));
     }
+    let scheduled_at = booking.scheduled_at.to_stored();
+    write = write
+        .with("GSI2PK", s(keys::bookings_by_schedule(org_id)))
+        .with(
+            "GSI2SK",
+            s(keys::booking_schedule_sort(&scheduled_at, &booking.id)),
+        );
     if let Some(client) = &booking.client {
         let parent = keys::user_pk(org_id, &client.identity);
         let index = keys::under_parent(

@@ -9,7 +9,7 @@
 use crate::fields::Id;
 use crate::input::UserIdentity;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ItemKey {
     pub pk: String,
     pub sk: String,
@@ -55,11 +55,21 @@ pub fn org_api_keys(org_id: &str) -> String {
     format!("ORG#{org_id}#APIKEYS")
 }
 
-pub fn user_pk(org_id: &str, identity: &UserIdentity) -> String {
+/// What every key of an org's items starts with.
+pub fn org_prefix(org_id: &str) -> String {
+    format!("ORG#{org_id}#")
+}
+
+/// `ext#<external_user_id>` or `email#<email>`: a user's identity inside its keys.
+fn identity_key(identity: &UserIdentity) -> String {
     match identity {
-        UserIdentity::External(id) => format!("ORG#{org_id}#USER#ext#{id}"),
-        UserIdentity::Email(email) => format!("ORG#{org_id}#USER#email#{}", email.as_str()),
+        UserIdentity::External(id) => format!("ext#{id}"),
+        UserIdentity::Email(email) => format!("email#{}", email.as_str()),
     }
+}
+
+pub fn user_pk(org_id: &str, identity: &UserIdentity) -> String {
+    format!("ORG#{org_id}#USER#{}", identity_key(identity))
 }
 
 pub fn user(org_id: &str, identity: &UserIdentity) -> ItemKey {
@@ -116,6 +126,76 @@ pub fn thread_under_user(user_pk: String, thread_id: &Id) -> ParentIndexKey {
         gsi1pk: user_pk,
         gsi1sk: format!("THREAD#{thread_id}"),
     }
+}
+
+/// An index the store queries, and the attributes of its keys (a page's cursor holds
+/// their values: the table key plus the index key, as DynamoDB's LastEvaluatedKey does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    Table,
+    Gsi1,
+    Gsi2,
+}
+
+impl Index {
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Index::Table => None,
+            Index::Gsi1 => Some("GSI1"),
+            Index::Gsi2 => Some("GSI2"),
+        }
+    }
+
+    /// (partition, sort) attributes of this index.
+    pub fn key(self) -> (&'static str, &'static str) {
+        match self {
+            Index::Table => ("PK", "SK"),
+            Index::Gsi1 => ("GSI1PK", "GSI1SK"),
+            Index::Gsi2 => ("GSI2PK", "GSI2SK"),
+        }
+    }
+
+    /// Every attribute of a position in this index: the table key, then the index key.
+    pub fn position_attributes(self) -> Vec<&'static str> {
+        let (pk, sk) = self.key();
+        let mut names = vec!["PK", "SK"];
+        if self != Index::Table {
+            names.extend([pk, sk]);
+        }
+        names
+    }
+}
+
+// GSI2: org-wide lists ordered by time. Each item type that has GSI2 keys uses them for
+// one list only: users (the segment, by last activity), threads awaiting a reply (the
+// inbox, by waiting time) and bookings (by scheduled time).
+
+/// GSI2 partition of an org's users, sorted by last activity.
+pub fn users_by_activity(org_id: &str) -> String {
+    format!("ORG#{org_id}#USERS")
+}
+
+pub fn user_activity_sort(at: &str, identity: &UserIdentity) -> String {
+    format!("{at}#{}", identity_key(identity))
+}
+
+/// GSI2 partition of an org's threads whose last message is inbound (sparse: a reply
+/// removes the thread's GSI2 keys).
+pub fn inbox_awaiting_reply(org_id: &str) -> String {
+    format!("ORG#{org_id}#INBOX#awaiting_reply")
+}
+
+pub fn inbox_sort(waiting_since: &str, thread_id: &Id) -> String {
+    format!("{waiting_since}#{thread_id}")
+}
+
+/// GSI2 partition of an org's bookings, sorted by `scheduled_at`.
+pub fn bookings_by_schedule(org_id: &str) -> String {
+    format!("ORG#{org_id}#BOOKINGS")
+}
+
+pub fn booking_schedule_sort(scheduled_at: &str, booking_id: &Id) -> String {
+    format!("{scheduled_at}#{booking_id}")
 }
 
 #[cfg(test)]

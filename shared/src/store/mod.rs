@@ -3,6 +3,7 @@
 
 pub mod items;
 pub mod keys;
+pub mod reads;
 pub mod table;
 
 use crate::error::ApiError;
@@ -87,9 +88,27 @@ pub struct Upsert {
     pub set_if_absent: Vec<(String, AttributeValue)>,
     /// Numeric attributes to increment.
     pub add: Vec<(String, AttributeValue)>,
+    /// Attributes to remove.
+    pub remove: Vec<&'static str>,
     /// Apply only if each of these attributes is absent or older than `stamp`.
     pub newer_than: Vec<&'static str>,
     pub stamp: Option<String>,
+    /// Attributes that only move forward, independently of `newer_than`.
+    pub advance: Option<Advance>,
+}
+
+/// A part of a write applied only if `attribute` is absent or older than `value`.
+///
+/// Written in the same UpdateItem as the rest (one condition covers both). Only when that
+/// condition fails because of this part alone (out-of-order data: the item already
+/// reflects something newer here) is the rest written again without it, so the common
+/// in-order case stays one write.
+#[derive(Debug, Clone)]
+pub struct Advance {
+    pub attribute: &'static str,
+    pub value: String,
+    /// Set with `attribute = value` (they replace `set_if_absent` entries of the same name).
+    pub set: Vec<(String, AttributeValue)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -304,10 +323,36 @@ impl Store {
         }
     }
 
-    /// One conditional UpdateItem. The condition also checks that an existing item belongs
-    /// to the same org and entity: the key schema already guarantees it, this makes a bug
-    /// there fail loudly instead of corrupting data.
+    /// One conditional UpdateItem (two, only for out-of-order data, see [`Advance`]). The
+    /// condition also checks that an existing item belongs to the same org and entity: the
+    /// key schema already guarantees it, this makes a bug there fail loudly instead of
+    /// corrupting data.
     pub async fn upsert(&self, upsert: Upsert) -> Result<UpsertOutcome, ApiError> {
+        let old = match self.update(&upsert, true).await? {
+            Ok(written) => return Ok(written),
+            Err(old) => old,
+        };
+        let same_owner = old.get("org_id") == Some(&s(&upsert.org_id))
+            && old.get("entity") == Some(&s(upsert.entity));
+        if !same_owner {
+            tracing::error!(pk = upsert.key.pk, "item owned by another org or entity");
+            return Err(ApiError::Internal);
+        }
+        if upsert.advance.is_none() || !guard_passes(&upsert, &old) {
+            return Ok(UpsertOutcome::Stale);
+        }
+        Ok(self
+            .update(&upsert, false)
+            .await?
+            .unwrap_or(UpsertOutcome::Stale))
+    }
+
+    /// Sends the UpdateItem; `Err(old item)` when its condition failed.
+    async fn update(
+        &self,
+        upsert: &Upsert,
+        with_advance: bool,
+    ) -> Result<Result<UpsertOutcome, Item>, ApiError> {
         let mut names = HashMap::from([
             ("#pk".to_owned(), "PK".to_owned()),
             ("#entity".to_owned(), "entity".to_owned()),
@@ -332,24 +377,37 @@ impl Store {
             "#updated = :now".to_owned(),
         ];
         let mut adds = vec!["#version :one".to_owned()];
-        for (index, (name, value)) in upsert.set.into_iter().enumerate() {
-            names.insert(format!("#s{index}"), name);
-            values.insert(format!(":s{index}"), value);
+        let advance = upsert.advance.as_ref().filter(|_| with_advance);
+        let advanced =
+            |name: &String| advance.is_some_and(|a| a.set.iter().any(|(n, _)| n == name));
+        let set = upsert.set.iter().chain(advance.iter().flat_map(|a| &a.set));
+        for (index, (name, value)) in set.enumerate() {
+            names.insert(format!("#s{index}"), name.clone());
+            values.insert(format!(":s{index}"), value.clone());
             sets.push(format!("#s{index} = :s{index}"));
         }
-        for (index, (name, value)) in upsert.set_if_absent.into_iter().enumerate() {
-            names.insert(format!("#i{index}"), name);
-            values.insert(format!(":i{index}"), value);
+        let set_if_absent = upsert
+            .set_if_absent
+            .iter()
+            .filter(|(name, _)| !advanced(name));
+        for (index, (name, value)) in set_if_absent.enumerate() {
+            names.insert(format!("#i{index}"), name.clone());
+            values.insert(format!(":i{index}"), value.clone());
             sets.push(format!("#i{index} = if_not_exists(#i{index}, :i{index})"));
         }
-        for (index, (name, value)) in upsert.add.into_iter().enumerate() {
-            names.insert(format!("#a{index}"), name);
-            values.insert(format!(":a{index}"), value);
+        for (index, (name, value)) in upsert.add.iter().enumerate() {
+            names.insert(format!("#a{index}"), name.clone());
+            values.insert(format!(":a{index}"), value.clone());
             adds.push(format!("#a{index} :a{index}"));
+        }
+        let mut removes = Vec::new();
+        for (index, name) in upsert.remove.iter().enumerate() {
+            names.insert(format!("#r{index}"), (*name).to_owned());
+            removes.push(format!("#r{index}"));
         }
         let mut condition =
             "(attribute_not_exists(#pk) OR (#org = :org AND #entity = :entity))".to_owned();
-        if let Some(stamp) = upsert.stamp {
+        if let Some(stamp) = &upsert.stamp {
             values.insert(":stamp".to_owned(), s(stamp));
             for (index, name) in upsert.newer_than.iter().enumerate() {
                 names.insert(format!("#g{index}"), (*name).to_owned());
@@ -358,11 +416,19 @@ impl Store {
                 ));
             }
         }
+        if let Some(advance) = advance {
+            names.insert("#adv".to_owned(), advance.attribute.to_owned());
+            values.insert(":adv".to_owned(), s(&advance.value));
+            condition.push_str(" AND (attribute_not_exists(#adv) OR #adv < :adv)");
+        }
+        let mut expression = format!("SET {} ADD {}", sets.join(", "), adds.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
 
-        let pk = upsert.key.pk.clone();
         let result = self
-            .update_item(upsert.key)
-            .update_expression(format!("SET {} ADD {}", sets.join(", "), adds.join(", ")))
+            .update_item(upsert.key.clone())
+            .update_expression(expression)
             .condition_expression(condition)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -374,19 +440,10 @@ impl Store {
             Ok(output) => {
                 let item = output.attributes.unwrap_or_default();
                 let created = matches!(item.get("version"), Some(AttributeValue::N(v)) if v == "1");
-                Ok(UpsertOutcome::Written { item, created })
+                Ok(Ok(UpsertOutcome::Written { item, created }))
             }
             Err(error) => match conditional_check_item(&error) {
-                Some(old) => {
-                    let same_owner = old.get("org_id") == Some(&s(&upsert.org_id))
-                        && old.get("entity") == Some(&s(upsert.entity));
-                    if same_owner {
-                        Ok(UpsertOutcome::Stale)
-                    } else {
-                        tracing::error!(pk, "item owned by another org or entity");
-                        Err(ApiError::Internal)
-                    }
-                }
+                Some(old) => Ok(Err(old)),
                 None => Err(storage_error("UpdateItem", error)),
             },
         }
@@ -412,6 +469,17 @@ impl Store {
             },
         }
     }
+}
+
+/// Whether the `newer_than` guard of `upsert` holds on `old` (the item as it was).
+fn guard_passes(upsert: &Upsert, old: &Item) -> bool {
+    let Some(stamp) = &upsert.stamp else {
+        return true;
+    };
+    upsert.newer_than.iter().all(|name| match old.get(*name) {
+        Some(AttributeValue::S(value)) => value < stamp,
+        _ => true,
+    })
 }
 
 /// The existing item returned with a ConditionalCheckFailedException, if that is the error.

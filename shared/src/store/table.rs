@@ -3,17 +3,24 @@
 //! drift apart.
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
 /// (attribute, key type) of the table and of each GSI.
 pub const TABLE_KEYS: [(&str, KeyType); 2] = [("PK", KeyType::Hash), ("SK", KeyType::Range)];
-pub const GSIS: [(&str, [(&str, KeyType); 2]); 1] = [(
-    "GSI1",
-    [("GSI1PK", KeyType::Hash), ("GSI1SK", KeyType::Range)],
-)];
+pub const GSIS: [(&str, [(&str, KeyType); 2]); 2] = [
+    (
+        "GSI1",
+        [("GSI1PK", KeyType::Hash), ("GSI1SK", KeyType::Range)],
+    ),
+    (
+        "GSI2",
+        [("GSI2PK", KeyType::Hash), ("GSI2SK", KeyType::Range)],
+    ),
+];
 /// Items with this (epoch seconds) attribute are deleted by DynamoDB after that time.
 pub const TTL_ATTRIBUTE: &str = "expires_at_epoch";
 
@@ -29,7 +36,24 @@ fn key_schema(keys: &[(&str, KeyType)]) -> Vec<KeySchemaElement> {
         .collect()
 }
 
-/// Creates the table if it does not exist yet. Returns whether it created it.
+fn string_attribute(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .expect("name and type are set")
+}
+
+/// Every GSI projects all attributes: the lists they serve return whole records.
+fn all_attributes() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
+}
+
+/// Creates the table if it does not exist yet, or adds the GSIs an older table lacks (a
+/// `make run` table kept in `.local/dynamodb` from before an index was added). Returns
+/// whether it created the table.
 pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_dynamodb::Error> {
     let key_attributes = TABLE_KEYS
         .iter()
@@ -40,23 +64,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
         .billing_mode(BillingMode::PayPerRequest)
         .set_key_schema(Some(key_schema(&TABLE_KEYS)));
     for (name, _) in key_attributes {
-        request = request.attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(*name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()?,
-        );
+        request = request.attribute_definitions(string_attribute(name));
     }
     for (index_name, keys) in GSIS {
         request = request.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(index_name)
                 .set_key_schema(Some(key_schema(&keys)))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(all_attributes())
                 .build()?,
         );
     }
@@ -67,7 +82,8 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(false)
+            add_missing_indexes(client, table).await?;
+            return Ok(false);
         }
         Err(error) => return Err(error.into()),
     }
@@ -83,4 +99,43 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
         .send()
         .await?;
     Ok(true)
+}
+
+/// Adds each GSI of [`GSIS`] the existing table does not have (one UpdateTable per index,
+/// as DynamoDB requires). Returns the names of the indexes added.
+pub async fn add_missing_indexes(
+    client: &Client,
+    table: &str,
+) -> Result<Vec<&'static str>, aws_sdk_dynamodb::Error> {
+    let description = client.describe_table().table_name(table).send().await?;
+    let existing: Vec<String> = description
+        .table
+        .and_then(|t| t.global_secondary_indexes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|index| index.index_name)
+        .collect();
+    let mut added = Vec::new();
+    for (index_name, keys) in GSIS {
+        if existing.iter().any(|name| name == index_name) {
+            continue;
+        }
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(index_name)
+            .set_key_schema(Some(key_schema(&keys)))
+            .projection(all_attributes())
+            .build()?;
+        let mut request = client
+            .update_table()
+            .table_name(table)
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            );
+        for (name, _) in keys {
+            request = request.attribute_definitions(string_attribute(name));
+        }
+        request.send().await?;
+        added.push(index_name);
+    }
+    Ok(added)
 }

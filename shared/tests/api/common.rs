@@ -223,3 +223,53 @@ pub fn tampered(secret: &str) -> String {
     let (head, last) = secret.split_at(secret.len() - 1);
     format!("{head}{}", if last == "0" { "1" } else { "0" })
 }
+
+impl TestOrg {
+    /// Sends `endpoint` (a read or the erasure) with its path parameters and query string.
+    pub async fn read(&self, endpoint: Endpoint, params: &[&str], query: &str) -> Reply {
+        let mut uri = format!("https://api.example.test{}", endpoint.path_with(params));
+        if !query.is_empty() {
+            uri.push('?');
+            uri.push_str(query);
+        }
+        let request = HttpRequest::builder()
+            .method(endpoint.method())
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", self.secret))
+            .body(Body::Empty)
+            .unwrap();
+        send(&self.app, endpoint, request).await
+    }
+
+    /// Every page of a paginated read, following `next_cursor`; `list` names the items.
+    pub async fn read_all(
+        &self,
+        endpoint: Endpoint,
+        params: &[&str],
+        query: &str,
+        list: &str,
+    ) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..100 {
+            let mut page_query = query.to_owned();
+            if let Some(cursor) = &cursor {
+                page_query.push_str(&format!("&cursor={cursor}"));
+            }
+            let reply = self.read(endpoint, params, &page_query).await;
+            let body = reply.assert_status(200);
+            items.extend(body[list].as_array().unwrap().iter().cloned());
+            match body["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return items,
+            }
+        }
+        panic!("more than 100 pages");
+    }
+}
+
+/// An RFC 3339 time `days` before now (negative: after), in the stored form.
+pub fn days_ago(days: f64) -> String {
+    let at = time::OffsetDateTime::now_utc() - time::Duration::seconds_f64(days * 86_400.0);
+    shared::fields::Timestamp::from_offset_date_time(at).to_stored()
+}

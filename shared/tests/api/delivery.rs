@@ -102,9 +102,17 @@ fn the_template_has_one_function_per_endpoint_with_its_routes() {
 }
 
 /// Every authenticated function reads its key (GetItem) and records its use at most hourly
-/// (UpdateItem); the upserts write with UpdateItem, events also with PutItem.
+/// (UpdateItem); the upserts write with UpdateItem, events also with PutItem. The read
+/// functions only read tenant items (GetItem, Query, BatchGetItem), the erasure deletes
+/// them; both may UpdateItem only the key's own items (`APIKEY#`, `RATELIMIT#`).
 #[test]
 fn functions_get_only_the_table_actions_they_use() {
+    const READ: [&str; 4] = [
+        "dynamodb:BatchGetItem",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+    ];
     let template = template();
     for (name, resource) in template["Resources"].as_mapping().unwrap() {
         if resource["Type"] != "AWS::Serverless::Function" {
@@ -113,18 +121,27 @@ fn functions_get_only_the_table_actions_they_use() {
         let binary = resource["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .unwrap();
-        let mut actions: Vec<&str> = resource["Properties"]["Policies"]
+        let statements: Vec<&Value> = resource["Properties"]["Policies"]
             .as_sequence()
             .map(|policies| {
                 policies
                     .iter()
                     .flat_map(|p| p["Statement"].as_sequence().unwrap())
-                    .flat_map(|s| s["Action"].as_sequence().unwrap())
-                    .map(|a| a.as_str().unwrap())
                     .collect()
             })
             .unwrap_or_default();
+        let mut actions: Vec<&str> = statements
+            .iter()
+            .flat_map(|s| s["Action"].as_sequence().unwrap())
+            .map(|a| a.as_str().unwrap())
+            .collect();
         actions.sort();
+        use Endpoint::*;
+        let endpoint = Endpoint::from_function_name(binary).unwrap();
+        let reader = matches!(
+            endpoint,
+            UsersGet | UsersList | ConversationsGet | Inbox | BookingsList
+        );
         let expected: &[&str] = match binary {
             "health" => &[],
             "me" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
@@ -133,9 +150,48 @@ fn functions_get_only_the_table_actions_they_use() {
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
             ],
+            "users-delete" => &[
+                "dynamodb:BatchWriteItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
+            _ if reader => &READ,
             _ => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
         };
         assert_eq!(actions, expected, "{name:?}");
+        if reader || endpoint == UsersDelete {
+            let update = statements
+                .iter()
+                .find(|s| {
+                    s["Action"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .any(|a| a == "dynamodb:UpdateItem")
+                })
+                .unwrap();
+            assert_eq!(update["Action"].as_sequence().unwrap().len(), 1, "{name:?}");
+            let leading = &update["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+            assert_eq!(
+                leading.as_sequence().unwrap(),
+                &vec![Value::from("APIKEY#*"), Value::from("RATELIMIT#*")],
+                "{name:?}: UpdateItem only on the key's own items"
+            );
+        }
+    }
+}
+
+/// The function the watch router sends `method` on `path` to.
+fn routed<'a>(route: &'a toml::Value, method: &str) -> Option<&'a str> {
+    match route {
+        toml::Value::String(function) => Some(function),
+        toml::Value::Array(routes) => routes
+            .iter()
+            .find(|r| r["method"].as_str() == Some(method))
+            .and_then(|r| r["function"].as_str()),
+        _ => None,
     }
 }
 
@@ -145,17 +201,20 @@ fn the_watch_router_serves_every_endpoint_with_and_without_the_slash() {
     let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
         .as_table()
         .unwrap();
-    assert_eq!(router.len(), 2 * Endpoint::ALL.len());
+    let mut paths = std::collections::HashSet::new();
     for endpoint in Endpoint::ALL {
         let path = endpoint.path();
         for variant in [path.as_str(), path.trim_end_matches('/')] {
+            let route = router.get(variant).unwrap_or_else(|| panic!("{variant}"));
             assert_eq!(
-                router[variant].as_str(),
+                routed(route, endpoint.method_name()),
                 Some(endpoint.function_name()),
                 "{variant}"
             );
+            paths.insert(variant.to_owned());
         }
     }
+    assert_eq!(router.len(), paths.len(), "no route without an endpoint");
 }
 
 #[test]

@@ -1,0 +1,351 @@
+//! Reads and deletes: Query (one page, or a bounded walk), BatchGetItem and BatchWriteItem
+//! deletes with bounded retries of what DynamoDB leaves unprocessed. Never a Scan.
+
+use super::keys::{Index, ItemKey};
+use super::{s, storage_error, Item, Store};
+use crate::error::ApiError;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Most keys in one BatchGetItem call (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+/// Most requests in one BatchWriteItem call (DynamoDB's limit).
+const BATCH_WRITE_ITEMS: usize = 25;
+/// Calls per batch operation, the first one included, before unprocessed keys are a 503.
+const BATCH_ATTEMPTS: u32 = 5;
+/// Query calls one page may make to fill itself when a filter drops items.
+const FILTERED_PAGE_CALLS: usize = 3;
+/// Query calls (of up to 1 MB each) one read of a whole collection may make.
+const COLLECTION_CALLS: usize = 10;
+
+/// The sort-key part of a Query's key condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    Any,
+    BeginsWith(String),
+    Below(String),
+    /// Inclusive bounds.
+    Between(String, String),
+}
+
+/// One Query: a partition of `index`, a sort-key condition, equality filters.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub index: Index,
+    pub partition: String,
+    pub sort: SortKey,
+    /// `attribute = value` filters, applied by DynamoDB after the key condition.
+    pub filters: Vec<(&'static str, AttributeValue)>,
+    pub ascending: bool,
+    /// Only these attributes (keys are always included), or the whole item.
+    pub projection: Option<Vec<&'static str>>,
+}
+
+impl Query {
+    pub fn new(index: Index, partition: impl Into<String>, sort: SortKey) -> Self {
+        Query {
+            index,
+            partition: partition.into(),
+            sort,
+            filters: Vec::new(),
+            ascending: true,
+            projection: None,
+        }
+    }
+
+    pub fn newest_first(mut self) -> Self {
+        self.ascending = false;
+        self
+    }
+}
+
+/// A page of items and, when more may follow, the position to continue from.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Item>,
+    pub next: Option<Item>,
+}
+
+/// An item's position in `index`: what DynamoDB's LastEvaluatedKey would be after it.
+pub fn position_of(item: &Item, index: Index) -> Item {
+    index
+        .position_attributes()
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
+        .collect()
+}
+
+impl Store {
+    /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
+    async fn query_once(
+        &self,
+        query: &Query,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+        let (pk, sk) = query.index.key();
+        let mut names = HashMap::from([("#pk".to_owned(), pk.to_owned())]);
+        let mut values = HashMap::from([(":pk".to_owned(), s(&query.partition))]);
+        let mut condition = "#pk = :pk".to_owned();
+        let mut sort_values = |bounds: &[&String]| {
+            names.insert("#sk".to_owned(), sk.to_owned());
+            for (index, bound) in bounds.iter().enumerate() {
+                values.insert(format!(":sk{index}"), s(*bound));
+            }
+        };
+        match &query.sort {
+            SortKey::Any => {}
+            SortKey::BeginsWith(prefix) => {
+                sort_values(&[prefix]);
+                condition.push_str(" AND begins_with(#sk, :sk0)");
+            }
+            SortKey::Below(bound) => {
+                sort_values(&[bound]);
+                condition.push_str(" AND #sk < :sk0");
+            }
+            SortKey::Between(low, high) => {
+                sort_values(&[low, high]);
+                condition.push_str(" AND #sk BETWEEN :sk0 AND :sk1");
+            }
+        }
+        let mut filters = Vec::new();
+        for (index, (name, value)) in query.filters.iter().enumerate() {
+            names.insert(format!("#f{index}"), (*name).to_owned());
+            values.insert(format!(":f{index}"), value.clone());
+            filters.push(format!("#f{index} = :f{index}"));
+        }
+        let projection = query.projection.as_ref().map(|attributes| {
+            let all = query
+                .index
+                .position_attributes()
+                .into_iter()
+                .chain(attributes.iter().copied());
+            all.enumerate()
+                .map(|(index, name)| {
+                    names.insert(format!("#p{index}"), name.to_owned());
+                    format!("#p{index}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let resumed = start.is_some();
+        let result = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(query.index.name().map(str::to_owned))
+            .key_condition_expression(condition)
+            .set_filter_expression((!filters.is_empty()).then(|| filters.join(" AND ")))
+            .set_projection_expression(projection)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(query.ascending)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok((output.items.unwrap_or_default(), output.last_evaluated_key)),
+            // A start key outside the key condition: a cursor that was tampered with.
+            Err(error)
+                if resumed
+                    && error
+                        .as_service_error()
+                        .is_some_and(|e| e.code() == Some("ValidationException")) =>
+            {
+                tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "query rejected its start key");
+                Err(ApiError::InvalidCursor)
+            }
+            Err(error) => Err(storage_error("Query", error)),
+        }
+    }
+
+    /// Up to `limit` items from `start` on, and where to continue if more may follow.
+    ///
+    /// Asks for one item more than the page so that a page that ends exactly at the last
+    /// item says so (`next` is `None`). With filters, DynamoDB applies `Limit` before
+    /// filtering, so a page may come back short; up to [`FILTERED_PAGE_CALLS`] calls fill
+    /// it, after which `next` says more may exist.
+    pub async fn query_page(
+        &self,
+        query: &Query,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<Page, ApiError> {
+        let mut items = Vec::new();
+        let mut start = start;
+        for _ in 0..FILTERED_PAGE_CALLS {
+            let wanted = limit + 1 - items.len();
+            let (found, last) = self.query_once(query, wanted, start).await?;
+            items.extend(found);
+            start = last;
+            if items.len() > limit || start.is_none() || query.filters.is_empty() {
+                break;
+            }
+        }
+        if items.len() > limit {
+            items.truncate(limit);
+            let next = items.last().map(|item| position_of(item, query.index));
+            return Ok(Page { items, next });
+        }
+        Ok(Page { items, next: start })
+    }
+
+    /// Every item the query finds, up to `max` (a bound, not a page size) and at most
+    /// [`COLLECTION_CALLS`] calls: for reads that need a whole small collection. The flag
+    /// says whether items were left unread.
+    pub async fn query_up_to(
+        &self,
+        query: &Query,
+        max: usize,
+    ) -> Result<(Vec<Item>, bool), ApiError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        for _ in 0..COLLECTION_CALLS {
+            let (found, last) = self.query_once(query, max + 1 - items.len(), start).await?;
+            items.extend(found);
+            start = last;
+            if items.len() > max || start.is_none() {
+                break;
+            }
+        }
+        let more = items.len() > max || start.is_some();
+        items.truncate(max);
+        Ok((items, more))
+    }
+
+    /// The items at `keys` that exist (in no particular order), in BatchGetItem calls of
+    /// 100 keys, retrying unprocessed keys with a bounded backoff. Duplicate keys are read once.
+    pub async fn batch_get(&self, keys: &[ItemKey]) -> Result<Vec<Item>, ApiError> {
+        let mut seen = std::collections::HashSet::new();
+        let unique: Vec<&ItemKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
+        let chunks = unique.chunks(BATCH_GET_KEYS).map(|chunk| {
+            let keys: Vec<Item> = chunk.iter().map(|key| key_item(key)).collect();
+            self.batch_get_chunk(keys)
+        });
+        let found = futures::future::try_join_all(chunks).await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn batch_get_chunk(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+        let mut items = Vec::new();
+        for attempt in 0..BATCH_ATTEMPTS {
+            if keys.is_empty() {
+                return Ok(items);
+            }
+            backoff(attempt).await;
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut keys)))
+                .build()
+                .map_err(|error| {
+                    tracing::error!(%error, "batch get request");
+                    ApiError::Internal
+                })?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| storage_error("BatchGetItem", e))?;
+            if let Some(mut responses) = output.responses {
+                items.extend(responses.remove(&self.table).unwrap_or_default());
+            }
+            keys = output
+                .unprocessed_keys
+                .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                .map(|rest| rest.keys)
+                .unwrap_or_default();
+        }
+        if keys.is_empty() {
+            return Ok(items);
+        }
+        tracing::warn!(left = keys.len(), "BatchGetItem left keys unprocessed");
+        Err(ApiError::StorageUnavailable)
+    }
+
+    /// Deletes one item; whether it existed.
+    pub async fn delete(&self, key: &ItemKey) -> Result<bool, ApiError> {
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(key)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| storage_error("DeleteItem", e))?;
+        Ok(output.attributes.is_some_and(|item| !item.is_empty()))
+    }
+
+    /// Deletes the items at `keys` in BatchWriteItem calls of 25 (concurrently), retrying
+    /// unprocessed deletes with a bounded backoff. Deleting a missing item is a no-op.
+    pub async fn batch_delete(&self, keys: &[ItemKey]) -> Result<(), ApiError> {
+        let chunks = keys.chunks(BATCH_WRITE_ITEMS).map(|chunk| {
+            let requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(key_item(key)))
+                        .build()
+                        .expect("the key is set");
+                    WriteRequest::builder().delete_request(delete).build()
+                })
+                .collect();
+            self.batch_delete_chunk(requests)
+        });
+        futures::future::try_join_all(chunks).await?;
+        Ok(())
+    }
+
+    async fn batch_delete_chunk(&self, mut requests: Vec<WriteRequest>) -> Result<(), ApiError> {
+        for attempt in 0..BATCH_ATTEMPTS {
+            if requests.is_empty() {
+                return Ok(());
+            }
+            backoff(attempt).await;
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, std::mem::take(&mut requests))
+                .send()
+                .await
+                .map_err(|e| storage_error("BatchWriteItem", e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                .unwrap_or_default();
+        }
+        if requests.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            left = requests.len(),
+            "BatchWriteItem left deletes unprocessed"
+        );
+        Err(ApiError::StorageUnavailable)
+    }
+}
+
+/// Nothing before the first call, then 25, 50, 100, 200 ms: DynamoDB's advice for
+/// unprocessed batch items, bounded well inside the operation timeout.
+async fn backoff(attempt: u32) {
+    if attempt > 0 {
+        tokio::time::sleep(Duration::from_millis(25 << (attempt - 1))).await;
+    }
+}
+
+fn key_item(key: &ItemKey) -> Item {
+    HashMap::from([("PK".to_owned(), s(&key.pk)), ("SK".to_owned(), s(&key.sk))])
+}
+
+/// The table key of a stored item.
+pub fn item_key(item: &Item) -> Option<ItemKey> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Some(ItemKey {
+        pk: text("PK")?,
+        sk: text("SK")?,
+    })
+}

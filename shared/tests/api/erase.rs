@@ -1,0 +1,187 @@
+//! `DELETE users/{external_user_id}/`: erasing a client and what is attached to it.
+
+use crate::common::*;
+use serde_json::json;
+use shared::store::keys;
+use shared::Endpoint;
+
+/// A client with one of everything attached, plus records of another client.
+async fn client_with_history(org: &TestOrg, user: &str) {
+    let writes = [
+        (
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": user, "name": "Ann"}),
+        ),
+        (
+            Endpoint::SalesUpsert,
+            json!({
+                "sale_id": format!("{user}-sale"), "date": days_ago(2.0), "total": "5.00",
+                "buyer": {"external_user_id": user}, "product": {"external_product_id": "p1"}
+            }),
+        ),
+        (
+            Endpoint::SalesUpsert,
+            json!({
+                "sale_id": format!("{user}-undated"), "buyer": {"external_user_id": user}
+            }),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            json!({
+                "booking_id": format!("{user}-booking"), "scheduled_at": days_ago(-1.0),
+                "client": {"external_user_id": user}, "services": [{"external_product_id": "svc"}]
+            }),
+        ),
+        (
+            Endpoint::ConversationsUpsert,
+            json!({
+                "thread_id": format!("{user}-thread"), "contact": {"external_user_id": user},
+                "channel": {"external_channel_id": "support"}
+            }),
+        ),
+    ];
+    for (endpoint, body) in writes {
+        assert!(org.call(endpoint, body).await.status.is_success());
+    }
+    for (index, direction) in ["in", "out", "in"].iter().enumerate() {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({
+                "message_id": format!("m{index}"), "thread_id": format!("{user}-thread"),
+                "direction": direction, "sent_at": days_ago(1.0 - index as f64 / 10.0),
+                "contact": {"external_user_id": user}
+            }),
+        )
+        .await
+        .assert_status(201);
+    }
+    org.call_with(
+        Endpoint::Events,
+        &[("idempotency-key", &format!("{user}-signup"))],
+        json!({"event": "app_opened", "user": {"external_user_id": user}}).to_string(),
+    )
+    .await
+    .assert_status(201);
+}
+
+#[tokio::test]
+async fn erasing_a_client_deletes_everything_attached_and_nothing_shared() {
+    let org = TestOrg::new().await;
+    client_with_history(&org, "gone").await;
+    client_with_history(&org, "kept").await;
+    let reply = org.read(Endpoint::UsersDelete, &["gone"], "").await;
+    let body = reply.assert_status(200);
+    assert_eq!(
+        body["deleted"],
+        json!({"user": 1, "events": 1, "sales": 2, "bookings": 1, "conversations": 1, "messages": 3})
+    );
+    assert_eq!(body["complete"], true);
+
+    org.read(Endpoint::UsersGet, &["gone"], "")
+        .await
+        .assert_error(404, "user_not_found");
+    org.read(Endpoint::ConversationsGet, &["gone-thread"], "")
+        .await
+        .assert_error(404, "thread_not_found");
+    let inbox = org
+        .read_all(Endpoint::Inbox, &[], "", "conversations")
+        .await;
+    assert_eq!(inbox.len(), 1, "only kept's thread: {inbox:?}");
+    let bookings = org
+        .read_all(
+            Endpoint::BookingsList,
+            &[],
+            &format!("from={}&to={}", days_ago(1.0), days_ago(-2.0)),
+            "bookings",
+        )
+        .await;
+    assert_eq!(bookings.len(), 1);
+    let users = org.read_all(Endpoint::UsersList, &[], "", "users").await;
+    assert_eq!(users.len(), 1);
+    // The other client is whole; shared catalog records stay.
+    let body = org.read(Endpoint::UsersGet, &["kept"], "").await;
+    let body = body.assert_status(200);
+    assert_eq!(body["sales"].as_array().unwrap().len(), 2);
+    assert_eq!(body["sales"][0]["product"]["external_product_id"], "p1");
+    let store = org.store();
+    for key in [
+        keys::product(&org.org_id, &shared::endpoint::parse_id("svc").unwrap()),
+        keys::channel(&org.org_id, &shared::endpoint::parse_id("support").unwrap()),
+    ] {
+        assert!(store.get(&key).await.unwrap().is_some(), "{key:?} kept");
+    }
+    // The idempotency record went with the event: the same key is new again.
+    let reply = org
+        .call_with(
+            Endpoint::Events,
+            &[("idempotency-key", "gone-signup")],
+            json!({"event": "app_opened", "user": {"external_user_id": "gone"}}).to_string(),
+        )
+        .await;
+    reply.assert_status(201);
+    assert!(reply.headers.get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn erasing_is_idempotent_and_a_later_upsert_recreates_the_client() {
+    let org = TestOrg::new().await;
+    client_with_history(&org, "usr_1").await;
+    org.read(Endpoint::UsersDelete, &["usr_1"], "")
+        .await
+        .assert_status(200);
+    let reply = org.read(Endpoint::UsersDelete, &["usr_1"], "").await;
+    let body = reply.assert_status(200);
+    assert_eq!(
+        body["deleted"],
+        json!({"user": 0, "events": 0, "sales": 0, "bookings": 0, "conversations": 0, "messages": 0})
+    );
+    assert_eq!(body["complete"], true);
+    let reply = org
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "usr_1", "plan": "pro"}),
+        )
+        .await;
+    assert_eq!(reply.assert_status(201)["created"], true);
+    let body = org.read(Endpoint::UsersGet, &["usr_1"], "").await;
+    let body = body.assert_status(200);
+    assert_eq!(body["user"]["plan"], "pro");
+    assert!(
+        body["user"].get("name").is_none(),
+        "nothing of the erased record"
+    );
+    assert!(body["events"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn another_org_erases_nothing_of_this_one() {
+    let (a, b) = (TestOrg::new().await, TestOrg::new().await);
+    client_with_history(&a, "usr_1").await;
+    let reply = b.read(Endpoint::UsersDelete, &["usr_1"], "").await;
+    assert_eq!(reply.assert_status(200)["deleted"]["user"], 0);
+    let body = a.read(Endpoint::UsersGet, &["usr_1"], "").await;
+    let body = body.assert_status(200);
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    assert_eq!(body["conversations"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn erasing_needs_the_delete_method_and_a_key() {
+    let org = TestOrg::new().await;
+    let request = lambda_http::http::Request::builder()
+        .method("DELETE")
+        .uri(Endpoint::UsersDelete.path_with(&["usr_1"]))
+        .body(lambda_http::Body::Empty)
+        .unwrap();
+    send(&org.app, Endpoint::UsersDelete, request)
+        .await
+        .assert_error(401, "missing_authorization");
+    let request = lambda_http::http::Request::builder()
+        .method("GET")
+        .uri(Endpoint::UsersDelete.path_with(&["usr_1"]))
+        .body(lambda_http::Body::Empty)
+        .unwrap();
+    let reply = send(&org.app, Endpoint::UsersDelete, request).await;
+    reply.assert_error(405, "method_not_allowed");
+    assert_eq!(reply.headers["allow"], "DELETE");
+}
