@@ -52,7 +52,7 @@ log "schemathesis: up to $EXAMPLES examples per operation and phase, seed $SEED"
 report="$work/report"
 status=0
 # Run from the scratch directory: nothing (hypothesis database, reports) lands in the repo.
-(cd "$work" && "$SCHEMATHESIS_VENV/bin/st" --config-file "$REPO_ROOT/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" \
+(cd "$work" && PYTHONPATH="$REPO_ROOT/scripts" SCHEMATHESIS_HOOKS=fuzz_hooks "$SCHEMATHESIS_VENV/bin/st" --config-file "$REPO_ROOT/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" \
   --url "http://127.0.0.1:$api_port" \
   -H "Authorization: Bearer $(cat "$work/api-key")" \
   --checks all \
