@@ -48,6 +48,18 @@ api_port="$(free_port)"
 log "serving the functions on port $api_port"
 API_LOG="${FUZZ_API_LOG:-$work/api.log}" start_local_api "$api_port"
 
+# `cargo lambda watch` starts each function (a `cargo run`, which may wait for cargo's locks)
+# on its first request: one request per endpoint first, so no fuzzed request times out on it.
+log "starting every function"
+"$SCHEMATHESIS_VENV/bin/python" - "$REPO_ROOT/openapi.yaml" <<'PY' | while read -r method path; do
+import sys, yaml
+for path, operations in yaml.safe_load(open(sys.argv[1]))["paths"].items():
+    for method in operations:
+        print(method.upper(), path)
+PY
+  curl -s -o /dev/null --max-time 300 -X "$method" "http://127.0.0.1:$api_port$path" -d '{}'
+done
+
 log "schemathesis: up to $EXAMPLES examples per operation and phase, seed $SEED"
 report="$work/report"
 status=0

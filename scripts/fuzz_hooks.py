@@ -3,9 +3,15 @@ cannot say what production does, the generated request is adjusted here, each fo
 """
 
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 
 import schemathesis
+
+# Hypothesis describes strategies by parsing their source with `ast`; under CPython 3.11.7 that
+# fails ("AST constructor recursion depth mismatch") when the stack is already deep, as it is
+# for the free-form JSON fields. More headroom avoids it.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 
 # Times that move a record forward may be at most 24 hours ahead of the server's clock
 # (input.rs, MAX_CLOCK_SKEW): a limit relative to "now" that JSON Schema cannot state.

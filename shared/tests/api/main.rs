@@ -12,6 +12,7 @@ mod fixtures;
 mod isolation;
 mod limits;
 mod logs;
+mod openapi;
 mod ratelimit;
 mod requests;
 mod sales;
