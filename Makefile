@@ -1,11 +1,14 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test admin bench events sam-build clean
+.PHONY: run test fuzz-api admin bench events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
 
 test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, sam validate
 	@bash scripts/test.sh
+
+fuzz-api: ## schemathesis against the local API from openapi.yaml, longer than make test's run (EXAMPLES=1000)
+	@bash scripts/fuzz-api.sh $${EXAMPLES:-1000}
 
 admin: ## The admin CLI against make run's DynamoDB Local, e.g. make admin ARGS='orgs list'
 	@bash scripts/admin.sh $(ARGS)

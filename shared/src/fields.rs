@@ -524,7 +524,10 @@ mod tests {
     fn money_is_a_non_negative_decimal_string_kept_exactly() {
         let price: Money = parse(json!("29.00")).unwrap();
         let largest: Money = parse(json!("99999999999999999999.99999999")).unwrap();
-        assert_eq!(largest.decimal().to_string(), "99999999999999999999.99999999");
+        assert_eq!(
+            largest.decimal().to_string(),
+            "99999999999999999999.99999999"
+        );
         assert_eq!(serde_json::to_value(price).unwrap(), json!("29.00"));
         for bad in [
             json!(29),

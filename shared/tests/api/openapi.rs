@@ -26,13 +26,16 @@ fn operations(spec: &Value) -> BTreeSet<(String, String)> {
     operations
 }
 
-fn operation<'a>(spec: &'a Value, endpoint: Endpoint) -> &'a Value {
+fn operation(spec: &Value, endpoint: Endpoint) -> &Value {
     &spec["paths"][endpoint.path().as_str()][endpoint.method_name().to_lowercase().as_str()]
 }
 
 /// The documented path a route or router entry serves: with its trailing slash.
 fn documented_path(route: &str) -> String {
-    format!("{}/", route.trim_end_matches("{proxy+}").trim_end_matches('/'))
+    format!(
+        "{}/",
+        route.trim_end_matches("{proxy+}").trim_end_matches('/')
+    )
 }
 
 fn endpoint_operations() -> BTreeSet<(String, String)> {
@@ -61,7 +64,10 @@ fn every_template_route_and_watch_route_is_in_the_spec() {
                 properties["Method"].as_str().unwrap().to_owned(),
                 documented_path(properties["Path"].as_str().unwrap()),
             );
-            assert!(documented.contains(&route), "{route:?} is not in openapi.yaml");
+            assert!(
+                documented.contains(&route),
+                "{route:?} is not in openapi.yaml"
+            );
         }
     }
     let manifest: toml::Table = repo_file("Cargo.toml").parse().unwrap();
@@ -119,9 +125,12 @@ fn codes_named_in_responses(value: &Value, found: &mut BTreeSet<String>) {
                     found.insert(code.to_owned());
                 }
             }
-            map.values().for_each(|v| codes_named_in_responses(v, found));
+            map.values()
+                .for_each(|v| codes_named_in_responses(v, found));
         }
-        Value::Sequence(items) => items.iter().for_each(|v| codes_named_in_responses(v, found)),
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|v| codes_named_in_responses(v, found)),
         _ => {}
     }
 }
@@ -141,7 +150,11 @@ fn the_error_codes_are_the_ones_the_code_can_emit() {
     codes_named_in_responses(&spec["paths"], &mut named);
     codes_named_in_responses(&spec["components"]["responses"], &mut named);
     let all: BTreeSet<String> = ApiError::ALL_CODES.iter().map(|c| c.to_string()).collect();
-    assert!(named.is_subset(&all), "unknown: {:?}", named.difference(&all));
+    assert!(
+        named.is_subset(&all),
+        "unknown: {:?}",
+        named.difference(&all)
+    );
     // Only the path checks answer these, for requests no operation in the spec describes.
     let undocumented_by_operations: BTreeSet<String> = all.difference(&named).cloned().collect();
     assert_eq!(
@@ -170,7 +183,10 @@ fn the_spec_states_the_limits_the_parser_enforces() {
     let max_length = |name: &str| schemas[name]["maxLength"].as_u64().unwrap() as usize;
     assert_eq!(max_length("ShortText"), fields::MAX_SHORT_TEXT_CHARS);
     assert_eq!(max_length("LongText"), fields::MAX_LONG_TEXT_CHARS);
-    assert_eq!(schemas["Count"]["maximum"].as_u64(), Some(u64::from(u32::MAX)));
+    assert_eq!(
+        schemas["Count"]["maximum"].as_u64(),
+        Some(u64::from(u32::MAX))
+    );
     // An id is a first and a last character around at most MAX - 2 others.
     let inner = format!("{{0,{}}}", fields::MAX_ID_CHARS - 2);
     for id in ["Id", "PresentId"] {
