@@ -63,6 +63,8 @@ done
 log "schemathesis: up to $EXAMPLES examples per operation and phase, seed $SEED"
 report="$work/report"
 status=0
+# One worker: requests go in a reproducible order, and with two, `cargo lambda watch` answered
+# about 1 in 3,600 requests with its own 500 that no function had seen.
 # Run from the scratch directory: nothing (hypothesis database, reports) lands in the repo.
 (cd "$work" && PYTHONPATH="$REPO_ROOT/scripts" SCHEMATHESIS_HOOKS=fuzz_hooks "$SCHEMATHESIS_VENV/bin/st" --config-file "$REPO_ROOT/schemathesis.toml" run "$REPO_ROOT/openapi.yaml" \
   --url "http://127.0.0.1:$api_port" \
@@ -71,7 +73,7 @@ status=0
   --max-examples "$EXAMPLES" \
   --seed "$SEED" \
   --generation-database none \
-  --workers 2 \
+  --workers 1 \
   --request-timeout 20 \
   --no-color \
   --report ndjson --report-dir "$report") || status=$?
