@@ -1,5 +1,5 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test soak admin bench fuzz events sam-build clean
+.PHONY: run test soak fuzz-api admin bench fuzz events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
@@ -9,6 +9,9 @@ test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ f
 
 soak: ## 10,000 requests from 32 clients against the local API, then the stored state checked (SOAK_REQUESTS=...)
 	@bash scripts/soak.sh
+
+fuzz-api: ## schemathesis against the local API from openapi.yaml, longer than make test's run (EXAMPLES=1000)
+	@bash scripts/fuzz-api.sh $${EXAMPLES:-1000}
 
 admin: ## The admin CLI against make run's DynamoDB Local, e.g. make admin ARGS='orgs list'
 	@bash scripts/admin.sh $(ARGS)

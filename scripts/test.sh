@@ -32,6 +32,9 @@ log "benchmark smoke run (make bench measures; this only checks it still runs)"
 cargo build --workspace --locked --quiet
 target/debug/bench --binaries target/debug --smoke >/dev/null
 
+log "API fuzzing: schemathesis from openapi.yaml against the local API (short; make fuzz-api runs longer)"
+bash scripts/fuzz-api.sh 20
+
 log "sam validate --lint"
 sam validate --lint --template template.yaml --region us-east-1
 

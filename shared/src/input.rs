@@ -8,7 +8,7 @@
 
 use crate::error::ApiError;
 use crate::fields::{
-    Currency, Email, Id, JsonDocument, LongText, Metadata, Money, ShortText, Timestamp,
+    Count, Currency, Email, Id, JsonDocument, LongText, Metadata, Money, ShortText, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -128,14 +128,14 @@ pub struct UserFields {
     pub install_platform: Option<ShortText>,
     pub install_source: Option<ShortText>,
     pub app_version: Option<ShortText>,
-    pub install_count: Option<u32>,
+    pub install_count: Option<Count>,
     pub is_installed: Option<bool>,
     pub next_billing_at: Option<Timestamp>,
     pub last_payment_at: Option<Timestamp>,
     pub last_payment_amount: Option<Money>,
     pub last_payment_currency: Option<Currency>,
     pub lifetime_value: Option<Money>,
-    pub total_payments_count: Option<u32>,
+    pub total_payments_count: Option<Count>,
     pub is_active_customer: Option<bool>,
     pub metadata: Option<Metadata>,
 }
@@ -193,7 +193,7 @@ pub struct ProductFields {
     pub price: Option<Money>,
     pub sale_price: Option<Money>,
     pub cost_price: Option<Money>,
-    pub approx_duration_minutes: Option<u32>,
+    pub approx_duration_minutes: Option<Count>,
     pub is_active: Option<bool>,
 }
 
@@ -294,7 +294,7 @@ pub fn parse_product(body: &[u8]) -> Result<Product, ApiError> {
 pub struct SaleFields {
     pub sale_id: Option<Id>,
     pub date: Option<Timestamp>,
-    pub quantity: Option<u32>,
+    pub quantity: Option<Count>,
     pub total: Option<Money>,
     pub currency: Option<Currency>,
     pub status: Option<ShortText>,
@@ -430,7 +430,7 @@ pub struct BookingFields {
     pub booking_type: Option<ShortText>,
     pub status: Option<ShortText>,
     pub scheduled_at: Option<Timestamp>,
-    pub duration_minutes: Option<u32>,
+    pub duration_minutes: Option<Count>,
     pub location: Option<ShortText>,
     pub notes: Option<LongText>,
     pub metadata: Option<Metadata>,
@@ -523,11 +523,11 @@ mod tests {
         for (body, expected) in [
             (
                 json!({"external_user_id": "u", "install_count": secret}),
-                "must be u32 (got string)",
+                "must be a whole number from 0 to 4294967295 (got string)",
             ),
             (
                 json!({"external_user_id": "u", "install_count": -7}),
-                "must be u32 (got integer)",
+                "must be a whole number from 0 to 4294967295 (got integer)",
             ),
             (
                 json!({"external_user_id": "u", "is_installed": null, "name": 5}),

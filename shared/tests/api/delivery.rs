@@ -6,14 +6,14 @@ use shared::store::table::{GSIS, TABLE_KEYS, TTL_ATTRIBUTE};
 use shared::Endpoint;
 use std::path::PathBuf;
 
-fn repo_file(name: &str) -> String {
+pub(crate) fn repo_file(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     serde_yaml_ng::from_str(&repo_file("template.yaml")).expect("template.yaml is YAML")
 }
 

@@ -13,6 +13,7 @@ mod faults;
 mod fixtures;
 mod isolation;
 mod limits;
+mod openapi;
 mod ratelimit;
 mod reads;
 mod reads_bookings;

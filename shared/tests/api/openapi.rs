@@ -1,0 +1,211 @@
+//! openapi.yaml must describe the API the code serves: the same operations as `Endpoint`,
+//! template.yaml and the watch router, every error code `ApiError` can answer with, the
+//! version health reports and the field limits the parser enforces. Whether real answers
+//! conform to it is what `make fuzz-api` (schemathesis) checks.
+
+use crate::delivery::{repo_file, template};
+use serde_yaml_ng::Value;
+use shared::{fields, handlers, input, ApiError, Endpoint};
+use std::collections::BTreeSet;
+
+fn spec() -> Value {
+    serde_yaml_ng::from_str(&repo_file("openapi.yaml")).expect("openapi.yaml is YAML")
+}
+
+/// (METHOD, path) of every operation in the spec.
+fn operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let mut operations = BTreeSet::new();
+    for (path, methods) in spec["paths"].as_mapping().unwrap() {
+        for method in methods.as_mapping().unwrap().keys() {
+            operations.insert((
+                method.as_str().unwrap().to_uppercase(),
+                path.as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    operations
+}
+
+fn operation(spec: &Value, endpoint: Endpoint) -> &Value {
+    &spec["paths"][endpoint.path().as_str()][endpoint.method_name().to_lowercase().as_str()]
+}
+
+/// The documented path a route or router entry serves: with its trailing slash.
+fn documented_path(route: &str) -> String {
+    format!(
+        "{}/",
+        route.trim_end_matches("{proxy+}").trim_end_matches('/')
+    )
+}
+
+fn endpoint_operations() -> BTreeSet<(String, String)> {
+    Endpoint::ALL
+        .iter()
+        .map(|e| (e.method_name().to_owned(), e.path()))
+        .collect()
+}
+
+#[test]
+fn the_spec_has_exactly_the_endpoints_of_the_code() {
+    assert_eq!(operations(&spec()), endpoint_operations());
+}
+
+#[test]
+fn every_template_route_and_watch_route_is_in_the_spec() {
+    let documented = operations(&spec());
+    let template = template();
+    for resource in template["Resources"].as_mapping().unwrap().values() {
+        let Some(events) = resource["Properties"]["Events"].as_mapping() else {
+            continue;
+        };
+        for event in events.values() {
+            let properties = &event["Properties"];
+            let route = (
+                properties["Method"].as_str().unwrap().to_owned(),
+                documented_path(properties["Path"].as_str().unwrap()),
+            );
+            assert!(
+                documented.contains(&route),
+                "{route:?} is not in openapi.yaml"
+            );
+        }
+    }
+    let manifest: toml::Table = repo_file("Cargo.toml").parse().unwrap();
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .unwrap();
+    let documented_paths: BTreeSet<&String> = documented.iter().map(|(_, path)| path).collect();
+    for path in router.keys() {
+        assert!(
+            documented_paths.contains(&documented_path(path)),
+            "{path} is not in openapi.yaml"
+        );
+    }
+}
+
+#[test]
+fn only_health_is_open_and_every_authenticated_operation_documents_its_errors() {
+    let spec = spec();
+    assert_eq!(spec["security"][0]["bearerAuth"], Value::Sequence(vec![]));
+    for endpoint in Endpoint::ALL {
+        let operation = operation(&spec, endpoint);
+        let responses = operation["responses"].as_mapping().unwrap();
+        let has = |status: &str| responses.contains_key(status);
+        if endpoint.requires_api_key() {
+            assert!(operation.get("security").is_none(), "{endpoint:?}");
+            for status in ["401", "429", "500", "503"] {
+                assert!(has(status), "{endpoint:?} does not document {status}");
+            }
+        } else {
+            assert_eq!(operation["security"], Value::Sequence(vec![]));
+            assert!(!has("401"), "{endpoint:?}");
+        }
+        let takes_a_body = endpoint.method_name() == "POST";
+        assert_eq!(operation.get("requestBody").is_some(), takes_a_body);
+        for status in ["400", "413"] {
+            assert_eq!(has(status), takes_a_body, "{endpoint:?}: {status}");
+        }
+        let sends_idempotency_key = operation["parameters"]
+            .as_sequence()
+            .is_some_and(|p| !p.is_empty());
+        assert_eq!(sends_idempotency_key, endpoint == Endpoint::Events);
+        assert_eq!(has("422"), endpoint == Endpoint::Events);
+    }
+}
+
+/// Every `code` a response schema in the spec allows: enums and consts under `code`.
+fn codes_named_in_responses(value: &Value, found: &mut BTreeSet<String>) {
+    match value {
+        Value::Mapping(map) => {
+            if let Some(code) = map.get("code") {
+                if let Some(codes) = code["enum"].as_sequence() {
+                    found.extend(codes.iter().map(|c| c.as_str().unwrap().to_owned()));
+                }
+                if let Some(code) = code["const"].as_str() {
+                    found.insert(code.to_owned());
+                }
+            }
+            map.values()
+                .for_each(|v| codes_named_in_responses(v, found));
+        }
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|v| codes_named_in_responses(v, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_error_codes_are_the_ones_the_code_can_emit() {
+    let spec = spec();
+    let enumerated: Vec<&str> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|code| code.as_str().unwrap())
+        .collect();
+    assert_eq!(enumerated, ApiError::ALL_CODES);
+
+    let mut named = BTreeSet::new();
+    codes_named_in_responses(&spec["paths"], &mut named);
+    codes_named_in_responses(&spec["components"]["responses"], &mut named);
+    let all: BTreeSet<String> = ApiError::ALL_CODES.iter().map(|c| c.to_string()).collect();
+    assert!(
+        named.is_subset(&all),
+        "unknown: {:?}",
+        named.difference(&all)
+    );
+    // Only the path checks answer these, for requests no operation in the spec describes.
+    let undocumented_by_operations: BTreeSet<String> = all.difference(&named).cloned().collect();
+    assert_eq!(
+        undocumented_by_operations,
+        BTreeSet::from(["method_not_allowed".into(), "not_found".into()])
+    );
+
+    let readme = repo_file("README.md");
+    for code in ApiError::ALL_CODES {
+        assert!(
+            readme.contains(&format!("`{code}`")),
+            "{code} is not in the README"
+        );
+    }
+}
+
+#[test]
+fn the_spec_version_is_the_api_version() {
+    assert_eq!(spec()["info"]["version"], handlers::API_VERSION);
+}
+
+#[test]
+fn the_spec_states_the_limits_the_parser_enforces() {
+    let spec = spec();
+    let schemas = &spec["components"]["schemas"];
+    let max_length = |name: &str| schemas[name]["maxLength"].as_u64().unwrap() as usize;
+    assert_eq!(max_length("ShortText"), fields::MAX_SHORT_TEXT_CHARS);
+    assert_eq!(max_length("LongText"), fields::MAX_LONG_TEXT_CHARS);
+    assert_eq!(
+        schemas["Count"]["maximum"].as_u64(),
+        Some(u64::from(u32::MAX))
+    );
+    // An id is a first and a last character around at most MAX - 2 others.
+    let inner = format!("{{0,{}}}", fields::MAX_ID_CHARS - 2);
+    for id in ["Id", "PresentId"] {
+        assert!(
+            schemas[id]["pattern"].as_str().unwrap().contains(&inner),
+            "{id}"
+        );
+    }
+    let idempotency_key = &spec["components"]["parameters"]["IdempotencyKey"]["schema"];
+    assert_eq!(
+        idempotency_key["maxLength"].as_u64(),
+        Some(handlers::MAX_IDEMPOTENCY_KEY_CHARS as u64)
+    );
+    for list in ["service_external_ids", "services"] {
+        let schema = &schemas["BookingRequest"]["properties"][list]["anyOf"][0];
+        assert_eq!(
+            schema["maxItems"].as_u64(),
+            Some(input::MAX_SERVICES_PER_BOOKING as u64),
+            "{list}"
+        );
+    }
+}
