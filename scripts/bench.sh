@@ -7,7 +7,7 @@ source "$(dirname "$0")/tools.sh"
 cd "$REPO_ROOT"
 
 ensure_dynamodb_local
-log "building the release binaries (the nine functions, the floor, the bench)"
+log "building the release binaries (every function, the floor, the bench)"
 packages=(-p hello-floor -p bench)
 for function in functions/*/; do packages+=(-p "$(basename "$function")"); done
 cargo build --release --locked "${packages[@]}"

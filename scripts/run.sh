@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make run: DynamoDB Local (data kept in .local/dynamodb), the table, a development org and
-# key (.local/dev-api-key, reused across runs), and all nine functions served by
+# key (.local/dev-api-key, reused across runs), and all the functions served by
 # `cargo lambda watch` at their production paths. Ctrl-C stops everything it started.
 set -euo pipefail
 source "$(dirname "$0")/tools.sh"
