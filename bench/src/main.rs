@@ -210,16 +210,38 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// p50, p99 over sequential requests to one warm process, and its peak RSS.
-fn warm_run(
-    function: &Function,
-    event: &Value,
-    requests: usize,
-    dynamodb: &str,
-) -> (Duration, Duration, u64) {
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map_or(0, |t| t.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // Linux reports in USER_HZ, 100 per second on every mainstream configuration.
+    Duration::from_millis(ticks * 10)
+}
+
+/// What a warm run measured.
+struct Warm {
+    p50: Duration,
+    p99: Duration,
+    rss_kib: u64,
+    /// The function process's own CPU time per request: the rest of a request's latency is
+    /// spent waiting (for DynamoDB, for the Runtime API).
+    cpu_per_request: Duration,
+}
+
+/// p50, p99 over sequential requests to one warm process, its peak RSS and CPU per request.
+fn warm_run(function: &Function, event: &Value, requests: usize, dynamodb: &str) -> Warm {
     let runtime = RuntimeApi::start();
     let child = function.spawn(&runtime, dynamodb);
     wait_first_next(&runtime);
+    let cpu_before = cpu_time(child.id());
     let mut latencies = Vec::with_capacity(requests);
     // Events get a fresh Idempotency-Key per request: each one is a new event.
     let fresh_per_request = event["headers"]["idempotency-key"].is_string();
@@ -234,13 +256,15 @@ fn warm_run(
         assert!(status_of(&body) < 300, "warm request answered {body}");
         latencies.push(took);
     }
-    let rss = peak_rss_kib(child.id());
+    let rss_kib = peak_rss_kib(child.id());
+    let cpu_per_request = (cpu_time(child.id()) - cpu_before) / requests.max(1) as u32;
     stop(child);
-    (
-        percentile(&mut latencies, 50),
-        percentile(&mut latencies, 99),
-        rss,
-    )
+    Warm {
+        p50: percentile(&mut latencies, 50),
+        p99: percentile(&mut latencies, 99),
+        rss_kib,
+        cpu_per_request,
+    }
 }
 
 /// DynamoDB requests of one call: on data items, and per-key bookkeeping.
@@ -339,6 +363,28 @@ fn storage_cost(
 }
 
 /// The floor of warm latency: one raw PutItem of a user-sized item, from a plain client.
+/// Median of the first GetItem on a new client (new connection) against `endpoint`, the
+/// client built the way the functions build theirs in Lambda: the round trip the issue asks
+/// init to pay, so that the first request does not.
+async fn first_get_item_on_new_connection(endpoint: &str, table: &str, runs: usize) -> Duration {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+            .endpoint_url(endpoint)
+            .http_client(shared::store::https_client_trusting_amazon_roots())
+            .build();
+        let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table);
+        let started = Instant::now();
+        store.warm_up().await;
+        times.push(started.elapsed());
+    }
+    median(&mut times)
+}
+
 async fn raw_put_item(store: &Store, requests: usize) -> (Duration, Duration) {
     let mut latencies = Vec::with_capacity(requests);
     for i in 0..requests {
@@ -466,9 +512,10 @@ async fn main() {
     eprintln!("floor: hello-world lambda_http");
     let phase = Instant::now();
     let (floor_init, floor_first) = cold_starts(&floor, &floor_event, args.cold_starts, &dynamodb);
-    let (floor_p50, floor_p99, floor_rss) =
-        warm_run(&floor, &floor_event, args.warm_requests, &dynamodb);
+    let floor_warm = warm_run(&floor, &floor_event, args.warm_requests, &dynamodb);
     let (put_p50, put_p99) = raw_put_item(&store, args.warm_requests).await;
+    let connection = first_get_item_on_new_connection(&dynamodb, &table, args.cold_starts).await;
+    let connected_floor = floor_init + connection;
     let sizes = |binary: &Path| {
         if args.smoke {
             (0, 0)
@@ -496,9 +543,10 @@ async fn main() {
         eprintln!("  cold starts: {:?}", phase.elapsed());
         let _ = writeln!(
             cold,
-            "| {name} | {} | {:.2}x | {} |",
+            "| {name} | {} | {:.2}x | {:.2}x | {} |",
             ms(init),
             init.as_secs_f64() / floor_init.as_secs_f64(),
+            init.as_secs_f64() / connected_floor.as_secs_f64(),
             ms(first)
         );
         let phase = Instant::now();
@@ -513,14 +561,20 @@ async fn main() {
             cells.get(2).map_or("-", String::as_str)
         );
         let phase = Instant::now();
-        let (p50, p99, rss) = warm_run(&function, &event, args.warm_requests, &dynamodb);
+        let Warm {
+            p50,
+            p99,
+            rss_kib: rss,
+            cpu_per_request,
+        } = warm_run(&function, &event, args.warm_requests, &dynamodb);
         eprintln!("  warm run: {:?}", phase.elapsed());
         let _ = writeln!(
             warm,
-            "| {name} | {} | {} | {:.2}x |",
+            "| {name} | {} | {} | {:.2}x | {} |",
             ms(p50),
             ms(p99),
-            p50.as_secs_f64() / put_p50.as_secs_f64()
+            p50.as_secs_f64() / put_p50.as_secs_f64(),
+            ms(cpu_per_request)
         );
         let (bytes, zipped) = sizes(&function.binary);
         let _ = writeln!(
@@ -538,10 +592,13 @@ async fn main() {
          Measured {today} on {machine} by `make bench` ({cold_starts} cold starts, {warm_requests} warm requests per function, \
          DynamoDB Local on loopback). Release profile: {profile}. Binaries: x86_64 (AWS runs arm64; this machine cannot build it).\n\n\
          ## Cold start (median, ms)\n\n\
-         Init: exec to the first `invocation/next` (includes opening the DynamoDB connection). First response: exec to the first \
-         answered request, including its DynamoDB writes.\n\n\
-         | function | init | init vs floor | first response |\n|---|---|---|---|\n\
-         | **floor: hello-world lambda_http** | {floor_init} | 1.00x | {floor_first} |\n{cold}\n\
+         Init: exec to the first `invocation/next` (includes opening the DynamoDB connection with one small GetItem, which \
+         `health` skips). First response: exec to the first answered request, including its DynamoDB writes. The second floor \
+         adds to the hello-world init the one round trip init is asked to pay: the first GetItem of a new client on a new \
+         connection to the same DynamoDB Local, measured alone ({connection}).\n\n\
+         | function | init | init vs floor | init vs floor + connection | first response |\n|---|---|---|---|---|\n\
+         | **floor: hello-world lambda_http** | {floor_init} | 1.00x | | {floor_first} |\n\
+         | **floor + connection: hello-world init + first GetItem on a new connection** | {connected_floor} | | 1.00x | |\n{cold}\n\
          ## Storage cost per call\n\n\
          DynamoDB writes of data items (and the write capacity units DynamoDB Local reports) per call: the first call with new \
          ids, the same call again (an update; for events a second event), and for events an idempotent replay. The floor is one \
@@ -550,9 +607,11 @@ async fn main() {
          as idle as this one leases one token at a time, a busy one about one per 14 requests).\n\n\
          | endpoint | first write | update / second event | replay |\n|---|---|---|---|\n{storage}\n\
          ## Warm latency (ms, through the Runtime API, sequential)\n\n\
-         | function | p50 | p99 | p50 vs raw PutItem |\n|---|---|---|---|\n\
-         | **floor: one raw PutItem (aws-sdk-dynamodb)** | {put_p50} | {put_p99} | 1.00x |\n\
-         | **floor: hello-world lambda_http (no DynamoDB)** | {floor_p50} | {floor_p99} | |\n{warm}\n\
+         CPU/request: the function process's own CPU time (user + system) over the run, per request; the rest of \
+         the latency is waiting for DynamoDB Local and the Runtime API.\n\n\
+         | function | p50 | p99 | p50 vs raw PutItem | CPU/request |\n|---|---|---|---|---|\n\
+         | **floor: one raw PutItem (aws-sdk-dynamodb)** | {put_p50} | {put_p99} | 1.00x | |\n\
+         | **floor: hello-world lambda_http (no DynamoDB)** | {floor_p50} | {floor_p99} | | {floor_cpu} |\n{warm}\n\
          ## Artifact size and memory\n\n\
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
@@ -562,14 +621,17 @@ async fn main() {
         warm_requests = args.warm_requests,
         profile = release_profile(),
         floor_init = ms(floor_init),
+        connection = ms(connection),
+        connected_floor = ms(connected_floor),
         floor_first = ms(floor_first),
         put_p50 = ms(put_p50),
         put_p99 = ms(put_p99),
-        floor_p50 = ms(floor_p50),
-        floor_p99 = ms(floor_p99),
+        floor_p50 = ms(floor_warm.p50),
+        floor_p99 = ms(floor_warm.p99),
         floor_size = mb(floor_size),
         floor_zipped = mb(floor_zipped),
-        floor_rss = floor_rss as f64 / 1024.0,
+        floor_rss = floor_warm.rss_kib as f64 / 1024.0,
+        floor_cpu = ms(floor_warm.cpu_per_request),
     );
     println!("{report}");
     if let Some(out) = args.out {
