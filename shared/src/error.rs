@@ -69,7 +69,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 21] = [
+    pub const ALL_CODES: [&'static str; 24] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -87,6 +87,9 @@ impl ApiError {
         "idempotency_key_reused",
         "payload_too_large",
         "not_found",
+        "user_not_found",
+        "thread_not_found",
+        "invalid_cursor",
         "method_not_allowed",
         "rate_limited",
         "storage_unavailable",

@@ -1,11 +1,12 @@
 //! openapi.yaml must describe the API the code serves: the same operations as `Endpoint`,
 //! template.yaml and the watch router, every error code `ApiError` can answer with, the
-//! version health reports and the field limits the parser enforces. Whether real answers
+//! version health reports, the field limits the parser enforces, the path and query
+//! parameters of the reads and their bounds. Whether real answers
 //! conform to it is what `make fuzz-api` (schemathesis) checks.
 
 use crate::delivery::{repo_file, template};
 use serde_yaml_ng::Value;
-use shared::{fields, handlers, input, ApiError, Endpoint};
+use shared::{fields, handlers, input, query, reads, ApiError, Endpoint};
 use std::collections::BTreeSet;
 
 fn spec() -> Value {
@@ -102,14 +103,58 @@ fn only_health_is_open_and_every_authenticated_operation_documents_its_errors() 
         }
         let takes_a_body = endpoint.method_name() == "POST";
         assert_eq!(operation.get("requestBody").is_some(), takes_a_body);
-        for status in ["400", "413"] {
-            assert_eq!(has(status), takes_a_body, "{endpoint:?}: {status}");
-        }
-        let sends_idempotency_key = operation["parameters"]
-            .as_sequence()
-            .is_some_and(|p| !p.is_empty());
-        assert_eq!(sends_idempotency_key, endpoint == Endpoint::Events);
+        assert_eq!(has("413"), takes_a_body, "{endpoint:?}");
+        // Everything but health and me reads a body, a path id or a query.
+        let takes_input = !matches!(endpoint, Endpoint::Health | Endpoint::Me);
+        assert_eq!(has("400"), takes_input, "{endpoint:?}");
+        let sends_a_header = parameters(&spec, operation)
+            .iter()
+            .any(|p| p["in"] == "header");
+        assert_eq!(sends_a_header, endpoint == Endpoint::Events);
         assert_eq!(has("422"), endpoint == Endpoint::Events);
+    }
+}
+
+/// An operation's parameters, references resolved.
+fn parameters<'a>(spec: &'a Value, operation: &'a Value) -> Vec<&'a Value> {
+    let Some(list) = operation["parameters"].as_sequence() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|parameter| match parameter["$ref"].as_str() {
+            Some(reference) => {
+                let name = reference.trim_start_matches("#/components/parameters/");
+                &spec["components"]["parameters"][name]
+            }
+            None => parameter,
+        })
+        .collect()
+}
+
+#[test]
+fn path_parameters_are_the_ones_in_the_path_and_answer_404() {
+    let spec = spec();
+    for endpoint in Endpoint::ALL {
+        let path = endpoint.path();
+        let in_path: BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        let operation = operation(&spec, endpoint);
+        let documented: BTreeSet<&str> = parameters(&spec, operation)
+            .into_iter()
+            .filter(|p| p["in"] == "path")
+            .inspect(|p| assert_eq!(p["required"], Value::Bool(true), "{endpoint:?}"))
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(documented, in_path, "{endpoint:?}");
+        // A blank id is no path of the endpoint: 404 `not_found`.
+        let responses = &operation["responses"];
+        assert_eq!(
+            responses.get("404").is_some(),
+            !in_path.is_empty(),
+            "{endpoint:?}"
+        );
     }
 }
 
@@ -155,12 +200,9 @@ fn the_error_codes_are_the_ones_the_code_can_emit() {
         "unknown: {:?}",
         named.difference(&all)
     );
-    // Only the path checks answer these, for requests no operation in the spec describes.
-    let undocumented_by_operations: BTreeSet<String> = all.difference(&named).cloned().collect();
-    assert_eq!(
-        undocumented_by_operations,
-        BTreeSet::from(["method_not_allowed".into(), "not_found".into()])
-    );
+    // Every code is some operation's answer: `not_found` for a blank path id,
+    // `method_not_allowed` for the id `upsert` under `make run`.
+    assert_eq!(named, all, "named by no operation");
 
     let readme = repo_file("README.md");
     for code in ApiError::ALL_CODES {
@@ -200,6 +242,28 @@ fn the_spec_states_the_limits_the_parser_enforces() {
         idempotency_key["maxLength"].as_u64(),
         Some(handlers::MAX_IDEMPOTENCY_KEY_CHARS as u64)
     );
+    let query_parameter = |name: &str| &spec["components"]["parameters"][name]["schema"];
+    let limit = query_parameter("Limit");
+    assert_eq!(limit["minimum"].as_u64(), Some(1));
+    assert_eq!(limit["maximum"].as_u64(), Some(query::MAX_LIMIT as u64));
+    assert_eq!(limit["default"].as_u64(), Some(query::DEFAULT_LIMIT as u64));
+    let users_list = operation(&spec, Endpoint::UsersList);
+    let inactive_days = parameters(&spec, users_list)
+        .into_iter()
+        .find(|p| p["name"] == "inactive_days")
+        .unwrap();
+    assert_eq!(
+        inactive_days["schema"]["maximum"].as_u64(),
+        Some(u64::from(reads::MAX_INACTIVE_DAYS))
+    );
+    for list in ["events", "sales", "bookings", "conversations"] {
+        let schema = &schemas["UserContext"]["properties"][list];
+        assert_eq!(
+            schema["maxItems"].as_u64(),
+            Some(reads::USER_CONTEXT_ITEMS as u64),
+            "{list}"
+        );
+    }
     for list in ["service_external_ids", "services"] {
         let schema = &schemas["BookingRequest"]["properties"][list]["anyOf"][0];
         assert_eq!(
