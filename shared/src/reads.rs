@@ -13,11 +13,34 @@ use crate::input::UserIdentity;
 use crate::query::QueryParams;
 use crate::store::items::public_view;
 use crate::store::keys::{self, Index, ItemKey};
-use crate::store::reads::{item_key, Query, SortKey};
+use crate::store::reads::{item_key, Page, Query, SortKey};
 use crate::store::{s, Item, Store};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+
+/// One page of `query` for `org`, resumed from the request's `cursor` (refused unless it
+/// was issued for this org and this `list` with the same parameters), with the next page's
+/// cursor.
+async fn list_page(
+    store: &Store,
+    org: &str,
+    params: &QueryParams,
+    list: &str,
+    query: &Query,
+) -> Result<(Page, Option<String>), ApiError> {
+    let scope = CursorScope {
+        org_id: org,
+        query: params.fingerprint(list),
+        index: query.index,
+        partition: &query.partition,
+    };
+    let page = store
+        .query_page(query, params.limit()?, scope.start(params.cursor())?)
+        .await?;
+    let next = scope.next(page.next.as_ref());
+    Ok((page, next))
+}
 
 /// Most events, sales, bookings and conversations `users/{id}/` returns, each.
 pub const USER_CONTEXT_ITEMS: usize = 20;
@@ -214,7 +237,6 @@ pub async fn users_list(
         .chain(USER_FLAG_FILTERS)
         .collect();
     let params = QueryParams::parse(raw_query, &allowed)?;
-    let limit = params.limit()?;
     let inactive_days = params.integer("inactive_days", 1, MAX_INACTIVE_DAYS)?;
     let mut filters = Vec::new();
     for name in USER_TEXT_FILTERS {
@@ -237,17 +259,9 @@ pub async fn users_list(
     let sort = cutoff.clone().map_or(SortKey::Any, SortKey::Below);
     let mut query = Query::new(Index::Gsi2, partition.clone(), sort);
     query.filters = filters;
-    let scope = CursorScope {
-        org_id: org,
-        query: params.fingerprint("users"),
-        index: Index::Gsi2,
-        partition: &partition,
-    };
-    let page = store
-        .query_page(&query, limit, scope.start(params.cursor())?)
-        .await?;
+    let (page, next) = list_page(store, org, &params, "users", &query).await?;
     let users = page.items.iter().map(public_view).collect();
-    let mut body = page_body("users", users, scope.next(page.next.as_ref()));
+    let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
     Ok(Reply::ok(body))
 }
@@ -341,20 +355,10 @@ pub async fn inbox(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let params = QueryParams::parse(raw_query, &["status"])?;
-    let limit = params.limit()?;
     // The one inbox list kept so far; the parameter names it so others can be added.
     params.choice("status", &["awaiting_reply"])?;
-    let partition = keys::inbox_awaiting_reply(org);
-    let scope = CursorScope {
-        org_id: org,
-        query: params.fingerprint("inbox"),
-        index: Index::Gsi2,
-        partition: &partition,
-    };
-    let query = Query::new(Index::Gsi2, partition.clone(), SortKey::Any);
-    let page = store
-        .query_page(&query, limit, scope.start(params.cursor())?)
-        .await?;
+    let query = Query::new(Index::Gsi2, keys::inbox_awaiting_reply(org), SortKey::Any);
+    let (page, next) = list_page(store, org, &params, "inbox", &query).await?;
     let contacts: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -371,11 +375,7 @@ pub async fn inbox(
             view
         })
         .collect();
-    Ok(Reply::ok(page_body(
-        "conversations",
-        threads,
-        scope.next(page.next.as_ref()),
-    )))
+    Ok(Reply::ok(page_body("conversations", threads, next)))
 }
 
 /// `GET bookings/?from=&to=`: bookings scheduled in `[from, to)`, earliest first, each
@@ -387,26 +387,16 @@ pub async fn bookings_list(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let params = QueryParams::parse(raw_query, &["from", "to"])?;
-    let limit = params.limit()?;
     let from = params.required_timestamp("from")?;
     let to = params.required_timestamp("to")?;
     if to <= from {
         return Err(ApiError::invalid_field("to", "`to` must be after `from`"));
     }
-    let partition = keys::bookings_by_schedule(org);
-    let scope = CursorScope {
-        org_id: org,
-        query: params.fingerprint("bookings"),
-        index: Index::Gsi2,
-        partition: &partition,
-    };
     // Sort keys are `<scheduled_at>#<booking_id>`: `from` itself sorts before every key
     // at `from`, and `to` before every key at `to`, so BETWEEN gives [from, to).
     let window = SortKey::Between(from.to_stored(), to.to_stored());
-    let query = Query::new(Index::Gsi2, partition.clone(), window);
-    let page = store
-        .query_page(&query, limit, scope.start(params.cursor())?)
-        .await?;
+    let query = Query::new(Index::Gsi2, keys::bookings_by_schedule(org), window);
+    let (page, next) = list_page(store, org, &params, "bookings", &query).await?;
     let clients: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -443,9 +433,5 @@ pub async fn bookings_list(
             view
         })
         .collect();
-    Ok(Reply::ok(page_body(
-        "bookings",
-        bookings,
-        scope.next(page.next.as_ref()),
-    )))
+    Ok(Reply::ok(page_body("bookings", bookings, next)))
 }
