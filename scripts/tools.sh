@@ -98,15 +98,23 @@ start_dynamodb() {
   (cd "$TOOLS_DIR" && exec java -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
     -sharedDb -disableTelemetry "${storage[@]}" -port "$port" >"$log_file" 2>&1) &
   DYNAMODB_PID=$!
-  for _ in $(seq 1 100); do
-    if port_in_use "$port"; then return 0; fi
-    if ! kill -0 "$DYNAMODB_PID" 2>/dev/null; then
-      echo "DynamoDB Local exited while starting" >&2
+  wait_until_ready "DynamoDB Local" "$DYNAMODB_PID" 20 port_in_use "$port"
+}
+
+# wait_until_ready NAME PID SECONDS CHECK...: runs CHECK every 0.2 s until it succeeds, and
+# fails if the process PID exits first or SECONDS pass.
+wait_until_ready() {
+  local name="$1" pid="$2" seconds="$3"
+  shift 3
+  for _ in $(seq 1 $((seconds * 5))); do
+    if "$@"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited while starting" >&2
       return 1
     fi
     sleep 0.2
   done
-  echo "DynamoDB Local did not start on port $port within 20s" >&2
+  echo "$name did not become ready within ${seconds}s" >&2
   return 1
 }
 
@@ -156,16 +164,8 @@ start_local_api() {
   setsid bash -c "source '$REPO_ROOT/scripts/tools.sh'; serve_functions $port" \
     >"${API_LOG:-/dev/null}" 2>&1 &
   API_PID=$!
-  for _ in $(seq 1 600); do
-    if curl -sf "http://127.0.0.1:$port/api/developer/health/" >/dev/null 2>&1; then return 0; fi
-    if ! kill -0 "$API_PID" 2>/dev/null; then
-      echo "cargo lambda watch exited while starting" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
-  echo "the local API did not answer on port $port within 120s" >&2
-  return 1
+  wait_until_ready "the local API (cargo lambda watch)" "$API_PID" 120 \
+    curl -sf -o /dev/null "http://127.0.0.1:$port/api/developer/health/"
 }
 
 stop_local_api() {
