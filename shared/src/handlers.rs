@@ -300,14 +300,14 @@ pub async fn events(
             (existing, true)
         }
     };
-    store
-        .upsert(items::user_for_event(
-            org,
-            &event.user,
-            &change,
-            event.occurred_at,
-        ))
-        .await?;
+    let user_write = items::user_for_event(org, &event.user, &change, event.occurred_at);
+    if replayed {
+        // Usually already made by the first attempt: checked with a read, sent again only
+        // if that attempt stored the event but failed before its user write.
+        store.upsert_unless_done(user_write).await?;
+    } else {
+        store.upsert(user_write).await?;
+    }
 
     let mut reply = Reply::upserted(true, "event", public_view(&stored), Map::new());
     if replayed {

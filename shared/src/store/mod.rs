@@ -252,16 +252,37 @@ impl Store {
     }
 
     pub async fn get(&self, key: &ItemKey) -> Result<Option<Item>, ApiError> {
+        self.get_item(key, false).await
+    }
+
+    /// A strongly consistent read: it sees every write acknowledged before it.
+    pub async fn get_consistent(&self, key: &ItemKey) -> Result<Option<Item>, ApiError> {
+        self.get_item(key, true).await
+    }
+
+    async fn get_item(&self, key: &ItemKey, consistent: bool) -> Result<Option<Item>, ApiError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("PK", s(&key.pk))
             .key("SK", s(&key.sk))
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| storage_error("GetItem", e))?;
         Ok(output.item)
+    }
+
+    /// Sends a guarded `upsert` unless a read shows it would change nothing: for a request
+    /// that may have made this write already (an idempotent replay), one read instead of a
+    /// write DynamoDB would refuse, and the write again only if the first attempt failed.
+    pub async fn upsert_unless_done(&self, upsert: Upsert) -> Result<UpsertOutcome, ApiError> {
+        let current = self.get_consistent(&upsert.key).await?;
+        if current.is_some_and(|item| !still_applies(&upsert, &item)) {
+            return Ok(UpsertOutcome::Stale);
+        }
+        self.upsert(upsert).await
     }
 
     /// Sets an API key's `last_used_at` (if the key still exists). Failures are only
@@ -468,6 +489,21 @@ impl Store {
                 None => Err(storage_error("PutItem", error)),
             },
         }
+    }
+}
+
+/// Whether a guarded `upsert` would still change `item`, as its conditions would decide:
+/// its `newer_than` guard, or, without one, its `advance` attribute still moving forward.
+fn still_applies(upsert: &Upsert, item: &Item) -> bool {
+    if !upsert.newer_than.is_empty() {
+        return guard_passes(upsert, item);
+    }
+    match &upsert.advance {
+        Some(advance) => match item.get(advance.attribute) {
+            Some(AttributeValue::S(value)) => value < &advance.value,
+            _ => true,
+        },
+        None => true,
     }
 }
 

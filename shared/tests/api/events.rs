@@ -1,5 +1,6 @@
 use crate::common::*;
 use serde_json::{json, Value};
+use shared::store::keys;
 use shared::Endpoint;
 
 fn install_event() -> Value {
@@ -70,6 +71,42 @@ async fn a_retry_with_the_same_key_replays_the_first_answer() {
         1,
         "counted once"
     );
+    // The replay found the user write done with a read: it wrote nothing (version counts writes).
+    let user_key = keys::user(&org.org_id, &external_identity("usr_123"));
+    let version =
+        || async { org.store().get(&user_key).await.unwrap().unwrap()["version"].clone() };
+    let before = version().await;
+    let third = org.call_with(Endpoint::Events, &headers, reordered).await;
+    assert_eq!(third.headers["idempotent-replayed"], "true");
+    assert_eq!(version().await, before);
+}
+
+#[tokio::test]
+async fn a_replay_completes_a_user_write_the_first_attempt_missed() {
+    let org = TestOrg::new().await;
+    let headers = [("idempotency-key", "install-then-lost-user-write")];
+    org.call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await
+        .assert_status(201);
+    // As if the first attempt stored the event and then failed before its user write.
+    let user_key = keys::user(&org.org_id, &external_identity("usr_123"));
+    org.store()
+        .client()
+        .delete_item()
+        .table_name(org.store().table())
+        .key("PK", shared::store::s(&user_key.pk))
+        .key("SK", shared::store::s(&user_key.sk))
+        .send()
+        .await
+        .unwrap();
+    let replay = org
+        .call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await;
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    let user = org.stored_user("usr_123").await;
+    assert_eq!(user["install_count"], 1);
+    assert_eq!(user["installed_at"], "2026-03-23T10:30:00.000Z");
+    assert_eq!(org.count_events("usr_123").await, 1);
 }
 
 #[tokio::test]
