@@ -19,11 +19,16 @@ export CARGO_LAMBDA_COMPILER="${CARGO_LAMBDA_COMPILER:-cargo}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# A venv is bound to its path (script shebangs), so a copied or moved one is rebuilt.
+venv_usable() { # VENV_DIR STAMP SCRIPT
+  [ -f "$2" ] && [ "$(head -n 1 "$1/bin/$3" 2>/dev/null)" = "#!$1/bin/python3" ] && "$1/bin/python3" -c '' 2>/dev/null
+}
+
 ensure_python_tools() {
   local stamp="$VENV/.installed-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_VERSION"
-  [ -f "$stamp" ] && return 0
+  venv_usable "$VENV" "$stamp" sam && return 0
   log "installing cargo-lambda $CARGO_LAMBDA_VERSION and aws-sam-cli $SAM_CLI_VERSION into .tools/venv"
-  python3 -m venv "$VENV"
+  rm -rf "$VENV" && python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
   touch "$stamp"
@@ -31,9 +36,9 @@ ensure_python_tools() {
 
 ensure_schemathesis() {
   local stamp="$SCHEMATHESIS_VENV/.installed-schemathesis-$SCHEMATHESIS_VERSION"
-  [ -f "$stamp" ] && return 0
+  venv_usable "$SCHEMATHESIS_VENV" "$stamp" st && return 0
   log "installing schemathesis $SCHEMATHESIS_VERSION into .tools/schemathesis-venv"
-  python3 -m venv "$SCHEMATHESIS_VENV"
+  rm -rf "$SCHEMATHESIS_VENV" && python3 -m venv "$SCHEMATHESIS_VENV"
   "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check \
     "schemathesis==$SCHEMATHESIS_VERSION"
   touch "$stamp"

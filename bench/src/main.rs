@@ -8,7 +8,7 @@ use clap::Parser;
 use proxy::{CountingProxy, Stats};
 use runtime::{RuntimeApi, Seen};
 use serde_json::Value;
-use shared::store::{s, Store};
+use shared::store::{s, Item, Store};
 use shared::Endpoint;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -38,6 +38,8 @@ struct Args {
 }
 
 const FLOOR_BINARY: &str = "hello-floor";
+/// Rounds of every endpoint's reference request sent to DynamoDB Local before measuring.
+const WARM_UP_ROUNDS: usize = 300;
 /// Identifier fields made unique per call, so a "first write" really creates.
 const ID_FIELDS: [&str; 7] = [
     "external_user_id",
@@ -165,29 +167,55 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// Median time from exec to the first `next` (init) and to the first response.
-fn cold_starts(
+/// Time from exec to the first `next` (init) and to the first response, of one cold start.
+fn cold_start(
     function: &Function,
     event: &Value,
-    runs: usize,
+    run: usize,
     dynamodb: &str,
 ) -> (Duration, Duration) {
-    let (mut init, mut first) = (Vec::new(), Vec::new());
+    let runtime = RuntimeApi::start();
+    let started = Instant::now();
+    let child = function.spawn(&runtime, dynamodb);
+    let init = wait_first_next(&runtime) - started;
+    runtime.invoke(event_variant(
+        event,
+        &format!("-cold{run}-{}", function.name()),
+    ));
+    let (_, done, body) = wait_answer(&runtime);
+    assert!(status_of(&body) < 300, "cold start answered {body}");
+    stop(child);
+    (init, done - started)
+}
+
+/// Median init and first response of each function, and of the first GetItem on a new
+/// connection. Round robin: each round starts every function once, so whatever drifts during
+/// the run (DynamoDB Local's JIT, caches) weighs on all of them alike, not on whichever runs
+/// first. The reference records are seeded again after each round, which users-delete erased.
+async fn cold_starts(
+    functions: &[(Function<'_>, Value)],
+    runs: usize,
+    dynamodb: &str,
+    store: &Store,
+) -> (Vec<(Duration, Duration)>, Duration) {
+    let mut init = vec![Vec::with_capacity(runs); functions.len()];
+    let mut first = init.clone();
+    let mut connection = Vec::with_capacity(runs);
     for run in 0..runs {
-        let runtime = RuntimeApi::start();
-        let started = Instant::now();
-        let child = function.spawn(&runtime, dynamodb);
-        init.push(wait_first_next(&runtime) - started);
-        runtime.invoke(event_variant(
-            event,
-            &format!("-cold{run}-{}", function.name()),
-        ));
-        let (_, done, body) = wait_answer(&runtime);
-        assert!(status_of(&body) < 300, "cold start answered {body}");
-        first.push(done - started);
-        stop(child);
+        for (i, (function, event)) in functions.iter().enumerate() {
+            let (took_init, took_first) = cold_start(function, event, run, dynamodb);
+            init[i].push(took_init);
+            first[i].push(took_first);
+        }
+        connection.push(first_get_item_on_new_connection(dynamodb, store.table()).await);
+        seed_reference_records(store).await;
     }
-    (median(&mut init), median(&mut first))
+    let medians = init
+        .iter_mut()
+        .zip(first.iter_mut())
+        .map(|(init, first)| (median(init), median(first)))
+        .collect();
+    (medians, median(&mut connection))
 }
 
 fn median(values: &mut [Duration]) -> Duration {
@@ -234,27 +262,61 @@ struct Warm {
     /// The function process's own CPU time per request: the rest of a request's latency is
     /// spent waiting (for DynamoDB, for the Runtime API).
     cpu_per_request: Duration,
+    /// p50 and p99 of the raw PutItem floor, when asked for.
+    floor: Option<(Duration, Duration)>,
 }
 
 /// p50, p99 over sequential requests to one warm process, its peak RSS and CPU per request.
-fn warm_run(function: &Function, event: &Value, requests: usize, dynamodb: &str) -> Warm {
+/// With `floor`, each request is followed by a raw PutItem of the one item the function
+/// stored (a single-entity upsert's floor): alternating, both see DynamoDB Local alike.
+async fn warm_run(
+    function: &Function<'_>,
+    event: &Value,
+    requests: usize,
+    dynamodb: &str,
+    floor: Option<&Store>,
+) -> Warm {
     let runtime = RuntimeApi::start();
     let child = function.spawn(&runtime, dynamodb);
     wait_first_next(&runtime);
-    let cpu_before = cpu_time(child.id());
-    let mut latencies = Vec::with_capacity(requests);
     // Events get a fresh Idempotency-Key per request: each one is a new event.
     let fresh_per_request = event["headers"]["idempotency-key"].is_string();
-    let same = event_variant(event, &format!("-warm-{}", function.name()));
-    for i in 0..requests {
-        runtime.invoke(if fresh_per_request {
-            event_variant(event, &format!("-warm{i}-{}", function.name()))
-        } else {
-            same.clone()
-        });
+    let suffix = |i: usize| match fresh_per_request {
+        true => format!("-warm{i}-{}", function.name()),
+        false => format!("-warm-{}", function.name()),
+    };
+    let same = event_variant(event, &suffix(0));
+    let call = |i: usize| match fresh_per_request {
+        true => event_variant(event, &suffix(i)),
+        false => same.clone(),
+    };
+    let answer = |call: String| {
+        runtime.invoke(call);
         let (took, _, body) = wait_answer(&runtime);
         assert!(status_of(&body) < 300, "warm request answered {body}");
-        latencies.push(took);
+        took
+    };
+    // One untimed request first: it creates what the timed ones update, and the floor's item.
+    answer(call(requests));
+    let floor_item = match floor {
+        Some(store) => match stored_items(store, &suffix(requests)).await.as_slice() {
+            [item] => Some((store, item.clone())),
+            items => panic!(
+                "{}: a single-entity upsert stored {} items",
+                function.name(),
+                items.len()
+            ),
+        },
+        None => None,
+    };
+    let cpu_before = cpu_time(child.id());
+    let mut latencies = Vec::with_capacity(requests);
+    let mut floor_latencies = Vec::with_capacity(requests);
+    for i in 0..requests {
+        latencies.push(answer(call(i)));
+        if let Some((store, item)) = &floor_item {
+            floor_latencies.push(raw_put_item(store, item).await);
+        }
     }
     let rss_kib = peak_rss_kib(child.id());
     let cpu_per_request = (cpu_time(child.id()) - cpu_before) / requests.max(1) as u32;
@@ -264,6 +326,12 @@ fn warm_run(function: &Function, event: &Value, requests: usize, dynamodb: &str)
         p99: percentile(&mut latencies, 99),
         rss_kib,
         cpu_per_request,
+        floor: floor_item.map(|_| {
+            (
+                percentile(&mut floor_latencies, 50),
+                percentile(&mut floor_latencies, 99),
+            )
+        }),
     }
 }
 
@@ -328,6 +396,31 @@ async fn seed_reference_records(store: &Store) {
     }
 }
 
+/// DynamoDB Local is a JVM: its first thousands of requests run slower while the JIT compiles,
+/// and the compiling takes CPU from the processes being measured. So before anything is
+/// measured, every endpoint's reference request goes through the handler in process, `rounds`
+/// times (users-delete last, so each round finds what it reads).
+async fn warm_up_dynamodb_local(store: &Store, rounds: usize) {
+    let app = shared::http::App::new(store.clone());
+    let events: Vec<(Endpoint, String)> = Endpoint::ALL
+        .into_iter()
+        .map(|endpoint| (endpoint, reference_event(endpoint).to_string()))
+        .collect();
+    for _ in 0..rounds {
+        for (endpoint, event) in &events {
+            let request = lambda_http::request::from_str(event).expect("an API Gateway event");
+            let response = shared::http::handle(&app, *endpoint, request).await;
+            assert!(
+                response.status().is_success(),
+                "warming up with {endpoint:?}"
+            );
+        }
+    }
+    seed_reference_records(store).await;
+    // Let the JIT's queue drain.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 /// Requests per call: first write, update (same ids again) and, for events, an idempotent replay.
 fn storage_cost(
     function: &Function,
@@ -363,58 +456,54 @@ fn storage_cost(
 }
 
 /// The floor of warm latency: one raw PutItem of a user-sized item, from a plain client.
-/// Median of the first GetItem on a new client (new connection) against `endpoint`, the
-/// client built the way the functions build theirs in Lambda: the round trip the issue asks
-/// init to pay, so that the first request does not.
-async fn first_get_item_on_new_connection(endpoint: &str, table: &str, runs: usize) -> Duration {
+/// The first GetItem on a new client (new connection) against `endpoint`, the client built
+/// the way the functions build theirs in Lambda: the round trip the issue asks init to pay,
+/// so that the first request does not.
+async fn first_get_item_on_new_connection(endpoint: &str, table: &str) -> Duration {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-            .endpoint_url(endpoint)
-            .http_client(shared::store::https_client_trusting_amazon_roots())
-            .build();
-        let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table);
-        let started = Instant::now();
-        store.warm_up().await;
-        times.push(started.elapsed());
-    }
-    median(&mut times)
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
+        .endpoint_url(endpoint)
+        .http_client(shared::store::https_client_trusting_amazon_roots())
+        .build();
+    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table);
+    let started = Instant::now();
+    store.warm_up().await;
+    started.elapsed()
 }
 
-async fn raw_put_item(store: &Store, requests: usize) -> (Duration, Duration) {
-    let mut latencies = Vec::with_capacity(requests);
-    for i in 0..requests {
-        let started = Instant::now();
-        store
-            .client()
-            .put_item()
-            .table_name(store.table())
-            .item("PK", s(format!("ORG#bench#USER#ext#floor{}", i % 50)))
-            .item("SK", s("USER"))
-            .item("entity", s("user"))
-            .item("org_id", s("bench"))
-            .item("external_user_id", s("usr_123"))
-            .item("email", s("user@example.com"))
-            .item("name", s("John Doe"))
-            .item("plan", s("pro"))
-            .item("installed_at", s("2026-03-23T10:30:00.000Z"))
-            .item(
-                "metadata",
-                s(r#"{"company":"Acme Labs","source":"producthunt"}"#),
-            )
-            .send()
-            .await
-            .expect("PutItem");
-        latencies.push(started.elapsed());
-    }
-    (
-        percentile(&mut latencies, 50),
-        percentile(&mut latencies, 99),
-    )
+/// The items whose key carries `suffix` (what one warm request wrote). A Scan: the bench
+/// table is small, and this is the benchmark, not the request path.
+async fn stored_items(store: &Store, suffix: &str) -> Vec<Item> {
+    store
+        .client()
+        .scan()
+        .table_name(store.table())
+        .filter_expression("contains(PK, :suffix)")
+        .expression_attribute_values(":suffix", s(suffix))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("Scan")
+}
+
+/// One raw, unconditional PutItem of `item` from a plain client: the floor of a
+/// single-entity upsert, the very item the function stored (index keys included).
+async fn raw_put_item(store: &Store, item: &Item) -> Duration {
+    let started = Instant::now();
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(item.clone()))
+        .send()
+        .await
+        .expect("PutItem");
+    started.elapsed()
 }
 
 fn zipped_size(path: &Path) -> (u64, u64) {
@@ -500,22 +589,40 @@ async fn main() {
     shared::admin::set_key_rate_limit(&store, &key_id, Some(1_000_000))
         .await
         .expect("limit");
-    seed_reference_records(&store).await;
+    let phase = Instant::now();
+    warm_up_dynamodb_local(&store, if args.smoke { 1 } else { WARM_UP_ROUNDS }).await;
+    eprintln!("DynamoDB Local warm-up: {:?}", phase.elapsed());
     let proxy = CountingProxy::start(dynamodb.clone());
 
     let binaries = repo_root().join(&args.binaries);
-    let floor = Function {
-        binary: binaries.join(FLOOR_BINARY),
+    let function = |name: &str| Function {
+        binary: binaries.join(name),
         table: &table,
     };
-    let floor_event = reference_event(Endpoint::Health);
+    // The floor first, then every function with its reference event.
+    let mut started: Vec<(Function, Value)> =
+        vec![(function(FLOOR_BINARY), reference_event(Endpoint::Health))];
+    started.extend(
+        Endpoint::ALL
+            .iter()
+            .map(|e| (function(e.function_name()), reference_event(*e))),
+    );
+    let phase = Instant::now();
+    let (cold_medians, connection) =
+        cold_starts(&started, args.cold_starts, &dynamodb, &store).await;
+    eprintln!(
+        "cold starts, {} rounds of {} binaries: {:?}",
+        args.cold_starts,
+        started.len(),
+        phase.elapsed()
+    );
+    let (floor_init, floor_first) = cold_medians[0];
+    let connected_floor = floor_init + connection;
+
     eprintln!("floor: hello-world lambda_http");
     let phase = Instant::now();
-    let (floor_init, floor_first) = cold_starts(&floor, &floor_event, args.cold_starts, &dynamodb);
-    let floor_warm = warm_run(&floor, &floor_event, args.warm_requests, &dynamodb);
-    let (put_p50, put_p99) = raw_put_item(&store, args.warm_requests).await;
-    let connection = first_get_item_on_new_connection(&dynamodb, &table, args.cold_starts).await;
-    let connected_floor = floor_init + connection;
+    let (floor, floor_event) = &started[0];
+    let floor_warm = warm_run(floor, floor_event, args.warm_requests, &dynamodb, None).await;
     let sizes = |binary: &Path| {
         if args.smoke {
             (0, 0)
@@ -530,17 +637,12 @@ async fn main() {
     let mut storage = String::new();
     let mut warm = String::new();
     let mut size = String::new();
-    for endpoint in Endpoint::ALL {
+    for (endpoint, ((function, event), (init, first))) in Endpoint::ALL
+        .into_iter()
+        .zip(started.iter().zip(cold_medians.iter().copied()).skip(1))
+    {
         let name = endpoint.function_name();
         eprintln!("{name}");
-        let function = Function {
-            binary: binaries.join(name),
-            table: &table,
-        };
-        let event = reference_event(endpoint);
-        let phase = Instant::now();
-        let (init, first) = cold_starts(&function, &event, args.cold_starts, &dynamodb);
-        eprintln!("  cold starts: {:?}", phase.elapsed());
         let _ = writeln!(
             cold,
             "| {name} | {} | {:.2}x | {:.2}x | {} |",
@@ -550,7 +652,7 @@ async fn main() {
             ms(first)
         );
         let phase = Instant::now();
-        let costs = storage_cost(&function, endpoint, &event, &proxy);
+        let costs = storage_cost(function, endpoint, event, &proxy);
         eprintln!("  storage cost: {:?}", phase.elapsed());
         let cells: Vec<String> = costs.iter().map(Cost::cell).collect();
         let _ = writeln!(
@@ -561,19 +663,36 @@ async fn main() {
             cells.get(2).map_or("-", String::as_str)
         );
         let phase = Instant::now();
+        // A single-entity upsert (one write) is compared with a raw PutItem of its item.
+        let single_entity = endpoint.method_name() == "POST"
+            && costs.first().is_some_and(|cost| cost.data_writes == 1);
         let Warm {
             p50,
             p99,
             rss_kib: rss,
             cpu_per_request,
-        } = warm_run(&function, &event, args.warm_requests, &dynamodb);
+            floor,
+        } = warm_run(
+            function,
+            event,
+            args.warm_requests,
+            &dynamodb,
+            single_entity.then_some(&store),
+        )
+        .await;
         eprintln!("  warm run: {:?}", phase.elapsed());
+        let (floor_cells, ratio) = match floor {
+            Some((put_p50, put_p99)) => (
+                format!("{} | {}", ms(put_p50), ms(put_p99)),
+                format!("{:.2}x", p50.as_secs_f64() / put_p50.as_secs_f64()),
+            ),
+            None => (" | ".to_owned(), String::new()),
+        };
         let _ = writeln!(
             warm,
-            "| {name} | {} | {} | {:.2}x | {} |",
+            "| {name} | {} | {} | {floor_cells} | {ratio} | {} |",
             ms(p50),
             ms(p99),
-            p50.as_secs_f64() / put_p50.as_secs_f64(),
             ms(cpu_per_request)
         );
         let (bytes, zipped) = sizes(&function.binary);
@@ -607,11 +726,13 @@ async fn main() {
          as idle as this one leases one token at a time, a busy one about one per 14 requests).\n\n\
          | endpoint | first write | update / second event | replay |\n|---|---|---|---|\n{storage}\n\
          ## Warm latency (ms, through the Runtime API, sequential)\n\n\
+         Floor of a single-entity upsert: a raw, unconditional PutItem of the very item the function stored \
+         (index keys included, so DynamoDB maintains the same indexes), sent as many times from a plain \
+         aws-sdk-dynamodb client. Requests that write several items, and reads, have no such floor. \
          CPU/request: the function process's own CPU time (user + system) over the run, per request; the rest of \
          the latency is waiting for DynamoDB Local and the Runtime API.\n\n\
-         | function | p50 | p99 | p50 vs raw PutItem | CPU/request |\n|---|---|---|---|---|\n\
-         | **floor: one raw PutItem (aws-sdk-dynamodb)** | {put_p50} | {put_p99} | 1.00x | |\n\
-         | **floor: hello-world lambda_http (no DynamoDB)** | {floor_p50} | {floor_p99} | | {floor_cpu} |\n{warm}\n\
+         | function | p50 | p99 | raw PutItem of its item p50 | p99 | p50 vs raw PutItem | CPU/request |\n|---|---|---|---|---|---|---|\n\
+         | **floor: hello-world lambda_http (no DynamoDB)** | {floor_p50} | {floor_p99} | | | | {floor_cpu} |\n{warm}\n\
          ## Artifact size and memory\n\n\
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
@@ -624,8 +745,6 @@ async fn main() {
         connection = ms(connection),
         connected_floor = ms(connected_floor),
         floor_first = ms(floor_first),
-        put_p50 = ms(put_p50),
-        put_p99 = ms(put_p99),
         floor_p50 = ms(floor_warm.p50),
         floor_p99 = ms(floor_warm.p99),
         floor_size = mb(floor_size),
