@@ -246,7 +246,18 @@ pub fn init_logging() {
 }
 
 /// The whole `main` of a function: set up once per instance, then serve requests.
-pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+///
+/// On a single-threaded runtime: an instance serves one request at a time, and with the
+/// multi-threaded one every I/O wake-up crossed threads, a third of a warm request's CPU
+/// (README, Design choices).
+pub fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(endpoint))
+}
+
+async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     init_logging();
     let app = Arc::new(App::new(Store::from_env().await));
     if endpoint.requires_api_key() {

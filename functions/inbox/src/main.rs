@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    shared::http::run(shared::Endpoint::Inbox).await
+fn main() -> Result<(), lambda_http::Error> {
+    shared::http::run(shared::Endpoint::Inbox)
 }
