@@ -12,9 +12,9 @@ packages=(-p hello-floor -p bench)
 for function in functions/*/; do packages+=(-p "$(basename "$function")"); done
 cargo build --release --locked "${packages[@]}"
 
-port="$(free_port)"
 trap stop_dynamodb EXIT
-start_dynamodb "$port"
-export DYNAMODB_ENDPOINT="http://127.0.0.1:$port" AWS_REGION="us-east-1"
-log "benchmarking (DynamoDB Local on port $port)"
+unset DYNAMODB_ENDPOINT # never a DynamoDB from the caller's environment
+use_dynamodb_local
+export AWS_REGION="us-east-1"
+log "benchmarking"
 target/release/bench --binaries target/release --out BENCHMARKS.md "$@"

@@ -23,20 +23,8 @@ ensure_dynamodb_local
 ensure_python_tools
 ensure_schemathesis
 
-work="$(mktemp -d)"
-cleanup() {
-  stop_local_api
-  stop_dynamodb
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
-  dynamodb_port="$(free_port)"
-  log "starting DynamoDB Local (in memory) on port $dynamodb_port"
-  start_dynamodb "$dynamodb_port"
-  export DYNAMODB_ENDPOINT="http://127.0.0.1:$dynamodb_port"
-fi
+scratch_dir_with_cleanup
+use_dynamodb_local
 export TABLE_NAME="${TABLE_NAME:-developer-ingest-fuzz}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 

@@ -18,25 +18,11 @@ export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
 
 ensure_tools
 mkdir -p .local
-work="$(mktemp -d)"
-cleanup() {
-  stop_local_api
-  stop_dynamodb
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-if [ -z "${DYNAMODB_ENDPOINT:-}" ]; then
-  port="$(free_port)"
-  log "starting DynamoDB Local (in memory) on port $port"
-  start_dynamodb "$port"
-  export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
-fi
+scratch_dir_with_cleanup
+use_dynamodb_local
 
 cargo build --workspace --locked --quiet
-target/debug/admin table create >/dev/null
-target/debug/admin keys create --org soak --name "soak test" --create-org --env test --json \
-  --rate-limit 1000000 | python3 -c 'import json, sys; print(json.load(sys.stdin)["key"])' >"$work/key"
+ensure_api_key "$work/key" soak 1000000
 
 api_port="$(free_port)"
 log "starting the local API on port $api_port"

@@ -7,11 +7,9 @@ cd "$REPO_ROOT"
 
 ensure_tools
 
-port="$(free_port)"
 trap stop_dynamodb EXIT
-log "starting DynamoDB Local (in memory) on port $port"
-start_dynamodb "$port"
-export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+unset DYNAMODB_ENDPOINT # never a DynamoDB from the caller's environment
+use_dynamodb_local
 export TABLE_NAME="developer-ingest-test"
 export AWS_REGION="us-east-1"
 

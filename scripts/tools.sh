@@ -19,29 +19,29 @@ export CARGO_LAMBDA_COMPILER="${CARGO_LAMBDA_COMPILER:-cargo}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# A venv is bound to its path (script shebangs), so a copied or moved one is rebuilt.
-venv_usable() { # VENV_DIR STAMP SCRIPT
-  [ -f "$2" ] && [ "$(head -n 1 "$1/bin/$3" 2>/dev/null)" = "#!$1/bin/python3" ] && "$1/bin/python3" -c '' 2>/dev/null
+# ensure_venv DIR SCRIPT PACKAGE...: a venv at DIR holding the pinned PACKAGEs. SCRIPT, one of
+# their commands, tells by its shebang whether the venv still sits where it was made: a copied
+# or moved venv is broken, so it is rebuilt.
+ensure_venv() {
+  local dir="$1" script="$2"
+  shift 2
+  local stamp="$dir/.installed-$(printf '%s+' "$@" | tr '=' '-')"
+  if [ -f "$stamp" ] && [ "$(head -n 1 "$dir/bin/$script" 2>/dev/null)" = "#!$dir/bin/python3" ] &&
+    "$dir/bin/python3" -c '' 2>/dev/null; then
+    return 0
+  fi
+  log "installing $* into ${dir#"$REPO_ROOT/"}"
+  rm -rf "$dir" && python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+  touch "$stamp"
 }
 
 ensure_python_tools() {
-  local stamp="$VENV/.installed-cargo-lambda-$CARGO_LAMBDA_VERSION-sam-$SAM_CLI_VERSION"
-  venv_usable "$VENV" "$stamp" sam && return 0
-  log "installing cargo-lambda $CARGO_LAMBDA_VERSION and aws-sam-cli $SAM_CLI_VERSION into .tools/venv"
-  rm -rf "$VENV" && python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
-  touch "$stamp"
+  ensure_venv "$VENV" sam "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
 }
 
 ensure_schemathesis() {
-  local stamp="$SCHEMATHESIS_VENV/.installed-schemathesis-$SCHEMATHESIS_VERSION"
-  venv_usable "$SCHEMATHESIS_VENV" "$stamp" st && return 0
-  log "installing schemathesis $SCHEMATHESIS_VERSION into .tools/schemathesis-venv"
-  rm -rf "$SCHEMATHESIS_VENV" && python3 -m venv "$SCHEMATHESIS_VENV"
-  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION"
-  touch "$stamp"
+  ensure_venv "$SCHEMATHESIS_VENV" st "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
 dynamodb_local_dir() {
@@ -104,6 +104,25 @@ start_dynamodb() {
     -sharedDb -disableTelemetry "${storage[@]}" -port "$port" >"$log_file" 2>&1) &
   DYNAMODB_PID=$!
   wait_until_ready "DynamoDB Local" "$DYNAMODB_PID" 20 port_in_use "$port"
+}
+
+# use_dynamodb_local: DynamoDB Local in memory on a free port, exported as DYNAMODB_ENDPOINT,
+# unless DYNAMODB_ENDPOINT already names one (make test's, which its soak and fuzz runs share).
+# The caller's EXIT trap runs stop_dynamodb.
+use_dynamodb_local() {
+  [ -n "${DYNAMODB_ENDPOINT:-}" ] && return 0
+  local port
+  port="$(free_port)"
+  log "starting DynamoDB Local (in memory) on port $port"
+  start_dynamodb "$port"
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+}
+
+# scratch_dir_with_cleanup: sets `work` to a new scratch directory; on exit, stops the local
+# API and DynamoDB Local that the script started and removes the directory.
+scratch_dir_with_cleanup() {
+  work="$(mktemp -d)"
+  trap 'stop_local_api; stop_dynamodb; rm -rf "$work"' EXIT
 }
 
 # wait_until_ready NAME PID SECONDS CHECK...: runs CHECK every 0.2 s until it succeeds, and
