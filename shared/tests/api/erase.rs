@@ -1,6 +1,7 @@
 //! `DELETE users/{external_user_id}/`: erasing a client and what is attached to it.
 
 use crate::common::*;
+use futures::StreamExt;
 use serde_json::json;
 use shared::store::keys;
 use shared::Endpoint;
@@ -184,4 +185,54 @@ async fn erasing_needs_the_delete_method_and_a_key() {
     let reply = send(&org.app, Endpoint::UsersDelete, request).await;
     reply.assert_error(405, "method_not_allowed");
     assert_eq!(reply.headers["allow"], "DELETE");
+}
+
+/// More attached records than one request may delete: the first answer says
+/// `"complete": false` and keeps the user (so the repeat still finds the rest), the repeat
+/// finishes. Nothing is counted twice.
+#[tokio::test]
+async fn an_erasure_larger_than_one_request_finishes_on_repeat() {
+    let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    let events = shared::erase::MAX_DELETED_PER_REQUEST + 5;
+    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "usr_1"}))
+        .await
+        .assert_status(201);
+    // Sent 32 at a time, so the setup takes seconds, not a minute.
+    let replies: Vec<Reply> = futures::stream::iter(0..events)
+        .map(|i| {
+            org.call(
+                Endpoint::Events,
+                json!({
+                    "event": "app_opened", "user": {"external_user_id": "usr_1"},
+                    "event_timestamp": days_ago(1.0 + i as f64 / 10_000.0)
+                }),
+            )
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for reply in &replies {
+        reply.assert_status(201);
+    }
+
+    let first = org.read(Endpoint::UsersDelete, &["usr_1"], "").await;
+    let first = first.assert_status(200);
+    assert_eq!(first["complete"], false);
+    assert_eq!(first["deleted"]["user"], 0, "the user goes last");
+    assert_eq!(
+        first["deleted"]["events"],
+        shared::erase::MAX_DELETED_PER_REQUEST
+    );
+    org.read(Endpoint::UsersGet, &["usr_1"], "")
+        .await
+        .assert_status(200);
+
+    let second = org.read(Endpoint::UsersDelete, &["usr_1"], "").await;
+    let second = second.assert_status(200);
+    assert_eq!(second["complete"], true);
+    assert_eq!(second["deleted"]["user"], 1);
+    assert_eq!(second["deleted"]["events"], 5);
+    org.read(Endpoint::UsersGet, &["usr_1"], "")
+        .await
+        .assert_error(404, "user_not_found");
 }
