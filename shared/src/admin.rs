@@ -339,7 +339,7 @@ pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
 /// Ends a key at `at` (now for revoke, later for a rotation's grace period).
 async fn end_key(store: &Store, key_id: &str, attribute: &str, at: &str) -> Result<()> {
     let result = store
-        .update_item(keys::api_key(key_id))
+        .update_item(&keys::api_key(key_id))
         .update_expression("SET #end = :at")
         .condition_expression("attribute_exists(PK) AND attribute_not_exists(revoked_at)")
         .expression_attribute_names("#end", attribute)
@@ -415,7 +415,7 @@ async fn set_or_remove(
     value: Option<u32>,
 ) -> Result<bool> {
     let request = store
-        .update_item(key)
+        .update_item(&key)
         .condition_expression("attribute_exists(PK)")
         .expression_attribute_names("#name", name);
     let request = match value {

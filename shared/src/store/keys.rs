@@ -15,6 +15,27 @@ pub struct ItemKey {
     pub sk: String,
 }
 
+/// The table key as the map DynamoDB takes (`Key` of GetItem, UpdateItem, DeleteItem...).
+pub fn key_item(key: &ItemKey) -> super::Item {
+    super::Item::from([
+        (TABLE_PK.to_owned(), super::s(&key.pk)),
+        (TABLE_SK.to_owned(), super::s(&key.sk)),
+    ])
+}
+
+/// The table key of a stored item.
+pub fn item_key(item: &super::Item) -> Option<ItemKey> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Some(ItemKey {
+        pk: text(TABLE_PK)?,
+        sk: text(TABLE_SK)?,
+    })
+}
+
+/// The table's key attributes.
+pub const TABLE_PK: &str = "PK";
+pub const TABLE_SK: &str = "SK";
+
 impl ItemKey {
     fn new(pk: String, sk: &str) -> Self {
         ItemKey {

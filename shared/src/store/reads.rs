@@ -1,7 +1,8 @@
 //! Reads and deletes: Query (one page, or a bounded walk), BatchGetItem and BatchWriteItem
 //! deletes with bounded retries of what DynamoDB leaves unprocessed. Never a Scan.
 
-use super::keys::{Index, ItemKey};
+use super::expr::Expr;
+use super::keys::{key_item, Index, ItemKey};
 use super::{s, storage_error, Item, Store};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -77,6 +78,56 @@ pub fn position_of(item: &Item, index: Index) -> Item {
         .collect()
 }
 
+/// The expressions of one Query, and the maps they refer to.
+struct QueryExpression {
+    key_condition: String,
+    filter: Option<String>,
+    projection: Option<String>,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
+}
+
+fn query_expression(query: &Query) -> QueryExpression {
+    let (pk, sk) = query.index.key();
+    let mut expr = Expr::new();
+    let mut key_condition = expr.equals(pk, s(&query.partition));
+    let sort = match &query.sort {
+        SortKey::Any => None,
+        SortKey::BeginsWith(prefix) => {
+            let prefix = expr.value(s(prefix));
+            Some(format!("begins_with({}, {prefix})", expr.name(sk)))
+        }
+        SortKey::Below(bound) => {
+            let bound = expr.value(s(bound));
+            Some(expr.below(sk, &bound))
+        }
+        SortKey::Between(low, high) => {
+            let (low, high) = (expr.value(s(low)), expr.value(s(high)));
+            Some(format!("{} BETWEEN {low} AND {high}", expr.name(sk)))
+        }
+    };
+    if let Some(sort) = sort {
+        key_condition = format!("{key_condition} AND {sort}");
+    }
+    let filters: Vec<String> = query
+        .filters
+        .iter()
+        .map(|(name, value)| expr.equals(name, value.clone()))
+        .collect();
+    let projection = query.projection.as_ref().map(|attributes| {
+        let all = query.index.position_attributes();
+        expr.projection(all.into_iter().chain(attributes.iter().copied()))
+    });
+    let expression = expr.finish();
+    QueryExpression {
+        key_condition,
+        filter: (!filters.is_empty()).then(|| filters.join(" AND ")),
+        projection,
+        names: expression.names,
+        values: expression.values,
+    }
+}
+
 impl Store {
     /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
     async fn query_once(
@@ -85,62 +136,18 @@ impl Store {
         limit: usize,
         start: Option<Item>,
     ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
-        let (pk, sk) = query.index.key();
-        let mut names = HashMap::from([("#pk".to_owned(), pk.to_owned())]);
-        let mut values = HashMap::from([(":pk".to_owned(), s(&query.partition))]);
-        let mut condition = "#pk = :pk".to_owned();
-        let mut sort_values = |bounds: &[&String]| {
-            names.insert("#sk".to_owned(), sk.to_owned());
-            for (index, bound) in bounds.iter().enumerate() {
-                values.insert(format!(":sk{index}"), s(*bound));
-            }
-        };
-        match &query.sort {
-            SortKey::Any => {}
-            SortKey::BeginsWith(prefix) => {
-                sort_values(&[prefix]);
-                condition.push_str(" AND begins_with(#sk, :sk0)");
-            }
-            SortKey::Below(bound) => {
-                sort_values(&[bound]);
-                condition.push_str(" AND #sk < :sk0");
-            }
-            SortKey::Between(low, high) => {
-                sort_values(&[low, high]);
-                condition.push_str(" AND #sk BETWEEN :sk0 AND :sk1");
-            }
-        }
-        let mut filters = Vec::new();
-        for (index, (name, value)) in query.filters.iter().enumerate() {
-            names.insert(format!("#f{index}"), (*name).to_owned());
-            values.insert(format!(":f{index}"), value.clone());
-            filters.push(format!("#f{index} = :f{index}"));
-        }
-        let projection = query.projection.as_ref().map(|attributes| {
-            let all = query
-                .index
-                .position_attributes()
-                .into_iter()
-                .chain(attributes.iter().copied());
-            all.enumerate()
-                .map(|(index, name)| {
-                    names.insert(format!("#p{index}"), name.to_owned());
-                    format!("#p{index}")
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
+        let expression = query_expression(query);
         let resumed = start.is_some();
         let result = self
             .client
             .query()
             .table_name(&self.table)
             .set_index_name(query.index.name().map(str::to_owned))
-            .key_condition_expression(condition)
-            .set_filter_expression((!filters.is_empty()).then(|| filters.join(" AND ")))
-            .set_projection_expression(projection)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
+            .key_condition_expression(expression.key_condition)
+            .set_filter_expression(expression.filter)
+            .set_projection_expression(expression.projection)
+            .set_expression_attribute_names(expression.names)
+            .set_expression_attribute_values(expression.values)
             .scan_index_forward(query.ascending)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -337,15 +344,41 @@ async fn backoff(attempt: u32) {
     }
 }
 
-fn key_item(key: &ItemKey) -> Item {
-    HashMap::from([("PK".to_owned(), s(&key.pk)), ("SK".to_owned(), s(&key.sk))])
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The table key of a stored item.
-pub fn item_key(item: &Item) -> Option<ItemKey> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-    Some(ItemKey {
-        pk: text("PK")?,
-        sk: text("SK")?,
-    })
+    #[test]
+    fn a_query_with_a_range_a_filter_and_a_projection() {
+        let mut query = Query::new(
+            Index::Gsi2,
+            "ORG#acme#BOOKINGS",
+            SortKey::Between("a".into(), "b".into()),
+        );
+        query.filters = vec![("status", s("confirmed"))];
+        query.projection = Some(vec!["entity"]);
+        let expression = query_expression(&query);
+        assert_eq!(
+            expression.key_condition,
+            "#n0 = :v0 AND #n1 BETWEEN :v1 AND :v2"
+        );
+        assert_eq!(expression.filter.as_deref(), Some("#n2 = :v3"));
+        assert_eq!(
+            expression.projection.as_deref(),
+            Some("#n3, #n4, #n0, #n1, #n5")
+        );
+        let names = expression.names.unwrap();
+        assert_eq!(names["#n0"], "GSI2PK");
+        assert_eq!(names["#n1"], "GSI2SK");
+        assert_eq!(names["#n5"], "entity");
+    }
+
+    #[test]
+    fn a_query_of_a_whole_partition() {
+        let query = Query::new(Index::Table, "ORG#acme#THREAD#t1", SortKey::Any);
+        let expression = query_expression(&query);
+        assert_eq!(expression.key_condition, "#n0 = :v0");
+        assert_eq!(expression.filter, None);
+        assert_eq!(expression.projection, None);
+    }
 }

@@ -244,7 +244,8 @@ async fn the_lambda_https_client_carries_amazons_roots_and_works() {
             .count(),
         5
     );
-    crate::common::store().await;
+    // The harness's table (TABLE_NAME, or the default test table).
+    let table = crate::common::store().await.table().to_owned();
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
@@ -255,10 +256,7 @@ async fn the_lambda_https_client_carries_amazons_roots_and_works() {
         .endpoint_url(endpoint)
         .http_client(https_client_trusting_amazon_roots())
         .build();
-    let store = Store::new(
-        aws_sdk_dynamodb::Client::from_conf(config),
-        crate::common::TEST_TABLE,
-    );
+    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table);
     let missing = shared::store::keys::ItemKey {
         pk: "WARMUP".into(),
         sk: "WARMUP".into(),

@@ -1,0 +1,79 @@
+//! SDK errors as API errors, and the item a failed condition returns.
+
+use super::Item;
+use crate::error::ApiError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+/// The existing item returned with a ConditionalCheckFailedException, if that is the error.
+pub(super) fn conditional_check_item<E, R>(error: &SdkError<E, R>) -> Option<Item>
+where
+    E: ConditionalFailure,
+{
+    match error {
+        SdkError::ServiceError(service) => service.err().conditional_item(),
+        _ => None,
+    }
+}
+
+/// Lets [`conditional_check_item`] serve both UpdateItem's and PutItem's error types.
+pub trait ConditionalFailure {
+    fn conditional_item(&self) -> Option<Item>;
+}
+
+impl ConditionalFailure for aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+    fn conditional_item(&self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => Some(e.item.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+}
+
+impl ConditionalFailure for aws_sdk_dynamodb::operation::put_item::PutItemError {
+    fn conditional_item(&self) -> Option<Item> {
+        match self {
+            Self::ConditionalCheckFailedException(e) => Some(e.item.clone().unwrap_or_default()),
+            _ => None,
+        }
+    }
+}
+
+/// Maps an SDK error to the API: throttling, timeouts, unreachable endpoints and any 5xx
+/// answer are a retryable 503; anything else is a 500. The detail goes to the log only.
+pub fn storage_error<E>(
+    operation: &'static str,
+    error: SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    const RETRYABLE_CODES: [&str; 6] = [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    ];
+    let retryable = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || service
+                    .err()
+                    .code()
+                    .is_some_and(|code| RETRYABLE_CODES.contains(&code))
+        }
+        _ => false,
+    };
+    let detail = aws_sdk_dynamodb::error::DisplayErrorContext(&error);
+    if retryable {
+        tracing::warn!(operation, error = %detail, "storage unavailable");
+        ApiError::StorageUnavailable
+    } else {
+        tracing::error!(operation, error = %detail, "storage error");
+        ApiError::Internal
+    }
+}

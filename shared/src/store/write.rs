@@ -1,0 +1,338 @@
+//! The request path's writes: guarded upserts, create-only puts, the rate-limit lease and
+//! key-use bookkeeping. Every write is one conditional `UpdateItem` or `PutItem`; nothing
+//! reads before it writes (except an idempotent replay, see [`Store::upsert_unless_done`]).
+
+use super::error::{conditional_check_item, storage_error};
+use super::expr::{Expr, WithExpression};
+use super::keys::{self, ItemKey};
+use super::{n, s, Item, Store};
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+/// Rate-limit counter items are deleted by DynamoDB's TTL this long after their window.
+const RATE_COUNTER_TTL_SECS: u64 = 3600;
+
+/// One entity write: SET the given attributes, bump the version, keep `ingested_at`, and
+/// (optionally) only if the `newer_than` timestamps are older than `stamp`.
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    pub key: ItemKey,
+    pub entity: &'static str,
+    pub org_id: String,
+    pub set: Vec<(String, AttributeValue)>,
+    /// Set only when the item does not have the attribute yet.
+    pub set_if_absent: Vec<(String, AttributeValue)>,
+    /// Numeric attributes to increment.
+    pub add: Vec<(String, AttributeValue)>,
+    /// Attributes to remove.
+    pub remove: Vec<&'static str>,
+    /// Apply only if each of these attributes is absent or older than `stamp`.
+    pub newer_than: Vec<&'static str>,
+    pub stamp: Option<String>,
+    /// Attributes that only move forward, independently of `newer_than`.
+    pub advance: Option<Advance>,
+}
+
+/// A part of a write applied only if `attribute` is absent or older than `value`.
+///
+/// Written in the same UpdateItem as the rest (one condition covers both). Only when that
+/// condition fails because of this part alone (out-of-order data: the item already
+/// reflects something newer here) is the rest written again without it, so the common
+/// in-order case stays one write.
+#[derive(Debug, Clone)]
+pub struct Advance {
+    pub attribute: &'static str,
+    pub value: String,
+    /// Set with `attribute = value` (they replace `set_if_absent` entries of the same name).
+    pub set: Vec<(String, AttributeValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpsertOutcome {
+    Written {
+        item: Item,
+        created: bool,
+    },
+    /// The `newer_than` guard failed: the item already reflects this or newer data.
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PutOutcome {
+    Created,
+    /// An item with this key exists; here it is.
+    Exists(Item),
+}
+
+impl Store {
+    /// Sends a guarded `upsert` unless a read shows it would change nothing: for a request
+    /// that may have made this write already (an idempotent replay), one read instead of a
+    /// write DynamoDB would refuse, and the write again only if the first attempt failed.
+    pub async fn upsert_unless_done(&self, upsert: Upsert) -> Result<UpsertOutcome, ApiError> {
+        let current = self.get_consistent(&upsert.key).await?;
+        if current.is_some_and(|item| !still_applies(&upsert, &item)) {
+            return Ok(UpsertOutcome::Stale);
+        }
+        self.upsert(upsert).await
+    }
+
+    /// Sets an API key's `last_used_at` (if the key still exists). Failures are only
+    /// logged: this is bookkeeping, never a reason to fail a request.
+    pub async fn record_key_use(&self, key_id: &str, at: &str) {
+        let mut expr = Expr::new();
+        expr.set("last_used_at", s(at));
+        let exists = expr.exists("PK");
+        let expression = expr.condition(exists).clone().finish();
+        let result = self
+            .update_item(&keys::api_key(key_id))
+            .with(expression)
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(key_id, error = %aws_sdk_dynamodb::error::DisplayErrorContext(error), "could not record key use");
+        }
+    }
+
+    /// Rate limiting (see `crate::ratelimit`): adds `wanted` to the key's counter of `window` unless the window is already full.
+    /// `Ok(Some(count after))`, `Ok(None)` when full, `Err` when storage failed (logged).
+    pub async fn lease_tokens(
+        &self,
+        key_id: &str,
+        window: u64,
+        wanted: u32,
+        limit: u32,
+    ) -> Result<Option<u32>, ()> {
+        let mut expr = Expr::new();
+        let limit = expr.value(n(limit));
+        expr.add("used", n(wanted))
+            .set("expires_at_epoch", n(window + RATE_COUNTER_TTL_SECS));
+        let unused = expr.not_exists("used");
+        let below = expr.below("used", &limit);
+        expr.condition(format!("{unused} OR {below}"));
+        let result = self
+            .update_item(&keys::rate_limit_window(key_id, window))
+            .with(expr.finish())
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let used = output
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get("used"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(u32::MAX);
+                Ok(Some(used))
+            }
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => {
+                let _ = storage_error("UpdateItem (rate limit)", error);
+                Err(())
+            }
+        }
+    }
+
+    /// One conditional UpdateItem (two, only for out-of-order data, see [`Advance`]). The
+    /// condition also checks that an existing item belongs to the same org and entity: the
+    /// key schema already guarantees it, this makes a bug there fail loudly instead of
+    /// corrupting data.
+    pub async fn upsert(&self, upsert: Upsert) -> Result<UpsertOutcome, ApiError> {
+        let old = match self.update(&upsert, true).await? {
+            Ok(written) => return Ok(written),
+            Err(old) => old,
+        };
+        let same_owner = old.get("org_id") == Some(&s(&upsert.org_id))
+            && old.get("entity") == Some(&s(upsert.entity));
+        if !same_owner {
+            tracing::error!(pk = upsert.key.pk, "item owned by another org or entity");
+            return Err(ApiError::Internal);
+        }
+        if upsert.advance.is_none() || !guard_passes(&upsert, &old) {
+            return Ok(UpsertOutcome::Stale);
+        }
+        Ok(self
+            .update(&upsert, false)
+            .await?
+            .unwrap_or(UpsertOutcome::Stale))
+    }
+
+    /// Sends the UpdateItem; `Err(old item)` when its condition failed.
+    async fn update(
+        &self,
+        upsert: &Upsert,
+        with_advance: bool,
+    ) -> Result<Result<UpsertOutcome, Item>, ApiError> {
+        let advance = upsert.advance.as_ref().filter(|_| with_advance);
+        let result = self
+            .update_item(&upsert.key)
+            .with(upsert_expression(upsert, advance).finish())
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.unwrap_or_default();
+                let created = matches!(item.get("version"), Some(AttributeValue::N(v)) if v == "1");
+                Ok(Ok(UpsertOutcome::Written { item, created }))
+            }
+            Err(error) => match conditional_check_item(&error) {
+                Some(old) => Ok(Err(old)),
+                None => Err(storage_error("UpdateItem", error)),
+            },
+        }
+    }
+
+    /// One conditional PutItem that only creates: if the key exists, the existing item is
+    /// returned (ReturnValuesOnConditionCheckFailure=ALL_OLD) instead of being overwritten.
+    pub async fn put_new(&self, item: Item) -> Result<PutOutcome, ApiError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(PutOutcome::Created),
+            Err(error) => match conditional_check_item(&error) {
+                Some(existing) => Ok(PutOutcome::Exists(existing)),
+                None => Err(storage_error("PutItem", error)),
+            },
+        }
+    }
+}
+
+/// Whether a guarded `upsert` would still change `item`, as its conditions would decide:
+/// its `newer_than` guard, or, without one, its `advance` attribute still moving forward.
+fn still_applies(upsert: &Upsert, item: &Item) -> bool {
+    if !upsert.newer_than.is_empty() {
+        return guard_passes(upsert, item);
+    }
+    match &upsert.advance {
+        Some(advance) => match item.get(advance.attribute) {
+            Some(AttributeValue::S(value)) => value < &advance.value,
+            _ => true,
+        },
+        None => true,
+    }
+}
+
+/// Whether the `newer_than` guard of `upsert` holds on `old` (the item as it was).
+fn guard_passes(upsert: &Upsert, old: &Item) -> bool {
+    let Some(stamp) = &upsert.stamp else {
+        return true;
+    };
+    upsert.newer_than.iter().all(|name| match old.get(*name) {
+        Some(AttributeValue::S(value)) => value < stamp,
+        _ => true,
+    })
+}
+
+/// The update and condition of one upsert (with its `advance` part, or without it).
+fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> Expr {
+    let mut expr = Expr::new();
+    let now = expr.value(s(crate::fields::Timestamp::now().to_stored()));
+    let entity = s(upsert.entity);
+    let org = s(&upsert.org_id);
+    expr.set("entity", entity.clone())
+        .set("org_id", org.clone())
+        .set_if_absent_to("ingested_at", &now)
+        .set_to("updated_at", &now)
+        .add("version", n(1));
+    let advanced = |name: &String| advance.is_some_and(|a| a.set.iter().any(|(n, _)| n == name));
+    for (name, value) in upsert.set.iter().chain(advance.iter().flat_map(|a| &a.set)) {
+        expr.set(name, value.clone());
+    }
+    for (name, value) in upsert
+        .set_if_absent
+        .iter()
+        .filter(|(name, _)| !advanced(name))
+    {
+        expr.set_if_absent(name, value.clone());
+    }
+    for (name, value) in &upsert.add {
+        expr.add(name, value.clone());
+    }
+    for name in &upsert.remove {
+        expr.remove(name);
+    }
+    let new_item = expr.not_exists("PK");
+    let same_org = expr.equals("org_id", org);
+    let same_entity = expr.equals("entity", entity);
+    expr.condition(format!("({new_item} OR ({same_org} AND {same_entity}))"));
+    if let Some(stamp) = &upsert.stamp {
+        let stamp = expr.value(s(stamp));
+        for name in &upsert.newer_than {
+            let guard = expr.absent_or_below(name, &stamp);
+            expr.condition(guard);
+        }
+    }
+    if let Some(advance) = advance {
+        let value = expr.value(s(&advance.value));
+        let guard = expr.absent_or_below(advance.attribute, &value);
+        expr.condition(guard);
+    }
+    expr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guarded_upsert_with_an_advance() {
+        let upsert = Upsert {
+            key: keys::warm_up(),
+            entity: "user",
+            org_id: "acme".into(),
+            set: vec![("name".into(), s("Ann"))],
+            set_if_absent: vec![("last_activity_at".into(), s("t0"))],
+            add: vec![("install_count".into(), n(1))],
+            remove: vec!["uninstalled_at"],
+            newer_than: vec!["installed_at"],
+            stamp: Some("t1".into()),
+            advance: Some(Advance {
+                attribute: "last_event_at",
+                value: "t1".into(),
+                set: vec![("last_activity_at".into(), s("t1"))],
+            }),
+        };
+        let expression = upsert_expression(&upsert, upsert.advance.as_ref()).finish();
+        assert_eq!(
+            expression.update.as_deref(),
+            Some(
+                "SET #n0 = :v1, #n1 = :v2, #n2 = if_not_exists(#n2, :v0), #n3 = :v0, \
+                 #n5 = :v4, #n6 = :v5 ADD #n4 :v3, #n7 :v6 REMOVE #n8"
+            )
+        );
+        assert_eq!(
+            expression.condition.as_deref(),
+            Some(
+                "(attribute_not_exists(#n9) OR (#n1 = :v7 AND #n0 = :v8)) \
+                 AND (attribute_not_exists(#n10) OR #n10 < :v9) \
+                 AND (attribute_not_exists(#n11) OR #n11 < :v10)"
+            )
+        );
+        let names = expression.names.unwrap();
+        assert_eq!(names["#n6"], "last_activity_at");
+        assert_eq!(names["#n10"], "installed_at");
+        assert_eq!(names["#n11"], "last_event_at");
+        // Without its advance part, `last_activity_at` is only set when absent.
+        let without = upsert_expression(&upsert, None).finish();
+        assert!(without
+            .update
+            .unwrap()
+            .contains("#n6 = if_not_exists(#n6, :v5)"));
+    }
+}
