@@ -5,11 +5,9 @@
 
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
-use crate::store::keys;
-use crate::store::{n, s, Item, PutOutcome, Store};
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use crate::store::admin::{KeyEnd, KeyEnded, NewApiKey, OrgRecord, RateLimitOf};
+use crate::store::Store;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Every failure of a command: printed as one line on stderr.
@@ -44,16 +42,6 @@ fn store_failure(error: &crate::error::ApiError) -> &'static str {
     }
 }
 
-/// An SDK error as the same storage failure the functions would report.
-fn sdk<E>(
-    operation: &'static str,
-) -> impl FnOnce(SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>) -> AdminError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    move |error| AdminError::Store(crate::store::storage_error(operation, error))
-}
-
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Org {
     pub id: String,
@@ -63,16 +51,13 @@ pub struct Org {
     pub rate_limit: Option<u32>,
 }
 
-impl Org {
-    fn from_item(item: &Item) -> Org {
+impl From<OrgRecord> for Org {
+    fn from(record: OrgRecord) -> Self {
         Org {
-            id: string_of(item, "org_id"),
-            name: string_of(item, "name"),
-            created_at: string_of(item, "created_at"),
-            rate_limit: item
-                .get("rate_limit")
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok()),
+            id: record.org_id,
+            name: record.name,
+            created_at: record.created_at,
+            rate_limit: record.rate_limit,
         }
     }
 }
@@ -115,9 +100,6 @@ impl From<ApiKeyRecord> for KeyListing {
     }
 }
 
-/// GSI1 partition listing all orgs.
-const ORGS_INDEX: &str = "ORGS";
-
 pub fn validate_org_id(id: &str) -> Result<()> {
     let valid = !id.is_empty()
         && id.len() <= 64
@@ -131,74 +113,38 @@ pub fn validate_org_id(id: &str) -> Result<()> {
     }
 }
 
-fn string_of(item: &Item, name: &str) -> String {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
-}
-
 pub async fn create_table(store: &Store) -> Result<bool> {
-    crate::store::table::create_table(store.client(), store.table())
+    store
+        .create_table()
         .await
-        .map_err(|error| AdminError::Storage {
+        .map_err(|detail| AdminError::Storage {
             table: store.table().to_owned(),
-            detail: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+            detail,
         })
 }
 
 pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
     validate_org_id(id)?;
-    let key = keys::org(id);
     let created_at = Timestamp::now().to_stored();
-    let item = HashMap::from([
-        ("PK".to_owned(), s(key.pk)),
-        ("SK".to_owned(), s(key.sk)),
-        ("GSI1PK".to_owned(), s(ORGS_INDEX)),
-        ("GSI1SK".to_owned(), s(id)),
-        ("entity".to_owned(), s("org")),
-        ("org_id".to_owned(), s(id)),
-        ("name".to_owned(), s(name)),
-        ("created_at".to_owned(), s(&created_at)),
-    ]);
-    match store.put_new(item).await? {
-        PutOutcome::Created => Ok(Org {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            created_at,
-            rate_limit: None,
-        }),
-        PutOutcome::Exists(_) => Err(AdminError::OrgExists(id.to_owned())),
+    if !store.create_org(id, name, &created_at).await? {
+        return Err(AdminError::OrgExists(id.to_owned()));
     }
+    Ok(Org {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        created_at,
+        rate_limit: None,
+    })
 }
 
 pub async fn get_org(store: &Store, id: &str) -> Result<Option<Org>> {
     validate_org_id(id)?;
-    let item = store.get(&keys::org(id)).await?;
-    Ok(item.as_ref().map(Org::from_item))
+    Ok(store.org(id).await?.map(Org::from))
 }
 
 pub async fn list_orgs(store: &Store) -> Result<Vec<Org>> {
-    let items = query_index(store, ORGS_INDEX).await?;
-    Ok(items.iter().map(Org::from_item).collect())
-}
-
-async fn query_index(store: &Store, partition: &str) -> Result<Vec<Item>> {
-    let pages = store
-        .client()
-        .query()
-        .table_name(store.table())
-        .index_name("GSI1")
-        .key_condition_expression("GSI1PK = :pk")
-        .expression_attribute_values(":pk", s(partition))
-        .into_paginator()
-        .items()
-        .send();
-    let items: Vec<_> = pages.collect().await;
-    items
-        .into_iter()
-        .collect::<std::result::Result<_, _>>()
-        .map_err(sdk("Query"))
+    let orgs = store.orgs().await?;
+    Ok(orgs.into_iter().map(Org::from).collect())
 }
 
 /// Creates an API key for an existing org (or, with `create_org`, creates the org first).
@@ -266,108 +212,56 @@ async fn store_key(
     secret: &NewSecret,
     rate_limit: Option<u32>,
 ) -> Result<()> {
-    let key = keys::api_key(&secret.key_id);
     let created_at = Timestamp::now().to_stored();
-    let item = HashMap::from([
-        ("PK".to_owned(), s(key.pk)),
-        ("SK".to_owned(), s(key.sk)),
-        ("GSI1PK".to_owned(), s(keys::org_api_keys(&org.id))),
-        (
-            "GSI1SK".to_owned(),
-            s(format!("{created_at}#{}", secret.key_id)),
-        ),
-        ("entity".to_owned(), s("api_key")),
-        ("key_id".to_owned(), s(&secret.key_id)),
-        ("org_id".to_owned(), s(&org.id)),
-        ("org_name".to_owned(), s(&org.name)),
-        ("name".to_owned(), s(name)),
-        ("prefix".to_owned(), s(&secret.prefix)),
-        ("secret_hash".to_owned(), s(&secret.hash)),
-        ("created_at".to_owned(), s(&created_at)),
-    ]);
-    let limits = [
-        ("rate_limit", rate_limit),
-        ("org_rate_limit", org.rate_limit),
-    ];
-    let item = item
-        .into_iter()
-        .chain(
-            limits
-                .into_iter()
-                .filter_map(|(name, limit)| Some((name.to_owned(), n(limit?)))),
-        )
-        .collect();
-    match store.put_new(item).await? {
-        PutOutcome::Created => Ok(()),
-        // 64 random bits of key id: a collision is a storage-level surprise, not a user error.
-        PutOutcome::Exists(_) => Err(AdminError::Storage {
-            table: store.table().to_owned(),
-            detail: format!("key id {} already exists; try again", secret.key_id),
-        }),
+    let key = NewApiKey {
+        key_id: &secret.key_id,
+        org_id: &org.id,
+        org_name: &org.name,
+        name,
+        prefix: &secret.prefix,
+        secret_hash: &secret.hash,
+        created_at: &created_at,
+        rate_limit,
+        org_rate_limit: org.rate_limit,
+    };
+    if store.create_api_key(&key).await? {
+        return Ok(());
     }
+    // 64 random bits of key id: a collision is a storage-level surprise, not a user error.
+    Err(AdminError::Storage {
+        table: store.table().to_owned(),
+        detail: format!("key id {} already exists; try again", secret.key_id),
+    })
 }
 
 pub async fn get_key(store: &Store, key_id: &str) -> Result<ApiKeyRecord> {
-    let item = store
-        .get(&keys::api_key(key_id))
+    store
+        .api_key(key_id)
         .await?
-        .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))?;
-    serde_dynamo::from_item(item).map_err(|e| AdminError::Storage {
-        table: store.table().to_owned(),
-        detail: e.to_string(),
-    })
+        .ok_or_else(|| AdminError::NoSuchKey(key_id.to_owned()))
 }
 
 pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
     if get_org(store, org_id).await?.is_none() {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
-    let items = query_index(store, &keys::org_api_keys(org_id)).await?;
-    items
-        .into_iter()
-        .map(|item| {
-            serde_dynamo::from_item::<_, ApiKeyRecord>(item)
-                .map(KeyListing::from)
-                .map_err(|e| AdminError::Storage {
-                    table: store.table().to_owned(),
-                    detail: e.to_string(),
-                })
-        })
-        .collect()
+    let keys = store.org_api_keys(org_id).await?;
+    Ok(keys.into_iter().map(KeyListing::from).collect())
 }
 
 /// Ends a key at `at` (now for revoke, later for a rotation's grace period).
-async fn end_key(store: &Store, key_id: &str, attribute: &str, at: &str) -> Result<()> {
-    let result = store
-        .update_item(&keys::api_key(key_id))
-        .update_expression("SET #end = :at")
-        .condition_expression("attribute_exists(PK) AND attribute_not_exists(revoked_at)")
-        .expression_attribute_names("#end", attribute)
-        .expression_attribute_values(":at", s(at))
-        .return_values_on_condition_check_failure(
-            aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
-        )
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) => match e.as_service_error() {
-            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                if failed.item.as_ref().is_some_and(|item| !item.is_empty()) {
-                    Err(AdminError::AlreadyRevoked(key_id.to_owned()))
-                } else {
-                    Err(AdminError::NoSuchKey(key_id.to_owned()))
-                }
-            }
-            _ => Err(sdk("UpdateItem")(e)),
-        },
+async fn end_key(store: &Store, key_id: &str, end: KeyEnd, at: &str) -> Result<()> {
+    match store.end_api_key(key_id, end, at).await? {
+        KeyEnded::Ended => Ok(()),
+        KeyEnded::AlreadyRevoked => Err(AdminError::AlreadyRevoked(key_id.to_owned())),
+        KeyEnded::NoSuchKey => Err(AdminError::NoSuchKey(key_id.to_owned())),
     }
 }
 
 /// Revokes a key now. Functions stop accepting it within `shared::auth::KEY_CACHE_TTL`.
 pub async fn revoke_key(store: &Store, key_id: &str) -> Result<String> {
     let now = Timestamp::now().to_stored();
-    end_key(store, key_id, "revoked_at", &now).await?;
+    end_key(store, key_id, KeyEnd::Revoked, &now).await?;
     Ok(now)
 }
 
@@ -390,7 +284,7 @@ pub async fn rotate_key(
     let new = create_key(store, &old.org_id, &old.name, false, &environment).await?;
     let ends = time::OffsetDateTime::now_utc() + grace;
     let ends = Timestamp::from_offset_date_time(ends).to_stored();
-    end_key(store, key_id, "expires_at", &ends).await?;
+    end_key(store, key_id, KeyEnd::Expires, &ends).await?;
     Ok((new, ends))
 }
 
@@ -407,39 +301,13 @@ pub async fn verify_secret(store: &Store, secret: &str) -> Result<bool> {
     }
 }
 
-/// Sets (or with `None` removes) one attribute of an existing item.
-async fn set_or_remove(
-    store: &Store,
-    key: keys::ItemKey,
-    name: &str,
-    value: Option<u32>,
-) -> Result<bool> {
-    let request = store
-        .update_item(&key)
-        .condition_expression("attribute_exists(PK)")
-        .expression_attribute_names("#name", name);
-    let request = match value {
-        Some(value) => request
-            .update_expression("SET #name = :value")
-            .expression_attribute_values(":value", n(value)),
-        None => request.update_expression("REMOVE #name"),
-    };
-    match request.send().await {
-        Ok(_) => Ok(true),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-        {
-            Ok(false)
-        }
-        Err(e) => Err(sdk("UpdateItem")(e)),
-    }
-}
-
 /// Sets a key's own rate limit (`None`: back to its org's or the default). Functions use
 /// it within their key cache time (30 s).
 pub async fn set_key_rate_limit(store: &Store, key_id: &str, limit: Option<u32>) -> Result<()> {
-    if set_or_remove(store, keys::api_key(key_id), "rate_limit", limit).await? {
+    if store
+        .set_rate_limit(RateLimitOf::Key(key_id), limit)
+        .await?
+    {
         Ok(())
     } else {
         Err(AdminError::NoSuchKey(key_id.to_owned()))
@@ -450,13 +318,17 @@ pub async fn set_key_rate_limit(store: &Store, key_id: &str, limit: Option<u32>)
 /// created later). Returns how many keys it updated.
 pub async fn set_org_rate_limit(store: &Store, org_id: &str, limit: Option<u32>) -> Result<usize> {
     validate_org_id(org_id)?;
-    if !set_or_remove(store, keys::org(org_id), "rate_limit", limit).await? {
+    if !store
+        .set_rate_limit(RateLimitOf::Org(org_id), limit)
+        .await?
+    {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
-    let org_keys = query_index(store, &keys::org_api_keys(org_id)).await?;
-    for item in &org_keys {
-        let key_id = string_of(item, "key_id");
-        set_or_remove(store, keys::api_key(&key_id), "org_rate_limit", limit).await?;
+    let org_keys = store.org_api_keys(org_id).await?;
+    for key in &org_keys {
+        store
+            .set_rate_limit(RateLimitOf::KeysOrg(&key.key_id), limit)
+            .await?;
     }
     Ok(org_keys.len())
 }

@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use crate::fields::Timestamp;
-use crate::store::{keys, Store};
+use crate::store::Store;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -177,16 +177,11 @@ pub async fn authenticate(
     let record = match cache.get(&hash) {
         Some(record) => record,
         None => {
-            let record = match store.get(&keys::api_key(key_id)).await? {
-                Some(item) => {
-                    let record: ApiKeyRecord = serde_dynamo::from_item(item).map_err(|error| {
-                        tracing::error!(key_id, %error, "unreadable API key item");
-                        ApiError::Internal
-                    })?;
-                    (record.secret_hash == hash).then(|| Arc::new(record))
-                }
-                None => None,
-            };
+            let record = store
+                .api_key(key_id)
+                .await?
+                .filter(|record| record.secret_hash == hash)
+                .map(Arc::new);
             cache.put(hash, record.clone());
             record
         }

@@ -8,8 +8,8 @@
 //! queried partition. So a cursor from org A, or from another filter, is refused.
 
 use crate::error::ApiError;
-use crate::store::keys::{org_prefix, Index};
-use crate::store::{s, Item};
+use crate::store::keys::{org_prefix, Index, TABLE_PK};
+use crate::store::reads::Position;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -38,11 +38,8 @@ pub struct CursorScope<'a> {
 }
 
 impl CursorScope<'_> {
-    pub fn encode(&self, position: &Item) -> String {
-        let k = position
-            .iter()
-            .filter_map(|(name, value)| Some((name.clone(), value.as_s().ok()?.clone())))
-            .collect();
+    pub fn encode(&self, position: &Position) -> String {
+        let k = position.strings();
         let cursor = Cursor {
             o: self.org_id.to_owned(),
             q: self.query.clone(),
@@ -51,7 +48,7 @@ impl CursorScope<'_> {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).expect("a cursor serializes"))
     }
 
-    pub fn decode(&self, raw: &str) -> Result<Item, ApiError> {
+    pub fn decode(&self, raw: &str) -> Result<Position, ApiError> {
         if raw.len() > MAX_CURSOR_CHARS {
             return Err(ApiError::InvalidCursor);
         }
@@ -65,25 +62,21 @@ impl CursorScope<'_> {
             && cursor.q == self.query
             && cursor.k.len() == attributes.len()
             && attributes.iter().all(|name| cursor.k.contains_key(*name))
-            && cursor.k["PK"].starts_with(&org_prefix(self.org_id))
+            && cursor.k[TABLE_PK].starts_with(&org_prefix(self.org_id))
             && cursor.k[partition_attribute] == self.partition;
         if !valid {
             return Err(ApiError::InvalidCursor);
         }
-        Ok(cursor
-            .k
-            .into_iter()
-            .map(|(name, value)| (name, s(value)))
-            .collect())
+        Ok(Position::from_strings(cursor.k))
     }
 
     /// The cursor a page ends with, if more may follow.
-    pub fn next(&self, position: Option<&Item>) -> Option<String> {
+    pub fn next(&self, position: Option<&Position>) -> Option<String> {
         position.map(|position| self.encode(position))
     }
 
     /// The position to start from: the request's `cursor`, decoded, if sent.
-    pub fn start(&self, raw: Option<&str>) -> Result<Option<Item>, ApiError> {
+    pub fn start(&self, raw: Option<&str>) -> Result<Option<Position>, ApiError> {
         raw.map(|raw| self.decode(raw)).transpose()
     }
 }
@@ -91,7 +84,6 @@ impl CursorScope<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn scope<'a>(org: &'a str, partition: &'a str) -> CursorScope<'a> {
         CursorScope {
@@ -102,13 +94,16 @@ mod tests {
         }
     }
 
-    fn position(org: &str) -> Item {
-        HashMap::from([
-            ("PK".to_owned(), s(format!("ORG#{org}#USER#ext#u1"))),
-            ("SK".to_owned(), s("USER")),
-            ("GSI2PK".to_owned(), s(format!("ORG#{org}#USERS"))),
-            ("GSI2SK".to_owned(), s("2026-01-01T00:00:00.000Z#ext#u1")),
-        ])
+    fn position(org: &str) -> Position {
+        Position::from_strings(BTreeMap::from([
+            ("PK".to_owned(), format!("ORG#{org}#USER#ext#u1")),
+            ("SK".to_owned(), "USER".to_owned()),
+            ("GSI2PK".to_owned(), format!("ORG#{org}#USERS")),
+            (
+                "GSI2SK".to_owned(),
+                "2026-01-01T00:00:00.000Z#ext#u1".to_owned(),
+            ),
+        ]))
     }
 
     #[test]

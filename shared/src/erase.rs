@@ -14,10 +14,10 @@ use crate::endpoint::PathParams;
 use crate::error::ApiError;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
-use crate::store::keys::item_key;
 use crate::store::keys::{self, Index, ItemKey};
 use crate::store::reads::{Query, SortKey};
-use crate::store::{Item, Store};
+use crate::store::records::Listed;
+use crate::store::Store;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -76,12 +76,6 @@ impl Budget {
     }
 }
 
-fn entity(item: &Item) -> Option<&str> {
-    item.get("entity")
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-}
-
 /// Deletes what `query` lists, page by page, within the budget. Whether it got to the end.
 async fn delete_listed(
     store: &Store,
@@ -94,21 +88,23 @@ async fn delete_listed(
         if budget.exhausted() {
             return Ok(false);
         }
-        let page = store.query_page(query, budget.page(), start).await?;
+        let page = store
+            .query_page::<Listed>(query, budget.page(), start)
+            .await?;
         let mut keys: Vec<ItemKey> = Vec::new();
         for item in &page.items {
-            if entity(item) == Some("conversation") {
+            let entity = item.entity.as_deref();
+            if entity == Some("conversation") {
                 // The thread's messages first: if they do not all fit, the thread stays
                 // and the next request finds it again.
-                let thread_pk = item_key(item).map(|key| key.pk).unwrap_or_default();
-                let messages = listing(Index::Table, thread_pk, "MESSAGE#");
+                let messages = listing(Index::Table, item.key().pk, keys::MESSAGE);
                 if !Box::pin(delete_listed(store, &messages, budget, erased)).await? {
                     store.batch_delete(&keys).await?;
                     return Ok(false);
                 }
             }
-            keys.extend(item_key(item));
-            erased.count(entity(item));
+            keys.push(item.key());
+            erased.count(entity);
             budget.left = budget.left.saturating_sub(1);
         }
         store.batch_delete(&keys).await?;
@@ -119,15 +115,15 @@ async fn delete_listed(
     }
 }
 
-/// Keys (and entity) of the items of one partition whose sort key starts with `prefix`.
-fn listing(index: Index, partition: String, prefix: &str) -> Query {
-    let sort = if prefix.is_empty() {
+/// Keys (and entity) of the items of one partition: all, or the children of one `kind`.
+fn listing(index: Index, partition: String, kind: &str) -> Query {
+    let sort = if kind.is_empty() {
         SortKey::Any
     } else {
-        SortKey::BeginsWith(prefix.to_owned())
+        SortKey::children(kind)
     };
     let mut query = Query::new(index, partition, sort);
-    query.projection = Some(vec!["entity"]);
+    query.projection = Some(Listed::ATTRIBUTES.to_vec());
     query
 }
 

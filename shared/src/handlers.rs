@@ -5,18 +5,24 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::fields::Timestamp;
+use crate::idempotency::{Existing, Idempotency, IdempotencyKey};
 use crate::input::{self, Channel, Event, User};
 use crate::lifecycle::lifecycle_update;
-use crate::store::items::{self, public_view};
+use crate::store::items;
+use crate::store::records::{
+    ChannelRecord, EventRecord, MessageRecord, ProductRecord, SaleRecord, Stored, ThreadRecord,
+    UserRecord,
+};
 use crate::store::{PutOutcome, Store, Upsert, UpsertOutcome};
+use crate::views::{json, view_as};
 use lambda_http::http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 /// The version `health/` reports; the workspace version in Cargo.toml is the one place it is set.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Longest accepted `Idempotency-Key` header.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// How a written record of one type becomes its response object.
+type View = fn(&Stored) -> Result<Value, ApiError>;
 
 /// A successful answer: status, JSON body and extra headers.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,10 +79,11 @@ pub fn me(caller: &Caller) -> Reply {
     }))
 }
 
-/// The written item and whether it was created; a write that was not applied is a bug here.
-fn written(outcome: UpsertOutcome) -> Result<(Value, bool), ApiError> {
+/// The written record's view and whether it was created; a write that was not applied is
+/// a bug here.
+fn written(outcome: UpsertOutcome, view: View) -> Result<(Value, bool), ApiError> {
     match outcome {
-        UpsertOutcome::Written { item, created } => Ok((public_view(&item), created)),
+        UpsertOutcome::Written { item, created } => Ok((view(&item)?, created)),
         UpsertOutcome::Stale => {
             tracing::error!("an unguarded upsert reported a stale write");
             Err(ApiError::Internal)
@@ -84,12 +91,18 @@ fn written(outcome: UpsertOutcome) -> Result<(Value, bool), ApiError> {
     }
 }
 
-/// Where a related object goes in the response: under its name, or appended to a list.
+/// Where a related object goes in the response: under its name, or appended to a list;
+/// and the record type it is.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
-    One(&'static str),
-    List(&'static str),
+    One(&'static str, View),
+    List(&'static str, View),
 }
+
+const USER: View = view_as::<UserRecord>;
+const PRODUCT: View = view_as::<ProductRecord>;
+const CHANNEL: View = view_as::<ChannelRecord>;
+const THREAD: View = view_as::<ThreadRecord>;
 
 /// Writes the related entities of a request concurrently, then the primary record.
 /// Related objects come back in their slots. A related write that was stale (a thread
@@ -98,6 +111,7 @@ async fn write_all(
     store: &Store,
     related: Vec<(Slot, Upsert)>,
     primary: Upsert,
+    view: View,
 ) -> Result<(Value, bool, Map<String, Value>), ApiError> {
     let (names, writes): (Vec<_>, Vec<_>) = related.into_iter().unzip();
     let outcomes =
@@ -107,24 +121,24 @@ async fn write_all(
         let UpsertOutcome::Written { item, .. } = outcome else {
             continue;
         };
-        let object = public_view(&item);
         match slot {
-            Slot::One(name) => {
-                objects.insert(name.to_owned(), object);
+            Slot::One(name, view) => {
+                objects.insert(name.to_owned(), view(&item)?);
             }
-            Slot::List(name) => {
+            Slot::List(name, view) => {
                 let list = objects.entry(name).or_insert_with(|| json!([]));
-                list.as_array_mut().expect("a list slot").push(object);
+                list.as_array_mut().expect("a list slot").push(view(&item)?);
             }
         }
     }
-    let (object, created) = written(store.upsert(primary).await?)?;
+    let (object, created) = written(store.upsert(primary).await?, view)?;
     Ok((object, created, objects))
 }
 
 pub async fn users_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
     let user = input::parse_user(body)?;
-    let (object, created) = written(store.upsert(items::user(&caller.org_id, &user)).await?)?;
+    let write = items::user(&caller.org_id, &user);
+    let (object, created) = written(store.upsert(write).await?, USER)?;
     Ok(Reply::upserted(created, "user", object, Map::new()))
 }
 
@@ -134,11 +148,8 @@ pub async fn products_upsert(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let product = input::parse_product(body)?;
-    let (object, created) = written(
-        store
-            .upsert(items::product(&caller.org_id, &product))
-            .await?,
-    )?;
+    let write = items::product(&caller.org_id, &product);
+    let (object, created) = written(store.upsert(write).await?, PRODUCT)?;
     Ok(Reply::upserted(created, "product", object, Map::new()))
 }
 
@@ -147,12 +158,18 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     let sale = input::parse_sale(body)?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
-        related.push((Slot::One("buyer"), items::user(org, buyer)));
+        related.push((Slot::One("buyer", USER), items::user(org, buyer)));
     }
     if let Some(product) = &sale.product {
-        related.push((Slot::One("product"), items::product(org, product)));
+        related.push((Slot::One("product", PRODUCT), items::product(org, product)));
     }
-    let (object, created, related) = write_all(store, related, items::sale(org, &sale)).await?;
+    let (object, created, related) = write_all(
+        store,
+        related,
+        items::sale(org, &sale),
+        view_as::<SaleRecord>,
+    )
+    .await?;
     Ok(Reply::upserted(created, "sale", object, related))
 }
 
@@ -162,8 +179,9 @@ fn contact_and_channel(
     contact: Option<&User>,
     channel: Option<&Channel>,
 ) -> Vec<(Slot, Upsert)> {
-    let contact = contact.map(|contact| (Slot::One("contact"), items::user(org, contact)));
-    let channel = channel.map(|channel| (Slot::One("channel"), items::channel(org, channel)));
+    let contact = contact.map(|contact| (Slot::One("contact", USER), items::user(org, contact)));
+    let channel =
+        channel.map(|channel| (Slot::One("channel", CHANNEL), items::channel(org, channel)));
     contact.into_iter().chain(channel).collect()
 }
 
@@ -180,7 +198,7 @@ pub async fn conversations_upsert(
         conversation.channel.as_ref(),
     );
     let (object, created, related) =
-        write_all(store, related, items::thread(org, &conversation)).await?;
+        write_all(store, related, items::thread(org, &conversation), THREAD).await?;
     Ok(Reply::upserted(created, "conversation", object, related))
 }
 
@@ -193,11 +211,16 @@ pub async fn messages_upsert(
     let message = input::parse_message(body)?;
     let mut related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
     related.push((
-        Slot::One("conversation"),
+        Slot::One("conversation", THREAD),
         items::thread_for_message(org, &message),
     ));
-    let (object, created, related) =
-        write_all(store, related, items::message(org, &message)).await?;
+    let (object, created, related) = write_all(
+        store,
+        related,
+        items::message(org, &message),
+        view_as::<MessageRecord>,
+    )
+    .await?;
     Ok(Reply::upserted(created, "message", object, related))
 }
 
@@ -210,57 +233,30 @@ pub async fn bookings_upsert(
     let booking = input::parse_booking(body)?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {
-        related.push((Slot::One("client"), items::user(org, client)));
+        related.push((Slot::One("client", USER), items::user(org, client)));
     }
     for service in &booking.services {
-        related.push((Slot::List("services"), items::product(org, service)));
+        related.push((
+            Slot::List("services", PRODUCT),
+            items::product(org, service),
+        ));
     }
-    let (object, created, related) =
-        write_all(store, related, items::booking(org, &booking)).await?;
+    let (object, created, related) = write_all(
+        store,
+        related,
+        items::booking(org, &booking),
+        view_as::<crate::store::records::BookingRecord>,
+    )
+    .await?;
     Ok(Reply::upserted(created, "booking", object, related))
-}
-
-/// The `Idempotency-Key` header, if sent: 1 to 255 printable ASCII characters.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let invalid = ApiError::InvalidIdempotencyKey {
-        max: MAX_IDEMPOTENCY_KEY_CHARS,
-    };
-    let key = value.to_str().map_err(|_| invalid.clone())?.trim();
-    let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable {
-        return Err(invalid);
-    }
-    Ok(Some(key.to_owned()))
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Hash of the request body with keys sorted, so a retry that re-serializes the same
-/// JSON in another key order still counts as the same body.
-fn body_fingerprint(body: &[u8]) -> Result<String, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    Ok(sha256_hex(value.to_string().as_bytes()))
-}
-
-fn new_event_id() -> String {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).expect("the OS random generator is available");
-    format!("evt_{}", hex::encode(bytes))
 }
 
 /// Stores an event and applies its lifecycle change to the user.
 ///
-/// With an `Idempotency-Key`, the event id is derived from the key and the event item is
-/// the idempotency record: one create-only PutItem decides, for any number of concurrent
-/// retries, which request stored it; the others get the stored event back. The user write
-/// is applied on a replay too: it is guarded (a no-op when already applied) and is what
-/// makes a retry after a partial failure converge.
+/// Idempotency (see [`crate::idempotency`]): with an `Idempotency-Key` the event item is
+/// the idempotency record, and a retry gets the stored event back. The user write is
+/// applied on a replay too: it is guarded (a no-op when already applied) and is what makes
+/// a retry after a partial failure converge.
 pub async fn events(
     store: &Store,
     caller: &Caller,
@@ -269,35 +265,32 @@ pub async fn events(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
-    let idempotency_key = idempotency_key(headers)?;
+    let key = IdempotencyKey::from_headers(headers)?;
     let mut event: Event = input::parse_event(body, received_at)?;
     let change = lifecycle_update(&event)?;
+    let idempotency = Idempotency::of(key, body)?;
+    let item = items::event(
+        org,
+        &event,
+        &idempotency.event_id,
+        received_at,
+        idempotency.stored(),
+    );
 
-    let (event_id, request_hash) = match &idempotency_key {
-        Some(key) => (
-            format!("evt_{}", &sha256_hex(key.as_bytes())[..32]),
-            Some(body_fingerprint(body)?),
-        ),
-        None => (new_event_id(), None),
-    };
-    let idempotency = idempotency_key.as_deref().zip(request_hash.as_deref());
-    let item = items::event(org, &event, &event_id, received_at, idempotency);
-
-    let (stored, replayed) = match store.put_new(item.clone()).await? {
-        PutOutcome::Created => (item, false),
-        // Without an Idempotency-Key the id is random, so an existing item is this very
-        // request's own PutItem, retried by the SDK after its response was lost.
-        PutOutcome::Exists(_) if idempotency_key.is_none() => (item, false),
+    let (stored, replayed) = match store.put_new(&item).await? {
+        PutOutcome::Created => (item.decode::<EventRecord>()?, false),
         PutOutcome::Exists(existing) => {
-            let stored_hash = existing.get("request_hash").and_then(|v| v.as_s().ok());
-            if stored_hash != request_hash.as_ref() {
-                return Err(ApiError::IdempotencyKeyReused);
+            let existing: EventRecord = existing.decode()?;
+            match idempotency.existing(existing.request_hash.as_deref())? {
+                Existing::OwnWrite => (item.decode::<EventRecord>()?, false),
+                Existing::Replay => {
+                    // Re-apply with the time the first request recorded, not this retry's.
+                    if let Some(at) = &existing.event_timestamp {
+                        event.occurred_at = at.parse().unwrap_or(event.occurred_at);
+                    }
+                    (existing, true)
+                }
             }
-            // Re-apply with the time the first request recorded, not this retry's.
-            if let Some(at) = existing.get("event_timestamp").and_then(|v| v.as_s().ok()) {
-                event.occurred_at = at.parse().unwrap_or(event.occurred_at);
-            }
-            (existing, true)
         }
     };
     let user_write = items::user_for_event(org, &event.user, &change, event.occurred_at);
@@ -309,7 +302,7 @@ pub async fn events(
         store.upsert(user_write).await?;
     }
 
-    let mut reply = Reply::upserted(true, "event", public_view(&stored), Map::new());
+    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new());
     if replayed {
         reply
             .headers

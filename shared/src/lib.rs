@@ -4,6 +4,8 @@
 //! - [`http`]: API Gateway request in, JSON response out, request ids, logging.
 //! - [`handlers`]: one function per write endpoint; orchestrates parse -> writes -> reply.
 //! - [`reads`], [`erase`]: the read endpoints and the erasure of a client.
+//! - [`views`]: the response objects, explicit types over the store's typed records.
+//! - [`idempotency`]: `Idempotency-Key` parsing, event ids, body fingerprints, replays.
 //! - [`query`], [`cursor`]: query-string parameters and opaque page cursors.
 //! - [`input`], [`fields`], [`lifecycle`]: request bodies parsed into validated domain values.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
@@ -21,12 +23,14 @@ pub mod error;
 pub mod fields;
 pub mod handlers;
 pub mod http;
+pub mod idempotency;
 pub mod input;
 pub mod lifecycle;
 pub mod query;
 pub mod ratelimit;
 pub mod reads;
 pub mod store;
+pub mod views;
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;

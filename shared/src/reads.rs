@@ -1,8 +1,3 @@
-//! The read endpoints: one customer with its context, the activity segment, a thread, the
-//! inbox, the bookings of a time window. Each is a GetItem and/or Queries on one partition
-//! (bounded in number), plus at most a BatchGetItem for the related records of the page.
-//! Never a Scan.
-
 use crate::auth::Caller;
 use crate::cursor::CursorScope;
 use crate::endpoint::{parse_id, PathParams};
@@ -11,25 +6,28 @@ use crate::fields::Timestamp;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
-use crate::store::items::public_view;
-use crate::store::keys::item_key;
 use crate::store::keys::{self, Index, ItemKey};
 use crate::store::reads::{Page, Query, SortKey};
-use crate::store::{s, Item, Store};
-use aws_sdk_dynamodb::types::AttributeValue;
+use crate::store::records::{
+    BookingRecord, ChannelRecord, EventRecord, MessageRecord, MessageTally, ProductRecord,
+    SaleRecord, ThreadRecord, UserRecord, UserRef, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
+};
+use crate::store::Store;
+use crate::views::{json, BookingView, SaleView, ThreadView};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
 /// One page of `query` for `org`, resumed from the request's `cursor` (refused unless it
 /// was issued for this org and this `list` with the same parameters), with the next page's
 /// cursor.
-async fn list_page(
+async fn list_page<T: DeserializeOwned>(
     store: &Store,
     org: &str,
     params: &QueryParams,
     list: &str,
     query: &Query,
-) -> Result<(Page, Option<String>), ApiError> {
+) -> Result<(Page<T>, Option<String>), ApiError> {
     let scope = CursorScope {
         org_id: org,
         query: params.fingerprint(list),
@@ -52,28 +50,10 @@ pub const MAX_INACTIVE_DAYS: u32 = 36_500;
 /// Messages a thread's counts are computed over, at most.
 pub const MAX_COUNTED_MESSAGES: usize = 5_000;
 
-/// The user filters of `users/`: text fields, then boolean fields.
-const USER_TEXT_FILTERS: [&str; 5] = [
-    "subscription_status",
-    "plan",
-    "status",
-    "install_source",
-    "install_platform",
-];
-const USER_FLAG_FILTERS: [&str; 2] = ["is_installed", "is_active_customer"];
-
-fn text_attribute<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name)
-        .and_then(|value| value.as_s().ok())
-        .map(String::as_str)
-}
-
-/// The user a stored reference (`client`, `contact`: `{"external_user_id"}` or
-/// `{"email"}`) points to.
-fn referenced_user(org_id: &str, item: &Item, attribute: &str) -> Option<ItemKey> {
-    let reference = item.get(attribute)?.as_m().ok()?;
-    let text = |name: &str| reference.get(name).and_then(|v| v.as_s().ok());
-    let identity = match (text("external_user_id"), text("email")) {
+/// The user a stored reference (`client`, `contact`) points to.
+fn referenced_user(org_id: &str, reference: Option<&UserRef>) -> Option<ItemKey> {
+    let reference = reference?;
+    let identity = match (&reference.external_user_id, &reference.email) {
         (Some(id), _) => UserIdentity::External(parse_id(id).ok()?),
         (None, Some(email)) => UserIdentity::Email(email.parse().ok()?),
         (None, None) => return None,
@@ -85,52 +65,53 @@ fn product_key(org_id: &str, id: &str) -> Option<ItemKey> {
     Some(keys::product(org_id, &parse_id(id).ok()?))
 }
 
-fn service_ids(item: &Item) -> Vec<&str> {
-    item.get("service_external_ids")
-        .and_then(|v| v.as_l().ok())
-        .map(|ids| {
-            ids.iter()
-                .filter_map(|id| id.as_s().ok())
-                .map(String::as_str)
-                .collect()
-        })
-        .unwrap_or_default()
+/// Related records by key, read with one BatchGetItem (chunked by 100 keys), each decoded
+/// as the record type its key names.
+struct Related {
+    users: HashMap<ItemKey, UserRecord>,
+    products: HashMap<ItemKey, ProductRecord>,
+    channels: HashMap<ItemKey, ChannelRecord>,
 }
-
-/// Related records by key, read with one BatchGetItem (chunked by 100 keys).
-struct Related(HashMap<ItemKey, Item>);
 
 impl Related {
-    async fn read(store: &Store, keys: Vec<ItemKey>) -> Result<Self, ApiError> {
-        let items = store.batch_get(&keys).await?;
-        Ok(Related(
-            items
-                .into_iter()
-                .filter_map(|item| Some((item_key(&item)?, item)))
-                .collect(),
-        ))
+    /// Reads `users`, `products` and `channels` (by key) in one batch.
+    async fn read(
+        store: &Store,
+        users: Vec<ItemKey>,
+        products: Vec<ItemKey>,
+        channels: Vec<ItemKey>,
+    ) -> Result<Self, ApiError> {
+        let wanted: Vec<ItemKey> = users
+            .iter()
+            .chain(&products)
+            .chain(&channels)
+            .cloned()
+            .collect();
+        let mut related = Related {
+            users: HashMap::new(),
+            products: HashMap::new(),
+            channels: HashMap::new(),
+        };
+        for stored in store.batch_get(&wanted).await? {
+            let Some(key) = stored.key() else { continue };
+            if users.contains(&key) {
+                related.users.insert(key, stored.decode()?);
+            } else if products.contains(&key) {
+                related.products.insert(key, stored.decode()?);
+            } else if channels.contains(&key) {
+                related.channels.insert(key, stored.decode()?);
+            }
+        }
+        Ok(related)
     }
 
-    fn view(&self, key: Option<&ItemKey>) -> Option<Value> {
-        key.and_then(|key| self.0.get(key)).map(public_view)
+    fn user(&self, key: Option<&ItemKey>) -> Option<&UserRecord> {
+        key.and_then(|key| self.users.get(key))
     }
-}
 
-/// Replaces the reference `attribute` of `object` with the record it names, when found.
-fn expand(object: &mut Value, attribute: &str, record: Option<Value>) {
-    if let Some(record) = record {
-        object[attribute] = record;
+    fn product(&self, key: Option<&ItemKey>) -> Option<&ProductRecord> {
+        key.and_then(|key| self.products.get(key))
     }
-}
-
-fn awaiting_reply(thread: &Item) -> bool {
-    text_attribute(thread, "last_message_direction") == Some("in")
-}
-
-fn thread_view(thread: &Item) -> Value {
-    let mut view = public_view(thread);
-    view["awaiting_reply"] = json!(awaiting_reply(thread));
-    view
 }
 
 fn page_body(name: &str, items: Vec<Value>, next_cursor: Option<String>) -> Value {
@@ -149,45 +130,44 @@ pub async fn users_get(
     let identity = UserIdentity::External(params.id("external_user_id")?);
     let user_key = keys::user(org, &identity);
     let under_user = |kind: &str| {
-        Query::new(
-            Index::Gsi1,
-            user_key.pk.clone(),
-            SortKey::BeginsWith(format!("{kind}#")),
-        )
-        .newest_first()
+        Query::new(Index::Gsi1, user_key.pk.clone(), SortKey::children(kind)).newest_first()
     };
-    let [events, sales, bookings, threads] = ["EVENT", "SALE", "BOOKING", "THREAD"].map(under_user);
+    let [events, sales, bookings, threads] =
+        [keys::EVENT, keys::SALE, keys::BOOKING, keys::THREAD].map(under_user);
     let (user, events, sales, bookings, threads) = futures::try_join!(
-        store.get(&user_key),
-        store.query_up_to(&events, USER_CONTEXT_ITEMS),
-        store.query_up_to(&sales, USER_CONTEXT_ITEMS),
-        store.query_up_to(&bookings, USER_CONTEXT_ITEMS),
-        store.query_up_to(&threads, USER_CONTEXT_THREADS_READ),
+        store.get_record::<UserRecord>(&user_key),
+        store.query_up_to::<EventRecord>(&events, USER_CONTEXT_ITEMS),
+        store.query_up_to::<SaleRecord>(&sales, USER_CONTEXT_ITEMS),
+        store.query_up_to::<BookingRecord>(&bookings, USER_CONTEXT_ITEMS),
+        store.query_up_to::<ThreadRecord>(&threads, USER_CONTEXT_THREADS_READ),
     )?;
     let user = user.ok_or(ApiError::UserNotFound)?;
 
     let (mut threads, more_threads) = threads;
-    threads.sort_by(|a, b| {
-        text_attribute(b, "last_message_at").cmp(&text_attribute(a, "last_message_at"))
-    });
+    threads.sort_by(|a, b| b.last_message_at.cmp(&a.last_message_at));
     let more_threads = more_threads || threads.len() > USER_CONTEXT_ITEMS;
     threads.truncate(USER_CONTEXT_ITEMS);
 
     let product_keys: Vec<Option<ItemKey>> = sales
         .0
         .iter()
-        .map(|sale| product_key(org, text_attribute(sale, "external_product_id")?))
+        .map(|sale| product_key(org, sale.external_product_id.as_deref()?))
         .collect();
     let last_messages = futures::future::try_join_all(threads.iter().map(|thread| async {
-        let Some(pk) = text_attribute(thread, "PK") else {
+        let Some(thread_id) = thread.thread_id.as_deref().and_then(|id| parse_id(id).ok()) else {
             return Ok(None);
         };
-        let query =
-            Query::new(Index::Gsi1, pk, SortKey::BeginsWith("MESSAGE#".into())).newest_first();
-        let (found, _) = store.query_up_to(&query, 1).await?;
-        Ok::<_, ApiError>(found.first().map(public_view))
+        let pk = keys::thread_pk(org, &thread_id);
+        let query = Query::new(Index::Gsi1, pk, SortKey::children(keys::MESSAGE)).newest_first();
+        let (mut found, _) = store.query_up_to::<MessageRecord>(&query, 1).await?;
+        Ok::<_, ApiError>(found.pop())
     }));
-    let products = Related::read(store, product_keys.iter().flatten().cloned().collect());
+    let products = Related::read(
+        store,
+        Vec::new(),
+        product_keys.iter().flatten().cloned().collect(),
+        Vec::new(),
+    );
     let (last_messages, products) = futures::try_join!(last_messages, products)?;
 
     let sales_view: Vec<Value> = sales
@@ -195,23 +175,26 @@ pub async fn users_get(
         .iter()
         .zip(&product_keys)
         .map(|(sale, product)| {
-            let mut view = public_view(sale);
-            view["product"] = products.view(product.as_ref()).unwrap_or(Value::Null);
-            view
+            json(&SaleView {
+                sale,
+                product: products.product(product.as_ref()),
+            })
         })
         .collect();
     let threads_view: Vec<Value> = threads
         .iter()
-        .zip(last_messages)
+        .zip(&last_messages)
         .map(|(thread, last_message)| {
-            let mut view = thread_view(thread);
-            view["last_message"] = last_message.unwrap_or(Value::Null);
-            view
+            let mut view = ThreadView::new(thread, None);
+            view.last_message = Some(last_message.as_ref());
+            json(&view)
         })
         .collect();
-    let views = |items: &[Item]| items.iter().map(public_view).collect::<Vec<_>>();
+    fn views<R: serde::Serialize>(records: &[R]) -> Vec<Value> {
+        records.iter().map(json).collect()
+    }
     Ok(Reply::ok(json!({
-        "user": public_view(&user),
+        "user": json(&user),
         "events": views(&events.0),
         "sales": sales_view,
         "bookings": views(&bookings.0),
@@ -239,17 +222,6 @@ pub async fn users_list(
         .collect();
     let params = QueryParams::parse(raw_query, &allowed)?;
     let inactive_days = params.integer("inactive_days", 1, MAX_INACTIVE_DAYS)?;
-    let mut filters = Vec::new();
-    for name in USER_TEXT_FILTERS {
-        if let Some(value) = params.text(name)? {
-            filters.push((name, s(value.as_str())));
-        }
-    }
-    for name in USER_FLAG_FILTERS {
-        if let Some(value) = params.boolean(name)? {
-            filters.push((name, AttributeValue::Bool(value)));
-        }
-    }
     let partition = keys::users_by_activity(org);
     let cutoff = inactive_days.map(|days| {
         let at = time::OffsetDateTime::now_utc() - time::Duration::days(days.into());
@@ -259,9 +231,18 @@ pub async fn users_list(
     // older than it.
     let sort = cutoff.clone().map_or(SortKey::Any, SortKey::Below);
     let mut query = Query::new(Index::Gsi2, partition.clone(), sort);
-    query.filters = filters;
-    let (page, next) = list_page(store, org, &params, "users", &query).await?;
-    let users = page.items.iter().map(public_view).collect();
+    for name in USER_TEXT_FILTERS {
+        if let Some(value) = params.text(name)? {
+            query.filter_text(name, value.as_str());
+        }
+    }
+    for name in USER_FLAG_FILTERS {
+        if let Some(value) = params.boolean(name)? {
+            query.filter_flag(name, value);
+        }
+    }
+    let (page, next) = list_page::<UserRecord>(store, org, &params, "users", &query).await?;
+    let users = page.items.iter().map(json).collect();
     let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
     Ok(Reply::ok(body))
@@ -291,55 +272,60 @@ pub async fn conversations_get(
     let messages = Query::new(
         Index::Gsi1,
         thread_pk.clone(),
-        SortKey::BeginsWith("MESSAGE#".into()),
+        SortKey::children(keys::MESSAGE),
     );
     // Counts at read time, over the thread's own partition with a small projection:
     // exact however often, concurrently or out of order messages were upserted.
     let mut all_messages = Query::new(
         Index::Table,
         thread_pk.clone(),
-        SortKey::BeginsWith("MESSAGE#".into()),
+        SortKey::children(keys::MESSAGE),
     );
-    all_messages.projection = Some(vec!["direction", "sent_at"]);
+    all_messages.projection = Some(MessageTally::ATTRIBUTES.to_vec());
     let thread_key = keys::thread(org, &thread_id);
     let (thread, page, (counted, more)) = futures::try_join!(
-        store.get(&thread_key),
-        store.query_page(&messages, limit, start),
-        store.query_up_to(&all_messages, MAX_COUNTED_MESSAGES),
+        store.get_record::<ThreadRecord>(&thread_key),
+        store.query_page::<MessageRecord>(&messages, limit, start),
+        store.query_up_to::<MessageTally>(&all_messages, MAX_COUNTED_MESSAGES),
     )?;
     let thread = thread.ok_or(ApiError::ThreadNotFound)?;
 
-    let contact = referenced_user(org, &thread, "contact");
-    let channel = text_attribute(&thread, "external_channel_id")
+    let contact = referenced_user(org, thread.contact.as_ref());
+    let channel = thread
+        .external_channel_id
+        .as_deref()
         .and_then(|id| Some(keys::channel(org, &parse_id(id).ok()?)));
-    let related = Related::read(store, contact.iter().chain(&channel).cloned().collect()).await?;
+    let related = Related::read(
+        store,
+        contact.iter().cloned().collect(),
+        Vec::new(),
+        channel.iter().cloned().collect(),
+    )
+    .await?;
 
     let of_direction = |direction: &str| {
-        let matching: Vec<&Item> = counted
+        let matching: Vec<&MessageTally> = counted
             .iter()
-            .filter(|m| text_attribute(m, "direction") == Some(direction))
+            .filter(|m| m.direction.as_deref() == Some(direction))
             .collect();
-        let last = matching
-            .iter()
-            .filter_map(|m| text_attribute(m, "sent_at"))
-            .max()
-            .map(str::to_owned);
+        let last = matching.iter().filter_map(|m| m.sent_at.clone()).max();
         (matching.len(), last)
     };
     let (inbound, last_inbound_at) = of_direction("in");
     let (outbound, last_outbound_at) = of_direction("out");
-    let messages: Vec<Value> = page.items.iter().map(public_view).collect();
+    let messages: Vec<Value> = page.items.iter().map(json).collect();
+    let channel = channel.as_ref().and_then(|key| related.channels.get(key));
     Ok(Reply::ok(json!({
-        "conversation": thread_view(&thread),
-        "contact": related.view(contact.as_ref()),
-        "channel": related.view(channel.as_ref()),
+        "conversation": json(&ThreadView::new(&thread, None)),
+        "contact": related.user(contact.as_ref()),
+        "channel": channel,
         "summary": {
             "message_count": counted.len(),
             "inbound_count": inbound,
             "outbound_count": outbound,
             "last_inbound_at": last_inbound_at,
             "last_outbound_at": last_outbound_at,
-            "awaiting_reply": awaiting_reply(&thread),
+            "awaiting_reply": thread.awaiting_reply(),
             "complete": !more,
         },
         "messages": messages,
@@ -359,22 +345,19 @@ pub async fn inbox(
     // The one inbox list kept so far; the parameter names it so others can be added.
     params.choice("status", &["awaiting_reply"])?;
     let query = Query::new(Index::Gsi2, keys::inbox_awaiting_reply(org), SortKey::Any);
-    let (page, next) = list_page(store, org, &params, "inbox", &query).await?;
+    let (page, next) = list_page::<ThreadRecord>(store, org, &params, "inbox", &query).await?;
     let contacts: Vec<Option<ItemKey>> = page
         .items
         .iter()
-        .map(|thread| referenced_user(org, thread, "contact"))
+        .map(|thread| referenced_user(org, thread.contact.as_ref()))
         .collect();
-    let related = Related::read(store, contacts.iter().flatten().cloned().collect()).await?;
+    let wanted = contacts.iter().flatten().cloned().collect();
+    let related = Related::read(store, wanted, Vec::new(), Vec::new()).await?;
     let threads = page
         .items
         .iter()
         .zip(&contacts)
-        .map(|(thread, contact)| {
-            let mut view = thread_view(thread);
-            expand(&mut view, "contact", related.view(contact.as_ref()));
-            view
-        })
+        .map(|(thread, contact)| json(&ThreadView::new(thread, related.user(contact.as_ref()))))
         .collect();
     Ok(Reply::ok(page_body("conversations", threads, next)))
 }
@@ -397,41 +380,41 @@ pub async fn bookings_list(
     // at `from`, and `to` before every key at `to`, so BETWEEN gives [from, to).
     let window = SortKey::Between(from.to_stored(), to.to_stored());
     let query = Query::new(Index::Gsi2, keys::bookings_by_schedule(org), window);
-    let (page, next) = list_page(store, org, &params, "bookings", &query).await?;
+    let (page, next) = list_page::<BookingRecord>(store, org, &params, "bookings", &query).await?;
     let clients: Vec<Option<ItemKey>> = page
         .items
         .iter()
-        .map(|booking| referenced_user(org, booking, "client"))
+        .map(|booking| referenced_user(org, booking.client.as_ref()))
         .collect();
     let services: Vec<Vec<ItemKey>> = page
         .items
         .iter()
         .map(|booking| {
-            service_ids(booking)
-                .into_iter()
-                .filter_map(|id| product_key(org, id))
-                .collect()
+            let ids = booking.service_external_ids.iter().flatten();
+            ids.filter_map(|id| product_key(org, id)).collect()
         })
         .collect();
-    let wanted = clients
-        .iter()
-        .flatten()
-        .chain(services.iter().flatten())
-        .cloned()
-        .collect();
-    let related = Related::read(store, wanted).await?;
+    let related = Related::read(
+        store,
+        clients.iter().flatten().cloned().collect(),
+        services.iter().flatten().cloned().collect(),
+        Vec::new(),
+    )
+    .await?;
     let bookings = page
         .items
         .iter()
         .zip(clients.iter().zip(&services))
         .map(|(booking, (client, services))| {
-            let mut view = public_view(booking);
-            expand(&mut view, "client", related.view(client.as_ref()));
-            view["services"] = services
+            let services = services
                 .iter()
-                .filter_map(|key| related.view(Some(key)))
+                .filter_map(|key| related.product(Some(key)))
                 .collect();
-            view
+            json(&BookingView::new(
+                booking,
+                related.user(client.as_ref()),
+                services,
+            ))
         })
         .collect();
     Ok(Reply::ok(page_body("bookings", bookings, next)))

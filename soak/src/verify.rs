@@ -5,7 +5,8 @@ use crate::expect::{EventKind, Expected, FieldValues};
 use aws_sdk_dynamodb::types::Select;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use shared::store::{items::public_view, keys, s, Store};
+use shared::store::records::{ProductRecord, Record, SaleRecord, UserRecord};
+use shared::store::{keys, s, Store};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Concurrent reads while verifying.
@@ -105,11 +106,12 @@ async fn count_events(store: &Store, org_id: &str, user: &str) -> Result<usize, 
     }
 }
 
-async fn get(store: &Store, key: &keys::ItemKey) -> Result<Option<Value>, String> {
+/// The public view of the record of type `R` at `key`.
+async fn get<R: Record>(store: &Store, key: &keys::ItemKey) -> Result<Option<Value>, String> {
     store
-        .get(key)
+        .get_record::<R>(key)
         .await
-        .map(|item| item.map(|item| public_view(&item)))
+        .map(|record| record.map(|record| shared::views::json(&record)))
         .map_err(|e| format!("get {}: {e:?}", key.pk))
 }
 
@@ -135,7 +137,7 @@ pub async fn verify(org_id: &str, expected: &Expected) -> Report {
             async move {
                 Ok(StoredUser {
                     user: user.clone(),
-                    item: get(store, &user_key(org_id, user)).await?,
+                    item: get::<UserRecord>(store, &user_key(org_id, user)).await?,
                     events: count_events(store, org_id, user).await?,
                 })
             }
@@ -155,8 +157,9 @@ pub async fn verify(org_id: &str, expected: &Expected) -> Report {
         .map(|(sale, _)| {
             let store = &store;
             async move {
-                let sale_item = get(store, &keys::sale(org_id, &id(&sale.id))).await;
-                let product = get(store, &keys::product(org_id, &id(&sale.product))).await;
+                let sale_item = get::<SaleRecord>(store, &keys::sale(org_id, &id(&sale.id))).await;
+                let product =
+                    get::<ProductRecord>(store, &keys::product(org_id, &id(&sale.product))).await;
                 (sale, sale_item, product)
             }
         })

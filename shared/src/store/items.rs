@@ -1,7 +1,9 @@
-//! How domain values become DynamoDB writes, and stored items become API objects.
+//! How domain values become DynamoDB writes (stored items become typed records in
+//! `records.rs`).
 
 use super::keys::{self, ItemKey, ParentIndexKey};
-use super::{n, s, Advance, Item, Upsert};
+use super::records::{Stored, NUMERIC_MONEY_ATTRIBUTES};
+use super::{n, s, Advance, Upsert};
 use crate::fields::{Id, Timestamp};
 use crate::input::{
     Booking, Channel, Conversation, Direction, Event, Message, Product, Sale, User, UserIdentity,
@@ -9,26 +11,8 @@ use crate::input::{
 use crate::lifecycle::LifecycleUpdate;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
-
-/// Attributes the API never returns: keys, bookkeeping, tenant and dedupe internals.
-const INTERNAL_ATTRIBUTES: [&str; 10] = [
-    "PK",
-    "SK",
-    "GSI1PK",
-    "GSI1SK",
-    "GSI2PK",
-    "GSI2SK",
-    "org_id",
-    "version",
-    "request_hash",
-    "expires_at_epoch",
-];
-/// Attributes stored as JSON strings (see `fields::JsonDocument`), returned as JSON.
-const JSON_ATTRIBUTES: [&str; 3] = ["metadata", "properties", "media"];
-/// Counters stored as DynamoDB numbers so events can increment them atomically.
-const NUMERIC_MONEY_ATTRIBUTES: [&str; 1] = ["lifetime_value"];
 
 fn to_attribute(name: &str, value: Value) -> Option<AttributeValue> {
     Some(match value {
@@ -206,13 +190,14 @@ pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
         let parent = keys::user_pk(org_id, &buyer.identity);
         match sale.fields.date {
             Some(date) => {
-                let index = keys::under_parent(parent, "SALE", &date.to_stored(), sale.id.as_str());
+                let index =
+                    keys::under_parent(parent, keys::SALE, &date.to_stored(), sale.id.as_str());
                 write = write.indexed(Some(index));
             }
             // Listed under the buyer all the same (so erasing the buyer finds it), with an
             // empty date that sorts before every date; a later upsert with a date moves it.
             None => {
-                let index = keys::under_parent(parent, "SALE", "", sale.id.as_str());
+                let index = keys::under_parent(parent, keys::SALE, "", sale.id.as_str());
                 write = write.with("GSI1PK", s(index.gsi1pk));
                 write.set_if_absent = vec![("GSI1SK".to_owned(), s(index.gsi1sk))];
             }
@@ -324,7 +309,7 @@ pub fn message(org_id: &str, message: &Message) -> Upsert {
         let parent = keys::thread_pk(org_id, &message.thread_id);
         keys::under_parent(
             parent,
-            "MESSAGE",
+            keys::MESSAGE,
             &sent_at.to_stored(),
             message.message_id.as_str(),
         )
@@ -354,7 +339,7 @@ pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
         let parent = keys::user_pk(org_id, &client.identity);
         let index = keys::under_parent(
             parent,
-            "BOOKING",
+            keys::BOOKING,
             &booking.scheduled_at.to_stored(),
             booking.id.as_str(),
         );
@@ -372,12 +357,12 @@ pub fn event(
     event_id: &str,
     received_at: Timestamp,
     idempotency: Option<(&str, &str)>,
-) -> Item {
+) -> Stored {
     let key = keys::event(org_id, event_id);
     let occurred_at = event.occurred_at.to_stored();
     let index = keys::under_parent(
         keys::user_pk(org_id, &event.user.identity),
-        "EVENT",
+        keys::EVENT,
         &occurred_at,
         event_id,
     );
@@ -403,60 +388,5 @@ pub fn event(
         item.insert("idempotency_key".to_owned(), s(idempotency_key));
         item.insert("request_hash".to_owned(), s(request_hash));
     }
-    item
-}
-
-fn to_json(value: &AttributeValue) -> Value {
-    match value {
-        AttributeValue::S(text) => Value::String(text.clone()),
-        AttributeValue::N(number) => number
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(number.clone())),
-        AttributeValue::Bool(flag) => Value::Bool(*flag),
-        AttributeValue::L(list) => list.iter().map(to_json).collect(),
-        AttributeValue::M(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
-        _ => Value::Null,
-    }
-}
-
-/// A money total kept as a DynamoDB number, as a decimal string with at least two places
-/// (DynamoDB may drop trailing zeros: `58.00` comes back as `58`).
-fn money_string(number: &str) -> String {
-    match number.parse::<rust_decimal::Decimal>() {
-        Ok(mut amount) if amount.scale() < 2 => {
-            amount.rescale(2);
-            amount.to_string()
-        }
-        _ => number.to_owned(),
-    }
-}
-
-/// A stored item as the API returns it: internal attributes dropped, `entity` as
-/// `object`, JSON documents parsed, money as decimal strings.
-pub fn public_view(item: &Item) -> Value {
-    let mut object = Map::new();
-    for (name, value) in item {
-        if INTERNAL_ATTRIBUTES.contains(&name.as_str()) {
-            continue;
-        }
-        let json = match value {
-            AttributeValue::S(text) if JSON_ATTRIBUTES.contains(&name.as_str()) => {
-                serde_json::from_str(text).unwrap_or(Value::Null)
-            }
-            AttributeValue::N(number) if NUMERIC_MONEY_ATTRIBUTES.contains(&name.as_str()) => {
-                Value::String(money_string(number))
-            }
-            other => to_json(other),
-        };
-        let name = if name == "entity" {
-            "object"
-        } else {
-            name.as_str()
-        };
-        object.insert(name.to_owned(), json);
-    }
-    Value::Object(object)
+    Stored::new(item)
 }

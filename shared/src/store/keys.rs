@@ -1,4 +1,5 @@
-//! The key schema: every item's PK/SK (and GSI1 keys) is built here and nowhere else.
+//! The key schema: every item's PK/SK and index keys, and the index names, are defined
+//! here and nowhere else (`table.rs` declares the same indexes for table creation).
 //!
 //! Tenant data is always under `ORG#<org_id>#...`. Org ids cannot contain `#` (the admin
 //! CLI enforces `[a-z0-9_-]`), and every app-chosen id is the *last* component of its key,
@@ -121,7 +122,7 @@ pub fn thread(org_id: &str, thread_id: &Id) -> ItemKey {
 pub fn message(org_id: &str, thread_id: &Id, message_id: &Id) -> ItemKey {
     ItemKey {
         pk: thread_pk(org_id, thread_id),
-        sk: format!("MESSAGE#{message_id}"),
+        sk: format!("{MESSAGE}#{message_id}"),
     }
 }
 
@@ -132,6 +133,21 @@ pub fn booking(org_id: &str, id: &Id) -> ItemKey {
 pub fn event(org_id: &str, event_id: &str) -> ItemKey {
     ItemKey::new(format!("ORG#{org_id}#EVENT#{event_id}"), "EVENT")
 }
+
+/// The kinds of children listed under a parent in GSI1 (sort keys `<KIND>#...`).
+pub const EVENT: &str = "EVENT";
+pub const SALE: &str = "SALE";
+pub const BOOKING: &str = "BOOKING";
+pub const THREAD: &str = "THREAD";
+pub const MESSAGE: &str = "MESSAGE";
+
+/// What the sort keys of one kind of child start with.
+pub fn kind_prefix(kind: &str) -> String {
+    format!("{kind}#")
+}
+
+/// GSI1 partition listing all orgs (sorted by org id).
+pub const ORGS_LIST: &str = "ORGS";
 
 /// `<KIND>#<time>#<id>` under the parent's partition in GSI1.
 pub fn under_parent(parent_pk: String, kind: &str, at: &str, id: &str) -> ParentIndexKey {
@@ -145,7 +161,7 @@ pub fn under_parent(parent_pk: String, kind: &str, at: &str, id: &str) -> Parent
 pub fn thread_under_user(user_pk: String, thread_id: &Id) -> ParentIndexKey {
     ParentIndexKey {
         gsi1pk: user_pk,
-        gsi1sk: format!("THREAD#{thread_id}"),
+        gsi1sk: format!("{THREAD}#{thread_id}"),
     }
 }
 

@@ -5,14 +5,16 @@
 //! - [`expr`]: the expression builder every call with an expression uses.
 //! - [`write`]: the request path's conditional writes; [`reads`]: queries, batches, deletes.
 //! - [`items`]: domain values as writes; [`records`]: stored items as typed records.
-//! - [`error`]: SDK errors as [`ApiError`]s.
+//! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys.
 
+pub mod admin;
 pub mod client;
 pub mod error;
 pub mod expr;
 pub mod items;
 pub mod keys;
 pub mod reads;
+pub mod records;
 pub mod table;
 pub mod write;
 

@@ -3,10 +3,13 @@
 
 use super::expr::Expr;
 use super::keys::{key_item, Index, ItemKey};
+use super::records::{decode, Stored};
 use super::{s, storage_error, Item, Store};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -31,6 +34,13 @@ pub enum SortKey {
     Between(String, String),
 }
 
+impl SortKey {
+    /// The children of one kind under a parent (see [`super::keys::kind_prefix`]).
+    pub fn children(kind: &str) -> Self {
+        SortKey::BeginsWith(super::keys::kind_prefix(kind))
+    }
+}
+
 /// One Query: a partition of `index`, a sort-key condition, equality filters.
 #[derive(Debug, Clone)]
 pub struct Query {
@@ -38,7 +48,7 @@ pub struct Query {
     pub partition: String,
     pub sort: SortKey,
     /// `attribute = value` filters, applied by DynamoDB after the key condition.
-    pub filters: Vec<(&'static str, AttributeValue)>,
+    filters: Vec<(&'static str, AttributeValue)>,
     pub ascending: bool,
     /// Only these attributes (keys are always included), or the whole item.
     pub projection: Option<Vec<&'static str>>,
@@ -56,26 +66,65 @@ impl Query {
         }
     }
 
+    /// Only items whose text attribute `name` is `value` (a filter, see [`Query::filters`]).
+    pub fn filter_text(&mut self, name: &'static str, value: &str) {
+        self.filters.push((name, s(value)));
+    }
+
+    /// Only items whose boolean attribute `name` is `value`.
+    pub fn filter_flag(&mut self, name: &'static str, value: bool) {
+        self.filters.push((name, AttributeValue::Bool(value)));
+    }
+
     pub fn newest_first(mut self) -> Self {
         self.ascending = false;
         self
     }
 }
 
-/// A page of items and, when more may follow, the position to continue from.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    pub items: Vec<Item>,
-    pub next: Option<Item>,
+/// A page of records and, when more may follow, the position to continue from.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<Position>,
+}
+
+/// A position in an index (DynamoDB's LastEvaluatedKey / ExclusiveStartKey): the key
+/// attributes of the item a page ended at, all strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position(Item);
+
+impl Position {
+    pub fn from_strings(attributes: BTreeMap<String, String>) -> Self {
+        Position(
+            attributes
+                .into_iter()
+                .map(|(name, value)| (name, s(value)))
+                .collect(),
+        )
+    }
+
+    pub fn strings(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.as_s().ok()?.clone())))
+            .collect()
+    }
 }
 
 /// An item's position in `index`: what DynamoDB's LastEvaluatedKey would be after it.
-pub fn position_of(item: &Item, index: Index) -> Item {
-    index
-        .position_attributes()
-        .into_iter()
-        .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
-        .collect()
+fn position_of(item: &Item, index: Index) -> Position {
+    Position(
+        index
+            .position_attributes()
+            .into_iter()
+            .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
+            .collect(),
+    )
+}
+
+fn decode_all<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, ApiError> {
+    items.into_iter().map(decode).collect()
 }
 
 /// The expressions of one Query, and the maps they refer to.
@@ -175,14 +224,14 @@ impl Store {
     /// item says so (`next` is `None`). With filters, DynamoDB applies `Limit` before
     /// filtering, so a page may come back short; up to [`FILTERED_PAGE_CALLS`] calls fill
     /// it, after which `next` says more may exist.
-    pub async fn query_page(
+    pub async fn query_page<T: DeserializeOwned>(
         &self,
         query: &Query,
         limit: usize,
-        start: Option<Item>,
-    ) -> Result<Page, ApiError> {
+        start: Option<Position>,
+    ) -> Result<Page<T>, ApiError> {
         let mut items = Vec::new();
-        let mut start = start;
+        let mut start = start.map(|position| position.0);
         for _ in 0..FILTERED_PAGE_CALLS {
             let wanted = limit + 1 - items.len();
             let (found, last) = self.query_once(query, wanted, start).await?;
@@ -195,19 +244,23 @@ impl Store {
         if items.len() > limit {
             items.truncate(limit);
             let next = items.last().map(|item| position_of(item, query.index));
+            let items = decode_all(items)?;
             return Ok(Page { items, next });
         }
-        Ok(Page { items, next: start })
+        Ok(Page {
+            items: decode_all(items)?,
+            next: start.map(Position),
+        })
     }
 
     /// Every item the query finds, up to `max` (a bound, not a page size) and at most
     /// [`COLLECTION_CALLS`] calls: for reads that need a whole small collection. The flag
     /// says whether items were left unread.
-    pub async fn query_up_to(
+    pub async fn query_up_to<T: DeserializeOwned>(
         &self,
         query: &Query,
         max: usize,
-    ) -> Result<(Vec<Item>, bool), ApiError> {
+    ) -> Result<(Vec<T>, bool), ApiError> {
         let mut items = Vec::new();
         let mut start = None;
         for _ in 0..COLLECTION_CALLS {
@@ -220,12 +273,12 @@ impl Store {
         }
         let more = items.len() > max || start.is_some();
         items.truncate(max);
-        Ok((items, more))
+        Ok((decode_all(items)?, more))
     }
 
     /// The items at `keys` that exist (in no particular order), in BatchGetItem calls of
     /// 100 keys, retrying unprocessed keys with a bounded backoff. Duplicate keys are read once.
-    pub async fn batch_get(&self, keys: &[ItemKey]) -> Result<Vec<Item>, ApiError> {
+    pub async fn batch_get(&self, keys: &[ItemKey]) -> Result<Vec<Stored>, ApiError> {
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<&ItemKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
         let chunks = unique.chunks(BATCH_GET_KEYS).map(|chunk| {
@@ -233,7 +286,7 @@ impl Store {
             self.batch_get_chunk(keys)
         });
         let found = futures::future::try_join_all(chunks).await?;
-        Ok(found.into_iter().flatten().collect())
+        Ok(found.into_iter().flatten().map(Stored::new).collect())
     }
 
     async fn batch_get_chunk(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, ApiError> {

@@ -5,6 +5,7 @@
 use super::error::{conditional_check_item, storage_error};
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, ItemKey};
+use super::records::Stored;
 use super::{n, s, Item, Store};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -50,7 +51,7 @@ pub struct Advance {
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpsertOutcome {
     Written {
-        item: Item,
+        item: Stored,
         created: bool,
     },
     /// The `newer_than` guard failed: the item already reflects this or newer data.
@@ -61,7 +62,7 @@ pub enum UpsertOutcome {
 pub enum PutOutcome {
     Created,
     /// An item with this key exists; here it is.
-    Exists(Item),
+    Exists(Stored),
 }
 
 impl Store {
@@ -182,7 +183,10 @@ impl Store {
             Ok(output) => {
                 let item = output.attributes.unwrap_or_default();
                 let created = matches!(item.get("version"), Some(AttributeValue::N(v)) if v == "1");
-                Ok(Ok(UpsertOutcome::Written { item, created }))
+                Ok(Ok(UpsertOutcome::Written {
+                    item: Stored::new(item),
+                    created,
+                }))
             }
             Err(error) => match conditional_check_item(&error) {
                 Some(old) => Ok(Err(old)),
@@ -193,12 +197,12 @@ impl Store {
 
     /// One conditional PutItem that only creates: if the key exists, the existing item is
     /// returned (ReturnValuesOnConditionCheckFailure=ALL_OLD) instead of being overwritten.
-    pub async fn put_new(&self, item: Item) -> Result<PutOutcome, ApiError> {
+    pub async fn put_new(&self, item: &Stored) -> Result<PutOutcome, ApiError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(item.item().clone()))
             .condition_expression("attribute_not_exists(PK)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -206,7 +210,7 @@ impl Store {
         match result {
             Ok(_) => Ok(PutOutcome::Created),
             Err(error) => match conditional_check_item(&error) {
-                Some(existing) => Ok(PutOutcome::Exists(existing)),
+                Some(existing) => Ok(PutOutcome::Exists(Stored::new(existing))),
                 None => Err(storage_error("PutItem", error)),
             },
         }

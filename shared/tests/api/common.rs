@@ -114,16 +114,16 @@ impl TestOrg {
 
     /// The public view of the user `external_user_id`, read straight from the table.
     pub async fn stored_user(&self, external_user_id: &str) -> Value {
-        let item = self
+        let user: shared::store::records::UserRecord = self
             .store()
-            .get(&keys::user(
+            .get_record(&keys::user(
                 &self.org_id,
                 &external_identity(external_user_id),
             ))
             .await
             .unwrap()
             .expect("user stored");
-        shared::store::items::public_view(&item)
+        shared::views::json(&user)
     }
 
     /// How many events the table holds for the user `external_user_id` (GSI1).

@@ -240,7 +240,7 @@ fn the_spec_states_the_limits_the_parser_enforces() {
     let idempotency_key = &spec["components"]["parameters"]["IdempotencyKey"]["schema"];
     assert_eq!(
         idempotency_key["maxLength"].as_u64(),
-        Some(handlers::MAX_IDEMPOTENCY_KEY_CHARS as u64)
+        Some(shared::idempotency::MAX_IDEMPOTENCY_KEY_CHARS as u64)
     );
     let query_parameter = |name: &str| &spec["components"]["parameters"][name]["schema"];
     let limit = query_parameter("Limit");

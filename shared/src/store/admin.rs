@@ -1,0 +1,203 @@
+//! Orgs and API keys as stored: what `crate::admin` (the admin CLI, the tests' setup)
+//! reads and writes. Not on the request path; every write is still conditional so two
+//! admins cannot silently overwrite each other.
+
+use super::error::storage_error;
+use super::expr::{Expr, WithExpression};
+use super::keys::{self, Index, ItemKey};
+use super::reads::{Query, SortKey};
+use super::records::Stored;
+use super::write::PutOutcome;
+use super::{n, s, Store};
+use crate::auth::ApiKeyRecord;
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use serde::{Deserialize, Serialize};
+
+/// Most orgs, or keys of one org, a list reads (bounded, like every read).
+const MAX_LISTED: usize = 100_000;
+
+/// The stored org item (`ORG#<org_id>`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct OrgRecord {
+    #[serde(default)]
+    pub org_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub created_at: String,
+    /// Requests per second for each of its keys that sets none itself.
+    pub rate_limit: Option<u32>,
+}
+
+/// A new API key item, as `admin keys create` stores it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewApiKey<'a> {
+    pub key_id: &'a str,
+    pub org_id: &'a str,
+    pub org_name: &'a str,
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub secret_hash: &'a str,
+    pub created_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_rate_limit: Option<u32>,
+}
+
+/// How a key ends: revoked now, or expiring at the end of a rotation's grace period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEnd {
+    Revoked,
+    Expires,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEnded {
+    Ended,
+    NoSuchKey,
+    AlreadyRevoked,
+}
+
+/// A rate limit an admin sets: on a key itself, on an org, or the org's copy on its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitOf<'a> {
+    Key(&'a str),
+    Org(&'a str),
+    KeysOrg(&'a str),
+}
+
+impl Store {
+    /// Creates the table (or adds missing indexes); whether it created it. The error is
+    /// DynamoDB's, as text.
+    pub async fn create_table(&self) -> Result<bool, String> {
+        super::table::create_table(&self.client, &self.table)
+            .await
+            .map_err(|error| aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+    }
+
+    /// Stores a new org; `false` if the id is taken.
+    pub async fn create_org(
+        &self,
+        id: &str,
+        name: &str,
+        created_at: &str,
+    ) -> Result<bool, ApiError> {
+        let key = keys::org(id);
+        let mut item = keys::key_item(&key);
+        item.extend([
+            ("GSI1PK".to_owned(), s(keys::ORGS_LIST)),
+            ("GSI1SK".to_owned(), s(id)),
+            ("entity".to_owned(), s("org")),
+            ("org_id".to_owned(), s(id)),
+            ("name".to_owned(), s(name)),
+            ("created_at".to_owned(), s(created_at)),
+        ]);
+        let outcome = self.put_new(&Stored::new(item)).await?;
+        Ok(outcome == PutOutcome::Created)
+    }
+
+    pub async fn org(&self, id: &str) -> Result<Option<OrgRecord>, ApiError> {
+        self.get_record(&keys::org(id)).await
+    }
+
+    pub async fn orgs(&self) -> Result<Vec<OrgRecord>, ApiError> {
+        let query = Query::new(Index::Gsi1, keys::ORGS_LIST, SortKey::Any);
+        Ok(self.query_up_to(&query, MAX_LISTED).await?.0)
+    }
+
+    /// Stores a new API key; `false` if its id is taken.
+    pub async fn create_api_key(&self, key: &NewApiKey<'_>) -> Result<bool, ApiError> {
+        let item_key = keys::api_key(key.key_id);
+        let mut item: super::Item = serde_dynamo::to_item(key).map_err(|error| {
+            tracing::error!(%error, "API key item");
+            ApiError::Internal
+        })?;
+        item.extend(keys::key_item(&item_key));
+        item.extend([
+            ("GSI1PK".to_owned(), s(keys::org_api_keys(key.org_id))),
+            (
+                "GSI1SK".to_owned(),
+                s(format!("{}#{}", key.created_at, key.key_id)),
+            ),
+            ("entity".to_owned(), s("api_key")),
+        ]);
+        let outcome = self.put_new(&Stored::new(item)).await?;
+        Ok(outcome == PutOutcome::Created)
+    }
+
+    pub async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+        self.get_record(&keys::api_key(key_id)).await
+    }
+
+    /// The keys of an org, oldest first.
+    pub async fn org_api_keys(&self, org_id: &str) -> Result<Vec<ApiKeyRecord>, ApiError> {
+        let query = Query::new(Index::Gsi1, keys::org_api_keys(org_id), SortKey::Any);
+        Ok(self.query_up_to(&query, MAX_LISTED).await?.0)
+    }
+
+    /// Ends a key at `at`, unless it is missing or already revoked.
+    pub async fn end_api_key(
+        &self,
+        key_id: &str,
+        end: KeyEnd,
+        at: &str,
+    ) -> Result<KeyEnded, ApiError> {
+        let attribute = match end {
+            KeyEnd::Revoked => "revoked_at",
+            KeyEnd::Expires => "expires_at",
+        };
+        let mut expr = Expr::new();
+        expr.set(attribute, s(at));
+        let exists = expr.exists("PK");
+        let not_revoked = expr.not_exists("revoked_at");
+        expr.condition(exists).condition(not_revoked);
+        let result = self
+            .update_item(&keys::api_key(key_id))
+            .with(expr.finish())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(KeyEnded::Ended),
+            Err(error) => match super::error::conditional_check_item(&error) {
+                Some(old) if !old.is_empty() => Ok(KeyEnded::AlreadyRevoked),
+                Some(_) => Ok(KeyEnded::NoSuchKey),
+                None => Err(storage_error("UpdateItem", error)),
+            },
+        }
+    }
+
+    /// Sets (or with `None` removes) a rate limit; `false` if its item does not exist.
+    pub async fn set_rate_limit(
+        &self,
+        of: RateLimitOf<'_>,
+        limit: Option<u32>,
+    ) -> Result<bool, ApiError> {
+        let (key, attribute): (ItemKey, &str) = match of {
+            RateLimitOf::Key(key_id) => (keys::api_key(key_id), "rate_limit"),
+            RateLimitOf::Org(org_id) => (keys::org(org_id), "rate_limit"),
+            RateLimitOf::KeysOrg(key_id) => (keys::api_key(key_id), "org_rate_limit"),
+        };
+        let mut expr = Expr::new();
+        match limit {
+            Some(limit) => expr.set(attribute, n(limit)),
+            None => expr.remove(attribute),
+        };
+        let exists = expr.exists("PK");
+        expr.condition(exists);
+        let result = self.update_item(&key).with(expr.finish()).send().await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(storage_error("UpdateItem", error)),
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Stored items as typed records, decoded at the store's edge (serde_dynamo).
+//!
+//! Each record's `Serialize` is its client view, an allow-list: only the fields declared
+//! here reach a client, and internal attributes the code needs (`request_hash`, a thread's
+//! key) are declared with `skip_serializing`. An attribute that is stored but not declared
+//! (keys, `org_id`, `version`, a new internal attribute) is dropped when decoding. `entity`
+//! is read into `object`, the name clients see. Adding a client-visible field is one line
+//! here (and the write in `items.rs`).
+
+use super::keys::{self, ItemKey};
+use super::{Item, Store};
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// The text and boolean user attributes `GET users/` filters on (its query parameters have
+/// the same names).
+pub const USER_TEXT_FILTERS: [&str; 5] = [
+    "subscription_status",
+    "plan",
+    "status",
+    "install_source",
+    "install_platform",
+];
+pub const USER_FLAG_FILTERS: [&str; 2] = ["is_installed", "is_active_customer"];
+
+/// Money totals kept as DynamoDB numbers (so events can increment them atomically).
+pub const NUMERIC_MONEY_ATTRIBUTES: [&str; 1] = ["lifetime_value"];
+
+/// A typed record: decoded from a stored item, serialized as its client view.
+pub trait Record: DeserializeOwned + Serialize {}
+impl<T: DeserializeOwned + Serialize> Record for T {}
+
+/// A stored item whose type the caller decides ([`Stored::decode`]): what a BatchGetItem
+/// of mixed records returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored(Item);
+
+impl Stored {
+    pub(crate) fn new(item: Item) -> Self {
+        Stored(item)
+    }
+
+    pub(crate) fn item(&self) -> &Item {
+        &self.0
+    }
+
+    /// The table key of the item (every stored item has one).
+    pub fn key(&self) -> Option<ItemKey> {
+        keys::item_key(&self.0)
+    }
+
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        decode(self.0.clone())
+    }
+}
+
+/// Decodes a stored item, money totals first rewritten as decimal strings with at least two
+/// places (DynamoDB may drop trailing zeros: `58.00` comes back as `58`).
+pub fn decode<T: DeserializeOwned>(mut item: Item) -> Result<T, ApiError> {
+    for name in NUMERIC_MONEY_ATTRIBUTES {
+        if let Some(AttributeValue::N(number)) = item.get(name) {
+            let text = money_string(number);
+            item.insert(name.to_owned(), AttributeValue::S(text));
+        }
+    }
+    serde_dynamo::from_item(item).map_err(|error| {
+        tracing::error!(%error, record = std::any::type_name::<T>(), "stored item does not decode");
+        ApiError::Internal
+    })
+}
+
+fn money_string(number: &str) -> String {
+    match number.parse::<rust_decimal::Decimal>() {
+        Ok(mut amount) if amount.scale() < 2 => {
+            amount.rescale(2);
+            amount.to_string()
+        }
+        _ => number.to_owned(),
+    }
+}
+
+/// A JSON document stored as a string (see `fields::JsonDocument`), returned parsed.
+fn json_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    let text = Option::<String>::deserialize(deserializer)?;
+    Ok(text.map(|text| serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// A stored reference to a user (`buyer`, `contact`, `client`, an event's `user`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct UserRef {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Declares a record: every field optional and left out of the view when absent, plus the
+/// fields every upserted record has (`object`, `ingested_at`, `updated_at`).
+macro_rules! record {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident : $type:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        pub struct $name {
+            /// The stored `entity`.
+            #[serde(rename(deserialize = "entity"))]
+            pub object: String,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub ingested_at: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub updated_at: Option<String>,
+            $(
+                $(#[$field_meta])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$type>,
+            )*
+        }
+    };
+}
+
+record! {
+    /// `ORG#..#USER#..`: the client record.
+    pub struct UserRecord {
+        external_user_id: String,
+        email: String,
+        name: String,
+        phone: String,
+        created_at: String,
+        plan: String,
+        status: String,
+        subscription_status: String,
+        billing_model: String,
+        billing_interval: String,
+        subscription_started_at: String,
+        subscription_ends_at: String,
+        subscription_updated_at: String,
+        installed_at: String,
+        last_opened_at: String,
+        uninstalled_at: String,
+        install_platform: String,
+        install_source: String,
+        app_version: String,
+        install_count: i64,
+        is_installed: bool,
+        next_billing_at: String,
+        last_payment_at: String,
+        last_payment_amount: String,
+        last_payment_currency: String,
+        /// A decimal string (see [`decode`]).
+        lifetime_value: String,
+        total_payments_count: i64,
+        is_active_customer: bool,
+        #[serde(deserialize_with = "json_text")]
+        metadata: Value,
+        last_event_at: String,
+        last_activity_at: String,
+    }
+}
+
+record! {
+    pub struct ProductRecord {
+        external_product_id: String,
+        sku: String,
+        title: String,
+        #[serde(rename = "type")]
+        kind: String,
+        description: String,
+        short_description: String,
+        currency: String,
+        price: String,
+        sale_price: String,
+        cost_price: String,
+        approx_duration_minutes: i64,
+        is_active: bool,
+    }
+}
+
+record! {
+    pub struct ChannelRecord {
+        external_channel_id: String,
+        display_name: String,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+}
+
+record! {
+    pub struct SaleRecord {
+        sale_id: String,
+        date: String,
+        quantity: i64,
+        total: String,
+        currency: String,
+        status: String,
+        #[serde(deserialize_with = "json_text")]
+        metadata: Value,
+        buyer: UserRef,
+        external_product_id: String,
+    }
+}
+
+record! {
+    /// A conversation thread (`entity` is `conversation`).
+    pub struct ThreadRecord {
+        thread_id: String,
+        last_message_at: String,
+        subject: String,
+        status: String,
+        #[serde(deserialize_with = "json_text")]
+        metadata: Value,
+        contact: UserRef,
+        external_channel_id: String,
+        last_message_id: String,
+        last_message_direction: String,
+        awaiting_reply_since: String,
+    }
+}
+
+impl ThreadRecord {
+    /// Whether the thread's last message is inbound.
+    pub fn awaiting_reply(&self) -> bool {
+        self.last_message_direction.as_deref() == Some("in")
+    }
+}
+
+record! {
+    pub struct MessageRecord {
+        message_id: String,
+        thread_id: String,
+        direction: String,
+        text: String,
+        #[serde(deserialize_with = "json_text")]
+        media: Value,
+        sent_at: String,
+        delivery_status: String,
+        #[serde(deserialize_with = "json_text")]
+        metadata: Value,
+        contact: UserRef,
+        external_channel_id: String,
+    }
+}
+
+record! {
+    pub struct BookingRecord {
+        booking_id: String,
+        title: String,
+        booking_type: String,
+        status: String,
+        scheduled_at: String,
+        duration_minutes: i64,
+        location: String,
+        notes: String,
+        #[serde(deserialize_with = "json_text")]
+        metadata: Value,
+        service_external_ids: Vec<String>,
+        client: UserRef,
+    }
+}
+
+record! {
+    /// A stored event, which is also the idempotency record of its `Idempotency-Key`.
+    pub struct EventRecord {
+        id: String,
+        event: String,
+        user: UserRef,
+        event_timestamp: String,
+        #[serde(deserialize_with = "json_text")]
+        properties: Value,
+        idempotency_key: String,
+        /// The fingerprint of the body that stored it: never shown.
+        #[serde(skip_serializing)]
+        request_hash: String,
+    }
+}
+
+/// A message as a thread's summary counts it: a projection of two attributes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MessageTally {
+    pub direction: Option<String>,
+    pub sent_at: Option<String>,
+}
+
+impl MessageTally {
+    /// The projection that reads it.
+    pub const ATTRIBUTES: [&'static str; 2] = ["direction", "sent_at"];
+}
+
+/// What erasure lists: an item's key and entity (a projection of both).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Listed {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    pub entity: Option<String>,
+}
+
+impl Listed {
+    /// The projection that reads it (keys are always included).
+    pub const ATTRIBUTES: [&'static str; 1] = ["entity"];
+
+    pub fn key(&self) -> ItemKey {
+        ItemKey {
+            pk: self.pk.clone(),
+            sk: self.sk.clone(),
+        }
+    }
+}
+
+impl Store {
+    /// The record at `key`, decoded as `T`.
+    pub async fn get_record<T: DeserializeOwned>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<T>, ApiError> {
+        self.get(key).await?.map(decode).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{n, s};
+
+    #[test]
+    fn internal_attributes_never_reach_the_view() {
+        let item = Item::from([
+            ("PK".to_owned(), s("ORG#a#EVENT#e")),
+            ("org_id".to_owned(), s("a")),
+            ("version".to_owned(), n(1)),
+            ("entity".to_owned(), s("event")),
+            ("id".to_owned(), s("e")),
+            ("request_hash".to_owned(), s("abc")),
+            ("some_new_internal".to_owned(), s("x")),
+            ("properties".to_owned(), s(r#"{"a":1}"#)),
+        ]);
+        let event: EventRecord = decode(item).unwrap();
+        assert_eq!(event.request_hash.as_deref(), Some("abc"));
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"object": "event", "id": "e", "properties": {"a": 1}})
+        );
+    }
+
+    #[test]
+    fn money_totals_have_two_places() {
+        let item = Item::from([
+            ("entity".to_owned(), s("user")),
+            ("lifetime_value".to_owned(), n(58)),
+            ("install_count".to_owned(), n(2)),
+        ]);
+        let user: UserRecord = decode(item).unwrap();
+        assert_eq!(user.lifetime_value.as_deref(), Some("58.00"));
+        assert_eq!(
+            serde_json::to_value(&user).unwrap(),
+            serde_json::json!({"object": "user", "lifetime_value": "58.00", "install_count": 2})
+        );
+    }
+}
