@@ -1,7 +1,9 @@
 //! The one error type of the API. Every failure a caller can see is a variant here, and
 //! each variant knows its HTTP status and its machine-readable `code`. Internal details
-//! (SDK errors, unexpected item shapes) are logged by the caller of [`ApiError::internal`]
-//! or [`ApiError::storage`] and never reach the response body.
+//! (SDK errors, unexpected item shapes) are logged where they happen (SDK errors by
+//! `store::storage_error`, undecodable items by `store::records::decode`) and never reach
+//! the response body, which only says [`ApiError::Internal`] or
+//! [`ApiError::StorageUnavailable`].
 
 use lambda_http::http::StatusCode;
 use serde_json::json;

@@ -10,8 +10,8 @@ use crate::input::{self, Channel, Event, User};
 use crate::lifecycle::lifecycle_update;
 use crate::store::items;
 use crate::store::records::{
-    ChannelRecord, EventRecord, MessageRecord, ProductRecord, SaleRecord, Stored, ThreadRecord,
-    UserRecord,
+    BookingRecord, ChannelRecord, EventRecord, MessageRecord, ProductRecord, SaleRecord, Stored,
+    ThreadRecord, UserRecord,
 };
 use crate::store::{PutOutcome, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
@@ -103,6 +103,9 @@ const USER: View = view_as::<UserRecord>;
 const PRODUCT: View = view_as::<ProductRecord>;
 const CHANNEL: View = view_as::<ChannelRecord>;
 const THREAD: View = view_as::<ThreadRecord>;
+const SALE: View = view_as::<SaleRecord>;
+const MESSAGE: View = view_as::<MessageRecord>;
+const BOOKING: View = view_as::<BookingRecord>;
 
 /// Writes the related entities of a request concurrently, then the primary record.
 /// Related objects come back in their slots. A related write that was stale (a thread
@@ -163,13 +166,8 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     if let Some(product) = &sale.product {
         related.push((Slot::One("product", PRODUCT), items::product(org, product)));
     }
-    let (object, created, related) = write_all(
-        store,
-        related,
-        items::sale(org, &sale),
-        view_as::<SaleRecord>,
-    )
-    .await?;
+    let (object, created, related) =
+        write_all(store, related, items::sale(org, &sale), SALE).await?;
     Ok(Reply::upserted(created, "sale", object, related))
 }
 
@@ -214,13 +212,8 @@ pub async fn messages_upsert(
         Slot::One("conversation", THREAD),
         items::thread_for_message(org, &message),
     ));
-    let (object, created, related) = write_all(
-        store,
-        related,
-        items::message(org, &message),
-        view_as::<MessageRecord>,
-    )
-    .await?;
+    let (object, created, related) =
+        write_all(store, related, items::message(org, &message), MESSAGE).await?;
     Ok(Reply::upserted(created, "message", object, related))
 }
 
@@ -241,13 +234,8 @@ pub async fn bookings_upsert(
             items::product(org, service),
         ));
     }
-    let (object, created, related) = write_all(
-        store,
-        related,
-        items::booking(org, &booking),
-        view_as::<crate::store::records::BookingRecord>,
-    )
-    .await?;
+    let (object, created, related) =
+        write_all(store, related, items::booking(org, &booking), BOOKING).await?;
     Ok(Reply::upserted(created, "booking", object, related))
 }
 

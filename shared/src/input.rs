@@ -148,7 +148,9 @@ pub struct User {
 }
 
 impl UserFields {
-    /// `param` names where this user sits in the request (`user`, `buyer`, ...) for errors.
+    /// The user these fields identify (`external_user_id`, else `email`). A missing
+    /// identity names `external_user_id`; a nested user's caller re-roots the error at
+    /// where the user sits (`user`, `buyer`, ...) with [`ApiError::within`].
     pub fn into_user(mut self) -> Result<User, ApiError> {
         self.external_user_id = Id::present(self.external_user_id);
         let identity = match (&self.external_user_id, &self.email) {

@@ -175,7 +175,10 @@ pub enum Index {
 }
 
 impl Index {
-    pub fn name(self) -> Option<&'static str> {
+    /// The global secondary indexes (`table.rs` creates them).
+    pub const GSIS: [Index; 2] = [Index::Gsi1, Index::Gsi2];
+
+    pub const fn name(self) -> Option<&'static str> {
         match self {
             Index::Table => None,
             Index::Gsi1 => Some("GSI1"),
@@ -184,9 +187,9 @@ impl Index {
     }
 
     /// (partition, sort) attributes of this index.
-    pub fn key(self) -> (&'static str, &'static str) {
+    pub const fn key(self) -> (&'static str, &'static str) {
         match self {
-            Index::Table => ("PK", "SK"),
+            Index::Table => (TABLE_PK, TABLE_SK),
             Index::Gsi1 => ("GSI1PK", "GSI1SK"),
             Index::Gsi2 => ("GSI2PK", "GSI2SK"),
         }
@@ -195,7 +198,7 @@ impl Index {
     /// Every attribute of a position in this index: the table key, then the index key.
     pub fn position_attributes(self) -> Vec<&'static str> {
         let (pk, sk) = self.key();
-        let mut names = vec!["PK", "SK"];
+        let mut names = vec![TABLE_PK, TABLE_SK];
         if self != Index::Table {
             names.extend([pk, sk]);
         }

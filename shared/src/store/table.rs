@@ -1,7 +1,8 @@
 //! The table definition used to create the table locally (`admin table create`, tests).
-//! template.yaml declares the same table for AWS; `tests/template.rs` fails if the two
-//! drift apart.
+//! template.yaml declares the same table for AWS; `tests/api/delivery.rs` fails if the
+//! two drift apart. Names and key attributes come from [`super::keys::Index`].
 
+use super::keys::Index;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
@@ -10,17 +11,20 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 /// (attribute, key type) of the table and of each GSI.
-pub const TABLE_KEYS: [(&str, KeyType); 2] = [("PK", KeyType::Hash), ("SK", KeyType::Range)];
-pub const GSIS: [(&str, [(&str, KeyType); 2]); 2] = [
-    (
-        "GSI1",
-        [("GSI1PK", KeyType::Hash), ("GSI1SK", KeyType::Range)],
-    ),
-    (
-        "GSI2",
-        [("GSI2PK", KeyType::Hash), ("GSI2SK", KeyType::Range)],
-    ),
-];
+pub const TABLE_KEYS: [(&str, KeyType); 2] = key_types(Index::Table);
+pub const GSIS: [(&str, [(&str, KeyType); 2]); 2] = [gsi(Index::GSIS[0]), gsi(Index::GSIS[1])];
+
+const fn key_types(index: Index) -> [(&'static str, KeyType); 2] {
+    let (partition, sort) = index.key();
+    [(partition, KeyType::Hash), (sort, KeyType::Range)]
+}
+
+const fn gsi(index: Index) -> (&'static str, [(&'static str, KeyType); 2]) {
+    match index.name() {
+        Some(name) => (name, key_types(index)),
+        None => panic!("the table itself is not a GSI"),
+    }
+}
 /// Items with this (epoch seconds) attribute are deleted by DynamoDB after that time.
 pub const TTL_ATTRIBUTE: &str = "expires_at_epoch";
 
@@ -55,9 +59,10 @@ fn all_attributes() -> Projection {
 /// `make run` table kept in `.local/dynamodb` from before an index was added). Returns
 /// whether it created the table.
 pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_dynamodb::Error> {
-    let key_attributes = TABLE_KEYS
+    let (table_keys, gsis) = (TABLE_KEYS, GSIS);
+    let key_attributes = table_keys
         .iter()
-        .chain(GSIS.iter().flat_map(|(_, keys)| keys.iter()));
+        .chain(gsis.iter().flat_map(|(_, keys)| keys.iter()));
     let mut request = client
         .create_table()
         .table_name(table)
