@@ -390,3 +390,117 @@ pub fn event(
     }
     Stored::new(item)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every attribute a write sets either reaches the client through its record's view, or
+    //! is a key: a field added to a write but not to its record fails here.
+
+    use super::*;
+    use crate::input;
+    use crate::store::records::{
+        decode, BookingRecord, MessageRecord, Record, SaleRecord, ThreadRecord, UserRecord,
+    };
+    use serde_json::json;
+
+    const KEY_ATTRIBUTES: [&str; 4] = ["GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"];
+
+    fn assert_shown<R: Record>(write: &Upsert) {
+        let advanced = write.advance.iter().flat_map(|advance| &advance.set);
+        let written: Vec<_> = write
+            .set
+            .iter()
+            .chain(&write.set_if_absent)
+            .chain(&write.add)
+            .chain(advanced)
+            .cloned()
+            .collect();
+        let mut item: crate::store::Item = written.iter().cloned().collect();
+        item.insert("entity".into(), s(write.entity));
+        let view = serde_json::to_value(decode::<R>(item).unwrap()).unwrap();
+        for (name, _) in &written {
+            if !KEY_ATTRIBUTES.contains(&name.as_str()) {
+                assert!(
+                    view.get(name).is_some(),
+                    "`{name}` is written but not shown"
+                );
+            }
+        }
+    }
+
+    fn body(value: serde_json::Value) -> Vec<u8> {
+        value.to_string().into_bytes()
+    }
+
+    fn every_user_field() -> serde_json::Value {
+        let at = "2025-01-01T00:00:00Z";
+        json!({
+            "external_user_id": "u1", "email": "a@b.co", "name": "A", "phone": "1",
+            "created_at": at, "plan": "p", "status": "s", "subscription_status": "active",
+            "billing_model": "m", "billing_interval": "i", "subscription_started_at": at,
+            "subscription_ends_at": at, "installed_at": at, "last_opened_at": at,
+            "uninstalled_at": at, "install_platform": "ios", "install_source": "ads",
+            "app_version": "1", "install_count": 1, "is_installed": true,
+            "next_billing_at": at, "last_payment_at": at, "last_payment_amount": "1.00",
+            "last_payment_currency": "USD", "lifetime_value": "1.00",
+            "total_payments_count": 1, "is_active_customer": true, "metadata": {"k": 1}
+        })
+    }
+
+    #[test]
+    fn every_written_attribute_is_shown() {
+        let user = input::parse_user(&body(every_user_field())).unwrap();
+        assert_shown::<UserRecord>(&super::user("o", &user));
+
+        for (name, properties) in [
+            (
+                "subscription_started",
+                json!({"amount": "9.00", "currency": "USD", "plan": "p"}),
+            ),
+            ("app_installed", json!({"install_platform": "ios"})),
+            ("user_purchased", json!({"amount": "1.00"})),
+        ] {
+            let event =
+                body(json!({"event": name, "user": every_user_field(), "properties": properties}));
+            let event = input::parse_event(&event, Timestamp::now()).unwrap();
+            let change = crate::lifecycle::lifecycle_update(&event).unwrap();
+            let write = user_for_event("o", &event.user, &change, event.occurred_at);
+            assert_shown::<UserRecord>(&write);
+        }
+
+        let sale = input::parse_sale(&body(json!({
+            "sale_id": "s", "date": "2025-01-01T00:00:00Z", "quantity": 1, "total": "1.00",
+            "currency": "USD", "status": "paid", "metadata": {},
+            "buyer": {"external_user_id": "u1"}, "product": {"external_product_id": "p"}
+        })))
+        .unwrap();
+        assert_shown::<SaleRecord>(&super::sale("o", &sale));
+
+        let message = input::parse_message(&body(json!({
+            "message_id": "m", "thread_id": "t", "direction": "in", "text": "hi",
+            "media": [], "sent_at": "2025-01-01T00:00:00Z", "delivery_status": "sent",
+            "metadata": {}, "contact": {"external_user_id": "u1"},
+            "channel": {"external_channel_id": "c"}
+        })))
+        .unwrap();
+        assert_shown::<MessageRecord>(&super::message("o", &message));
+        assert_shown::<ThreadRecord>(&super::thread_for_message("o", &message));
+
+        let conversation = input::parse_conversation(&body(json!({
+            "thread_id": "t", "last_message_at": "2025-01-01T00:00:00Z", "subject": "s",
+            "status": "open", "metadata": {}, "contact": {"external_user_id": "u1"},
+            "channel": {"external_channel_id": "c"}
+        })))
+        .unwrap();
+        assert_shown::<ThreadRecord>(&super::thread("o", &conversation));
+
+        let booking = input::parse_booking(&body(json!({
+            "booking_id": "b", "title": "t", "booking_type": "x", "status": "s",
+            "scheduled_at": "2025-01-01T00:00:00Z", "duration_minutes": 30, "location": "l",
+            "notes": "n", "metadata": {}, "client": {"external_user_id": "u1"},
+            "service_external_ids": ["p"]
+        })))
+        .unwrap();
+        assert_shown::<BookingRecord>(&super::booking("o", &booking));
+    }
+}
