@@ -10,8 +10,8 @@ use crate::input::{self, Channel, Event, User};
 use crate::lifecycle::lifecycle_update;
 use crate::store::items;
 use crate::store::records::{
-    BookingRecord, ChannelRecord, EventRecord, MessageRecord, ProductRecord, SaleRecord, Stored,
-    ThreadRecord, UserRecord,
+    BookingView, ChannelView, EventRecord, EventView, MessageView, ProductView, SaleView, Stored,
+    ThreadView, UserView,
 };
 use crate::store::{PutOutcome, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
@@ -99,13 +99,13 @@ enum Slot {
     List(&'static str, View),
 }
 
-const USER: View = view_as::<UserRecord>;
-const PRODUCT: View = view_as::<ProductRecord>;
-const CHANNEL: View = view_as::<ChannelRecord>;
-const THREAD: View = view_as::<ThreadRecord>;
-const SALE: View = view_as::<SaleRecord>;
-const MESSAGE: View = view_as::<MessageRecord>;
-const BOOKING: View = view_as::<BookingRecord>;
+const USER: View = view_as::<UserView>;
+const PRODUCT: View = view_as::<ProductView>;
+const CHANNEL: View = view_as::<ChannelView>;
+const THREAD: View = view_as::<ThreadView>;
+const SALE: View = view_as::<SaleView>;
+const MESSAGE: View = view_as::<MessageView>;
+const BOOKING: View = view_as::<BookingView>;
 
 /// Writes the related entities of a request concurrently, then the primary record.
 /// Related objects come back in their slots. A related write that was stale (a thread
@@ -266,17 +266,17 @@ pub async fn events(
     );
 
     let (stored, replayed) = match store.put_new(&item).await? {
-        PutOutcome::Created => (item.decode::<EventRecord>()?, false),
+        PutOutcome::Created => (item.decode::<EventView>()?, false),
         PutOutcome::Exists(existing) => {
             let existing: EventRecord = existing.decode()?;
             match idempotency.existing(existing.request_hash.as_deref())? {
-                Existing::OwnWrite => (item.decode::<EventRecord>()?, false),
+                Existing::OwnWrite => (item.decode::<EventView>()?, false),
                 Existing::Replay => {
                     // Re-apply with the time the first request recorded, not this retry's.
                     if let Some(at) = &existing.event_timestamp {
                         event.occurred_at = at.parse().unwrap_or(event.occurred_at);
                     }
-                    (existing, true)
+                    (existing.view, true)
                 }
             }
         }

@@ -9,11 +9,11 @@ use crate::query::QueryParams;
 use crate::store::keys::{self, Index, ItemKey};
 use crate::store::reads::{Page, Query, SortKey};
 use crate::store::records::{
-    BookingRecord, ChannelRecord, EventRecord, MessageRecord, MessageTally, ProductRecord,
-    SaleRecord, ThreadRecord, UserRecord, UserRef, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
+    BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
+    ThreadView, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
 };
 use crate::store::Store;
-use crate::views::{json, BookingView, SaleView, ThreadView};
+use crate::views::{json, BookingWithLinks, SaleWithProduct, ThreadWithContext};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -68,9 +68,9 @@ fn product_key(org_id: &str, id: &str) -> Option<ItemKey> {
 /// Related records by key, read with one BatchGetItem (chunked by 100 keys), each decoded
 /// as the record type its key names.
 struct Related {
-    users: HashMap<ItemKey, UserRecord>,
-    products: HashMap<ItemKey, ProductRecord>,
-    channels: HashMap<ItemKey, ChannelRecord>,
+    users: HashMap<ItemKey, UserView>,
+    products: HashMap<ItemKey, ProductView>,
+    channels: HashMap<ItemKey, ChannelView>,
 }
 
 impl Related {
@@ -105,11 +105,11 @@ impl Related {
         Ok(related)
     }
 
-    fn user(&self, key: Option<&ItemKey>) -> Option<&UserRecord> {
+    fn user(&self, key: Option<&ItemKey>) -> Option<&UserView> {
         key.and_then(|key| self.users.get(key))
     }
 
-    fn product(&self, key: Option<&ItemKey>) -> Option<&ProductRecord> {
+    fn product(&self, key: Option<&ItemKey>) -> Option<&ProductView> {
         key.and_then(|key| self.products.get(key))
     }
 }
@@ -135,11 +135,11 @@ pub async fn users_get(
     let [events, sales, bookings, threads] =
         [keys::EVENT, keys::SALE, keys::BOOKING, keys::THREAD].map(under_user);
     let (user, events, sales, bookings, threads) = futures::try_join!(
-        store.get_record::<UserRecord>(&user_key),
-        store.query_up_to::<EventRecord>(&events, USER_CONTEXT_ITEMS),
-        store.query_up_to::<SaleRecord>(&sales, USER_CONTEXT_ITEMS),
-        store.query_up_to::<BookingRecord>(&bookings, USER_CONTEXT_ITEMS),
-        store.query_up_to::<ThreadRecord>(&threads, USER_CONTEXT_THREADS_READ),
+        store.get_record::<UserView>(&user_key),
+        store.query_up_to::<EventView>(&events, USER_CONTEXT_ITEMS),
+        store.query_up_to::<SaleView>(&sales, USER_CONTEXT_ITEMS),
+        store.query_up_to::<BookingView>(&bookings, USER_CONTEXT_ITEMS),
+        store.query_up_to::<ThreadView>(&threads, USER_CONTEXT_THREADS_READ),
     )?;
     let user = user.ok_or(ApiError::UserNotFound)?;
 
@@ -159,7 +159,7 @@ pub async fn users_get(
         };
         let pk = keys::thread_pk(org, &thread_id);
         let query = Query::new(Index::Gsi1, pk, SortKey::children(keys::MESSAGE)).newest_first();
-        let (mut found, _) = store.query_up_to::<MessageRecord>(&query, 1).await?;
+        let (mut found, _) = store.query_up_to::<MessageView>(&query, 1).await?;
         Ok::<_, ApiError>(found.pop())
     }));
     let products = Related::read(
@@ -175,7 +175,7 @@ pub async fn users_get(
         .iter()
         .zip(&product_keys)
         .map(|(sale, product)| {
-            json(&SaleView {
+            json(&SaleWithProduct {
                 sale,
                 product: products.product(product.as_ref()),
             })
@@ -185,7 +185,7 @@ pub async fn users_get(
         .iter()
         .zip(&last_messages)
         .map(|(thread, last_message)| {
-            let mut view = ThreadView::new(thread, None);
+            let mut view = ThreadWithContext::new(thread, None);
             view.last_message = Some(last_message.as_ref());
             json(&view)
         })
@@ -241,7 +241,7 @@ pub async fn users_list(
             query.filter_flag(name, value);
         }
     }
-    let (page, next) = list_page::<UserRecord>(store, org, &params, "users", &query).await?;
+    let (page, next) = list_page::<UserView>(store, org, &params, "users", &query).await?;
     let users = page.items.iter().map(json).collect();
     let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
@@ -284,8 +284,8 @@ pub async fn conversations_get(
     all_messages.projection = Some(MessageTally::ATTRIBUTES.to_vec());
     let thread_key = keys::thread(org, &thread_id);
     let (thread, page, (counted, more)) = futures::try_join!(
-        store.get_record::<ThreadRecord>(&thread_key),
-        store.query_page::<MessageRecord>(&messages, limit, start),
+        store.get_record::<ThreadView>(&thread_key),
+        store.query_page::<MessageView>(&messages, limit, start),
         store.query_up_to::<MessageTally>(&all_messages, MAX_COUNTED_MESSAGES),
     )?;
     let thread = thread.ok_or(ApiError::ThreadNotFound)?;
@@ -316,7 +316,7 @@ pub async fn conversations_get(
     let messages: Vec<Value> = page.items.iter().map(json).collect();
     let channel = channel.as_ref().and_then(|key| related.channels.get(key));
     Ok(Reply::ok(json!({
-        "conversation": json(&ThreadView::new(&thread, None)),
+        "conversation": json(&ThreadWithContext::new(&thread, None)),
         "contact": related.user(contact.as_ref()),
         "channel": channel,
         "summary": {
@@ -345,7 +345,7 @@ pub async fn inbox(
     // The one inbox list kept so far; the parameter names it so others can be added.
     params.choice("status", &["awaiting_reply"])?;
     let query = Query::new(Index::Gsi2, keys::inbox_awaiting_reply(org), SortKey::Any);
-    let (page, next) = list_page::<ThreadRecord>(store, org, &params, "inbox", &query).await?;
+    let (page, next) = list_page::<ThreadView>(store, org, &params, "inbox", &query).await?;
     let contacts: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -357,7 +357,12 @@ pub async fn inbox(
         .items
         .iter()
         .zip(&contacts)
-        .map(|(thread, contact)| json(&ThreadView::new(thread, related.user(contact.as_ref()))))
+        .map(|(thread, contact)| {
+            json(&ThreadWithContext::new(
+                thread,
+                related.user(contact.as_ref()),
+            ))
+        })
         .collect();
     Ok(Reply::ok(page_body("conversations", threads, next)))
 }
@@ -380,7 +385,7 @@ pub async fn bookings_list(
     // at `from`, and `to` before every key at `to`, so BETWEEN gives [from, to).
     let window = SortKey::Between(from.to_stored(), to.to_stored());
     let query = Query::new(Index::Gsi2, keys::bookings_by_schedule(org), window);
-    let (page, next) = list_page::<BookingRecord>(store, org, &params, "bookings", &query).await?;
+    let (page, next) = list_page::<BookingView>(store, org, &params, "bookings", &query).await?;
     let clients: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -410,7 +415,7 @@ pub async fn bookings_list(
                 .iter()
                 .filter_map(|key| related.product(Some(key)))
                 .collect();
-            json(&BookingView::new(
+            json(&BookingWithLinks::new(
                 booking,
                 related.user(client.as_ref()),
                 services,

@@ -5,7 +5,7 @@ use crate::expect::{EventKind, Expected, FieldValues};
 use aws_sdk_dynamodb::types::Select;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use shared::store::records::{ProductRecord, Record, SaleRecord, UserRecord};
+use shared::store::records::{ProductView, SaleView, UserView, View};
 use shared::store::{keys, s, Store};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -107,7 +107,7 @@ async fn count_events(store: &Store, org_id: &str, user: &str) -> Result<usize, 
 }
 
 /// The public view of the record of type `R` at `key`.
-async fn get<R: Record>(store: &Store, key: &keys::ItemKey) -> Result<Option<Value>, String> {
+async fn get<R: View>(store: &Store, key: &keys::ItemKey) -> Result<Option<Value>, String> {
     store
         .get_record::<R>(key)
         .await
@@ -137,7 +137,7 @@ pub async fn verify(org_id: &str, expected: &Expected) -> Report {
             async move {
                 Ok(StoredUser {
                     user: user.clone(),
-                    item: get::<UserRecord>(store, &user_key(org_id, user)).await?,
+                    item: get::<UserView>(store, &user_key(org_id, user)).await?,
                     events: count_events(store, org_id, user).await?,
                 })
             }
@@ -157,9 +157,9 @@ pub async fn verify(org_id: &str, expected: &Expected) -> Report {
         .map(|(sale, _)| {
             let store = &store;
             async move {
-                let sale_item = get::<SaleRecord>(store, &keys::sale(org_id, &id(&sale.id))).await;
+                let sale_item = get::<SaleView>(store, &keys::sale(org_id, &id(&sale.id))).await;
                 let product =
-                    get::<ProductRecord>(store, &keys::product(org_id, &id(&sale.product))).await;
+                    get::<ProductView>(store, &keys::product(org_id, &id(&sale.product))).await;
                 (sale, sale_item, product)
             }
         })

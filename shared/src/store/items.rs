@@ -399,13 +399,13 @@ mod tests {
     use super::*;
     use crate::input;
     use crate::store::records::{
-        decode, BookingRecord, MessageRecord, Record, SaleRecord, ThreadRecord, UserRecord,
+        decode, BookingView, MessageView, SaleView, ThreadView, UserView, View,
     };
     use serde_json::json;
 
     const KEY_ATTRIBUTES: [&str; 4] = ["GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"];
 
-    fn assert_shown<R: Record>(write: &Upsert) {
+    fn assert_shown<R: View>(write: &Upsert) {
         let advanced = write.advance.iter().flat_map(|advance| &advance.set);
         let written: Vec<_> = write
             .set
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn every_written_attribute_is_shown() {
         let user = input::parse_user(&body(every_user_field())).unwrap();
-        assert_shown::<UserRecord>(&super::user("o", &user));
+        assert_shown::<UserView>(&super::user("o", &user));
 
         for (name, properties) in [
             (
@@ -465,7 +465,7 @@ mod tests {
             let event = input::parse_event(&event, Timestamp::now()).unwrap();
             let change = crate::lifecycle::lifecycle_update(&event).unwrap();
             let write = user_for_event("o", &event.user, &change, event.occurred_at);
-            assert_shown::<UserRecord>(&write);
+            assert_shown::<UserView>(&write);
         }
 
         let sale = input::parse_sale(&body(json!({
@@ -474,7 +474,7 @@ mod tests {
             "buyer": {"external_user_id": "u1"}, "product": {"external_product_id": "p"}
         })))
         .unwrap();
-        assert_shown::<SaleRecord>(&super::sale("o", &sale));
+        assert_shown::<SaleView>(&super::sale("o", &sale));
 
         let message = input::parse_message(&body(json!({
             "message_id": "m", "thread_id": "t", "direction": "in", "text": "hi",
@@ -483,8 +483,8 @@ mod tests {
             "channel": {"external_channel_id": "c"}
         })))
         .unwrap();
-        assert_shown::<MessageRecord>(&super::message("o", &message));
-        assert_shown::<ThreadRecord>(&super::thread_for_message("o", &message));
+        assert_shown::<MessageView>(&super::message("o", &message));
+        assert_shown::<ThreadView>(&super::thread_for_message("o", &message));
 
         let conversation = input::parse_conversation(&body(json!({
             "thread_id": "t", "last_message_at": "2025-01-01T00:00:00Z", "subject": "s",
@@ -492,7 +492,7 @@ mod tests {
             "channel": {"external_channel_id": "c"}
         })))
         .unwrap();
-        assert_shown::<ThreadRecord>(&super::thread("o", &conversation));
+        assert_shown::<ThreadView>(&super::thread("o", &conversation));
 
         let booking = input::parse_booking(&body(json!({
             "booking_id": "b", "title": "t", "booking_type": "x", "status": "s",
@@ -501,6 +501,6 @@ mod tests {
             "service_external_ids": ["p"]
         })))
         .unwrap();
-        assert_shown::<BookingRecord>(&super::booking("o", &booking));
+        assert_shown::<BookingView>(&super::booking("o", &booking));
     }
 }

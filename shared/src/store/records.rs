@@ -1,11 +1,10 @@
 //! Stored items as typed records, decoded at the store's edge (serde_dynamo).
 //!
-//! Each record's `Serialize` is its client view, an allow-list: only the fields declared
-//! here reach a client, and internal attributes the code needs (`request_hash`, a thread's
-//! key) are declared with `skip_serializing`. An attribute that is stored but not declared
-//! (keys, `org_id`, `version`, a new internal attribute) is dropped when decoding. `entity`
-//! is read into `object`, the name clients see. Adding a client-visible field is one line
-//! here (and the write in `items.rs`).
+//! Each record comes with its view, the allow-list of what a client sees (see [`record!`]):
+//! an attribute that is stored but not declared in the view (keys, `org_id`, `version`, an
+//! internal attribute the code reads, declared under `internal`) never reaches a client.
+//! Adding a client-visible field is one line in a view here (and the write in `items.rs`);
+//! adding an internal one, one line under `internal`.
 
 use super::keys::{self, ItemKey};
 use super::{Item, Store};
@@ -29,9 +28,9 @@ pub const USER_FLAG_FILTERS: [&str; 2] = ["is_installed", "is_active_customer"];
 /// Money totals kept as DynamoDB numbers (so events can increment them atomically).
 pub const NUMERIC_MONEY_ATTRIBUTES: [&str; 1] = ["lifetime_value"];
 
-/// A typed record: decoded from a stored item, serialized as its client view.
-pub trait Record: DeserializeOwned + Serialize {}
-impl<T: DeserializeOwned + Serialize> Record for T {}
+/// A record's view, decoded from a stored item and serialized for a client.
+pub trait View: DeserializeOwned + Serialize {}
+impl<T: DeserializeOwned + Serialize> View for T {}
 
 /// A stored item whose type the caller decides ([`Stored::decode`]): what a BatchGetItem
 /// of mixed records returns.
@@ -97,18 +96,35 @@ pub struct UserRef {
     pub email: Option<String>,
 }
 
-/// Declares a record: every field optional and left out of the view when absent, plus the
-/// fields every upserted record has (`object`, `ingested_at`, `updated_at`).
+/// Declares a record and its view. `XView` is the allow-list of what a client sees: every
+/// field optional (left out when absent), plus `object` (the stored `entity`),
+/// `ingested_at` and `updated_at`. `XRecord` is the stored item: its view plus the
+/// `internal` fields code reads but no client sees. A record has no `Serialize`, so only a
+/// view can become a response; it derefs to its view for reading.
 macro_rules! record {
     (
         $(#[$meta:meta])*
-        pub struct $name:ident {
+        pub struct $record:ident / $view:ident {
             $( $(#[$field_meta:meta])* $field:ident : $type:ty ),* $(,)?
         }
+        $( internal { $( $(#[$internal_meta:meta])* $internal:ident : $internal_type:ty ),* $(,)? } )?
     ) => {
         $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        pub struct $record {
+            #[serde(flatten)]
+            pub view: $view,
+            $($(
+                $(#[$internal_meta])*
+                #[serde(default)]
+                pub $internal: Option<$internal_type>,
+            )*)?
+        }
+
+        /// What a client sees of a
+        #[doc = concat!("[`", stringify!($record), "`].")]
         #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-        pub struct $name {
+        pub struct $view {
             /// The stored `entity`.
             #[serde(rename(deserialize = "entity"))]
             pub object: String,
@@ -122,12 +138,19 @@ macro_rules! record {
                 pub $field: Option<$type>,
             )*
         }
+
+        impl std::ops::Deref for $record {
+            type Target = $view;
+            fn deref(&self) -> &$view {
+                &self.view
+            }
+        }
     };
 }
 
 record! {
     /// `ORG#..#USER#..`: the client record.
-    pub struct UserRecord {
+    pub struct UserRecord / UserView {
         external_user_id: String,
         email: String,
         name: String,
@@ -165,7 +188,7 @@ record! {
 }
 
 record! {
-    pub struct ProductRecord {
+    pub struct ProductRecord / ProductView {
         external_product_id: String,
         sku: String,
         title: String,
@@ -183,7 +206,7 @@ record! {
 }
 
 record! {
-    pub struct ChannelRecord {
+    pub struct ChannelRecord / ChannelView {
         external_channel_id: String,
         display_name: String,
         #[serde(rename = "type")]
@@ -192,7 +215,7 @@ record! {
 }
 
 record! {
-    pub struct SaleRecord {
+    pub struct SaleRecord / SaleView {
         sale_id: String,
         date: String,
         quantity: i64,
@@ -208,7 +231,7 @@ record! {
 
 record! {
     /// A conversation thread (`entity` is `conversation`).
-    pub struct ThreadRecord {
+    pub struct ThreadRecord / ThreadView {
         thread_id: String,
         last_message_at: String,
         subject: String,
@@ -223,7 +246,7 @@ record! {
     }
 }
 
-impl ThreadRecord {
+impl ThreadView {
     /// Whether the thread's last message is inbound.
     pub fn awaiting_reply(&self) -> bool {
         self.last_message_direction.as_deref() == Some("in")
@@ -231,7 +254,7 @@ impl ThreadRecord {
 }
 
 record! {
-    pub struct MessageRecord {
+    pub struct MessageRecord / MessageView {
         message_id: String,
         thread_id: String,
         direction: String,
@@ -248,7 +271,7 @@ record! {
 }
 
 record! {
-    pub struct BookingRecord {
+    pub struct BookingRecord / BookingView {
         booking_id: String,
         title: String,
         booking_type: String,
@@ -266,7 +289,7 @@ record! {
 
 record! {
     /// A stored event, which is also the idempotency record of its `Idempotency-Key`.
-    pub struct EventRecord {
+    pub struct EventRecord / EventView {
         id: String,
         event: String,
         user: UserRef,
@@ -274,8 +297,9 @@ record! {
         #[serde(deserialize_with = "json_text")]
         properties: Value,
         idempotency_key: String,
-        /// The fingerprint of the body that stored it: never shown.
-        #[serde(skip_serializing)]
+    }
+    internal {
+        /// The fingerprint of the body that stored it.
         request_hash: String,
     }
 }
@@ -344,7 +368,7 @@ mod tests {
         let event: EventRecord = decode(item).unwrap();
         assert_eq!(event.request_hash.as_deref(), Some("abc"));
         assert_eq!(
-            serde_json::to_value(&event).unwrap(),
+            serde_json::to_value(&event.view).unwrap(),
             serde_json::json!({"object": "event", "id": "e", "properties": {"a": 1}})
         );
     }
@@ -356,7 +380,12 @@ mod tests {
             ("lifetime_value".to_owned(), n(58)),
             ("install_count".to_owned(), n(2)),
         ]);
-        let user: UserRecord = decode(item).unwrap();
+        let record: UserRecord = decode(item.clone()).unwrap();
+        let user: UserView = decode(item).unwrap();
+        assert_eq!(
+            record.view, user,
+            "a record decodes its view through `flatten` alike"
+        );
         assert_eq!(user.lifetime_value.as_deref(), Some("58.00"));
         assert_eq!(
             serde_json::to_value(&user).unwrap(),

@@ -114,7 +114,7 @@ impl TestOrg {
 
     /// The public view of the user `external_user_id`, read straight from the table.
     pub async fn stored_user(&self, external_user_id: &str) -> Value {
-        let user: shared::store::records::UserRecord = self
+        let user: shared::store::records::UserView = self
             .store()
             .get_record(&keys::user(
                 &self.org_id,
