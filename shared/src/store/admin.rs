@@ -150,7 +150,7 @@ impl Store {
         };
         let mut expr = Expr::new();
         expr.set(attribute, s(at));
-        let exists = expr.exists("PK");
+        let exists = expr.exists(keys::TABLE_PK);
         let not_revoked = expr.not_exists("revoked_at");
         expr.condition(exists).condition(not_revoked);
         let result = self
@@ -185,7 +185,7 @@ impl Store {
             Some(limit) => expr.set(attribute, n(limit)),
             None => expr.remove(attribute),
         };
-        let exists = expr.exists("PK");
+        let exists = expr.exists(keys::TABLE_PK);
         expr.condition(exists);
         let result = self.update_item(&key).with(expr.finish()).send().await;
         match result {

@@ -367,9 +367,8 @@ pub fn event(
         event_id,
     );
     let now = received_at.to_stored();
-    let mut item = HashMap::from([
-        ("PK".to_owned(), s(key.pk)),
-        ("SK".to_owned(), s(key.sk)),
+    let mut item = keys::key_item(&key);
+    item.extend([
         ("GSI1PK".to_owned(), s(index.gsi1pk)),
         ("GSI1SK".to_owned(), s(index.gsi1sk)),
         ("entity".to_owned(), s("event")),

@@ -82,8 +82,9 @@ impl Store {
     pub async fn record_key_use(&self, key_id: &str, at: &str) {
         let mut expr = Expr::new();
         expr.set("last_used_at", s(at));
-        let exists = expr.exists("PK");
-        let expression = expr.condition(exists).clone().finish();
+        let exists = expr.exists(keys::TABLE_PK);
+        expr.condition(exists);
+        let expression = expr.finish();
         let result = self
             .update_item(&keys::api_key(key_id))
             .with(expression)
@@ -198,12 +199,17 @@ impl Store {
     /// One conditional PutItem that only creates: if the key exists, the existing item is
     /// returned (ReturnValuesOnConditionCheckFailure=ALL_OLD) instead of being overwritten.
     pub async fn put_new(&self, item: &Stored) -> Result<PutOutcome, ApiError> {
+        let mut expr = Expr::new();
+        let new_item = expr.not_exists(keys::TABLE_PK);
+        expr.condition(new_item);
+        let expression = expr.finish();
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item.item().clone()))
-            .condition_expression("attribute_not_exists(PK)")
+            .set_condition_expression(expression.condition)
+            .set_expression_attribute_names(expression.names)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
@@ -271,7 +277,7 @@ fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> Expr {
     for name in &upsert.remove {
         expr.remove(name);
     }
-    let new_item = expr.not_exists("PK");
+    let new_item = expr.not_exists(keys::TABLE_PK);
     let same_org = expr.equals("org_id", org);
     let same_entity = expr.equals("entity", entity);
     expr.condition(format!("({new_item} OR ({same_org} AND {same_entity}))"));
