@@ -282,6 +282,23 @@ mod tests {
     }
 
     #[test]
+    fn an_expression_feeds_a_transaction_update() {
+        let mut expr = Expr::new();
+        expr.add("install_count", AttributeValue::N("1".into()));
+        let exists = expr.exists("PK");
+        expr.condition(exists);
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name("t")
+            .key("PK", s("p"))
+            .key("SK", s("s"))
+            .with(expr.finish())
+            .build()
+            .unwrap();
+        assert_eq!(update.update_expression(), "ADD #n0 :v0");
+        assert_eq!(update.condition_expression(), Some("attribute_exists(#n1)"));
+    }
+
+    #[test]
     fn a_projection_names_each_attribute_once() {
         let mut expr = Expr::new();
         let projection = expr.projection(["PK", "SK", "entity", "PK"]);

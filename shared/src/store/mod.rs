@@ -40,10 +40,12 @@ pub struct Store {
     table: String,
 }
 
+/// A string attribute value.
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+/// A number attribute value.
 pub fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
@@ -56,6 +58,8 @@ impl Store {
         }
     }
 
+    /// The SDK client, for tests and tools that inspect the table independently of the
+    /// store (nothing in the crate outside `store` uses it).
     pub fn client(&self) -> &Client {
         &self.client
     }
