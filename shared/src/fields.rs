@@ -315,6 +315,12 @@ impl Serialize for Money {
 #[serde(transparent)]
 pub struct Currency(String);
 
+impl Currency {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;

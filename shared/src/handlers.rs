@@ -4,16 +4,16 @@
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::facts;
 use crate::fields::Timestamp;
 use crate::idempotency::{Existing, Idempotency, IdempotencyKey};
 use crate::input::{self, Channel, Event, User};
-use crate::lifecycle::lifecycle_update;
 use crate::store::items;
 use crate::store::records::{
     BookingView, ChannelView, EventRecord, EventView, MessageView, ProductView, SaleView, Stored,
     ThreadView, UserView,
 };
-use crate::store::{PutOutcome, Store, Upsert, UpsertOutcome};
+use crate::store::{EventOutcome, EventWrite, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
 use lambda_http::http::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
@@ -161,10 +161,13 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     let sale = input::parse_sale(body)?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
-        related.push((Slot::One("buyer", USER), items::user(org, buyer)));
+        related.push((Slot::One("buyer", USER), items::user_mention(org, buyer)));
     }
     if let Some(product) = &sale.product {
-        related.push((Slot::One("product", PRODUCT), items::product(org, product)));
+        related.push((
+            Slot::One("product", PRODUCT),
+            items::product_mention(org, product),
+        ));
     }
     let (object, created, related) =
         write_all(store, related, items::sale(org, &sale), SALE).await?;
@@ -177,7 +180,12 @@ fn contact_and_channel(
     contact: Option<&User>,
     channel: Option<&Channel>,
 ) -> Vec<(Slot, Upsert)> {
-    let contact = contact.map(|contact| (Slot::One("contact", USER), items::user(org, contact)));
+    let contact = contact.map(|contact| {
+        (
+            Slot::One("contact", USER),
+            items::user_mention(org, contact),
+        )
+    });
     let channel =
         channel.map(|channel| (Slot::One("channel", CHANNEL), items::channel(org, channel)));
     contact.into_iter().chain(channel).collect()
@@ -226,12 +234,12 @@ pub async fn bookings_upsert(
     let booking = input::parse_booking(body)?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {
-        related.push((Slot::One("client", USER), items::user(org, client)));
+        related.push((Slot::One("client", USER), items::user_mention(org, client)));
     }
     for service in &booking.services {
         related.push((
             Slot::List("services", PRODUCT),
-            items::product(org, service),
+            items::product_mention(org, service),
         ));
     }
     let (object, created, related) =
@@ -239,12 +247,12 @@ pub async fn bookings_upsert(
     Ok(Reply::upserted(created, "booking", object, related))
 }
 
-/// Stores an event and applies its lifecycle change to the user.
+/// Stores an event and adds what it says to its client (see [`crate::facts`]).
 ///
-/// Idempotency (see [`crate::idempotency`]): with an `Idempotency-Key` the event item is
-/// the idempotency record, and a retry gets the stored event back. The user write is
-/// applied on a replay too: it is guarded (a no-op when already applied) and is what makes
-/// a retry after a partial failure converge.
+/// The event item and its user's update are one transaction (`store::events_write`), so
+/// an event is stored with its counts or not at all. Idempotency (see
+/// [`crate::idempotency`]): with an `Idempotency-Key` the event item is the idempotency
+/// record, and a retry gets the stored event back, its counts already in.
 pub async fn events(
     store: &Store,
     caller: &Caller,
@@ -254,42 +262,30 @@ pub async fn events(
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
     let key = IdempotencyKey::from_headers(headers)?;
-    let mut event: Event = input::parse_event(body, received_at)?;
-    let change = lifecycle_update(&event)?;
+    let event: Event = input::parse_event(body, received_at)?;
+    let contribution = facts::contribution(&event)?;
     let idempotency = Idempotency::of(key, body)?;
-    let item = items::event(
-        org,
-        &event,
-        &idempotency.event_id,
-        received_at,
-        idempotency.stored(),
-    );
-
-    let (stored, replayed) = match store.put_new(&item).await? {
-        PutOutcome::Created => (item.decode::<EventView>()?, false),
-        PutOutcome::Exists(existing) => {
+    let write = EventWrite {
+        event: items::event(
+            org,
+            &event,
+            &idempotency.event_id,
+            received_at,
+            idempotency.stored(),
+        ),
+        user: items::user_for_event(org, &event.user, event.occurred_at),
+        contribution,
+    };
+    let (stored, replayed) = match store.record_event(&write).await? {
+        EventOutcome::Recorded => (write.event.decode::<EventView>()?, false),
+        EventOutcome::Exists(existing) => {
             let existing: EventRecord = existing.decode()?;
             match idempotency.existing(existing.request_hash.as_deref())? {
-                Existing::OwnWrite => (item.decode::<EventView>()?, false),
-                Existing::Replay => {
-                    // Re-apply with the time the first request recorded, not this retry's.
-                    if let Some(at) = &existing.event_timestamp {
-                        event.occurred_at = at.parse().unwrap_or(event.occurred_at);
-                    }
-                    (existing.view, true)
-                }
+                Existing::OwnWrite => (write.event.decode::<EventView>()?, false),
+                Existing::Replay => (existing.view, true),
             }
         }
     };
-    let user_write = items::user_for_event(org, &event.user, &change, event.occurred_at);
-    if replayed {
-        // Usually already made by the first attempt: checked with a read, sent again only
-        // if that attempt stored the event but failed before its user write.
-        store.upsert_unless_done(user_write).await?;
-    } else {
-        store.upsert(user_write).await?;
-    }
-
     let mut reply = Reply::upserted(true, "event", json(&stored), Map::new());
     if replayed {
         reply

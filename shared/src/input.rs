@@ -148,10 +148,29 @@ pub struct User {
 }
 
 impl UserFields {
+    /// The lifecycle times a profile may carry: like `event_timestamp`, at most
+    /// [`MAX_CLOCK_SKEW`] ahead, since the record shows the later of them and the events' (a
+    /// far-future `last_payment_at` would hide every real payment).
+    fn lifecycle_times(&self) -> [(Option<Timestamp>, &'static str); 6] {
+        [
+            (self.installed_at, "installed_at"),
+            (self.last_opened_at, "last_opened_at"),
+            (self.uninstalled_at, "uninstalled_at"),
+            (self.last_payment_at, "last_payment_at"),
+            (self.subscription_started_at, "subscription_started_at"),
+            (self.created_at, "created_at"),
+        ]
+    }
+
     /// The user these fields identify (`external_user_id`, else `email`). A missing
-    /// identity names `external_user_id`; a nested user's caller re-roots the error at
-    /// where the user sits (`user`, `buyer`, ...) with [`ApiError::within`].
+    /// identity names `external_user_id`, a future lifecycle time its field; a nested user's
+    /// caller re-roots the error at where the user sits (`user`, `buyer`, ...) with
+    /// [`ApiError::within`].
     pub fn into_user(mut self) -> Result<User, ApiError> {
+        let now = Timestamp::now();
+        for (at, param) in self.lifecycle_times() {
+            not_in_future(at, param, now)?;
+        }
         self.external_user_id = Id::present(self.external_user_id);
         let identity = match (&self.external_user_id, &self.email) {
             (Some(id), _) => UserIdentity::External(id.clone()),

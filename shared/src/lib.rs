@@ -7,7 +7,8 @@
 //! - [`views`]: the response objects, explicit types over the store's typed records.
 //! - [`idempotency`]: `Idempotency-Key` parsing, event ids, body fingerprints, replays.
 //! - [`query`], [`cursor`]: query-string parameters and opaque page cursors.
-//! - [`input`], [`fields`], [`lifecycle`]: request bodies parsed into validated domain values.
+//! - [`input`], [`fields`]: request bodies parsed into validated domain values.
+//! - [`facts`]: what an event tells about its client, in a form that combines in any order.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
 //! - [`ratelimit`]: per-key limits shared by all instances through leased token blocks.
 //! - [`store`]: the only code that talks to DynamoDB (key schema in [`store::keys`]).
@@ -20,12 +21,12 @@ pub mod cursor;
 pub mod endpoint;
 pub mod erase;
 pub mod error;
+pub mod facts;
 pub mod fields;
 pub mod handlers;
 pub mod http;
 pub mod idempotency;
 pub mod input;
-pub mod lifecycle;
 pub mod query;
 pub mod ratelimit;
 pub mod reads;

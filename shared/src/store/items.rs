@@ -8,7 +8,6 @@ use crate::fields::{Id, Timestamp};
 use crate::input::{
     Booking, Channel, Conversation, Direction, Event, Message, Product, Sale, User, UserIdentity,
 };
-use crate::lifecycle::LifecycleUpdate;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde_json::Value;
@@ -105,17 +104,19 @@ pub fn user(org_id: &str, user: &User) -> Upsert {
     write
 }
 
-/// The user write of an event: the nested user's fields plus the lifecycle change,
-/// guarded so it applies once and never moves timestamps backwards.
-pub fn user_for_event(
-    org_id: &str,
-    user: &User,
-    change: &LifecycleUpdate,
-    at: Timestamp,
-) -> Upsert {
+/// A user mentioned in another object (an event's `user`, a sale's `buyer`, a thread's or
+/// message's `contact`, a booking's `client`): the record is created when missing and gets
+/// the fields it does not have yet, but no value it has is replaced. The user's own
+/// endpoint is the authority; a backfilled mention from 2024 never overwrites today's email.
+pub fn user_mention(org_id: &str, user: &User) -> Upsert {
+    fill_gaps(self::user(org_id, user))
+}
+
+/// The user write of an event: the nested user as a mention, and the event's time as the
+/// user's last activity when it is the newest event (see `events_write` for the rest).
+pub fn user_for_event(org_id: &str, user: &User, at: Timestamp) -> Upsert {
     let stamp = at.to_stored();
-    let mut write = self::user(org_id, user);
-    // Any event is activity: the newest event's time is the user's last activity.
+    let mut write = user_mention(org_id, user);
     write.advance = Some(Advance {
         attribute: "last_event_at",
         value: stamp.clone(),
@@ -128,41 +129,20 @@ pub fn user_for_event(
             ),
         ],
     });
-    if change.is_empty() {
-        return write;
-    }
-    for name in &change.stamps {
-        write = write.with(name, s(&stamp));
-    }
-    for (name, value) in &change.set {
-        if let Some(value) = to_attribute(name, value.clone()) {
-            write = write.with(name, value);
-        }
-    }
-    let counters = [
-        ("install_count", change.install_count),
-        ("total_payments_count", change.total_payments_count),
-    ];
-    for (name, increment) in counters.into_iter().filter(|(_, by)| *by > 0) {
-        write.set.retain(|(existing, _)| existing != name);
-        write.add.push((name.to_owned(), n(increment)));
-    }
-    if let Some(amount) = change.lifetime_value {
-        write
-            .set
-            .retain(|(existing, _)| existing != "lifetime_value");
-        write
-            .add
-            .push(("lifetime_value".to_owned(), n(amount.decimal())));
-    }
-    write.newer_than = change
-        .stamps
-        .iter()
-        .chain(&change.also_newer_than)
-        .copied()
-        .collect();
-    write.stamp = Some(stamp);
     write
+}
+
+/// Every attribute `write` sets becomes "set only if absent".
+fn fill_gaps(mut write: Upsert) -> Upsert {
+    let set = std::mem::take(&mut write.set);
+    write.set_if_absent.extend(set);
+    write
+}
+
+/// A product mentioned in a sale or as a booking's service: like [`user_mention`], it
+/// fills gaps and never overwrites the catalog.
+pub fn product_mention(org_id: &str, product: &Product) -> Upsert {
+    fill_gaps(self::product(org_id, product))
 }
 
 pub fn product(org_id: &str, product: &Product) -> Upsert {
@@ -185,22 +165,23 @@ pub fn channel(org_id: &str, channel: &Channel) -> Upsert {
 
 pub fn sale(org_id: &str, sale: &Sale) -> Upsert {
     let mut write = upsert(org_id, keys::sale(org_id, &sale.id), "sale", &sale.fields);
+    let id = sale.id.as_str();
+    if let Some(date) = sale.fields.date {
+        // Also without the buyer: a re-dated sale moves in its buyer's list.
+        write = write.with(
+            "GSI1SK",
+            s(keys::child_sort(keys::SALE, &date.to_stored(), id)),
+        );
+    }
     if let Some(buyer) = &sale.buyer {
-        write = write.with("buyer", identity_ref(&buyer.identity));
-        let parent = keys::user_pk(org_id, &buyer.identity);
-        match sale.fields.date {
-            Some(date) => {
-                let index =
-                    keys::under_parent(parent, keys::SALE, &date.to_stored(), sale.id.as_str());
-                write = write.indexed(Some(index));
-            }
+        write = write
+            .with("buyer", identity_ref(&buyer.identity))
+            .with("GSI1PK", s(keys::user_pk(org_id, &buyer.identity)));
+        if sale.fields.date.is_none() {
             // Listed under the buyer all the same (so erasing the buyer finds it), with an
             // empty date that sorts before every date; a later upsert with a date moves it.
-            None => {
-                let index = keys::under_parent(parent, keys::SALE, "", sale.id.as_str());
-                write = write.with("GSI1PK", s(index.gsi1pk));
-                write.set_if_absent = vec![("GSI1SK".to_owned(), s(index.gsi1sk))];
-            }
+            let undated = keys::child_sort(keys::SALE, "", id);
+            write.set_if_absent = vec![("GSI1SK".to_owned(), s(undated))];
         }
     }
     if let Some(product) = &sale.product {
@@ -335,17 +316,13 @@ pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
             "GSI2SK",
             s(keys::booking_schedule_sort(&scheduled_at, &booking.id)),
         );
+    // Also without the client: a rescheduled booking moves in its client's list.
+    let client_sort = keys::child_sort(keys::BOOKING, &scheduled_at, booking.id.as_str());
+    write = write.with("GSI1SK", s(client_sort));
     if let Some(client) = &booking.client {
-        let parent = keys::user_pk(org_id, &client.identity);
-        let index = keys::under_parent(
-            parent,
-            keys::BOOKING,
-            &booking.scheduled_at.to_stored(),
-            booking.id.as_str(),
-        );
         write = write
             .with("client", identity_ref(&client.identity))
-            .indexed(Some(index));
+            .with("GSI1PK", s(keys::user_pk(org_id, &client.identity)));
     }
     write
 }
@@ -451,21 +428,10 @@ mod tests {
         let user = input::parse_user(&body(every_user_field())).unwrap();
         assert_shown::<UserView>(&super::user("o", &user));
 
-        for (name, properties) in [
-            (
-                "subscription_started",
-                json!({"amount": "9.00", "currency": "USD", "plan": "p"}),
-            ),
-            ("app_installed", json!({"install_platform": "ios"})),
-            ("user_purchased", json!({"amount": "1.00"})),
-        ] {
-            let event =
-                body(json!({"event": name, "user": every_user_field(), "properties": properties}));
-            let event = input::parse_event(&event, Timestamp::now()).unwrap();
-            let change = crate::lifecycle::lifecycle_update(&event).unwrap();
-            let write = user_for_event("o", &event.user, &change, event.occurred_at);
-            assert_shown::<UserView>(&write);
-        }
+        // What the event adds besides is checked in `client_record`'s tests.
+        let event = body(json!({"event": "app_opened", "user": every_user_field()}));
+        let event = input::parse_event(&event, Timestamp::now()).unwrap();
+        assert_shown::<UserView>(&user_for_event("o", &event.user, event.occurred_at));
 
         let sale = input::parse_sale(&body(json!({
             "sale_id": "s", "date": "2025-01-01T00:00:00Z", "quantity": 1, "total": "1.00",

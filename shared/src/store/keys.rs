@@ -153,8 +153,14 @@ pub const ORGS_LIST: &str = "ORGS";
 pub fn under_parent(parent_pk: String, kind: &str, at: &str, id: &str) -> ParentIndexKey {
     ParentIndexKey {
         gsi1pk: parent_pk,
-        gsi1sk: format!("{kind}#{at}#{id}"),
+        gsi1sk: child_sort(kind, at, id),
     }
+}
+
+/// The GSI1 sort key of a child: `<KIND>#<time>#<id>`. Written on every upsert that sends
+/// the time, with or without the parent, so a re-dated child moves in its parent's list.
+pub fn child_sort(kind: &str, at: &str, id: &str) -> String {
+    format!("{kind}#{at}#{id}")
 }
 
 /// Threads are listed under their contact by id (their last message time changes).

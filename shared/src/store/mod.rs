@@ -4,12 +4,16 @@
 //! - [`keys`]: the key schema and index names; [`table`]: the table definition.
 //! - [`expr`]: the expression builder every call with an expression uses.
 //! - [`write`]: the request path's conditional writes; [`reads`]: queries, batches, deletes.
-//! - [`items`]: domain values as writes; [`records`]: stored items as typed records.
+//! - [`events_write`]: an event and its client's counts in one transaction.
+//! - [`items`]: domain values as writes; [`records`]: stored items as typed records;
+//!   [`client_record`]: a user item merged into the client record clients see.
 //! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys.
 
 pub mod admin;
 pub mod client;
+pub mod client_record;
 pub mod error;
+pub mod events_write;
 pub mod expr;
 pub mod items;
 pub mod keys;
@@ -24,6 +28,7 @@ pub use client::{
     REQUEST_DEADLINE,
 };
 pub use error::storage_error;
+pub use events_write::{EventOutcome, EventWrite};
 pub use write::{Advance, PutOutcome, Upsert, UpsertOutcome};
 
 use crate::error::ApiError;

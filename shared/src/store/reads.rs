@@ -1,10 +1,12 @@
 //! Reads and deletes: Query (one page, or a bounded walk), BatchGetItem and BatchWriteItem
 //! deletes with bounded retries of what DynamoDB leaves unprocessed. Never a Scan.
 
+use super::client_record;
+use super::events_write::event_attribute;
 use super::expr::Expr;
 use super::keys::{key_item, Index, ItemKey};
 use super::records::{decode, Stored};
-use super::{s, storage_error, Item, Store};
+use super::{n, s, storage_error, Item, Store};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
@@ -161,7 +163,7 @@ fn query_expression(query: &Query) -> QueryExpression {
     let filters: Vec<String> = query
         .filters
         .iter()
-        .map(|(name, value)| expr.equals(name, value.clone()))
+        .map(|(name, value)| filter(&mut expr, name, value))
         .collect();
     let projection = query.projection.as_ref().map(|attributes| {
         let all = query.index.position_attributes();
@@ -175,6 +177,24 @@ fn query_expression(query: &Query) -> QueryExpression {
         names: expression.names,
         values: expression.values,
     }
+}
+
+/// `name = value`; for a client field that events also keep (see [`client_record`]), the
+/// record's merged value: the events' when an event carried one, the profile's otherwise.
+fn filter(expr: &mut Expr, name: &str, value: &AttributeValue) -> String {
+    let Some(field) = client_record::event_field(name) else {
+        return expr.equals(name, value.clone());
+    };
+    let attribute = event_attribute(field);
+    let stored = match value {
+        AttributeValue::Bool(flag) => n(u8::from(*flag)),
+        other => other.clone(),
+    };
+    let (has, lacks) = (expr.exists(&attribute), expr.not_exists(&attribute));
+    let event_value = format!("{}.{}", expr.name(&attribute), expr.name("v"));
+    let event_value = format!("{event_value} = {}", expr.value(stored));
+    let profile_value = expr.equals(name, value.clone());
+    format!("(({has} AND {event_value}) OR ({lacks} AND {profile_value}))")
 }
 
 impl Store {

@@ -59,6 +59,14 @@ impl Stored {
 /// Decodes a stored item, money totals first rewritten as decimal strings with at least two
 /// places (DynamoDB may drop trailing zeros: `58.00` comes back as `58`).
 pub fn decode<T: DeserializeOwned>(mut item: Item) -> Result<T, ApiError> {
+    if item
+        .get("entity")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some("user")
+    {
+        item = super::client_record::merge(item);
+    }
     for name in NUMERIC_MONEY_ATTRIBUTES {
         if let Some(AttributeValue::N(number)) = item.get(name) {
             let text = money_string(number);
@@ -71,7 +79,7 @@ pub fn decode<T: DeserializeOwned>(mut item: Item) -> Result<T, ApiError> {
     })
 }
 
-fn money_string(number: &str) -> String {
+pub(super) fn money_string(number: &str) -> String {
     match number.parse::<rust_decimal::Decimal>() {
         Ok(mut amount) if amount.scale() < 2 => {
             amount.rescale(2);
@@ -176,8 +184,11 @@ record! {
         last_payment_at: String,
         last_payment_amount: String,
         last_payment_currency: String,
-        /// A decimal string (see [`decode`]).
+        /// A decimal string (see [`decode`]), in `lifetime_value_currency`.
         lifetime_value: String,
+        lifetime_value_currency: String,
+        /// Revenue from payment events per currency, each a decimal string.
+        revenue_by_currency: std::collections::BTreeMap<String, String>,
         total_payments_count: i64,
         is_active_customer: bool,
         #[serde(deserialize_with = "json_text")]

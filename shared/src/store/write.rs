@@ -1,6 +1,7 @@
 //! The request path's writes: guarded upserts, create-only puts, the rate-limit lease and
-//! key-use bookkeeping. Every write is one conditional `UpdateItem` or `PutItem`; nothing
-//! reads before it writes (except an idempotent replay, see [`Store::upsert_unless_done`]).
+//! key-use bookkeeping. Every write is one conditional `UpdateItem` or `PutItem` (an event
+//! and its client's counts are one transaction, see `events_write`); nothing reads before
+//! it writes.
 
 use super::error::{conditional_check_item, storage_error};
 use super::expr::{Expr, WithExpression};
@@ -65,18 +66,15 @@ pub enum PutOutcome {
     Exists(Stored),
 }
 
-impl Store {
-    /// Sends a guarded `upsert` unless a read shows it would change nothing: for a request
-    /// that may have made this write already (an idempotent replay), one read instead of a
-    /// write DynamoDB would refuse, and the write again only if the first attempt failed.
-    pub async fn upsert_unless_done(&self, upsert: Upsert) -> Result<UpsertOutcome, ApiError> {
-        let current = self.get_consistent(&upsert.key).await?;
-        if current.is_some_and(|item| !still_applies(&upsert, &item)) {
-            return Ok(UpsertOutcome::Stale);
-        }
-        self.upsert(upsert).await
+impl Upsert {
+    /// Whether `item` (as it is stored) is this write's org's and entity's: the key schema
+    /// guarantees it, checking makes a bug there fail loudly instead of corrupting data.
+    pub(super) fn is_owner_of(&self, item: &Item) -> bool {
+        item.get("org_id") == Some(&s(&self.org_id)) && item.get("entity") == Some(&s(self.entity))
     }
+}
 
+impl Store {
     /// Sets an API key's `last_used_at` (if the key still exists). Failures are only
     /// logged: this is bookkeeping, never a reason to fail a request.
     pub async fn record_key_use(&self, key_id: &str, at: &str) {
@@ -151,9 +149,7 @@ impl Store {
             Ok(written) => return Ok(written),
             Err(old) => old,
         };
-        let same_owner = old.get("org_id") == Some(&s(&upsert.org_id))
-            && old.get("entity") == Some(&s(upsert.entity));
-        if !same_owner {
+        if !upsert.is_owner_of(&old) {
             tracing::error!(pk = upsert.key.pk, "item owned by another org or entity");
             return Err(ApiError::Internal);
         }
@@ -223,21 +219,6 @@ impl Store {
     }
 }
 
-/// Whether a guarded `upsert` would still change `item`, as its conditions would decide:
-/// its `newer_than` guard, or, without one, its `advance` attribute still moving forward.
-fn still_applies(upsert: &Upsert, item: &Item) -> bool {
-    if !upsert.newer_than.is_empty() {
-        return guard_passes(upsert, item);
-    }
-    match &upsert.advance {
-        Some(advance) => match item.get(advance.attribute) {
-            Some(AttributeValue::S(value)) => value < &advance.value,
-            _ => true,
-        },
-        None => true,
-    }
-}
-
 /// Whether the `newer_than` guard of `upsert` holds on `old` (the item as it was).
 fn guard_passes(upsert: &Upsert, old: &Item) -> bool {
     let Some(stamp) = &upsert.stamp else {
@@ -250,7 +231,7 @@ fn guard_passes(upsert: &Upsert, old: &Item) -> bool {
 }
 
 /// The update and condition of one upsert (with its `advance` part, or without it).
-fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> Expr {
+pub(super) fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> Expr {
     let mut expr = Expr::new();
     let now = expr.value(s(crate::fields::Timestamp::now().to_stored()));
     let entity = s(upsert.entity);

@@ -81,24 +81,35 @@ async fn a_retry_with_the_same_key_replays_the_first_answer() {
     assert_eq!(version().await, before);
 }
 
+/// The event and its client's counts are one transaction: when the user write cannot be
+/// made, the event is not stored either, so a retry still counts it exactly once.
 #[tokio::test]
-async fn a_replay_completes_a_user_write_the_first_attempt_missed() {
+async fn an_event_is_stored_with_its_counts_or_not_at_all() {
     let org = TestOrg::new().await;
-    let headers = [("idempotency-key", "install-then-lost-user-write")];
-    org.call_with(Endpoint::Events, &headers, install_event().to_string())
-        .await
-        .assert_status(201);
-    // As if the first attempt stored the event and then failed before its user write.
+    let headers = [("idempotency-key", "install-while-the-user-write-fails")];
+    // An item of another entity at the user's key: the user write's condition refuses it.
     let user_key = keys::user(&org.org_id, &external_identity("usr_123"));
+    let text = |value: &str| aws_sdk_dynamodb::types::AttributeValue::S(value.to_owned());
     org.store()
         .client()
-        .delete_item()
+        .put_item()
         .table_name(org.store().table())
-        .key("PK", shared::store::s(&user_key.pk))
-        .key("SK", shared::store::s(&user_key.sk))
+        .item("PK", text(&user_key.pk))
+        .item("SK", text(&user_key.sk))
+        .item("entity", text("product"))
+        .item("org_id", text(&org.org_id))
         .send()
         .await
         .unwrap();
+    org.call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await
+        .assert_error(500, "internal_error");
+    assert_eq!(org.count_events("usr_123").await, 0);
+
+    org.store().delete(&user_key).await.unwrap();
+    org.call_with(Endpoint::Events, &headers, install_event().to_string())
+        .await
+        .assert_status(201);
     let replay = org
         .call_with(Endpoint::Events, &headers, install_event().to_string())
         .await;

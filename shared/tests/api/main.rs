@@ -19,6 +19,8 @@ mod reads;
 mod reads_bookings;
 mod reads_threads;
 mod reads_users;
+mod record_properties;
+mod record_rules;
 mod requests;
 mod sales;
 mod users;

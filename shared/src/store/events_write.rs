@@ -1,0 +1,283 @@
+//! An event and what it adds to its client, written in one transaction.
+//!
+//! `TransactWriteItems` of two items: the create-only Put of the event, and the Update of
+//! its user that adds the event's counts and offers its last-value fields. Atomicity is
+//! what makes the counts exact: an event is either stored with its counts or not at all,
+//! so a retry that finds the event stored (same `Idempotency-Key`, or the SDK resending a
+//! request whose response was lost) knows its counts are in, and adds nothing.
+//!
+//! Each offered field is guarded in the user Update's condition (it applies only if the
+//! offer wins over what the field holds, see [`crate::facts::Offer::wins_over`]), and so
+//! is the activity time. In order, the common case, everything applies: one transaction.
+//! When a guard fails (a late, older event), DynamoDB cancels the whole transaction and
+//! returns the user as it is; the parts that lost are dropped and the transaction is sent
+//! again, so the event and its counts are still written. Guards only ever move fields
+//! forward, so every retry drops at least one part or meets a concurrent writer: bounded.
+
+use super::error::storage_error;
+use super::expr::{Expr, WithExpression};
+use super::keys::key_item;
+use super::records::Stored;
+use super::write::{upsert_expression, Advance, Upsert};
+use super::{n, s, Item, Store};
+use crate::error::ApiError;
+use crate::facts::{Contribution, Field, Latest, Offer, Pick, Position};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use std::collections::HashMap;
+
+/// Transactions one event may send: in order one; out of order usually two. Past this
+/// (a user with many events racing), the answer is a 503 and the client retries.
+const ATTEMPTS: usize = 6;
+
+/// The prefix of the attributes that hold what events say (apart from what
+/// `users/upsert` says): `ev_<field>`; counters `ev_install_count`, `ev_payment_count`,
+/// revenue `rev_<currency>`.
+pub const EVENT_FIELD_PREFIX: &str = "ev_";
+pub const EVENT_INSTALLS: &str = "ev_install_count";
+pub const EVENT_PAYMENTS: &str = "ev_payment_count";
+pub const REVENUE_PREFIX: &str = "rev_";
+
+pub fn event_attribute(field: Field) -> String {
+    format!("{EVENT_FIELD_PREFIX}{}", field.name())
+}
+
+/// The write of one event: its item, its user's write (the nested user's fields, which
+/// only fill gaps, and the activity time as its [`Advance`]), and what it adds.
+#[derive(Debug, Clone)]
+pub struct EventWrite {
+    pub event: Stored,
+    pub user: Upsert,
+    pub contribution: Contribution,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventOutcome {
+    /// The event was new: it is stored with its counts.
+    Recorded,
+    /// An event with this id was already stored (here it is): its counts are in.
+    Exists(Stored),
+}
+
+/// A guarded part of the user update.
+#[derive(Debug, Clone, Copy)]
+enum Part<'a> {
+    Activity,
+    Offer(&'a Offer),
+}
+
+/// Why a transaction was not written.
+enum Refusal {
+    EventExists(Item),
+    /// The user's condition failed; the user as it is now.
+    UserGuard(Item),
+    /// Another transaction touched the same items: try again.
+    Conflict,
+}
+
+impl Store {
+    pub async fn record_event(&self, write: &EventWrite) -> Result<EventOutcome, ApiError> {
+        let mut parts: Vec<Part> = std::iter::once(Part::Activity)
+            .chain(write.contribution.offers.iter().map(Part::Offer))
+            .collect();
+        for attempt in 0..ATTEMPTS {
+            match self.transact(write, &parts).await? {
+                Ok(()) => return Ok(EventOutcome::Recorded),
+                Err(Refusal::EventExists(item)) => {
+                    return Ok(EventOutcome::Exists(Stored::new(item)))
+                }
+                Err(Refusal::UserGuard(current)) => {
+                    if !write.user.is_owner_of(&current) {
+                        tracing::error!(
+                            pk = write.user.key.pk,
+                            "item owned by another org or entity"
+                        );
+                        return Err(ApiError::Internal);
+                    }
+                    parts.retain(|part| part.applies_to(write, &current));
+                }
+                Err(Refusal::Conflict) => {
+                    let pause = 10u64 << attempt.min(4);
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+            }
+        }
+        tracing::warn!(pk = write.user.key.pk, "event transaction kept conflicting");
+        Err(ApiError::StorageUnavailable)
+    }
+
+    async fn transact(
+        &self,
+        write: &EventWrite,
+        parts: &[Part<'_>],
+    ) -> Result<Result<(), Refusal>, ApiError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(write.event.item().clone()))
+            .condition_expression("attribute_not_exists(PK)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(internal)?;
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&write.user.key)))
+            .with(user_expression(write, parts).finish())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(internal)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(error) => error,
+        };
+        let reasons = match error.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                cancelled.cancellation_reasons().to_vec()
+            }
+            // The SDK's own retry of this transaction while the first attempt still runs.
+            Some(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                return Ok(Err(Refusal::Conflict))
+            }
+            _ => return Err(storage_error("TransactWriteItems", error)),
+        };
+        let code = |index: usize| reasons.get(index).and_then(|r| r.code()).unwrap_or("None");
+        let item = |index: usize| {
+            reasons
+                .get(index)
+                .and_then(|r| r.item.clone())
+                .unwrap_or_default()
+        };
+        Ok(Err(match (code(0), code(1)) {
+            ("ConditionalCheckFailed", _) => Refusal::EventExists(item(0)),
+            (_, "ConditionalCheckFailed") => Refusal::UserGuard(item(1)),
+            (first, second) if [first, second].contains(&"TransactionConflict") => {
+                Refusal::Conflict
+            }
+            _ => return Err(storage_error("TransactWriteItems", error)),
+        }))
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "transaction request");
+    ApiError::Internal
+}
+
+impl Part<'_> {
+    /// Whether this part's guard holds on `current` (the user as DynamoDB has it).
+    fn applies_to(&self, write: &EventWrite, current: &Item) -> bool {
+        match self {
+            Part::Activity => match (&write.user.advance, current.get("last_event_at")) {
+                (Some(advance), Some(AttributeValue::S(at))) => at < &advance.value,
+                _ => true,
+            },
+            Part::Offer(offer) => {
+                let attribute = event_attribute(offer.field);
+                offer.wins_over(position(offer, current.get(&attribute)).as_ref())
+            }
+        }
+    }
+}
+
+/// Where the offer stored in `value` stands (see [`Offer::position`]).
+fn position(offer: &Offer, value: Option<&AttributeValue>) -> Option<Position> {
+    let text = |map: &HashMap<String, AttributeValue>, name: &str| {
+        map.get(name)
+            .and_then(|v| v.as_s().ok().or(v.as_n().ok()))
+            .cloned()
+    };
+    match (&offer.value, value?) {
+        (Latest::Time, AttributeValue::S(at)) => Some((at.clone(), String::new())),
+        (_, AttributeValue::M(map)) => Some((text(map, "at")?, text(map, tie_name(offer))?)),
+        _ => None,
+    }
+}
+
+/// The attribute of a stored offer that holds its tie-break.
+fn tie_name(offer: &Offer) -> &'static str {
+    match offer.value {
+        Latest::Payment { .. } => "tb",
+        _ => "v",
+    }
+}
+
+/// An offer as stored: the time alone, or `{at, v}` (`{at, tb, amount, currency}` for a
+/// payment), flags as the numbers 0 and 1 so that ties compare.
+pub(super) fn stored_offer(offer: &Offer) -> AttributeValue {
+    let at = offer.at.to_stored();
+    let mut map = HashMap::from([("at".to_owned(), s(&at))]);
+    match &offer.value {
+        Latest::Time => return s(at),
+        Latest::Text(text) => {
+            map.insert("v".into(), s(text));
+        }
+        Latest::Flag(flag) => {
+            map.insert("v".into(), n(u8::from(*flag)));
+        }
+        Latest::Payment { amount, currency } => {
+            map.insert("tb".into(), s(offer.value.tie_break()));
+            map.extend(amount.as_ref().map(|a| ("amount".to_owned(), s(a))));
+            map.extend(currency.as_ref().map(|c| ("currency".to_owned(), s(c))));
+        }
+    }
+    AttributeValue::M(map)
+}
+
+/// The user Update: its write (bookkeeping, gap-filling fields, first-seen activity), the
+/// activity advance if still a part, the counts, and every offer still a part, each with
+/// its guard.
+fn user_expression(write: &EventWrite, parts: &[Part]) -> Expr {
+    let activity = parts.iter().any(|part| matches!(part, Part::Activity));
+    let advance: Option<&Advance> = write.user.advance.as_ref().filter(|_| activity);
+    let mut expr = upsert_expression(&write.user, advance);
+    let contribution = &write.contribution;
+    if contribution.installs > 0 {
+        expr.add(EVENT_INSTALLS, n(contribution.installs));
+    }
+    if contribution.payments > 0 {
+        expr.add(EVENT_PAYMENTS, n(contribution.payments));
+    }
+    if let Some((currency, amount)) = &contribution.revenue {
+        expr.add(&format!("{REVENUE_PREFIX}{currency}"), n(amount));
+    }
+    for part in parts {
+        let Part::Offer(offer) = part else { continue };
+        let attribute = event_attribute(offer.field);
+        expr.set(&attribute, stored_offer(offer));
+        let guard = offer_guard(&mut expr, &attribute, offer);
+        expr.condition(guard);
+    }
+    expr
+}
+
+/// `attribute_not_exists(g) OR g < :at` for a time alone; for the rest,
+/// `... OR g.at < :at OR (g.at = :at AND g.tie < :tie)` (`>` on the time for an oldest-wins
+/// field), the condition [`Offer::wins_over`] states in Rust.
+fn offer_guard(expr: &mut Expr, attribute: &str, offer: &Offer) -> String {
+    let (at, tie) = offer.position();
+    let at = expr.value(s(at));
+    let absent = expr.not_exists(attribute);
+    let group = expr.name(attribute);
+    if matches!(offer.value, Latest::Time) {
+        return format!("({absent} OR {group} < {at})");
+    }
+    let at_path = format!("{group}.{}", expr.name("at"));
+    let tie_path = format!("{group}.{}", expr.name(tie_name(offer)));
+    let tie = match offer.value {
+        Latest::Flag(flag) => expr.value(n(u8::from(flag))),
+        _ => expr.value(s(tie)),
+    };
+    let earlier = match offer.field.pick() {
+        Pick::Newest => "<",
+        Pick::Oldest => ">",
+    };
+    format!("({absent} OR {at_path} {earlier} {at} OR ({at_path} = {at} AND {tie_path} < {tie}))")
+}
