@@ -35,13 +35,34 @@ target/debug/admin fixtures register
 
 api_port="$(free_port)"
 log "starting the local API on port $api_port"
-API_LOG=".local/smoke-api.log" start_local_api "$api_port"
+METRICS_NAMESPACE="DeveloperIngest/smoke" API_LOG=".local/smoke-api.log" start_local_api "$api_port"
 
 log "smoke test against the local API"
 if ! API_KEY="$(cat "$work/key")" SMOKE_TIMEOUT=120 bash scripts/smoke.sh "http://127.0.0.1:$api_port/api/developer/"; then
   echo "the functions' log is in .local/smoke-api.log" >&2
   exit 1
 fi
+
+log "the functions' metric lines (CloudWatch Embedded Metric Format)"
+python3 - .local/smoke-api.log <<'PY'
+import json, sys
+documents = []
+for line in open(sys.argv[1], errors="replace"):
+    start = line.find('{"')
+    try:
+        document = json.loads(line[start:]) if start >= 0 else None
+    except ValueError:
+        continue
+    if isinstance(document, dict) and "_aws" in document:
+        documents.append(document)
+def count(function, outcome):
+    return sum(1 for d in documents if d["function"] == function and d["outcome"] == outcome)
+# smoke.sh: users/upsert/ twice accepted and once refused; health/ twice.
+assert count("users-upsert", "ok") == 2 and count("users-upsert", "rejected") == 1, documents
+assert count("health", "ok") >= 2, documents
+assert sum(d.get("Ingested", 0) for d in documents if d["function"] == "users-upsert") == 2, documents
+print(f"ok   {len(documents)} metric lines, in namespace {documents[0]['_aws']['CloudWatchMetrics'][0]['Namespace']}")
+PY
 
 log "cargo lambda invoke --data-file events/... (${#INVOKED_FIXTURES[@]} fixtures)"
 failed=0
