@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make run: DynamoDB Local (data kept in .local/dynamodb), the table, a development org and
-# key (.local/dev-api-key, reused across runs), the events/ fixtures' key, and all the functions served by
-# `cargo lambda watch` at their production paths. Ctrl-C stops everything it started.
+# key (.local/dev-api-key, reused across runs), the events/ fixtures' key, and all the
+# functions served by `cargo lambda watch` at their production paths. Installs only what
+# that needs (cargo-lambda, DynamoDB Local). Ctrl-C stops everything it started.
 set -euo pipefail
 source "$(dirname "$0")/tools.sh"
 cd "$REPO_ROOT"

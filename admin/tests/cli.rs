@@ -174,7 +174,10 @@ fn a_key_created_with_expires_in_stops_working_by_itself() {
         child.wait().unwrap().code()
     };
     assert_eq!(verify(), Some(0), "active before it expires");
-    let listed = stdout(&admin(&table, &["keys", "list", "--org", "smoke", "--json"]));
+    let listed = stdout(&admin(
+        &table,
+        &["keys", "list", "--org", "smoke", "--json"],
+    ));
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert!(listed[0]["expires_at"].is_string(), "{listed}");
     std::thread::sleep(std::time::Duration::from_millis(2500));

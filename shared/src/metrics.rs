@@ -112,11 +112,17 @@ mod tests {
                 let set = set.as_array().unwrap();
                 assert!(set.len() <= 30);
                 for dimension in set {
-                    assert!(document[dimension.as_str().unwrap()].is_string(), "{document}");
+                    assert!(
+                        document[dimension.as_str().unwrap()].is_string(),
+                        "{document}"
+                    );
                 }
             }
             for metric in directive["Metrics"].as_array().unwrap() {
-                assert!(document[metric["Name"].as_str().unwrap()].is_number(), "{document}");
+                assert!(
+                    document[metric["Name"].as_str().unwrap()].is_number(),
+                    "{document}"
+                );
             }
         }
     }
@@ -157,10 +163,18 @@ mod tests {
         };
         assert_eq!(ingested(Endpoint::UsersUpsert, 201, false), 1);
         assert_eq!(ingested(Endpoint::UsersUpsert, 200, false), 1);
-        assert_eq!(ingested(Endpoint::Events, 201, true), 0, "a replay stores nothing");
+        assert_eq!(
+            ingested(Endpoint::Events, 201, true),
+            0,
+            "a replay stores nothing"
+        );
         assert_eq!(ingested(Endpoint::Events, 400, false), 0);
         assert_eq!(ingested(Endpoint::SalesUpsert, 503, false), 0);
-        assert_eq!(ingested(Endpoint::UsersGet, 200, false), Value::Null, "reads ingest nothing");
+        assert_eq!(
+            ingested(Endpoint::UsersGet, 200, false),
+            Value::Null,
+            "reads ingest nothing"
+        );
         assert_eq!(ingested(Endpoint::UsersDelete, 200, false), Value::Null);
     }
 

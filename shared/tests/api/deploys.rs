@@ -50,10 +50,7 @@ fn assert_notifies_the_topic(id: &str, alarm: &Value) {
     for actions in ["AlarmActions", "OKActions"] {
         let choice = tagged(&alarm["Properties"][actions], "If");
         assert_eq!(choice[0], "HasAlarmTopic", "{id} {actions}");
-        assert!(
-            is_ref_to(&choice[1][0], "AlarmTopicArn"),
-            "{id} {actions}"
-        );
+        assert!(is_ref_to(&choice[1][0], "AlarmTopicArn"), "{id} {actions}");
     }
 }
 
@@ -162,7 +159,13 @@ fn the_api_and_the_table_have_their_alarms() {
         .flatten()
         .flat_map(|p| p["Statement"].as_sequence().unwrap())
         .flat_map(|s| s["Action"].as_sequence().unwrap())
-        .map(|a| a.as_str().unwrap().strip_prefix("dynamodb:").unwrap().to_owned())
+        .map(|a| {
+            a.as_str()
+                .unwrap()
+                .strip_prefix("dynamodb:")
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(watched, allowed);
 }
@@ -199,7 +202,10 @@ fn the_workflow_smoke_tests_every_deploy_with_a_key_it_revokes() {
     assert!(deploy < create && create < smoke && smoke < revoke);
     assert!(steps[create].2.contains("--org smoke") && steps[create].2.contains("--expires-in"));
     // A failed smoke test fails the run: it runs unconditionally, and nothing skips it.
-    assert_eq!(steps[smoke].1, "", "the smoke test always runs after a deploy");
+    assert_eq!(
+        steps[smoke].1, "",
+        "the smoke test always runs after a deploy"
+    );
     assert!(
         steps[revoke].1.contains("always()"),
         "the key is revoked even when the smoke test fails"

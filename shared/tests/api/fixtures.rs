@@ -7,7 +7,6 @@ use shared::store::Store;
 use shared::Endpoint;
 use std::path::PathBuf;
 
-
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
