@@ -170,13 +170,15 @@ stop_dynamodb() {
 # environment they need. Expects DYNAMODB_ENDPOINT, TABLE_NAME and AWS_REGION; METRICS_NAMESPACE
 # (unset: none) turns on the functions' metric lines.
 serve_functions() {
-  local port="$1"
+  local port="$1" metrics=()
+  # cargo-lambda refuses an empty value.
+  [ -n "${METRICS_NAMESPACE:-}" ] && metrics=(--env-var "METRICS_NAMESPACE=$METRICS_NAMESPACE")
   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --disable-cors \
     --env-var "TABLE_NAME=$TABLE_NAME" \
     --env-var "DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT" \
     --env-var "AWS_REGION=$AWS_REGION" \
     --env-var "LOG_LEVEL=${LOG_LEVEL:-info}" \
-    --env-var "METRICS_NAMESPACE=${METRICS_NAMESPACE:-}"
+    "${metrics[@]}"
 }
 
 # ensure_api_key KEY_FILE ORG [RATE_LIMIT]: the table, and a key for ORG in KEY_FILE (with its
