@@ -1,11 +1,14 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test soak fuzz-api admin bench fuzz events sam-build clean
+.PHONY: run test smoke soak fuzz-api admin bench fuzz events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
 
-test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, a short soak, sam validate
+test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, the smoke test, a short soak, sam validate
 	@bash scripts/test.sh
+
+smoke: ## scripts/smoke.sh (what runs after every deploy) and a few `cargo lambda invoke`s of events/ against the local API
+	@bash scripts/smoke-local.sh
 
 soak: ## 10,000 requests from 32 clients against the local API, then the stored state checked (SOAK_REQUESTS=...)
 	@bash scripts/soak.sh

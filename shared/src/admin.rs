@@ -282,10 +282,17 @@ pub async fn rotate_key(
         .unwrap_or("live")
         .to_owned();
     let new = create_key(store, &old.org_id, &old.name, false, &environment).await?;
-    let ends = time::OffsetDateTime::now_utc() + grace;
+    let ends = expire_key_after(store, key_id, grace).await?;
+    Ok((new, ends))
+}
+
+/// Lets a key work for `after` from now (a rotated key's grace, a short-lived key such as
+/// the deploy's smoke test key). Returns when it ends.
+pub async fn expire_key_after(store: &Store, key_id: &str, after: Duration) -> Result<String> {
+    let ends = time::OffsetDateTime::now_utc() + after;
     let ends = Timestamp::from_offset_date_time(ends).to_stored();
     end_key(store, key_id, KeyEnd::Expires, &ends).await?;
-    Ok((new, ends))
+    Ok(ends)
 }
 
 /// Whether a secret is a usable key in this table (used by `make run` to reuse its key).
@@ -331,4 +338,26 @@ pub async fn set_org_rate_limit(store: &Store, org_id: &str, limit: Option<u32>)
             .await?;
     }
     Ok(org_keys.len())
+}
+
+/// The org of the events/ fixtures' key.
+pub const FIXTURE_ORG: &str = "fixture-org";
+/// The secret every events/ fixture sends: published in the repository, so it is registered
+/// only in local tables (the tests', and `make run`'s through `admin fixtures register`),
+/// never in a deployment's.
+pub const FIXTURE_SECRET: &str =
+    "dfk_test_0000000000f1c7e5_f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5";
+
+/// Registers the fixtures' org and key unless the key already works. Returns whether it
+/// registered anything.
+pub async fn register_fixture_key(store: &Store) -> Result<bool> {
+    if verify_secret(store, FIXTURE_SECRET).await? {
+        return Ok(false);
+    }
+    match create_org(store, FIXTURE_ORG, "Fixture Org").await {
+        Ok(_) | Err(AdminError::OrgExists(_)) => {}
+        Err(e) => return Err(e),
+    }
+    insert_key(store, FIXTURE_ORG, "fixtures", FIXTURE_SECRET).await?;
+    Ok(true)
 }

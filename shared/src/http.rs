@@ -1,10 +1,12 @@
 //! The Lambda side: turns an API Gateway request into a handler call and any result into
-//! a response with the request id, and logs one structured line per request.
+//! a response with the request id, and logs one structured line per request (plus its
+//! metrics, [`crate::metrics`]).
 
 use crate::auth::{self, KeyCache};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
 use crate::handlers::{self, Reply};
+use crate::metrics::{self, Metrics};
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::store::Store;
 use crate::{erase, reads};
@@ -24,6 +26,7 @@ pub struct App {
     pub store: Store,
     pub keys: KeyCache,
     pub limiter: RateLimiter,
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -32,6 +35,7 @@ impl App {
             store,
             keys: KeyCache::default(),
             limiter: RateLimiter::default(),
+            metrics: Metrics::from_env(),
         }
     }
 }
@@ -198,11 +202,7 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
             response.headers_mut().insert(name, value);
         }
     }
-    let outcome = match response.status().as_u16() {
-        200..=299 => "ok",
-        400..=499 => "rejected",
-        _ => "failed",
-    };
+    let outcome = metrics::outcome(response.status());
     tracing::info!(
         request_id,
         function = endpoint.function_name(),
@@ -213,6 +213,8 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
         duration_ms = started.elapsed().as_millis() as u64,
         "request"
     );
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    app.metrics.record(endpoint, response.status(), replayed);
     response
 }
 

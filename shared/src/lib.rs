@@ -2,6 +2,7 @@
 //! [`http::run`]. Layers, outermost first:
 //!
 //! - [`http`]: API Gateway request in, JSON response out, request ids, logging.
+//! - [`metrics`]: per-request CloudWatch metrics as Embedded Metric Format log lines.
 //! - [`handlers`]: one function per write endpoint; orchestrates parse -> writes -> reply.
 //! - [`reads`], [`erase`]: the read endpoints and the erasure of a client.
 //! - [`views`]: the response objects, explicit types over the store's typed records.
@@ -27,6 +28,7 @@ pub mod handlers;
 pub mod http;
 pub mod idempotency;
 pub mod input;
+pub mod metrics;
 pub mod query;
 pub mod ratelimit;
 pub mod reads;

@@ -12,8 +12,6 @@ use tokio::sync::OnceCell;
 
 pub const TEST_TABLE: &str = "developer-ingest-test";
 
-pub const FIXTURE_ORG: &str = "fixture-org";
-
 static TABLE: OnceCell<()> = OnceCell::const_new();
 
 pub async fn store() -> Store {

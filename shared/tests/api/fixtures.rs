@@ -7,10 +7,6 @@ use shared::store::Store;
 use shared::Endpoint;
 use std::path::PathBuf;
 
-/// The secret every fixture sends (a test value, not a key of any real deployment).
-pub const FIXTURE_SECRET: &str =
-    "dfk_test_0000000000f1c7e5_f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5f1c7e5";
-
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
@@ -61,12 +57,8 @@ async fn every_event_file_gets_the_status_its_name_promises() {
         // A table of its own per file, so every file sees the state it was written for.
         let store = Store::new(client.clone(), unique("fixtures"));
         shared::admin::create_table(&store).await.unwrap();
-        shared::admin::create_org(&store, FIXTURE_ORG, "Fixture Org")
-            .await
-            .unwrap();
-        shared::admin::insert_key(&store, FIXTURE_ORG, "fixtures", FIXTURE_SECRET)
-            .await
-            .unwrap();
+        // What `make run` registers too (admin fixtures register).
+        assert!(shared::admin::register_fixture_key(&store).await.unwrap());
         let app = App::new(store);
         if endpoint.method() != "POST" && endpoint.requires_api_key() {
             seed_reference_records(&app, &files).await;

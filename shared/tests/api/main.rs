@@ -7,6 +7,7 @@ mod auth;
 mod bookings;
 mod conversations;
 mod delivery;
+mod deploys;
 mod erase;
 mod events;
 mod faults;
