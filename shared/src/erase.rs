@@ -79,6 +79,7 @@ impl Budget {
 /// Deletes what `query` lists, page by page, within the budget. Whether it got to the end.
 async fn delete_listed(
     store: &Store,
+    org_id: &str,
     query: &Query,
     budget: &mut Budget,
     erased: &mut Erased,
@@ -98,12 +99,13 @@ async fn delete_listed(
                 // The thread's messages first: if they do not all fit, the thread stays
                 // and the next request finds it again.
                 let messages = listing(Index::Table, item.key().pk, keys::MESSAGE);
-                if !Box::pin(delete_listed(store, &messages, budget, erased)).await? {
+                if !Box::pin(delete_listed(store, org_id, &messages, budget, erased)).await? {
                     store.batch_delete(&keys).await?;
                     return Ok(false);
                 }
             }
             keys.push(item.key());
+            keys.extend(item.companion(org_id));
             erased.count(entity);
             budget.left = budget.left.saturating_sub(1);
         }
@@ -140,7 +142,8 @@ pub async fn users_delete(
     };
     let mut erased = Erased::default();
     let children = listing(Index::Gsi1, user_key.pk.clone(), "");
-    let complete = delete_listed(store, &children, &mut budget, &mut erased).await?;
+    let complete =
+        delete_listed(store, &caller.org_id, &children, &mut budget, &mut erased).await?;
     if complete {
         erased.user = store.delete(&user_key).await?;
     }

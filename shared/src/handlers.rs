@@ -208,6 +208,10 @@ pub async fn conversations_upsert(
     Ok(Reply::upserted(created, "conversation", object, related))
 }
 
+/// A message, its contact and channel, and its thread. The thread is written after the
+/// message, so that when the message is not the thread's newest (late, or re-sent) the
+/// thread is recomputed from a set that includes it (`store::threads`). A message id is
+/// unique in the org: re-sent with another `thread_id`, the message moves.
 pub async fn messages_upsert(
     store: &Store,
     caller: &Caller,
@@ -215,13 +219,25 @@ pub async fn messages_upsert(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let message = input::parse_message(body)?;
-    let mut related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
-    related.push((
-        Slot::One("conversation", THREAD),
-        items::thread_for_message(org, &message),
-    ));
-    let (object, created, related) =
-        write_all(store, related, items::message(org, &message), MESSAGE).await?;
+    let (id, thread_id) = (&message.message_id, &message.thread_id);
+    let related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
+    let (moved_from, (object, created, mut related)) = futures::try_join!(
+        store.locate_message(org, id, thread_id),
+        write_all(store, related, items::message(org, &message), MESSAGE),
+    )?;
+    let thread = match store
+        .upsert(items::thread_for_message(org, &message))
+        .await?
+    {
+        UpsertOutcome::Written { item, .. } => Some(item),
+        UpsertOutcome::Stale => store.recompute_thread(org, thread_id).await?,
+    };
+    if let Some(thread) = thread {
+        related.insert("conversation".to_owned(), THREAD(&thread)?);
+    }
+    if let Some(old_thread) = moved_from {
+        store.move_message(org, id, &old_thread, thread_id).await?;
+    }
     Ok(Reply::upserted(created, "message", object, related))
 }
 

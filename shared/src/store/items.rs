@@ -3,6 +3,7 @@
 
 use super::keys::{self, ItemKey, ParentIndexKey};
 use super::records::{Stored, NUMERIC_MONEY_ATTRIBUTES};
+use super::threads::message_stamp;
 use super::{n, s, Advance, Upsert};
 use crate::fields::{Id, Timestamp};
 use crate::input::{
@@ -220,13 +221,23 @@ pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
         let parent = keys::user_pk(org_id, &contact.identity);
         keys::thread_under_user(parent, &conversation.thread_id)
     });
-    write.indexed(index)
+    let mut write = write.indexed(index);
+    // The stated `last_message_at` only moves the thread's forward; the inbox follows the
+    // messages themselves (`store::threads`), never this.
+    if let Some(at) = conversation.fields.last_message_at {
+        write.set.retain(|(name, _)| name != "last_message_at");
+        write.advance = Some(last_message_at(at.to_stored()));
+    }
+    write
 }
 
-/// The thread write of a message: creates the thread if it is missing and moves
-/// `last_message_at` forward (never back) to the message's `sent_at`. The same guarded
-/// write keeps the inbox: a newer inbound message puts the thread in it (waiting since the
-/// first inbound message after the last reply), any other newer message takes it out.
+/// The thread write of a message: creates the thread if it is missing and, when the
+/// message is the thread's newest (see `store::threads`), makes it the last message and
+/// keeps the inbox: an inbound message puts the thread in it (waiting since the first
+/// inbound message after the last reply), any other takes it out. Guarded by the thread's
+/// `newest_message`: a message that is not the newest is `Stale` here, and the caller
+/// recomputes the thread from its messages. `last_message_at` only moves forward (an
+/// [`Advance`]: a conversation may have stated a later one).
 pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
     #[derive(Serialize)]
     struct ThreadRef<'a> {
@@ -248,9 +259,10 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
     });
     write = write.indexed(index);
     if let Some(sent_at) = message.fields.sent_at {
-        let stamp = sent_at.to_stored();
+        let sent_at = sent_at.to_stored();
+        let stamp = message_stamp(&sent_at, message.message_id.as_str());
         write = write
-            .with("last_message_at", s(&stamp))
+            .with("newest_message", s(&stamp))
             .with("last_message_id", s(message.message_id.as_str()));
         match message.fields.direction {
             Some(Direction::In) => {
@@ -258,10 +270,10 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
                     .with("last_message_direction", s("in"))
                     .with("GSI2PK", s(keys::inbox_awaiting_reply(org_id)));
                 write.set_if_absent = vec![
-                    ("awaiting_reply_since".to_owned(), s(&stamp)),
+                    ("awaiting_reply_since".to_owned(), s(&sent_at)),
                     (
                         "GSI2SK".to_owned(),
-                        s(keys::inbox_sort(&stamp, &message.thread_id)),
+                        s(keys::inbox_sort(&sent_at, &message.thread_id)),
                     ),
                 ];
             }
@@ -276,10 +288,20 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
                     .extend(["GSI2PK", "GSI2SK", "awaiting_reply_since"]);
             }
         }
-        write.newer_than = vec!["last_message_at"];
+        write.newer_than = vec!["newest_message"];
         write.stamp = Some(stamp);
+        write.advance = Some(last_message_at(sent_at));
     }
     write
+}
+
+/// `last_message_at` moved forward to `at`, never back.
+fn last_message_at(at: String) -> Advance {
+    Advance {
+        attribute: "last_message_at",
+        set: vec![("last_message_at".to_owned(), s(&at))],
+        value: at,
+    }
 }
 
 pub fn message(org_id: &str, message: &Message) -> Upsert {
@@ -379,7 +401,8 @@ mod tests {
     };
     use serde_json::json;
 
-    const KEY_ATTRIBUTES: [&str; 4] = ["GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"];
+    /// Index keys, and what records declare `internal` (never shown).
+    const KEY_ATTRIBUTES: [&str; 5] = ["GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "newest_message"];
 
     fn assert_shown<R: View>(write: &Upsert) {
         let advanced = write.advance.iter().flat_map(|advance| &advance.set);

@@ -126,6 +126,11 @@ pub fn message(org_id: &str, thread_id: &Id, message_id: &Id) -> ItemKey {
     }
 }
 
+/// Where a message is: message ids are unique in an org, this item names the thread.
+pub fn message_locator(org_id: &str, message_id: &Id) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#MESSAGEID#{message_id}"), "MESSAGEID")
+}
+
 pub fn booking(org_id: &str, id: &Id) -> ItemKey {
     ItemKey::new(format!("ORG#{org_id}#BOOKING#{id}"), "BOOKING")
 }

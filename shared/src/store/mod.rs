@@ -6,7 +6,8 @@
 //! - [`write`]: the request path's conditional writes; [`reads`]: queries, batches, deletes.
 //! - [`events_write`]: an event and its client's counts in one transaction.
 //! - [`items`]: domain values as writes; [`records`]: stored items as typed records;
-//!   [`client_record`]: a user item merged into the client record clients see.
+//!   [`client_record`]: a user item merged into the client record clients see;
+//!   [`threads`]: a thread's inbox state from its messages, and where a message is.
 //! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod reads;
 pub mod records;
 pub mod table;
+pub mod threads;
 pub mod write;
 
 pub use client::{

@@ -54,6 +54,8 @@ pub struct Query {
     pub ascending: bool,
     /// Only these attributes (keys are always included), or the whole item.
     pub projection: Option<Vec<&'static str>>,
+    /// A strongly consistent read (the table only: indexes are eventually consistent).
+    pub consistent: bool,
 }
 
 impl Query {
@@ -65,6 +67,7 @@ impl Query {
             filters: Vec::new(),
             ascending: true,
             projection: None,
+            consistent: false,
         }
     }
 
@@ -218,6 +221,7 @@ impl Store {
             .set_expression_attribute_names(expression.names)
             .set_expression_attribute_values(expression.values)
             .scan_index_forward(query.ascending)
+            .consistent_read(query.consistent)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()

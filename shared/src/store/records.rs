@@ -315,16 +315,18 @@ record! {
     }
 }
 
-/// A message as a thread's summary counts it: a projection of two attributes.
+/// A message as a thread's summary counts it and its inbox state is computed from it: a
+/// projection of three attributes.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MessageTally {
+    pub message_id: Option<String>,
     pub direction: Option<String>,
     pub sent_at: Option<String>,
 }
 
 impl MessageTally {
     /// The projection that reads it.
-    pub const ATTRIBUTES: [&'static str; 2] = ["direction", "sent_at"];
+    pub const ATTRIBUTES: [&'static str; 3] = ["message_id", "direction", "sent_at"];
 }
 
 /// What erasure lists: an item's key and entity (a projection of both).
@@ -335,11 +337,18 @@ pub struct Listed {
     #[serde(rename = "SK")]
     sk: String,
     pub entity: Option<String>,
+    message_id: Option<String>,
 }
 
 impl Listed {
     /// The projection that reads it (keys are always included).
-    pub const ATTRIBUTES: [&'static str; 1] = ["entity"];
+    pub const ATTRIBUTES: [&'static str; 2] = ["entity", "message_id"];
+
+    /// What goes with the item when it is deleted: a message's locator.
+    pub fn companion(&self, org_id: &str) -> Option<ItemKey> {
+        let id = crate::endpoint::parse_id(self.message_id.as_deref()?).ok()?;
+        (self.entity.as_deref() == Some("message")).then(|| keys::message_locator(org_id, &id))
+    }
 
     pub fn key(&self) -> ItemKey {
         ItemKey {

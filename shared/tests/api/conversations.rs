@@ -93,9 +93,11 @@ async fn messages_create_their_thread_and_move_it_forward_only() {
         .await
         .assert_status(201)
         .clone();
-    assert!(
-        body.get("conversation").is_none(),
-        "the thread was not changed: {body}"
+    assert_eq!(body["conversation"]["last_message_id"], "msg_2", "{body}");
+    assert_eq!(body["conversation"]["last_message_direction"], "out");
+    assert_eq!(
+        body["conversation"]["last_message_at"],
+        "2026-03-24T09:20:00.000Z"
     );
     let conversation = org
         .call(

@@ -48,7 +48,8 @@ async fn client_with_history(org: &TestOrg, user: &str) {
         org.call(
             Endpoint::MessagesUpsert,
             json!({
-                "message_id": format!("m{index}"), "thread_id": format!("{user}-thread"),
+                // Message ids are unique in an org (the same id in another thread moves it).
+                "message_id": format!("{user}-m{index}"), "thread_id": format!("{user}-thread"),
                 "direction": direction, "sent_at": days_ago(1.0 - index as f64 / 10.0),
                 "contact": {"external_user_id": user}
             }),

@@ -302,3 +302,184 @@ async fn twenty_concurrent_retries_and_sequential_ones_count_once() {
     assert_eq!(client["total_payments_count"], 1);
     assert_eq!(client["revenue_by_currency"], json!({"EUR": "7.00"}));
 }
+
+// ------------------------------------------------------------------ threads and the inbox
+
+fn message(id: &str, thread: &str, at: &str, direction: &str) -> Value {
+    json!({"message_id": id, "thread_id": thread, "sent_at": at, "direction": direction,
+           "contact": {"external_user_id": "inbox-contact"}})
+}
+
+impl TestOrg {
+    async fn send_messages(&self, messages: &[Value]) {
+        for message in messages {
+            self.call(Endpoint::MessagesUpsert, message.clone())
+                .await
+                .assert_success();
+        }
+    }
+
+    /// `GET conversations/{thread_id}/`.
+    async fn thread(&self, thread_id: &str) -> Value {
+        let reply = self
+            .read(Endpoint::ConversationsGet, &[thread_id], "")
+            .await;
+        reply.assert_status(200).clone()
+    }
+
+    /// The inbox's threads: `(thread_id, awaiting_reply_since)`.
+    async fn inbox(&self) -> Vec<(String, String)> {
+        let threads = self
+            .read_all(Endpoint::Inbox, &[], "", "conversations")
+            .await;
+        threads
+            .iter()
+            .map(|t| {
+                let text = |name: &str| t[name].as_str().unwrap_or_default().to_owned();
+                (text("thread_id"), text("awaiting_reply_since"))
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_inbound_message_at_the_stated_last_message_time_enters_the_inbox() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::ConversationsUpsert,
+        json!({"thread_id": "t", "last_message_at": "2026-03-24T07:00:00Z"}),
+    )
+    .await
+    .assert_status(201);
+    org.send_messages(&[message("m1", "t", "2026-03-24T07:00:00Z", "in")])
+        .await;
+    assert_eq!(
+        org.inbox().await,
+        [("t".to_owned(), "2026-03-24T07:00:00.000Z".to_owned())]
+    );
+    // A conversation upsert's time moves `last_message_at` forward only, and never the inbox.
+    org.call(
+        Endpoint::ConversationsUpsert,
+        json!({"thread_id": "t", "last_message_at": "2026-03-24T06:00:00Z"}),
+    )
+    .await
+    .assert_status(200);
+    let body = org.thread("t").await;
+    assert_eq!(
+        body["conversation"]["last_message_at"],
+        "2026-03-24T07:00:00.000Z"
+    );
+    assert_eq!(body["summary"]["awaiting_reply"], true);
+}
+
+#[tokio::test]
+async fn late_messages_never_reopen_or_misdate_a_thread() {
+    let org = TestOrg::new().await;
+    // Answered, then a late older inbound message: still answered.
+    org.send_messages(&[
+        message("a1", "answered", "2026-03-24T08:00:00Z", "in"),
+        message("a2", "answered", "2026-03-24T09:00:00Z", "out"),
+        message("a0", "answered", "2026-03-24T07:00:00Z", "in"),
+    ])
+    .await;
+    // Two questions, then the late reply to the first: waiting since the second.
+    org.send_messages(&[
+        message("w1", "waiting", "2026-03-24T08:00:00Z", "in"),
+        message("w3", "waiting", "2026-03-24T10:00:00Z", "in"),
+        message("w2", "waiting", "2026-03-24T09:00:00Z", "out"),
+    ])
+    .await;
+    // Newest first, then older questions arriving late: waiting since the earliest one.
+    org.send_messages(&[
+        message("e3", "early", "2026-03-24T10:00:00Z", "in"),
+        message("e1", "early", "2026-03-24T06:00:00Z", "in"),
+    ])
+    .await;
+    assert_eq!(
+        org.inbox().await,
+        [
+            ("early".to_owned(), "2026-03-24T06:00:00.000Z".to_owned()),
+            ("waiting".to_owned(), "2026-03-24T10:00:00.000Z".to_owned()),
+        ]
+    );
+    let body = org.thread("answered").await;
+    assert_eq!(body["conversation"]["last_message_id"], "a2");
+    assert_eq!(body["summary"]["awaiting_reply"], false);
+}
+
+#[tokio::test]
+async fn a_message_resent_with_another_thread_moves() {
+    let org = TestOrg::new().await;
+    org.send_messages(&[
+        message("q", "first", "2026-03-24T08:00:00Z", "in"),
+        message("r", "first", "2026-03-24T09:00:00Z", "out"),
+    ])
+    .await;
+    // The reply belonged to another thread: re-sent there, it leaves the first.
+    org.send_messages(&[message("r", "second", "2026-03-24T09:00:00Z", "out")])
+        .await;
+    let first = org.thread("first").await;
+    assert_eq!(first["summary"]["message_count"], 1);
+    assert_eq!(first["summary"]["awaiting_reply"], true);
+    assert_eq!(first["messages"].as_array().unwrap().len(), 1);
+    let second = org.thread("second").await;
+    assert_eq!(second["summary"]["message_count"], 1);
+    assert_eq!(second["messages"][0]["message_id"], "r");
+    assert_eq!(
+        org.inbox().await,
+        [("first".to_owned(), "2026-03-24T08:00:00.000Z".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn a_rescheduled_booking_and_a_redated_sale_move_in_their_clients_lists() {
+    let org = TestOrg::new().await;
+    let client = json!({"external_user_id": "moves"});
+    for (id, at) in [
+        ("b1", "2026-05-01T10:00:00Z"),
+        ("b2", "2026-05-02T10:00:00Z"),
+    ] {
+        org.call(
+            Endpoint::BookingsUpsert,
+            json!({"booking_id": id, "scheduled_at": at, "client": client}),
+        )
+        .await
+        .assert_status(201);
+    }
+    for (id, at) in [
+        ("s1", "2026-01-01T00:00:00Z"),
+        ("s2", "2026-01-02T00:00:00Z"),
+    ] {
+        org.call(
+            Endpoint::SalesUpsert,
+            json!({"sale_id": id, "date": at, "buyer": client}),
+        )
+        .await
+        .assert_status(201);
+    }
+    // Without their client: the new times still order the client's lists.
+    org.call(
+        Endpoint::BookingsUpsert,
+        json!({"booking_id": "b1", "scheduled_at": "2026-05-03T10:00:00Z"}),
+    )
+    .await
+    .assert_status(200);
+    org.call(
+        Endpoint::SalesUpsert,
+        json!({"sale_id": "s1", "date": "2026-01-03T00:00:00Z"}),
+    )
+    .await
+    .assert_status(200);
+    let reply = org.read(Endpoint::UsersGet, &["moves"], "").await;
+    let body = reply.assert_status(200);
+    let ids = |list: &str, id: &str| -> Vec<String> {
+        body[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item[id].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids("bookings", "booking_id"), ["b1", "b2"], "newest first");
+    assert_eq!(ids("sales", "sale_id"), ["s1", "s2"]);
+}
