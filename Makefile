@@ -1,11 +1,14 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test smoke soak fuzz-api admin bench fuzz events sam-build clean
+.PHONY: run test test-properties smoke soak fuzz-api admin bench fuzz events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
 
 test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, the smoke test, a short soak, sam validate
 	@bash scripts/test.sh
+
+test-properties: ## The client record's property test with many cases (RECORD_CASES=300): any order, duplicates, concurrency
+	@bash scripts/test-properties.sh
 
 smoke: ## scripts/smoke.sh (what runs after every deploy) and a few `cargo lambda invoke`s of events/ against the local API
 	@bash scripts/smoke-local.sh
