@@ -338,7 +338,10 @@ async fn warm_run(
 /// DynamoDB requests of one call: on data items, and per-key bookkeeping.
 #[derive(Default, Debug)]
 struct Cost {
+    /// Items written (a transaction's items each count).
     data_writes: u32,
+    /// Of which in transactions (charged twice by DynamoDB).
+    transactions: u32,
     data_write_units: f64,
     conditional_failures: u32,
     data_reads: u32,
@@ -350,8 +353,14 @@ impl Cost {
         let mut cost = Cost::default();
         for (name, op) in stats {
             match name.split_once(':') {
-                Some(("data", "PutItem" | "UpdateItem")) => {
-                    cost.data_writes += op.requests;
+                Some((
+                    "data",
+                    operation @ ("PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems"),
+                )) => {
+                    cost.data_writes += op.items;
+                    if operation == "TransactWriteItems" {
+                        cost.transactions += op.requests;
+                    }
                     cost.data_write_units += op.capacity_units;
                     cost.conditional_failures += op.conditional_failures;
                 }
@@ -364,6 +373,9 @@ impl Cost {
 
     fn cell(&self) -> String {
         let mut cell = format!("{} w ({:.1} WCU)", self.data_writes, self.data_write_units);
+        if self.transactions > 0 {
+            let _ = write!(cell, " in {} transaction", self.transactions);
+        }
         if self.conditional_failures > 0 {
             let _ = write!(
                 cell,

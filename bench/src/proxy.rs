@@ -10,6 +10,8 @@ use tiny_http::{Header, Response, Server};
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct OperationStats {
     pub requests: u32,
+    /// Items written or read: 1 per request, or a transaction's items.
+    pub items: u32,
     pub capacity_units: f64,
     /// Requests refused by their condition (DynamoDB still charges them as writes).
     pub conditional_failures: u32,
@@ -54,9 +56,17 @@ impl CountingProxy {
 
 /// What an item is for, from its PK: tenant `data`, or per-key bookkeeping.
 fn item_class(input: &serde_json::Map<String, serde_json::Value>) -> &'static str {
-    let pk = input
+    // A transaction's class is its first item's.
+    let first = input
+        .get("TransactItems")
+        .and_then(|items| items.get(0))
+        .and_then(|item| item.as_object())
+        .and_then(|item| item.values().next())
+        .and_then(|operation| operation.as_object());
+    let pk = first
+        .unwrap_or(input)
         .get("Key")
-        .or_else(|| input.get("Item"))
+        .or_else(|| first.unwrap_or(input).get("Item"))
         .and_then(|item| item["PK"]["S"].as_str())
         .unwrap_or("");
     match pk.split('#').next().unwrap_or("") {
@@ -82,8 +92,12 @@ fn forward(
         .map(|h| h.value.as_str().to_owned())
         .unwrap_or_default();
     let mut operation = target.rsplit('.').next().unwrap_or("?").to_owned();
+    let mut items = 1;
     if let Ok(serde_json::Value::Object(mut input)) = serde_json::from_slice(&body) {
         operation = format!("{}:{operation}", item_class(&input));
+        if let Some(transaction) = input.get("TransactItems").and_then(|t| t.as_array()) {
+            items = u32::try_from(transaction.len()).unwrap_or(u32::MAX);
+        }
         input.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
         body = serde_json::to_vec(&input).expect("JSON");
     }
@@ -121,9 +135,17 @@ fn forward(
         let mut stats = stats.lock().expect("stats lock");
         let entry = stats.entry(operation).or_default();
         entry.requests += 1;
-        entry.capacity_units += parsed["ConsumedCapacity"]["CapacityUnits"]
-            .as_f64()
-            .unwrap_or(0.0);
+        entry.items += items;
+        // One object, or a list (one per table) for a transaction.
+        let consumed = &parsed["ConsumedCapacity"];
+        let tables = consumed
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| vec![consumed.clone()]);
+        entry.capacity_units += tables
+            .iter()
+            .filter_map(|table| table["CapacityUnits"].as_f64())
+            .sum::<f64>();
         if status == 400 && text.contains("ConditionalCheckFailed") {
             entry.conditional_failures += 1;
         }

@@ -176,7 +176,7 @@ impl Part<'_> {
     fn applies_to(&self, write: &EventWrite, current: &Item) -> bool {
         match self {
             Part::Activity => match (&write.user.advance, current.get("last_event_at")) {
-                (Some(advance), Some(AttributeValue::S(at))) => at < &advance.value,
+                (Some(advance), Some(AttributeValue::S(at))) => at <= &advance.value,
                 _ => true,
             },
             Part::Offer(offer) => {

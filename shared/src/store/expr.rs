@@ -141,6 +141,14 @@ impl Expr {
         format!("({absent} OR {})", self.below(attribute, value))
     }
 
+    /// `(attribute_not_exists(attribute) OR attribute <= value)`: the guard of a value that
+    /// moves forward or stays (setting it to what it is changes nothing, and saves a
+    /// refused write on a repeat).
+    pub fn absent_or_at_most(&mut self, attribute: &str, value: &ValueRef) -> String {
+        let absent = self.not_exists(attribute);
+        format!("({absent} OR {} <= {value})", self.name(attribute))
+    }
+
     /// A projection expression of `attributes`.
     pub fn projection<'a>(&mut self, attributes: impl IntoIterator<Item = &'a str>) -> String {
         let names: Vec<String> = attributes.into_iter().map(|a| self.name(a)).collect();

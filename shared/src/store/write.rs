@@ -35,7 +35,7 @@ pub struct Upsert {
     pub advance: Option<Advance>,
 }
 
-/// A part of a write applied only if `attribute` is absent or older than `value`.
+/// A part of a write applied only if `attribute` is absent, older than `value` or equal to it.
 ///
 /// Written in the same UpdateItem as the rest (one condition covers both). Only when that
 /// condition fails because of this part alone (out-of-order data: the item already
@@ -271,7 +271,7 @@ pub(super) fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> E
     }
     if let Some(advance) = advance {
         let value = expr.value(s(&advance.value));
-        let guard = expr.absent_or_below(advance.attribute, &value);
+        let guard = expr.absent_or_at_most(advance.attribute, &value);
         expr.condition(guard);
     }
     expr
@@ -312,7 +312,7 @@ mod tests {
             Some(
                 "(attribute_not_exists(#n9) OR (#n1 = :v7 AND #n0 = :v8)) \
                  AND (attribute_not_exists(#n10) OR #n10 < :v9) \
-                 AND (attribute_not_exists(#n11) OR #n11 < :v10)"
+                 AND (attribute_not_exists(#n11) OR #n11 <= :v10)"
             )
         );
         let names = expression.names.unwrap();
