@@ -3,7 +3,8 @@
 //! The newest message (by `sent_at`, then by the greater `message_id`: the documented
 //! tie-break) decides `last_message_id`, `last_message_direction` and whether the thread
 //! awaits a reply (it does when the newest message is inbound); it then waits since the
-//! earliest inbound message after the newest outbound one, which is its inbox sort key.
+//! earliest inbound message after the newest one that is not inbound (a reply, or a message
+//! without a direction), which is its inbox sort key.
 //!
 //! In order (the common case) one guarded write keeps this exactly (`items::
 //! thread_for_message`: it applies only when the message is newer than the thread's
@@ -62,9 +63,8 @@ pub fn inbox_state(messages: &[MessageTally]) -> InboxState {
     };
     let inbound = |m: &MessageTally| m.direction.as_deref() == Some("in");
     let awaiting_since = if inbound(newest) {
-        let last_reply = dated
-            .iter()
-            .rposition(|(_, m)| m.direction.as_deref() == Some("out"));
+        // A message without a direction ends the wait as a reply does (as it does in order).
+        let last_reply = dated.iter().rposition(|(_, m)| !inbound(m));
         let after_reply = last_reply.map_or(0, |index| index + 1);
         dated[after_reply..]
             .iter()
@@ -284,6 +284,16 @@ mod tests {
         let state = inbox_state(&messages);
         assert_eq!(state.awaiting_since.as_deref(), Some("t3"));
         assert_eq!(state.newest.unwrap().1, "m4");
+    }
+
+    #[test]
+    fn a_message_without_direction_ends_the_wait_like_a_reply() {
+        let messages = [
+            message("a", "t1", Some("in")),
+            message("b", "t2", None),
+            message("c", "t3", Some("in")),
+        ];
+        assert_eq!(inbox_state(&messages).awaiting_since.as_deref(), Some("t3"));
     }
 
     #[test]

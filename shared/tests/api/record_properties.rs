@@ -473,3 +473,165 @@ fn the_client_record_is_a_function_of_the_set_of_events() {
         })
         .unwrap();
 }
+
+// ------------------------------------------------------------------ threads and the inbox
+
+/// One distinct message: its thread, time and direction never change between deliveries.
+#[derive(Debug, Clone)]
+struct MessageFact {
+    id: usize,
+    thread: usize,
+    at: &'static str,
+    direction: Option<&'static str>,
+    copies: usize,
+}
+
+fn thread_case() -> impl Strategy<Value = (Vec<MessageFact>, Vec<usize>, Vec<usize>)> {
+    let fact = (
+        0..2usize,
+        proptest::sample::select(&TIMES[..]),
+        option(&["in", "out"]),
+        1usize..=2,
+    );
+    proptest::collection::vec(fact, 1..10)
+        .prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(id, (thread, at, direction, copies))| MessageFact {
+                    id,
+                    thread,
+                    at,
+                    direction,
+                    copies,
+                })
+                .collect::<Vec<_>>()
+        })
+        .prop_flat_map(|facts| {
+            let deliveries: Vec<usize> = facts
+                .iter()
+                .flat_map(|fact| std::iter::repeat_n(fact.id, fact.copies))
+                .collect();
+            let count = deliveries.len();
+            (
+                Just(facts),
+                Just(deliveries).prop_shuffle(),
+                proptest::collection::vec(1usize..=4, count),
+            )
+        })
+}
+
+/// The documented rule, written out: the newest message (by time, then the greater id)
+/// decides; a thread whose newest message is inbound waits since the first inbound message
+/// after its newest message that is not inbound (a reply, or one without a direction). `(last_message_id, direction, awaiting_reply_since)`.
+fn expected_thread(
+    messages: &[&MessageFact],
+    name: impl Fn(usize) -> String,
+) -> (Value, Value, Value) {
+    let mut ordered: Vec<(&str, String, Option<&str>)> = messages
+        .iter()
+        .map(|m| (m.at, name(m.id), m.direction))
+        .collect();
+    ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let Some(newest) = ordered.last() else {
+        return (Value::Null, Value::Null, Value::Null);
+    };
+    let since = (newest.2 == Some("in")).then(|| {
+        let after_reply = ordered
+            .iter()
+            .rposition(|m| m.2 != Some("in"))
+            .map_or(0, |index| index + 1);
+        ordered[after_reply..]
+            .iter()
+            .find(|m| m.2 == Some("in"))
+            .map(|m| m.0)
+    });
+    (
+        json!(newest.1),
+        newest.2.map_or(Value::Null, |d| json!(d)),
+        since.flatten().map_or(Value::Null, |at| json!(at)),
+    )
+}
+
+async fn deliver_messages_and_compare(
+    org: &TestOrg,
+    facts: &[MessageFact],
+    order: &[usize],
+    waves: &[usize],
+) -> Result<(), TestCaseError> {
+    let run = unique("run");
+    let thread_id = |thread: usize| format!("{run}-t{thread}");
+    // Ids of one width, so that their order is the numbers' order.
+    let message_id = |id: usize| format!("{run}-m{id:02}");
+    let mut rest = order;
+    let mut wave_sizes = waves.iter().cycle();
+    while !rest.is_empty() {
+        let size = (*wave_sizes.next().unwrap()).min(rest.len());
+        let (wave, after) = rest.split_at(size);
+        rest = after;
+        let calls = wave.iter().map(|&id| {
+            let fact = &facts[id];
+            let mut body = json!({
+                "message_id": message_id(id), "thread_id": thread_id(fact.thread),
+                "sent_at": fact.at, "contact": {"external_user_id": format!("{run}-contact")},
+            });
+            if let Some(direction) = fact.direction {
+                body["direction"] = json!(direction);
+            }
+            org.call(Endpoint::MessagesUpsert, body)
+        });
+        for reply in futures::future::join_all(calls).await {
+            prop_assert!(reply.status.is_success(), "{}", reply.body);
+        }
+    }
+    let inbox = org
+        .read_all(Endpoint::Inbox, &[], "", "conversations")
+        .await;
+    for thread in 0..2 {
+        let mine: Vec<&MessageFact> = facts.iter().filter(|m| m.thread == thread).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let (last_id, direction, since) = expected_thread(&mine, message_id);
+        let reply = org
+            .read(Endpoint::ConversationsGet, &[&thread_id(thread)], "")
+            .await;
+        let body = reply.assert_status(200);
+        let conversation = &body["conversation"];
+        let field = |name: &str| conversation.get(name).cloned().unwrap_or(Value::Null);
+        prop_assert_eq!(field("last_message_id"), last_id, "{}", body);
+        prop_assert_eq!(field("last_message_direction"), direction, "{}", body);
+        prop_assert_eq!(field("awaiting_reply_since"), since.clone(), "{}", body);
+        let listed = inbox
+            .iter()
+            .find(|t| t["thread_id"] == json!(thread_id(thread)))
+            .map(|t| t["awaiting_reply_since"].clone());
+        prop_assert_eq!(listed.unwrap_or(Value::Null), since);
+    }
+    Ok(())
+}
+
+#[test]
+fn the_inbox_is_a_function_of_the_set_of_messages() {
+    let cases = std::env::var("RECORD_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(16);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // One org per case: the inbox is org-wide.
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&thread_case(), |(facts, order, waves)| {
+            runtime.block_on(async {
+                let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+                deliver_messages_and_compare(&org, &facts, &order, &waves).await
+            })
+        })
+        .unwrap();
+}
