@@ -7,7 +7,7 @@ run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer
 test: ## fmt, clippy, unit + integration tests against DynamoDB Local, events/ fixtures, the smoke test, a short soak, sam validate
 	@bash scripts/test.sh
 
-test-properties: ## The client record's property test with many cases (RECORD_CASES=300): any order, duplicates, concurrency
+test-properties: ## The client record and inbox property tests with many cases (RECORD_CASES=300): any order, duplicates, concurrency
 	@bash scripts/test-properties.sh
 
 smoke: ## scripts/smoke.sh (what runs after every deploy) and a few `cargo lambda invoke`s of events/ against the local API

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make test-properties: the client record's property test (tests/api/record_properties.rs)
+# make test-properties: the client record's and the inbox's property tests (tests/api/record_properties.rs)
 # with many more cases than make test runs (RECORD_CASES, default 300), against a DynamoDB
 # Local of its own (or DYNAMODB_ENDPOINT's).
 set -euo pipefail
