@@ -12,11 +12,12 @@
 use crate::auth::Caller;
 use crate::endpoint::PathParams;
 use crate::error::ApiError;
+use crate::fields::Email;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::store::keys::{self, Index, ItemKey};
 use crate::store::reads::{Query, SortKey};
-use crate::store::records::Listed;
+use crate::store::records::{Listed, UserRecord};
 use crate::store::Store;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -141,10 +142,35 @@ pub async fn users_delete(
         left: MAX_DELETED_PER_REQUEST,
     };
     let mut erased = Erased::default();
-    let children = listing(Index::Gsi1, user_key.pk.clone(), "");
-    let complete =
-        delete_listed(store, &caller.org_id, &children, &mut budget, &mut erased).await?;
+    let org = caller.org_id.as_str();
+    let user = store.get_consistent_record::<UserRecord>(&user_key).await?;
+    // The email-only records merged into this client (see `store::identity`) first, each
+    // with its history, then the client's own history, its email's alias, and the client
+    // last: a request cut short leaves the client, whose next erasure finds the rest.
+    let merged = user
+        .as_ref()
+        .and_then(|user| user.merged_identities.clone())
+        .unwrap_or_default();
+    let mut complete = true;
+    for pk in merged.iter().chain([&user_key.pk]) {
+        let children = listing(Index::Gsi1, pk.clone(), "");
+        complete = delete_listed(store, org, &children, &mut budget, &mut erased).await?;
+        if !complete {
+            break;
+        }
+        if pk != &user_key.pk {
+            store.delete(&keys::user_key_of(pk)).await?;
+        }
+    }
     if complete {
+        if let (Some(email), UserIdentity::External(id)) = (
+            user.as_ref().and_then(|user| user.view.email.as_deref()),
+            &identity,
+        ) {
+            if let Ok(email) = email.parse::<Email>() {
+                store.release_email(org, &email, id).await?;
+            }
+        }
         erased.user = store.delete(&user_key).await?;
     }
     tracing::info!(

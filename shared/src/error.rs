@@ -43,6 +43,8 @@ pub enum ApiError {
     InvalidIdempotencyKey { max: usize },
     #[error("This Idempotency-Key was already used with a different request body.")]
     IdempotencyKeyReused,
+    #[error("This email already identifies another user (another `external_user_id`): an email names one client.")]
+    IdentityConflict { param: String },
     #[error("The body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("No such endpoint.")]
@@ -71,7 +73,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 24] = [
+    pub const ALL_CODES: [&'static str; 25] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -87,6 +89,7 @@ impl ApiError {
         "missing_booking_scheduled_at",
         "invalid_idempotency_key",
         "idempotency_key_reused",
+        "identity_conflict",
         "payload_too_large",
         "not_found",
         "user_not_found",
@@ -123,6 +126,7 @@ impl ApiError {
             | InvalidIdempotencyKey { .. }
             | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            IdentityConflict { .. } => StatusCode::CONFLICT,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -150,6 +154,7 @@ impl ApiError {
             MissingBookingScheduledAt => "missing_booking_scheduled_at",
             InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
             IdempotencyKeyReused => "idempotency_key_reused",
+            IdentityConflict { .. } => "identity_conflict",
             PayloadTooLarge { .. } => "payload_too_large",
             NotFound => "not_found",
             UserNotFound => "user_not_found",
@@ -170,7 +175,8 @@ impl ApiError {
             | MissingField { param }
             | MissingUserIdentity { param }
             | MissingProductIdentity { param }
-            | MissingChannelIdentity { param } => Some(param),
+            | MissingChannelIdentity { param }
+            | IdentityConflict { param } => Some(param),
             MissingSaleIdentity => Some("sale_id"),
             MissingThreadIdentity => Some("thread_id"),
             MissingMessageIdentity => Some("message_id"),
@@ -212,6 +218,7 @@ impl ApiError {
             MissingUserIdentity { param } => MissingUserIdentity { param: nest(param) },
             MissingProductIdentity { param } => MissingProductIdentity { param: nest(param) },
             MissingChannelIdentity { param } => MissingChannelIdentity { param: nest(param) },
+            IdentityConflict { param } => IdentityConflict { param: nest(param) },
             other => other,
         }
     }

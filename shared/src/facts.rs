@@ -94,6 +94,18 @@ impl Field {
         Field::LifetimeValueCurrency,
     ];
 
+    /// Whether the field holds only a time (`installed_at`...), not a value with its time.
+    pub fn is_time_only(self) -> bool {
+        matches!(
+            self,
+            Field::InstalledAt
+                | Field::LastOpenedAt
+                | Field::UninstalledAt
+                | Field::SubscriptionUpdatedAt
+                | Field::SubscriptionStartedAt
+        )
+    }
+
     pub fn pick(self) -> Pick {
         match self {
             Field::LifetimeValueCurrency => Pick::Oldest,
@@ -180,16 +192,21 @@ impl Offer {
     /// Whether this offer replaces what the field holds now (`None`: nothing yet). Equal
     /// positions change nothing: the same offer again is a no-op.
     pub fn wins_over(&self, current: Option<&Position>) -> bool {
-        let Some((at, tie)) = current else {
-            return true;
-        };
-        let (my_at, my_tie) = self.position();
-        let by_time = match self.field.pick() {
-            Pick::Newest => my_at.cmp(at),
-            Pick::Oldest => at.cmp(&my_at),
-        };
-        by_time.then_with(|| my_tie.cmp(tie)) == std::cmp::Ordering::Greater
+        wins(self.field.pick(), &self.position(), current)
     }
+}
+
+/// Whether a value at `mine` replaces one at `current` in a field that keeps `pick`.
+pub fn wins(pick: Pick, mine: &Position, current: Option<&Position>) -> bool {
+    let Some((at, tie)) = current else {
+        return true;
+    };
+    let (my_at, my_tie) = mine;
+    let by_time = match pick {
+        Pick::Newest => my_at.cmp(at),
+        Pick::Oldest => at.cmp(my_at),
+    };
+    by_time.then_with(|| my_tie.cmp(tie)) == std::cmp::Ordering::Greater
 }
 
 /// Everything one event adds to its client record.

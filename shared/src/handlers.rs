@@ -7,7 +7,8 @@ use crate::error::ApiError;
 use crate::facts;
 use crate::fields::Timestamp;
 use crate::idempotency::{Existing, Idempotency, IdempotencyKey};
-use crate::input::{self, Channel, Event, User};
+use crate::input::{self, Channel, Event, User, UserIdentity};
+use crate::store::identity::Resolution;
 use crate::store::items;
 use crate::store::records::{
     BookingView, ChannelView, EventRecord, EventView, MessageView, ProductView, SaleView, Stored,
@@ -138,10 +139,49 @@ async fn write_all(
     Ok((object, created, objects))
 }
 
+/// Resolves a user mention to its client (`store::identity`): an email-only mention of an
+/// identified user's email names that user; a mention with both claims the email. `slot`
+/// names where a nested user sits, for errors.
+async fn resolve(
+    store: &Store,
+    org: &str,
+    user: &mut User,
+    slot: Option<&str>,
+) -> Result<Resolution, ApiError> {
+    let resolution = store
+        .resolve_identity(org, &user.identity, user.fields.email.as_ref())
+        .await
+        .map_err(|error| slot.map_or(error.clone(), |slot| error.within(slot)))?;
+    user.identity = resolution.identity.clone();
+    Ok(resolution)
+}
+
+/// [`resolve`] for a nested user, if the request has one.
+async fn resolve_nested(
+    store: &Store,
+    org: &str,
+    user: Option<&mut User>,
+    slot: &str,
+) -> Result<(), ApiError> {
+    if let Some(user) = user {
+        resolve(store, org, user, Some(slot)).await?;
+    }
+    Ok(())
+}
+
+/// The profile's upsert: the authority on the user's fields. Sending another email for an
+/// identified user moves its alias: the old email no longer names it.
 pub async fn users_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
-    let user = input::parse_user(body)?;
-    let write = items::user(&caller.org_id, &user);
+    let org = caller.org_id.as_str();
+    let mut user = input::parse_user(body)?;
+    let resolution = resolve(store, org, &mut user, None).await?;
+    let write = items::user(org, &user);
     let (object, created) = written(store.upsert(write).await?, USER)?;
+    if let (Some(previous), UserIdentity::External(id)) =
+        (&resolution.replaced_email, &resolution.identity)
+    {
+        store.release_email(org, previous, id).await?;
+    }
     Ok(Reply::upserted(created, "user", object, Map::new()))
 }
 
@@ -158,7 +198,8 @@ pub async fn products_upsert(
 
 pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let sale = input::parse_sale(body)?;
+    let mut sale = input::parse_sale(body)?;
+    resolve_nested(store, org, sale.buyer.as_mut(), "buyer").await?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
         related.push((Slot::One("buyer", USER), items::user_mention(org, buyer)));
@@ -197,7 +238,8 @@ pub async fn conversations_upsert(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let conversation = input::parse_conversation(body)?;
+    let mut conversation = input::parse_conversation(body)?;
+    resolve_nested(store, org, conversation.contact.as_mut(), "contact").await?;
     let related = contact_and_channel(
         org,
         conversation.contact.as_ref(),
@@ -218,7 +260,8 @@ pub async fn messages_upsert(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let message = input::parse_message(body)?;
+    let mut message = input::parse_message(body)?;
+    resolve_nested(store, org, message.contact.as_mut(), "contact").await?;
     let (id, thread_id) = (&message.message_id, &message.thread_id);
     let related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
     let (moved_from, (object, created, mut related)) = futures::try_join!(
@@ -247,7 +290,8 @@ pub async fn bookings_upsert(
     body: &[u8],
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let booking = input::parse_booking(body)?;
+    let mut booking = input::parse_booking(body)?;
+    resolve_nested(store, org, booking.client.as_mut(), "client").await?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {
         related.push((Slot::One("client", USER), items::user_mention(org, client)));
@@ -278,7 +322,8 @@ pub async fn events(
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
     let key = IdempotencyKey::from_headers(headers)?;
-    let event: Event = input::parse_event(body, received_at)?;
+    let mut event: Event = input::parse_event(body, received_at)?;
+    resolve(store, org, &mut event.user, Some("user")).await?;
     let contribution = facts::contribution(&event)?;
     let idempotency = Idempotency::of(key, body)?;
     let write = EventWrite {

@@ -10,7 +10,7 @@ use crate::store::keys::{self, Index, ItemKey};
 use crate::store::reads::{Page, Query, SortKey};
 use crate::store::records::{
     BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
-    ThreadView, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
+    ThreadView, UserRecord, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
 };
 use crate::store::Store;
 use crate::views::{json, BookingWithLinks, SaleWithProduct, ThreadWithContext};
@@ -92,14 +92,35 @@ impl Related {
             products: HashMap::new(),
             channels: HashMap::new(),
         };
+        // A user merged into another (see `store::identity`) is shown as that one.
+        let mut merged: Vec<(ItemKey, ItemKey)> = Vec::new();
         for stored in store.batch_get(&wanted).await? {
             let Some(key) = stored.key() else { continue };
             if users.contains(&key) {
-                related.users.insert(key, stored.decode()?);
+                let user: UserRecord = stored.decode()?;
+                match user.merged_into.as_deref() {
+                    Some(into) => merged.push((key, keys::user_key_of(into))),
+                    None => {
+                        related.users.insert(key, user.view);
+                    }
+                }
             } else if products.contains(&key) {
                 related.products.insert(key, stored.decode()?);
             } else if channels.contains(&key) {
                 related.channels.insert(key, stored.decode()?);
+            }
+        }
+        let targets: Vec<ItemKey> = merged.iter().map(|(_, into)| into.clone()).collect();
+        let found: HashMap<ItemKey, UserView> = store
+            .batch_get(&targets)
+            .await?
+            .into_iter()
+            .filter_map(|stored| Some((stored.key()?, stored.decode::<UserView>())))
+            .map(|(key, user)| user.map(|user| (key, user)))
+            .collect::<Result<_, _>>()?;
+        for (key, into) in merged {
+            if let Some(user) = found.get(&into) {
+                related.users.insert(key, user.clone());
             }
         }
         Ok(related)
@@ -118,6 +139,79 @@ fn page_body(name: &str, items: Vec<Value>, next_cursor: Option<String>) -> Valu
     json!({ name: items, "next_cursor": next_cursor })
 }
 
+/// A client's recent history under one user key: newest first, each list with whether more
+/// exist.
+struct History {
+    events: (Vec<EventView>, bool),
+    sales: (Vec<SaleView>, bool),
+    bookings: (Vec<BookingView>, bool),
+    threads: (Vec<ThreadView>, bool),
+}
+
+impl History {
+    async fn read(store: &Store, user_pk: &str) -> Result<Self, ApiError> {
+        let under_user = |kind: &str| {
+            Query::new(Index::Gsi1, user_pk.to_owned(), SortKey::children(kind)).newest_first()
+        };
+        let [events, sales, bookings, threads] =
+            [keys::EVENT, keys::SALE, keys::BOOKING, keys::THREAD].map(under_user);
+        let (events, sales, bookings, threads) = futures::try_join!(
+            store.query_up_to::<EventView>(&events, USER_CONTEXT_ITEMS),
+            store.query_up_to::<SaleView>(&sales, USER_CONTEXT_ITEMS),
+            store.query_up_to::<BookingView>(&bookings, USER_CONTEXT_ITEMS),
+            store.query_up_to::<ThreadView>(&threads, USER_CONTEXT_THREADS_READ),
+        )?;
+        Ok(History {
+            events,
+            sales,
+            bookings,
+            threads,
+        })
+    }
+
+    /// Both histories, each list newest first again and cut at its bound.
+    fn with(self, other: History) -> History {
+        fn merge<T>(
+            (mut mine, more): (Vec<T>, bool),
+            (theirs, their_more): (Vec<T>, bool),
+            time: impl Fn(&T) -> Option<&String>,
+            bound: usize,
+        ) -> (Vec<T>, bool) {
+            mine.extend(theirs);
+            mine.sort_by(|a, b| time(b).cmp(&time(a)));
+            let cut = mine.len() > bound;
+            mine.truncate(bound);
+            (mine, more || their_more || cut)
+        }
+        History {
+            events: merge(
+                self.events,
+                other.events,
+                |e| e.event_timestamp.as_ref(),
+                USER_CONTEXT_ITEMS,
+            ),
+            sales: merge(
+                self.sales,
+                other.sales,
+                |s| s.date.as_ref(),
+                USER_CONTEXT_ITEMS,
+            ),
+            bookings: merge(
+                self.bookings,
+                other.bookings,
+                |b| b.scheduled_at.as_ref(),
+                USER_CONTEXT_ITEMS,
+            ),
+            threads: merge(
+                self.threads,
+                other.threads,
+                |t| t.last_message_at.as_ref(),
+                USER_CONTEXT_THREADS_READ,
+            ),
+        }
+    }
+}
+
 /// `GET users/{external_user_id}/`: the client record and, newest first, its recent
 /// events, sales (with their products), bookings and conversations (with their last
 /// message), at most [`USER_CONTEXT_ITEMS`] of each; `has_more` says which lists were cut.
@@ -129,20 +223,22 @@ pub async fn users_get(
     let org = caller.org_id.as_str();
     let identity = UserIdentity::External(params.id("external_user_id")?);
     let user_key = keys::user(org, &identity);
-    let under_user = |kind: &str| {
-        Query::new(Index::Gsi1, user_key.pk.clone(), SortKey::children(kind)).newest_first()
-    };
-    let [events, sales, bookings, threads] =
-        [keys::EVENT, keys::SALE, keys::BOOKING, keys::THREAD].map(under_user);
-    let (user, events, sales, bookings, threads) = futures::try_join!(
-        store.get_record::<UserView>(&user_key),
-        store.query_up_to::<EventView>(&events, USER_CONTEXT_ITEMS),
-        store.query_up_to::<SaleView>(&sales, USER_CONTEXT_ITEMS),
-        store.query_up_to::<BookingView>(&bookings, USER_CONTEXT_ITEMS),
-        store.query_up_to::<ThreadView>(&threads, USER_CONTEXT_THREADS_READ),
+    let (user, mine) = futures::try_join!(
+        store.get_record::<UserRecord>(&user_key),
+        History::read(store, &user_key.pk),
     )?;
     let user = user.ok_or(ApiError::UserNotFound)?;
-
+    // Email-only records merged into this one keep their history under their own keys.
+    let merged = user.merged_identities.clone().unwrap_or_default();
+    let theirs =
+        futures::future::try_join_all(merged.iter().map(|pk| History::read(store, pk))).await?;
+    let History {
+        events,
+        sales,
+        bookings,
+        threads,
+    } = theirs.into_iter().fold(mine, History::with);
+    let user = user.view;
     let (mut threads, more_threads) = threads;
     threads.sort_by(|a, b| b.last_message_at.cmp(&a.last_message_at));
     let more_threads = more_threads || threads.len() > USER_CONTEXT_ITEMS;

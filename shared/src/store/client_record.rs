@@ -20,33 +20,18 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
 
-/// The events' fields shown as the later of the two times.
-const TIMES: [Field; 5] = [
-    Field::InstalledAt,
-    Field::LastOpenedAt,
-    Field::UninstalledAt,
-    Field::SubscriptionUpdatedAt,
-    Field::SubscriptionStartedAt,
-];
-
-/// The events' fields shown instead of the profile's when an event carried one.
-const VALUES: [Field; 11] = [
-    Field::InstallPlatform,
-    Field::InstallSource,
-    Field::AppVersion,
-    Field::IsInstalled,
-    Field::IsActiveCustomer,
-    Field::SubscriptionStatus,
-    Field::Plan,
-    Field::BillingModel,
-    Field::BillingInterval,
-    Field::SubscriptionEndsAt,
-    Field::NextBillingAt,
-];
+/// The events' fields shown instead of the profile's when an event carried one: all but
+/// the times (shown as the later of the two), the last payment (a whole) and the lifetime
+/// value's currency (what the revenue is counted in).
+fn is_value(field: Field) -> bool {
+    !field.is_time_only() && !matches!(field, Field::LastPayment | Field::LifetimeValueCurrency)
+}
 
 /// The event-kept field shown as the client field `name`, if events keep one.
 pub fn event_field(name: &str) -> Option<Field> {
-    VALUES.into_iter().find(|field| field.name() == name)
+    Field::ALL
+        .into_iter()
+        .find(|field| is_value(*field) && field.name() == name)
 }
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -67,7 +52,7 @@ fn decimal(value: Option<&AttributeValue>) -> Decimal {
 /// Rewrites a stored user item into the client record: the merged fields under their API
 /// names, the `ev_*` and `rev_*` attributes removed.
 pub fn merge(mut item: Item) -> Item {
-    for field in TIMES {
+    for field in Field::ALL.into_iter().filter(|field| field.is_time_only()) {
         let name = field.name();
         if let Some(event_at) = text(&item, &event_attribute(field)) {
             if text(&item, name).is_none_or(|profile_at| profile_at < event_at) {
@@ -75,7 +60,7 @@ pub fn merge(mut item: Item) -> Item {
             }
         }
     }
-    for field in VALUES {
+    for field in Field::ALL.into_iter().filter(|field| is_value(*field)) {
         let Some(value) = member(&item, &event_attribute(field), "v").cloned() else {
             continue;
         };
@@ -184,7 +169,7 @@ mod tests {
                         amount: Some("5.00".into()),
                         currency: Some("USD".into()),
                     },
-                    _ if TIMES.contains(&field) => Latest::Time,
+                    _ if field.is_time_only() => Latest::Time,
                     _ => Latest::Text("USD".into()),
                 };
                 offer(field, at, value)

@@ -89,6 +89,7 @@ impl Store {
                     return Ok(EventOutcome::Exists(Stored::new(item)))
                 }
                 Err(Refusal::UserGuard(current)) => {
+                    write.user.check_not_merged(&current)?;
                     if !write.user.is_owner_of(&current) {
                         tracing::error!(
                             pk = write.user.key.pk,
@@ -181,30 +182,30 @@ impl Part<'_> {
             },
             Part::Offer(offer) => {
                 let attribute = event_attribute(offer.field);
-                offer.wins_over(position(offer, current.get(&attribute)).as_ref())
+                offer.wins_over(stored_position(offer.field, current.get(&attribute)).as_ref())
             }
         }
     }
 }
 
-/// Where the offer stored in `value` stands (see [`Offer::position`]).
-fn position(offer: &Offer, value: Option<&AttributeValue>) -> Option<Position> {
+/// Where the offer stored in `value` for `field` stands (see [`Offer::position`]).
+pub(super) fn stored_position(field: Field, value: Option<&AttributeValue>) -> Option<Position> {
     let text = |map: &HashMap<String, AttributeValue>, name: &str| {
         map.get(name)
             .and_then(|v| v.as_s().ok().or(v.as_n().ok()))
             .cloned()
     };
-    match (&offer.value, value?) {
-        (Latest::Time, AttributeValue::S(at)) => Some((at.clone(), String::new())),
-        (_, AttributeValue::M(map)) => Some((text(map, "at")?, text(map, tie_name(offer))?)),
+    match value? {
+        AttributeValue::S(at) if field.is_time_only() => Some((at.clone(), String::new())),
+        AttributeValue::M(map) => Some((text(map, "at")?, text(map, tie_name(field))?)),
         _ => None,
     }
 }
 
 /// The attribute of a stored offer that holds its tie-break.
-fn tie_name(offer: &Offer) -> &'static str {
-    match offer.value {
-        Latest::Payment { .. } => "tb",
+fn tie_name(field: Field) -> &'static str {
+    match field {
+        Field::LastPayment => "tb",
         _ => "v",
     }
 }
@@ -270,7 +271,7 @@ fn offer_guard(expr: &mut Expr, attribute: &str, offer: &Offer) -> String {
         return format!("({absent} OR {group} < {at})");
     }
     let at_path = format!("{group}.{}", expr.name("at"));
-    let tie_path = format!("{group}.{}", expr.name(tie_name(offer)));
+    let tie_path = format!("{group}.{}", expr.name(tie_name(offer.field)));
     let tie = match offer.value {
         Latest::Flag(flag) => expr.value(n(u8::from(flag))),
         _ => expr.value(s(tie)),

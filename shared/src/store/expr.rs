@@ -79,6 +79,12 @@ impl Expr {
         self
     }
 
+    /// A `SET` clause computed from placeholders already handed out (`list_append(...)`).
+    pub fn set_clause(&mut self, clause: String) -> &mut Self {
+        self.set.push(clause);
+        self
+    }
+
     /// `SET attribute = if_not_exists(attribute, value)`: only when it has none yet.
     pub fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
         let value = self.value(value);

@@ -7,7 +7,7 @@
 //! API keys are the one platform-level item (`APIKEY#<key_id>`): a request finds its org
 //! through them, so they cannot be under an org.
 
-use crate::fields::Id;
+use crate::fields::{Email, Id};
 use crate::input::UserIdentity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -94,6 +94,12 @@ pub fn user_pk(org_id: &str, identity: &UserIdentity) -> String {
     format!("ORG#{org_id}#USER#{}", identity_key(identity))
 }
 
+/// The key of the user whose PK is `user_pk` (as stored in a reference such as
+/// `merged_into`).
+pub fn user_key_of(user_pk: &str) -> ItemKey {
+    ItemKey::new(user_pk.to_owned(), "USER")
+}
+
 pub fn user(org_id: &str, identity: &UserIdentity) -> ItemKey {
     ItemKey::new(user_pk(org_id, identity), "USER")
 }
@@ -124,6 +130,11 @@ pub fn message(org_id: &str, thread_id: &Id, message_id: &Id) -> ItemKey {
         pk: thread_pk(org_id, thread_id),
         sk: format!("{MESSAGE}#{message_id}"),
     }
+}
+
+/// The alias of an email: it names the identified user (`external_user_id`) that owns it.
+pub fn email_alias(org_id: &str, email: &Email) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#EMAIL#{}", email.as_str()), "EMAIL")
 }
 
 /// Where a message is: message ids are unique in an org, this item names the thread.

@@ -7,7 +7,8 @@
 //! - [`events_write`]: an event and its client's counts in one transaction.
 //! - [`items`]: domain values as writes; [`records`]: stored items as typed records;
 //!   [`client_record`]: a user item merged into the client record clients see;
-//!   [`threads`]: a thread's inbox state from its messages, and where a message is.
+//!   [`threads`]: a thread's inbox state from its messages, and where a message is;
+//!   [`identity`]: emails and external ids naming one client (aliases, the merge).
 //! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod client_record;
 pub mod error;
 pub mod events_write;
 pub mod expr;
+pub mod identity;
 pub mod items;
 pub mod keys;
 pub mod reads;

@@ -196,6 +196,13 @@ record! {
         last_event_at: String,
         last_activity_at: String,
     }
+    internal {
+        /// An email-only record merged into an identified one: that one's PK.
+        merged_into: String,
+        /// The email-only records merged into this one (their PKs): their history is listed
+        /// under them.
+        merged_identities: Vec<String>,
+    }
 }
 
 record! {
@@ -365,6 +372,14 @@ impl Store {
         key: &ItemKey,
     ) -> Result<Option<T>, ApiError> {
         self.get(key).await?.map(decode).transpose()
+    }
+
+    /// [`Store::get_record`] with a strongly consistent read.
+    pub async fn get_consistent_record<T: DeserializeOwned>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<T>, ApiError> {
+        self.get_consistent(key).await?.map(decode).transpose()
     }
 }
 

@@ -67,6 +67,16 @@ pub enum PutOutcome {
 }
 
 impl Upsert {
+    /// A write refused because its user was merged meanwhile (see `store::identity`) is a
+    /// 503: the client's retry resolves the email again, to the identified client.
+    pub(super) fn check_not_merged(&self, item: &Item) -> Result<(), ApiError> {
+        if item.contains_key(super::identity::MERGED_INTO) {
+            tracing::warn!(pk = self.key.pk, "write to a user merged meanwhile");
+            return Err(ApiError::StorageUnavailable);
+        }
+        Ok(())
+    }
+
     /// Whether `item` (as it is stored) is this write's org's and entity's: the key schema
     /// guarantees it, checking makes a bug there fail loudly instead of corrupting data.
     pub(super) fn is_owner_of(&self, item: &Item) -> bool {
@@ -149,6 +159,7 @@ impl Store {
             Ok(written) => return Ok(written),
             Err(old) => old,
         };
+        upsert.check_not_merged(&old)?;
         if !upsert.is_owner_of(&old) {
             tracing::error!(pk = upsert.key.pk, "item owned by another org or entity");
             return Err(ApiError::Internal);
@@ -262,6 +273,11 @@ pub(super) fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> E
     let same_org = expr.equals("org_id", org);
     let same_entity = expr.equals("entity", entity);
     expr.condition(format!("({new_item} OR ({same_org} AND {same_entity}))"));
+    if upsert.entity == "user" {
+        // An email-only record merged into an identified one takes no more writes.
+        let unmerged = expr.not_exists(super::identity::MERGED_INTO);
+        expr.condition(unmerged);
+    }
     if let Some(stamp) = &upsert.stamp {
         let stamp = expr.value(s(stamp));
         for name in &upsert.newer_than {
@@ -311,14 +327,16 @@ mod tests {
             expression.condition.as_deref(),
             Some(
                 "(attribute_not_exists(#n9) OR (#n1 = :v7 AND #n0 = :v8)) \
-                 AND (attribute_not_exists(#n10) OR #n10 < :v9) \
-                 AND (attribute_not_exists(#n11) OR #n11 <= :v10)"
+                 AND attribute_not_exists(#n10) \
+                 AND (attribute_not_exists(#n11) OR #n11 < :v9) \
+                 AND (attribute_not_exists(#n12) OR #n12 <= :v10)"
             )
         );
         let names = expression.names.unwrap();
         assert_eq!(names["#n6"], "last_activity_at");
-        assert_eq!(names["#n10"], "installed_at");
-        assert_eq!(names["#n11"], "last_event_at");
+        assert_eq!(names["#n10"], "merged_into");
+        assert_eq!(names["#n11"], "installed_at");
+        assert_eq!(names["#n12"], "last_event_at");
         // Without its advance part, `last_activity_at` is only set when absent.
         let without = upsert_expression(&upsert, None).finish();
         assert!(without

@@ -44,7 +44,8 @@ fn max_metadata() -> Value {
 fn max_user() -> Value {
     let at = "2026-01-01T00:00:00Z";
     json!({
-        "external_user_id": max_id("usr"), "email": format!("{}@example.com", "a".repeat(64)),
+        // A 64-character local part, unique: an email names one client.
+        "external_user_id": max_id("usr"), "email": format!("{:a<64}@example.com", unique("e")),
         "name": short(), "phone": short(), "created_at": at, "plan": short(), "status": short(),
         "subscription_status": short(), "billing_model": short(), "billing_interval": short(),
         "subscription_started_at": at, "subscription_ends_at": at, "installed_at": at,

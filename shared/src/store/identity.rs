@@ -1,0 +1,360 @@
+//! One client per person: the normalized email and the `external_user_id` name one client.
+//!
+//! An identified user (one with an `external_user_id`) owns its email through an alias item
+//! `ORG#<org>#EMAIL#<email>` naming the `external_user_id`. A user known only by email (no
+//! alias yet) is the record at its email key, as before.
+//!
+//! - A mention with only an `external_user_id` resolves as before: no extra call.
+//! - A mention with only an email reads the alias (one small GetItem): the owner if there
+//!   is one, else the email-only client.
+//! - A mention with both claims the alias (one conditional UpdateItem): refused with 409
+//!   `identity_conflict` when another `external_user_id` owns the email. The first claim of
+//!   an email merges the email-only client into the identified one, once (below).
+//!
+//! **The merge** is one transaction: the email-only client is marked `merged_into` (its
+//! segment keys removed) and its counts, its event-kept fields (where they win), its
+//! activity and the profile fields the identified client lacks are added to the identified
+//! client, guarded by both records' `version`, so it happens exactly once however many
+//! requests race. Its history (events, sales, threads, bookings) stays listed under the
+//! email-only record's key: the identified client names it in `merged_identities`, and its
+//! reads and its erasure cover both. So a merge costs the same whatever the history's size.
+//! A write that still targets a merged email-only record (a request that resolved the email
+//! just before the merge) is refused by its condition and answered 503: its retry resolves
+//! the email again, to the identified client.
+
+use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, REVENUE_PREFIX};
+use super::expr::{Expr, WithExpression};
+use super::keys::{self, key_item, ItemKey};
+use super::{n, s, storage_error, Item, Store};
+use crate::error::ApiError;
+use crate::facts::{wins, Field};
+use crate::fields::{Email, Id, Timestamp};
+use crate::input::UserIdentity;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+
+/// The attribute marking an email-only record merged into an identified one (its PK).
+pub const MERGED_INTO: &str = "merged_into";
+/// The identified record's list of the email-only records merged into it (their PKs).
+pub const MERGED_IDENTITIES: &str = "merged_identities";
+/// Merge transactions tried before a merge racing other writers is a 503.
+const MERGE_ATTEMPTS: usize = 5;
+
+/// Attributes a merge never copies: keys, bookkeeping, identity.
+const NOT_COPIED: [&str; 13] = [
+    "PK",
+    "SK",
+    "GSI1PK",
+    "GSI1SK",
+    "GSI2PK",
+    "GSI2SK",
+    "entity",
+    "org_id",
+    "version",
+    "ingested_at",
+    "updated_at",
+    MERGED_INTO,
+    MERGED_IDENTITIES,
+];
+/// Counts a merge adds (the profile's baseline and the events' counters).
+const COUNTS: [&str; 5] = [
+    "install_count",
+    "total_payments_count",
+    "lifetime_value",
+    super::events_write::EVENT_INSTALLS,
+    super::events_write::EVENT_PAYMENTS,
+];
+
+fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+enum Claim {
+    /// The email was this user's already.
+    Held,
+    /// Claimed now, for the first time.
+    New,
+}
+
+/// What a user mention resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    /// The client the mention names.
+    pub identity: UserIdentity,
+    /// When the mention claimed its email for the first time: the other email the
+    /// identified client had until now (`users/upsert` releases it: an email change).
+    pub replaced_email: Option<Email>,
+}
+
+impl Store {
+    /// The client `identity` and `email` name (see the module documentation).
+    pub async fn resolve_identity(
+        &self,
+        org_id: &str,
+        identity: &UserIdentity,
+        email: Option<&Email>,
+    ) -> Result<Resolution, ApiError> {
+        let mut resolution = Resolution {
+            identity: identity.clone(),
+            replaced_email: None,
+        };
+        match (identity, email) {
+            (UserIdentity::External(id), Some(email)) => {
+                if let Claim::New = self.claim_email(org_id, email, id).await? {
+                    let previous = self.merge_email_client(org_id, email, id).await?;
+                    resolution.replaced_email = previous
+                        .and_then(|previous| previous.parse::<Email>().ok())
+                        .filter(|previous| previous != email);
+                }
+            }
+            (UserIdentity::Email(email), _) => {
+                let alias = self.get(&keys::email_alias(org_id, email)).await?;
+                if let Some(owner) = alias.and_then(|alias| text(&alias, "external_user_id")) {
+                    resolution.identity = UserIdentity::External(stored_id(&owner)?);
+                }
+            }
+            (UserIdentity::External(_), None) => {}
+        }
+        Ok(resolution)
+    }
+
+    /// Makes `email` name the identified user `id`, unless another user owns it.
+    async fn claim_email(&self, org_id: &str, email: &Email, id: &Id) -> Result<Claim, ApiError> {
+        let mut expr = Expr::new();
+        let owner = s(id.as_str());
+        expr.set("entity", s("email_alias"))
+            .set("org_id", s(org_id))
+            .set("external_user_id", owner.clone());
+        let unowned = expr.not_exists("external_user_id");
+        let mine = expr.equals("external_user_id", owner);
+        expr.condition(format!("({unowned} OR {mine})"));
+        let result = self
+            .update_item(&keys::email_alias(org_id, email))
+            .with(expr.finish())
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output)
+                if output
+                    .attributes
+                    .as_ref()
+                    .is_some_and(|old| !old.is_empty()) =>
+            {
+                Ok(Claim::Held)
+            }
+            Ok(_) => Ok(Claim::New),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(ApiError::IdentityConflict {
+                    param: "email".into(),
+                })
+            }
+            Err(error) => Err(storage_error("UpdateItem (email alias)", error)),
+        }
+    }
+
+    /// After `users/upsert` changed the user `id`'s email from `previous`: the old email no
+    /// longer names it (unless another user took it meanwhile, which is that user's).
+    pub async fn release_email(
+        &self,
+        org_id: &str,
+        previous: &Email,
+        id: &Id,
+    ) -> Result<(), ApiError> {
+        let mut expr = Expr::new();
+        let mine = expr.equals("external_user_id", s(id.as_str()));
+        expr.condition(mine);
+        let expression = expr.finish();
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_item(&keys::email_alias(org_id, previous))))
+            .set_condition_expression(expression.condition)
+            .set_expression_attribute_names(expression.names)
+            .set_expression_attribute_values(expression.values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(storage_error("DeleteItem (email alias)", error)),
+        }
+    }
+
+    /// Merges the email-only client of `email`, if there is one not merged yet, into the
+    /// identified client `id` (created if missing), exactly once. The identified client's
+    /// email as it was.
+    async fn merge_email_client(
+        &self,
+        org_id: &str,
+        email: &Email,
+        id: &Id,
+    ) -> Result<Option<String>, ApiError> {
+        let from_key = keys::user(org_id, &UserIdentity::Email(email.clone()));
+        let into_identity = UserIdentity::External(id.clone());
+        let into_key = keys::user(org_id, &into_identity);
+        for _ in 0..MERGE_ATTEMPTS {
+            let (from, into) = futures::try_join!(
+                self.get_consistent(&from_key),
+                self.get_consistent(&into_key)
+            )?;
+            let email_before = into.as_ref().and_then(|into| text(into, "email"));
+            let Some(from) = from.filter(|from| !from.contains_key(MERGED_INTO)) else {
+                return Ok(email_before);
+            };
+            let merge = Merge {
+                table: &self.table,
+                org_id,
+                from: (&from_key, &from),
+                into: (&into_key, into.as_ref(), &into_identity),
+            };
+            let (from_update, into_update) = merge.updates()?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(from_update).build())
+                .transact_items(TransactWriteItem::builder().update(into_update).build())
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    tracing::info!(org_id, "email-only client merged into an identified one");
+                    return Ok(email_before);
+                }
+                Err(error)
+                    if matches!(
+                        error.as_service_error(),
+                        Some(TransactWriteItemsError::TransactionCanceledException(_))
+                    ) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(storage_error("TransactWriteItems (merge)", error)),
+            }
+        }
+        tracing::warn!(org_id, "merge kept racing other writes");
+        Err(ApiError::StorageUnavailable)
+    }
+}
+
+/// An id as stored (valid when it was written).
+fn stored_id(raw: &str) -> Result<Id, ApiError> {
+    crate::endpoint::parse_id(raw).map_err(|error| {
+        tracing::error!(%error, "stored external_user_id");
+        ApiError::Internal
+    })
+}
+
+struct Merge<'a> {
+    table: &'a str,
+    org_id: &'a str,
+    from: (&'a ItemKey, &'a Item),
+    into: (&'a ItemKey, Option<&'a Item>, &'a UserIdentity),
+}
+
+impl Merge<'_> {
+    /// The two updates: the email-only record marked merged, the identified one given what
+    /// it had. Each only if its record is still as read.
+    fn updates(&self) -> Result<(Update, Update), ApiError> {
+        let (from_key, from) = self.from;
+        let (into_key, into, into_identity) = self.into;
+        let empty = Item::new();
+        let current = into.unwrap_or(&empty);
+
+        let mut mark = Expr::new();
+        mark.set(MERGED_INTO, s(&into_key.pk))
+            .add("version", n(1))
+            .remove("GSI2PK")
+            .remove("GSI2SK");
+        unchanged(&mut mark, from);
+
+        let mut give = Expr::new();
+        let now = give.value(s(Timestamp::now().to_stored()));
+        give.set("entity", s("user"))
+            .set("org_id", s(self.org_id))
+            .set_if_absent_to("ingested_at", &now)
+            .set_to("updated_at", &now)
+            .add("version", n(1))
+            .set("GSI2PK", s(keys::users_by_activity(self.org_id)));
+        for (name, value) in from {
+            let counted = COUNTS.contains(&name.as_str()) || name.starts_with(REVENUE_PREFIX);
+            if counted {
+                give.add(name, value.clone());
+            } else if !NOT_COPIED.contains(&name.as_str())
+                && !name.starts_with(EVENT_FIELD_PREFIX)
+                && !matches!(name.as_str(), "last_event_at" | "last_activity_at")
+            {
+                give.set_if_absent(name, value.clone());
+            }
+        }
+        for field in Field::ALL {
+            let attribute = event_attribute(field);
+            let Some(value) = from.get(&attribute) else {
+                continue;
+            };
+            let theirs = stored_position(field, Some(value));
+            let mine = stored_position(field, current.get(&attribute));
+            if theirs.is_some_and(|theirs| wins(field.pick(), &theirs, mine.as_ref())) {
+                give.set(&attribute, value.clone());
+            }
+        }
+        let activity = |item: &Item, name: &str| text(item, name);
+        let from_activity = activity(from, "last_activity_at");
+        if from_activity > activity(current, "last_activity_at") {
+            let at = from_activity.unwrap_or_default();
+            give.set("last_activity_at", s(&at))
+                .set("GSI2SK", s(keys::user_activity_sort(&at, into_identity)));
+        }
+        if let Some(last_event) = activity(from, "last_event_at") {
+            if Some(&last_event) > activity(current, "last_event_at").as_ref() {
+                give.set("last_event_at", s(last_event));
+            }
+        }
+        let merged = AttributeValue::L(vec![s(&from_key.pk)]);
+        let list = give.name(MERGED_IDENTITIES);
+        let (merged, none) = (
+            give.value(merged),
+            give.value(AttributeValue::L(Vec::new())),
+        );
+        give.set_clause(format!(
+            "{list} = list_append(if_not_exists({list}, {none}), {merged})"
+        ));
+        unchanged(&mut give, current);
+
+        let build = |key: &ItemKey, expr: Expr| {
+            Update::builder()
+                .table_name(self.table)
+                .set_key(Some(key_item(key)))
+                .with(expr.finish())
+        };
+        let (from_update, into_update) = (build(from_key, mark), build(into_key, give));
+        Ok((finish(from_update)?, finish(into_update)?))
+    }
+}
+
+/// Guards an update on `item` being as read: the same `version`, or still absent.
+fn unchanged(expr: &mut Expr, item: &Item) {
+    let condition = match item.get("version") {
+        Some(version) => expr.equals("version", version.clone()),
+        None => expr.not_exists("PK"),
+    };
+    expr.condition(condition);
+}
+
+fn finish(update: aws_sdk_dynamodb::types::builders::UpdateBuilder) -> Result<Update, ApiError> {
+    update.build().map_err(|error| {
+        tracing::error!(%error, "merge update");
+        ApiError::Internal
+    })
+}
