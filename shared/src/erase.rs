@@ -15,8 +15,8 @@ use crate::error::ApiError;
 use crate::fields::Email;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
-use crate::store::keys::{self, Index, ItemKey};
-use crate::store::reads::{Query, SortKey};
+use crate::store::keys::{self, Index};
+use crate::store::reads::{Erasure, Query, SortKey};
 use crate::store::records::{Listed, UserRecord};
 use crate::store::Store;
 use serde_json::json;
@@ -93,7 +93,7 @@ async fn delete_listed(
         let page = store
             .query_page::<Listed>(query, budget.page(), start)
             .await?;
-        let mut keys: Vec<ItemKey> = Vec::new();
+        let mut keys: Vec<Erasure> = Vec::new();
         for item in &page.items {
             let entity = item.entity.as_deref();
             if entity == Some("conversation") {
@@ -105,8 +105,8 @@ async fn delete_listed(
                     return Ok(false);
                 }
             }
-            keys.push(item.key());
-            keys.extend(item.companion(org_id));
+            keys.push(item.erasure());
+            keys.extend(item.companion(org_id).map(Erasure::Delete));
             erased.count(entity);
             budget.left = budget.left.saturating_sub(1);
         }

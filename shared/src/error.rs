@@ -45,6 +45,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("This email already identifies another user (another `external_user_id`): an email names one client.")]
     IdentityConflict { param: String },
+    #[error("This Idempotency-Key stored an event of a client that has since been erased: the event is not stored again.")]
+    ClientErased,
     #[error("The body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("No such endpoint.")]
@@ -73,7 +75,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 25] = [
+    pub const ALL_CODES: [&'static str; 26] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -90,6 +92,7 @@ impl ApiError {
         "invalid_idempotency_key",
         "idempotency_key_reused",
         "identity_conflict",
+        "client_erased",
         "payload_too_large",
         "not_found",
         "user_not_found",
@@ -127,6 +130,7 @@ impl ApiError {
             | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             IdentityConflict { .. } => StatusCode::CONFLICT,
+            ClientErased => StatusCode::GONE,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -155,6 +159,7 @@ impl ApiError {
             InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
             IdempotencyKeyReused => "idempotency_key_reused",
             IdentityConflict { .. } => "identity_conflict",
+            ClientErased => "client_erased",
             PayloadTooLarge { .. } => "payload_too_large",
             NotFound => "not_found",
             UserNotFound => "user_not_found",
@@ -185,7 +190,9 @@ impl ApiError {
             UserNotFound => Some("external_user_id"),
             ThreadNotFound => Some("thread_id"),
             InvalidCursor => Some("cursor"),
-            InvalidIdempotencyKey { .. } | IdempotencyKeyReused => Some("Idempotency-Key"),
+            InvalidIdempotencyKey { .. } | IdempotencyKeyReused | ClientErased => {
+                Some("Idempotency-Key")
+            }
             MissingAuthorization | InvalidApiKey => Some("Authorization"),
             _ => None,
         }

@@ -10,6 +10,7 @@ use crate::idempotency::{Existing, Idempotency, IdempotencyKey};
 use crate::input::{self, Channel, Event, User, UserIdentity};
 use crate::store::identity::Resolution;
 use crate::store::items;
+use crate::store::reads::ERASED_EVENT;
 use crate::store::records::{
     BookingView, ChannelView, EventRecord, EventView, MessageView, ProductView, SaleView, Stored,
     ThreadView, UserView,
@@ -323,7 +324,7 @@ pub async fn events(
     let received_at = Timestamp::now();
     let key = IdempotencyKey::from_headers(headers)?;
     let mut event: Event = input::parse_event(body, received_at)?;
-    resolve(store, org, &mut event.user, Some("user")).await?;
+    let resolution = resolve(store, org, &mut event.user, Some("user")).await?;
     let contribution = facts::contribution(&event)?;
     let idempotency = Idempotency::of(key, body)?;
     let write = EventWrite {
@@ -341,6 +342,15 @@ pub async fn events(
         EventOutcome::Recorded => (write.event.decode::<EventView>()?, false),
         EventOutcome::Exists(existing) => {
             let existing: EventRecord = existing.decode()?;
+            // Its client was erased: a retry does not bring the client back, nor its email.
+            if existing.view.object == ERASED_EVENT {
+                if let (Some(email), UserIdentity::External(id)) =
+                    (&resolution.claimed, &resolution.identity)
+                {
+                    store.release_email(org, email, id).await?;
+                }
+                return Err(ApiError::ClientErased);
+            }
             match idempotency.existing(existing.request_hash.as_deref())? {
                 Existing::OwnWrite => (write.event.decode::<EventView>()?, false),
                 Existing::Replay => (existing.view, true),

@@ -84,6 +84,9 @@ pub struct Resolution {
     /// When the mention claimed its email for the first time: the other email the
     /// identified client had until now (`users/upsert` releases it: an email change).
     pub replaced_email: Option<Email>,
+    /// The email this mention claimed for the first time, if it did (a request that then
+    /// stores nothing gives it back with [`Store::release_email`]).
+    pub claimed: Option<Email>,
 }
 
 impl Store {
@@ -97,10 +100,12 @@ impl Store {
         let mut resolution = Resolution {
             identity: identity.clone(),
             replaced_email: None,
+            claimed: None,
         };
         match (identity, email) {
             (UserIdentity::External(id), Some(email)) => {
                 if let Claim::New = self.claim_email(org_id, email, id).await? {
+                    resolution.claimed = Some(email.clone());
                     let previous = self.merge_email_client(org_id, email, id).await?;
                     resolution.replaced_email = previous
                         .and_then(|previous| previous.parse::<Email>().ok())
@@ -285,8 +290,12 @@ impl Merge<'_> {
             .set("org_id", s(self.org_id))
             .set_if_absent_to("ingested_at", &now)
             .set_to("updated_at", &now)
-            .add("version", n(1))
             .set("GSI2PK", s(keys::users_by_activity(self.org_id)));
+        // A client the merge creates is still created by the request's own write (its
+        // `version` 1 says `created`).
+        if into.is_some() {
+            give.add("version", n(1));
+        }
         for (name, value) in from {
             let counted = COUNTS.contains(&name.as_str()) || name.starts_with(REVENUE_PREFIX);
             if counted {

@@ -9,7 +9,9 @@ use super::records::{decode, Stored};
 use super::{n, s, storage_error, Item, Store};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
+};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -364,18 +366,33 @@ impl Store {
         Ok(output.attributes.is_some_and(|item| !item.is_empty()))
     }
 
-    /// Deletes the items at `keys` in BatchWriteItem calls of 25 (concurrently), retrying
-    /// unprocessed deletes with a bounded backoff. Deleting a missing item is a no-op.
-    pub async fn batch_delete(&self, keys: &[ItemKey]) -> Result<(), ApiError> {
-        let chunks = keys.chunks(BATCH_WRITE_ITEMS).map(|chunk| {
+    /// Erases items in BatchWriteItem calls of 25 (concurrently), retrying what DynamoDB
+    /// leaves unprocessed with a bounded backoff: each item is deleted, or replaced by a
+    /// [`Erasure::Tombstone`]. Erasing a missing item is a no-op.
+    pub async fn batch_delete(&self, erasures: &[Erasure]) -> Result<(), ApiError> {
+        let expires = u64::try_from(crate::fields::Timestamp::now().unix_seconds()).unwrap_or(0)
+            + ERASED_KEY_RETENTION_SECS;
+        let chunks = erasures.chunks(BATCH_WRITE_ITEMS).map(|chunk| {
             let requests = chunk
                 .iter()
-                .map(|key| {
-                    let delete = DeleteRequest::builder()
-                        .set_key(Some(key_item(key)))
-                        .build()
-                        .expect("the key is set");
-                    WriteRequest::builder().delete_request(delete).build()
+                .map(|erasure| match erasure {
+                    Erasure::Delete(key) => {
+                        let delete = DeleteRequest::builder()
+                            .set_key(Some(key_item(key)))
+                            .build()
+                            .expect("the key is set");
+                        WriteRequest::builder().delete_request(delete).build()
+                    }
+                    Erasure::Tombstone(key) => {
+                        let mut item = key_item(key);
+                        item.insert("entity".into(), s(ERASED_EVENT));
+                        item.insert("expires_at_epoch".into(), n(expires));
+                        let put = PutRequest::builder()
+                            .set_item(Some(item))
+                            .build()
+                            .expect("the item is set");
+                        WriteRequest::builder().put_request(put).build()
+                    }
                 })
                 .collect();
             self.batch_delete_chunk(requests)
@@ -412,6 +429,22 @@ impl Store {
         Err(ApiError::StorageUnavailable)
     }
 }
+
+/// What erasing does to one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Erasure {
+    Delete(ItemKey),
+    /// An erased event that had an `Idempotency-Key`: replaced by an item holding nothing
+    /// but its key (no personal data), so a retry of the request that stored it cannot
+    /// bring the client back (`events/` answers 410 `client_erased`), until DynamoDB's TTL
+    /// removes it after [`ERASED_KEY_RETENTION_SECS`].
+    Tombstone(ItemKey),
+}
+
+/// How long an erased event's `Idempotency-Key` is remembered: 90 days.
+pub const ERASED_KEY_RETENTION_SECS: u64 = 90 * 86_400;
+/// The `entity` of an erased event's tombstone.
+pub const ERASED_EVENT: &str = "erased_event";
 
 /// Nothing before the first call, then 25, 50, 100, 200 ms: DynamoDB's advice for
 /// unprocessed batch items, bounded well inside the operation timeout.

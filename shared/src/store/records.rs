@@ -345,11 +345,23 @@ pub struct Listed {
     sk: String,
     pub entity: Option<String>,
     message_id: Option<String>,
+    idempotency_key: Option<String>,
 }
 
 impl Listed {
     /// The projection that reads it (keys are always included).
-    pub const ATTRIBUTES: [&'static str; 2] = ["entity", "message_id"];
+    pub const ATTRIBUTES: [&'static str; 3] = ["entity", "message_id", "idempotency_key"];
+
+    /// How erasing treats the item: an event stored with an `Idempotency-Key` leaves a
+    /// tombstone, everything else is deleted.
+    pub fn erasure(&self) -> super::reads::Erasure {
+        let keyed_event = self.entity.as_deref() == Some("event") && self.idempotency_key.is_some();
+        if keyed_event {
+            super::reads::Erasure::Tombstone(self.key())
+        } else {
+            super::reads::Erasure::Delete(self.key())
+        }
+    }
 
     /// What goes with the item when it is deleted: a message's locator.
     pub fn companion(&self, org_id: &str) -> Option<ItemKey> {

@@ -271,3 +271,23 @@ pub fn days_ago(days: f64) -> String {
     let at = time::OffsetDateTime::now_utc() - time::Duration::seconds_f64(days * 86_400.0);
     shared::fields::Timestamp::from_offset_date_time(at).to_stored()
 }
+
+impl TestOrg {
+    /// The raw item at `key`, whatever its type, as JSON.
+    pub async fn stored(&self, key: &keys::ItemKey) -> Option<Value> {
+        let output = self
+            .store()
+            .client()
+            .get_item()
+            .table_name(self.store().table())
+            .key("PK", shared::store::s(&key.pk))
+            .key("SK", shared::store::s(&key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        output
+            .item
+            .map(|item| serde_dynamo::from_item(item).unwrap())
+    }
+}

@@ -112,12 +112,21 @@ async fn erasing_a_client_deletes_everything_attached_and_nothing_shared() {
     ] {
         assert!(store.get(&key).await.unwrap().is_some(), "{key:?} kept");
     }
-    // The idempotency record went with the event: the same key is new again.
+    // The event's key is remembered without its data: a retry of it stores nothing, a new
+    // event (another key) starts a new client.
+    let event = json!({"event": "app_opened", "user": {"external_user_id": "gone"}}).to_string();
+    org.call_with(
+        Endpoint::Events,
+        &[("idempotency-key", "gone-signup")],
+        event.clone(),
+    )
+    .await
+    .assert_error(410, "client_erased");
     let reply = org
         .call_with(
             Endpoint::Events,
-            &[("idempotency-key", "gone-signup")],
-            json!({"event": "app_opened", "user": {"external_user_id": "gone"}}).to_string(),
+            &[("idempotency-key", "gone-again")],
+            event,
         )
         .await;
     reply.assert_status(201);

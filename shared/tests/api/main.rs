@@ -12,6 +12,7 @@ mod erase;
 mod events;
 mod faults;
 mod fixtures;
+mod identity;
 mod isolation;
 mod limits;
 mod openapi;
