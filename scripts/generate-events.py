@@ -113,11 +113,16 @@ READS = [
     ("bookings-list", 400, "missing_field", {}, "from=2026-03-25T00:00:00Z"),
     ("users-delete", 200, "ok", {"external_user_id": "usr_123"}, ""),
     ("users-delete", 401, "missing_authorization", {"external_user_id": "usr_123"}, ""),
+    # A client named by its email (users/email/{email}/): the reference user's email.
+    ("users-get", 200, "ok_by_email", {"email": "user@example.com"}, ""),
+    ("users-delete", 200, "ok_by_email", {"email": "nobody@example.com"}, ""),
 ]
 
 
 def event(function, case, body, extra_headers, params=None, query=""):
     method, relative = PATHS[function]
+    if params and "email" in params:
+        relative = "users/email/{email}/"
     route = f"/api/developer/{relative}"
     path = route.format(**(params or {}))
     headers = {"authorization": f"Bearer {FIXTURE_SECRET}", "user-agent": "curl/8.5.0",

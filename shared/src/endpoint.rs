@@ -3,7 +3,7 @@
 //! checked against, and the matcher that reads path parameters from a request path.
 
 use crate::error::ApiError;
-use crate::fields::Id;
+use crate::fields::{Email, Id};
 use lambda_http::http::Method;
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
@@ -97,6 +97,24 @@ impl Endpoint {
         format!("{API_BASE_PATH}{}", self.relative_path())
     }
 
+    /// Another path template the endpoint also answers: a client known only by its email
+    /// is read and erased at `users/email/{email}/` (two segments, so it never shadows an
+    /// `external_user_id`; on AWS the `users/{external_user_id}/{proxy+}` route carries it).
+    pub fn alternate_relative_path(self) -> Option<&'static str> {
+        match self {
+            Endpoint::UsersGet | Endpoint::UsersDelete => Some(USER_BY_EMAIL_PATH),
+            _ => None,
+        }
+    }
+
+    /// Every full path template the endpoint answers.
+    pub fn paths(self) -> Vec<String> {
+        std::iter::once(self.relative_path())
+            .chain(self.alternate_relative_path())
+            .map(|path| format!("{API_BASE_PATH}{path}"))
+            .collect()
+    }
+
     /// The path with each parameter replaced by a value: what a client sends.
     pub fn path_with(self, values: &[&str]) -> String {
         let mut values = values.iter();
@@ -151,11 +169,22 @@ impl Endpoint {
     /// `/api/developer/` (so a stage prefix does not matter), with or without the trailing
     /// slash. Parameters are percent-decoded; `None` when the path is not this endpoint's.
     pub fn match_path(self, raw_path: &str) -> Option<PathParams> {
+        std::iter::once(self.relative_path())
+            .chain(self.alternate_relative_path())
+            .find_map(|template| match_template(template, raw_path))
+    }
+}
+
+/// The client known only by its email, below [`API_BASE_PATH`].
+pub const USER_BY_EMAIL_PATH: &str = "users/email/{email}/";
+
+fn match_template(template: &'static str, raw_path: &str) -> Option<PathParams> {
+    {
         let base = API_BASE_PATH.trim_end_matches('/');
         let start = raw_path.find(base)? + base.len();
         let rest = raw_path[start..].strip_prefix('/')?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        let template = self.relative_path().trim_end_matches('/');
+        let template = template.trim_end_matches('/');
         let (mut segments, mut expected) = (rest.split('/'), template.split('/'));
         let mut params = Vec::new();
         loop {
@@ -197,6 +226,16 @@ fn parameter_name(segment: &str) -> Option<&str> {
 pub struct PathParams(Vec<(&'static str, String)>);
 
 impl PathParams {
+    /// The `email` parameter, normalized like an email in a body, if the path has one.
+    pub fn email(&self) -> Result<Option<Email>, ApiError> {
+        let Some((_, raw)) = self.0.iter().find(|(param, _)| *param == "email") else {
+            return Ok(None);
+        };
+        raw.parse()
+            .map(Some)
+            .map_err(|error| ApiError::invalid_field("email", format!("`email` {error}")))
+    }
+
     /// The parameter as the same typed id the write side uses (trimmed, bounded, no
     /// control characters); a malformed one is a 400 naming the parameter.
     pub fn id(&self, name: &str) -> Result<Id, ApiError> {

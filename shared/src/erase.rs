@@ -135,7 +135,7 @@ pub async fn users_delete(
     caller: &Caller,
     params: &PathParams,
 ) -> Result<Reply, ApiError> {
-    let identity = UserIdentity::External(params.id("external_user_id")?);
+    let identity = crate::reads::client_identity(store, &caller.org_id, params).await?;
     let user_key = keys::user(&caller.org_id, &identity);
     let mut budget = Budget {
         started: Instant::now(),

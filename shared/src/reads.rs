@@ -139,6 +139,24 @@ fn page_body(name: &str, items: Vec<Value>, next_cursor: Option<String>) -> Valu
     json!({ name: items, "next_cursor": next_cursor })
 }
 
+/// The client a `users/{external_user_id}/` or `users/email/{email}/` path names: an email
+/// that an identified user owns names that user (`store::identity`).
+pub async fn client_identity(
+    store: &Store,
+    org: &str,
+    params: &PathParams,
+) -> Result<UserIdentity, ApiError> {
+    match params.email()? {
+        Some(email) => {
+            let resolution = store
+                .resolve_identity(org, &UserIdentity::Email(email.clone()), Some(&email))
+                .await?;
+            Ok(resolution.identity)
+        }
+        None => Ok(UserIdentity::External(params.id("external_user_id")?)),
+    }
+}
+
 /// A client's recent history under one user key: newest first, each list with whether more
 /// exist.
 struct History {
@@ -221,7 +239,7 @@ pub async fn users_get(
     params: &PathParams,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let identity = UserIdentity::External(params.id("external_user_id")?);
+    let identity = client_identity(store, org, params).await?;
     let user_key = keys::user(org, &identity);
     let (user, mine) = futures::try_join!(
         store.get_record::<UserRecord>(&user_key),

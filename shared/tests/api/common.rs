@@ -225,7 +225,13 @@ pub fn tampered(secret: &str) -> String {
 impl TestOrg {
     /// Sends `endpoint` (a read or the erasure) with its path parameters and query string.
     pub async fn read(&self, endpoint: Endpoint, params: &[&str], query: &str) -> Reply {
-        let mut uri = format!("https://api.example.test{}", endpoint.path_with(params));
+        self.read_at(endpoint, &endpoint.path_with(params), query)
+            .await
+    }
+
+    /// [`TestOrg::read`] at a given path (an endpoint's alternate path form).
+    pub async fn read_at(&self, endpoint: Endpoint, path: &str, query: &str) -> Reply {
+        let mut uri = format!("https://api.example.test{path}");
         if !query.is_empty() {
             uri.push('?');
             uri.push_str(query);

@@ -347,3 +347,53 @@ async fn a_retry_after_the_erasure_does_not_bring_the_client_back() {
         .assert_status(201);
     assert_eq!(org.context("er1").await["user"]["install_count"], 1);
 }
+
+#[tokio::test]
+async fn a_client_known_by_email_is_read_and_erased_by_its_email() {
+    let org = TestOrg::new().await;
+    let at = |email: &str| format!("/api/developer/users/email/{email}/");
+    org.call(
+        Endpoint::Events,
+        purchase(json!({"email": "only@x.com", "name": "O"}), "2.00"),
+    )
+    .await
+    .assert_status(201);
+    let reply = org
+        .read_at(Endpoint::UsersGet, &at("ONLY%40x.com"), "")
+        .await;
+    let body = reply.assert_status(200);
+    assert_eq!(body["user"]["name"], "O");
+    assert_eq!(body["user"]["lifetime_value"], "2.00");
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+
+    // An identified user's email names that user.
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "named", "email": "named@x.com", "name": "N"}),
+    )
+    .await
+    .assert_status(201);
+    let reply = org
+        .read_at(Endpoint::UsersGet, &at("named@x.com"), "")
+        .await;
+    assert_eq!(
+        reply.assert_status(200)["user"]["external_user_id"],
+        "named"
+    );
+    org.read_at(Endpoint::UsersGet, &at("nobody@x.com"), "")
+        .await
+        .assert_error(404, "user_not_found");
+    org.read_at(Endpoint::UsersGet, &at("not-an-email"), "")
+        .await
+        .assert_error(400, "invalid_field");
+
+    let reply = org
+        .read_at(Endpoint::UsersDelete, &at("only@x.com"), "")
+        .await;
+    let body = reply.assert_status(200);
+    assert_eq!(body["deleted"]["user"], 1);
+    assert_eq!(body["deleted"]["events"], 1);
+    org.read_at(Endpoint::UsersGet, &at("only@x.com"), "")
+        .await
+        .assert_error(404, "user_not_found");
+}

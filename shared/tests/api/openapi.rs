@@ -42,7 +42,11 @@ fn documented_path(route: &str) -> String {
 fn endpoint_operations() -> BTreeSet<(String, String)> {
     Endpoint::ALL
         .iter()
-        .map(|e| (e.method_name().to_owned(), e.path()))
+        .flat_map(|e| {
+            e.paths()
+                .into_iter()
+                .map(|path| (e.method_name().to_owned(), path))
+        })
         .collect()
 }
 
