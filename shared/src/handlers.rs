@@ -225,15 +225,24 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let invalid = ApiError::InvalidIdempotencyKey {
-        max: MAX_IDEMPOTENCY_KEY_CHARS,
-    };
-    let key = value.to_str().map_err(|_| invalid.clone())?.trim();
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidIdempotencyKey {
+            max: MAX_IDEMPOTENCY_KEY_CHARS,
+        })?;
+    check_idempotency_key(key).map(Some)
+}
+
+/// An idempotency key, trimmed: 1 to 255 printable ASCII characters.
+pub fn check_idempotency_key(key: &str) -> Result<String, ApiError> {
+    let key = key.trim();
     let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
     if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable {
-        return Err(invalid);
+        return Err(ApiError::InvalidIdempotencyKey {
+            max: MAX_IDEMPOTENCY_KEY_CHARS,
+        });
     }
-    Ok(Some(key.to_owned()))
+    Ok(key.to_owned())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -267,9 +276,19 @@ pub async fn events(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
+    events_with_key(store, caller, idempotency_key(headers)?, body).await
+}
+
+/// [`events`] with the idempotency key already read (from the header, or from a batch
+/// item's `idempotency_key`, checked by [`check_idempotency_key`]).
+pub async fn events_with_key(
+    store: &Store,
+    caller: &Caller,
+    idempotency_key: Option<String>,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
-    let idempotency_key = idempotency_key(headers)?;
     let mut event: Event = input::parse_event(body, received_at)?;
     let change = lifecycle_update(&event)?;
 

@@ -3,6 +3,8 @@
 //!
 //! - [`http`]: API Gateway request in, JSON response out, request ids, logging.
 //! - [`handlers`]: one function per write endpoint; orchestrates parse -> writes -> reply.
+//! - [`batch`]: many items of any type in one request, each through its single handler.
+//! - [`encoding`]: gzip request bodies, inflated under a hard cap.
 //! - [`reads`], [`erase`]: the read endpoints and the erasure of a client.
 //! - [`query`], [`cursor`]: query-string parameters and opaque page cursors.
 //! - [`input`], [`fields`], [`lifecycle`]: request bodies parsed into validated domain values.
@@ -14,7 +16,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod cursor;
+pub mod encoding;
 pub mod endpoint;
 pub mod erase;
 pub mod error;
