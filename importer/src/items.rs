@@ -237,8 +237,8 @@ mod tests {
             .build(1, fields(json!({"type": "users", "email": "A@B.C"})))
             .unwrap();
         assert_eq!(
-            (item.kind, item.lane_key.as_str()),
-            (Kind::Users, "email:a@b.c")
+            (&item.json["type"], item.lane_key.as_str()),
+            (&json!("user"), "email:a@b.c")
         );
         for (line, code) in [
             (json!({"email": "x"}), "missing_field"),
