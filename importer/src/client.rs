@@ -3,7 +3,7 @@
 use flate2::write::GzEncoder;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub struct Client {
     url: String,
     authorization: String,
     gzip: AtomicBool,
+    /// The key's items per second, from `RateLimit-Policy` (0 until the first answer).
+    rate_limit: AtomicU32,
 }
 
 impl Client {
@@ -49,7 +51,13 @@ impl Client {
             url: format!("{}/api/developer/batch/", base_url.trim_end_matches('/')),
             authorization: format!("Bearer {}", api_key.trim()),
             gzip: AtomicBool::new(gzip),
+            rate_limit: AtomicU32::new(0),
         }
+    }
+
+    /// Items per second the key may send, once an answer said (`q` of `RateLimit-Policy`).
+    pub fn rate_limit(&self) -> Option<u32> {
+        Some(self.rate_limit.load(Ordering::Relaxed)).filter(|&q| q > 0)
     }
 
     pub fn gzip(&self) -> bool {
@@ -93,6 +101,14 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        if let Some(q) = response
+            .headers()
+            .get("ratelimit-policy")
+            .and_then(|v| v.to_str().ok())
+            .and_then(policy_quota)
+        {
+            self.rate_limit.store(q, Ordering::Relaxed);
+        }
         let text = match response
             .body_mut()
             .with_config()
@@ -138,6 +154,14 @@ impl Client {
     }
 }
 
+/// `q` of `"default";q=100;w=1`.
+fn policy_quota(policy: &str) -> Option<u32> {
+    policy
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("q="))
+        .and_then(|q| q.parse().ok())
+}
+
 fn compress(body: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
@@ -154,4 +178,13 @@ fn system_roots() -> Vec<ureq::tls::Certificate<'static>> {
         .into_iter()
         .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_quota_is_read_from_the_policy() {
+        assert_eq!(super::policy_quota("\"default\";q=250;w=1"), Some(250));
+        assert_eq!(super::policy_quota("nonsense"), None);
+    }
 }

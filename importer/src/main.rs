@@ -129,8 +129,40 @@ impl Tracker {
     }
 }
 
+/// Spreads the key's per-second budget over the lanes (a token bucket at the key's rate):
+/// without it, lanes would take turns at 429s.
+#[derive(Default)]
+struct Pacer {
+    bucket: Mutex<Option<(f64, Instant)>>,
+}
+
+impl Pacer {
+    /// Waits until `items` tokens are there at `rate` per second (at most one second's worth).
+    fn take(&self, items: usize, rate: Option<u32>) {
+        let Some(rate) = rate.map(f64::from) else {
+            return;
+        };
+        let wanted = (items as f64).min(rate);
+        loop {
+            let wait = {
+                let mut bucket = self.bucket.lock().expect("pacer lock");
+                let (tokens, at) = bucket.get_or_insert((rate, Instant::now()));
+                *tokens = (*tokens + at.elapsed().as_secs_f64() * rate).min(rate);
+                *at = Instant::now();
+                if *tokens >= wanted {
+                    *tokens -= wanted;
+                    return;
+                }
+                Duration::from_secs_f64((wanted - *tokens) / rate)
+            };
+            std::thread::sleep(wait);
+        }
+    }
+}
+
 struct Import {
     client: Client,
+    pacer: Pacer,
     checkpoint: Checkpoint,
     rejects: Rejects,
     tracker: Mutex<Tracker>,
@@ -218,9 +250,10 @@ impl Import {
                     return;
                 }
                 let bodies: Vec<Value> = pending.iter().map(|item| item.json.clone()).collect();
+                self.pacer.take(bodies.len(), self.client.rate_limit());
                 self.counts.requests.fetch_add(1, Ordering::Relaxed);
-                attempts += 1;
-                let (reason, retry_after) = match self.client.send(&bodies) {
+                // Rate limiting is the key's pace, not a failure: it uses up no attempts.
+                let (reason, retry_after, rate_limited) = match self.client.send(&bodies) {
                     Answer::Results {
                         results,
                         retry_after,
@@ -238,16 +271,19 @@ impl Import {
                         if again.is_empty() {
                             break;
                         }
+                        let limited = results.iter().filter(|r| r["status"] == 429).count();
+                        let rate_limited_only = limited == again.len();
                         pending = again;
-                        (
-                            format!("{} items answered 429/503", pending.len()),
-                            retry_after,
-                        )
+                        let reason = format!("{} items answered 429/503", pending.len());
+                        (reason, retry_after, rate_limited_only)
                     }
                     Answer::Retry {
                         reason,
                         retry_after,
-                    } => (reason, retry_after),
+                    } => {
+                        let rate_limited = reason.starts_with("429");
+                        (reason, retry_after, rate_limited)
+                    }
                     Answer::TooLarge => {
                         let second = pending.split_off(pending.len() / 2);
                         queue.push_front(second);
@@ -259,6 +295,9 @@ impl Import {
                         return;
                     }
                 };
+                if !rate_limited {
+                    attempts += 1;
+                }
                 if attempts >= self.max_attempts {
                     let first = pending.first().map_or(0, |item| item.line);
                     self.stop_with(format!(
@@ -267,7 +306,7 @@ impl Import {
                     return;
                 }
                 self.counts.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(backoff(attempts, retry_after));
+                std::thread::sleep(backoff(attempts.max(1), retry_after));
             }
         }
     }
@@ -281,7 +320,12 @@ impl Import {
             };
             let mut bytes = first.json.to_string().len();
             let mut batch = vec![first];
-            while batch.len() < self.batch_size {
+            // A batch larger than the key's per-second budget could never be admitted whole.
+            let size = self
+                .client
+                .rate_limit()
+                .map_or(self.batch_size, |rate| self.batch_size.min(rate as usize));
+            while batch.len() < size {
                 let Ok(item) = items.recv() else { break };
                 let size = item.json.to_string().len();
                 if bytes + size > MAX_BATCH_JSON_BYTES {
@@ -360,6 +404,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let skipped = resume_after.unwrap_or(0);
     let import = Import {
         client: Client::new(&args.url, &key, !args.no_gzip),
+        pacer: Pacer::default(),
         checkpoint,
         rejects,
         tracker: Mutex::new(Tracker {
