@@ -110,7 +110,7 @@ CASES = [
     ("bookings-upsert", 400, "missing_booking_identity", {"scheduled_at": "2026-03-25T10:30:00Z"}, {}),
     ("bookings-upsert", 400, "missing_booking_scheduled_at", {"booking_id": "booking_1001"}, {}),
     ("batch", 200, "ok", BATCH, {}),
-    ("batch", 200, "gzip", gzipped(BATCH), {"content-encoding": "gzip"}),
+    ("batch", 200, "ok_gzip", gzipped(BATCH), {"content-encoding": "gzip"}),
     ("batch", 400, "invalid_json", '{"batch": [', {}),
     ("batch", 400, "invalid_encoding", b"not gzip", {"content-encoding": "gzip"}),
     ("batch", 413, "too_many_items", {"batch": [{"type": "user", "external_user_id": f"usr_{i}"} for i in range(501)]}, {}),
