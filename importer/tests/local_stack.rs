@@ -305,6 +305,12 @@ async fn state(store: &Store, org: &str) -> Expected {
     state
 }
 
+/// The public view of a stored item.
+async fn stored(store: &Store, key: keys::ItemKey) -> Value {
+    let item = store.get(&key).await.unwrap().expect("stored");
+    shared::store::items::public_view(&item)
+}
+
 fn rejected_lines(file: &Path) -> Vec<u64> {
     let rejects = std::fs::read_to_string(shared_suffix(file, ".rejects.ndjson")).unwrap();
     rejects
@@ -448,30 +454,13 @@ async fn csv_with_dotted_headers_and_mixed_ndjson_are_imported_and_refusals_retr
     .await;
     assert_eq!(code, 0, "{summary}");
     assert!(summary.contains("every line stored"), "{summary}");
-    let sale = store
-        .get(&keys::sale(
-            &org.id,
-            &serde_json::from_value(json!("sale-7")).unwrap(),
-        ))
-        .await
-        .unwrap()
-        .expect("the sale");
-    let sale = shared::store::items::public_view(&sale);
+    let id = |id: &str| serde_json::from_value(json!(id)).unwrap();
+    let sale = stored(&store, keys::sale(&org.id, &id("sale-7"))).await;
     assert_eq!(sale["total"], "7.50");
     assert_eq!(sale["quantity"], 3);
     assert_eq!(sale["metadata"], json!({"row": 7}));
-    let product = store
-        .get(&keys::product(
-            &org.id,
-            &serde_json::from_value(json!("prod-7")).unwrap(),
-        ))
-        .await
-        .unwrap()
-        .expect("the nested product");
-    assert_eq!(
-        shared::store::items::public_view(&product)["type"],
-        "service"
-    );
+    let product = stored(&store, keys::product(&org.id, &id("prod-7"))).await;
+    assert_eq!(product["type"], "service");
 
     let mixed = dir.join("mixed.ndjson");
     std::fs::write(
@@ -495,14 +484,8 @@ async fn csv_with_dotted_headers_and_mixed_ndjson_are_imported_and_refusals_retr
         assert_eq!(code, 1, "{summary}");
         assert_eq!(rejected_lines(&mixed), [5, 6]);
     }
-    let identity =
-        shared::input::UserIdentity::External(serde_json::from_value(json!("mixed-1")).unwrap());
-    let user = store
-        .get(&keys::user(&org.id, &identity))
-        .await
-        .unwrap()
-        .unwrap();
-    let user = shared::store::items::public_view(&user);
+    let identity = shared::input::UserIdentity::External(id("mixed-1"));
+    let user = stored(&store, keys::user(&org.id, &identity)).await;
     assert_eq!(
         (&user["plan"], &user["install_count"]),
         (&json!("pro"), &json!(1)),

@@ -40,6 +40,16 @@ pub fn item(endpoint: Endpoint, body: &Value, key: Option<&str>) -> Value {
     Value::Object(item)
 }
 
+/// `count` upserts of new users.
+pub fn new_user_items(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|_| {
+            let user = json!({"external_user_id": unique("usr")});
+            item(Endpoint::UsersUpsert, &user, None)
+        })
+        .collect()
+}
+
 async fn send_batch(org: &TestOrg, items: &[Value]) -> Reply {
     org.call(Endpoint::Batch, json!({ "batch": items })).await
 }
@@ -469,15 +479,7 @@ async fn gzip_bodies_are_inflated_under_the_limit_on_every_post() {
 async fn the_rate_limit_counts_items() {
     let limit = 10;
     let org = TestOrg::with_rate_limit(Some(limit)).await;
-    let items: Vec<Value> = (0..15)
-        .map(|_| {
-            item(
-                Endpoint::UsersUpsert,
-                &json!({"external_user_id": unique("usr")}),
-                None,
-            )
-        })
-        .collect();
+    let items = new_user_items(15);
     let reply = send_batch(&org, &items).await;
     let results = results(&reply);
     let statuses: Vec<u64> = results
@@ -498,15 +500,7 @@ async fn the_rate_limit_counts_items() {
 #[tokio::test]
 async fn a_batch_within_the_limit_leaves_the_rest_of_the_budget() {
     let org = TestOrg::with_rate_limit(Some(50)).await;
-    let items: Vec<Value> = (0..20)
-        .map(|_| {
-            item(
-                Endpoint::UsersUpsert,
-                &json!({"external_user_id": unique("usr")}),
-                None,
-            )
-        })
-        .collect();
+    let items = new_user_items(20);
     let reply = send_batch(&org, &items).await;
     assert!(results(&reply).iter().all(|r| r["status"] == 201));
     assert!(reply.headers.get("retry-after").is_none());

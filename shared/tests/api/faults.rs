@@ -608,17 +608,8 @@ async fn batch_items_hit_by_storage_faults_are_503_and_only_they_need_resending(
 
 #[tokio::test]
 async fn a_batch_against_a_black_hole_answers_every_item_503_within_the_deadline() {
-    use crate::batch::item;
     let setup = Setup::new().await;
-    let items: Vec<Value> = (0..40)
-        .map(|_| {
-            item(
-                Endpoint::UsersUpsert,
-                &json!({"external_user_id": unique("usr")}),
-                None,
-            )
-        })
-        .collect();
+    let items = crate::batch::new_user_items(40);
     setup.proxy.set(Fault::BlackHole).await;
     let started = Instant::now();
     let reply = send(
