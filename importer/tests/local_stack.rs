@@ -33,9 +33,14 @@ async fn store() -> Store {
         std::env::var_os("DYNAMODB_ENDPOINT").is_some(),
         "these tests need DynamoDB Local: run `make test` (or start it and set DYNAMODB_ENDPOINT)"
     );
-    if std::env::var_os("TABLE_NAME").is_none() {
-        std::env::set_var("TABLE_NAME", "developer-ingest-test");
-    }
+    // A table of its own: these tests write tens of thousands of items, which would slow
+    // the scans of the shared/ tests that use theirs.
+    static TABLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let shared = std::env::var("TABLE_NAME").unwrap_or_else(|_| "developer-ingest-test".into());
+        format!("{shared}-importer")
+    });
+    std::env::set_var("TABLE_NAME", table);
     let store = Store::from_env().await;
     shared::admin::create_table(&store)
         .await
