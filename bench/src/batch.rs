@@ -11,12 +11,13 @@ use shared::Endpoint;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-/// Published prices, us-east-1, on-demand (checked 2026): Lambda on arm64 with the
-/// template's 128 MB, API Gateway HTTP API (first 300 million requests a month, metered in
-/// 512 KB units), DynamoDB on-demand write request units.
+/// Published prices, us-east-1, on-demand (checked 2026): Lambda on arm64, API Gateway HTTP
+/// API (first 300 million requests a month, metered in 512 KB units), DynamoDB on-demand
+/// write request units. Memory as template.yaml sets it: 128 MB, the batch function 1024 MB.
 const LAMBDA_PER_GB_SECOND: f64 = 0.000_013_333_4;
 const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
-const LAMBDA_MEMORY_GB: f64 = 128.0 / 1024.0;
+const SINGLE_MEMORY_GB: f64 = 128.0 / 1024.0;
+const BATCH_MEMORY_GB: f64 = 1.0;
 const HTTP_API_PER_MILLION_REQUESTS: f64 = 1.00;
 const HTTP_API_METERING_BYTES: usize = 512 * 1024;
 const DYNAMODB_PER_MILLION_WRITE_UNITS: f64 = 0.625;
@@ -194,20 +195,20 @@ fn report(
         )
     };
     // Per million events.
-    let dollars = |sent: &Sent, cost: &Cost, events_per_request: usize| {
+    let dollars = |sent: &Sent, cost: &Cost, events_per_request: usize, memory_gb: f64| {
         let requests = MILLION / events_per_request as f64;
         let lambda_requests = requests * LAMBDA_PER_MILLION_REQUESTS / MILLION;
         let billed_seconds_per_request = sent.billed_ms / sent.invocations as f64 / 1000.0;
         let lambda_duration =
-            requests * billed_seconds_per_request * LAMBDA_MEMORY_GB * LAMBDA_PER_GB_SECOND;
+            requests * billed_seconds_per_request * memory_gb * LAMBDA_PER_GB_SECOND;
         let units = sent.body_bytes.div_ceil(HTTP_API_METERING_BYTES).max(1) as f64;
         let api = requests * units * HTTP_API_PER_MILLION_REQUESTS / MILLION;
         let write_units = (cost.data_write_units + f64::from(cost.bookkeeping)) / size as f64;
         let dynamodb = MILLION * write_units * DYNAMODB_PER_MILLION_WRITE_UNITS / MILLION;
         [lambda_requests, lambda_duration, api, dynamodb]
     };
-    let single_dollars = dollars(single, single_cost, 1);
-    let batch_dollars = dollars(batch, batch_cost, size);
+    let single_dollars = dollars(single, single_cost, 1, SINGLE_MEMORY_GB);
+    let batch_dollars = dollars(batch, batch_cost, size, BATCH_MEMORY_GB);
     let dollar_row = |name: &str, parts: [f64; 4]| {
         let total: f64 = parts.iter().sum();
         format!(
@@ -230,11 +231,12 @@ fn report(
          Billed Lambda time per event: **{lambda_ratio:.1}x less** in batches of {size} (target: at least 5x). \
          Writes per item: {single_writes:.2} single, {batch_writes:.2} batched (target: equal).\n\n\
          ### Cost per million events\n\n\
-         From the figures above at published us-east-1 prices: Lambda arm64 at 128 MB (${LAMBDA_PER_GB_SECOND} per \
-         GB-s, ${LAMBDA_PER_MILLION_REQUESTS:.2} per million requests), API Gateway HTTP API (${HTTP_API_PER_MILLION_REQUESTS:.2} \
+         From the figures above at published us-east-1 prices: Lambda arm64 at the template's memory (128 MB, \
+         `batch` 1024 MB; ${LAMBDA_PER_GB_SECOND} per GB-s, ${LAMBDA_PER_MILLION_REQUESTS:.2} per million requests), API Gateway HTTP API (${HTTP_API_PER_MILLION_REQUESTS:.2} \
          per million requests, each 512 KB counted as one), DynamoDB on-demand (${DYNAMODB_PER_MILLION_WRITE_UNITS} per million \
-         write request units, the measured WCU plus the key writes). Durations on this machine with DynamoDB Local on \
-         loopback, so Lambda's share is a lower bound.\n\n\
+         write request units, the measured WCU plus the key writes). Durations on this machine (a whole core per \
+         process) with DynamoDB Local on loopback: in Lambda, CPU-bound time grows as memory shrinks (128 MB is about \
+         1/14 of a vCPU, 1024 MB about 0.6), and DynamoDB answers in milliseconds, not fractions of one.\n\n\
          | sent as | Lambda requests | Lambda duration | API Gateway | DynamoDB | total |\n|---|---|---|---|---|---|\n\
          {single_dollars}{batch_dollars}",
         single_row = row(&format!("{size} × events/"), single, single_cost),
