@@ -512,10 +512,12 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
     if let Some(reason) = fatal {
         println!("  stopped: {reason}");
-        println!(
-            "  done through line {done_through}; checkpoint {}",
-            checkpoint.path().display()
-        );
+        if checkpoint.path().exists() {
+            println!(
+                "  done through line {done_through}; a re-run resumes from {}",
+                checkpoint.path().display()
+            );
+        }
         return Ok(ExitCode::from(2));
     }
     checkpoint
