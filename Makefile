@@ -1,5 +1,5 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test test-properties smoke soak fuzz-api admin bench fuzz events sam-build clean
+.PHONY: run test test-properties smoke soak fuzz-api admin import bench fuzz events sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
@@ -21,6 +21,9 @@ fuzz-api: ## schemathesis against the local API from openapi.yaml, longer than m
 
 admin: ## The admin CLI against make run's DynamoDB Local, e.g. make admin ARGS='orgs list'
 	@bash scripts/admin.sh $(ARGS)
+
+import: ## Load a file into make run's API through batch/, e.g. make import FILE=users.csv TYPE=users (resumable)
+	@bash scripts/import.sh
 
 bench: ## Release binaries vs their floors: cold start, storage cost, warm latency, size, memory -> BENCHMARKS.md
 	@bash scripts/bench.sh $(ARGS)

@@ -33,12 +33,20 @@ def _in_future(value: object) -> bool:
     return at > datetime.now(timezone.utc) + timedelta(hours=23)
 
 
+def _into_past(obj: object) -> None:
+    if isinstance(obj, dict):
+        for name in NOT_IN_FUTURE:
+            if _in_future(obj.get(name)):
+                obj[name] = PAST
+
+
 @schemathesis.hook
 def map_body(context, body):
-    if isinstance(body, dict):
-        for name in NOT_IN_FUTURE:
-            if _in_future(body.get(name)):
-                body[name] = PAST
+    _into_past(body)
+    # batch/: each item is a single endpoint's body.
+    if isinstance(body, dict) and isinstance(body.get("batch"), list):
+        for item in body["batch"]:
+            _into_past(item)
     return body
 
 

@@ -6,6 +6,8 @@ through its function and checks the status (and, for errors, that <case> is the 
 Read and delete events run against the records the write endpoints' 201 events create.
 Run it again after changing the cases below: python3 scripts/generate-events.py
 """
+import base64
+import gzip
 import json
 import pathlib
 
@@ -70,7 +72,24 @@ PATHS = {
     "users-delete": ("DELETE", "users/{external_user_id}/"),
     "conversations-get": ("GET", "conversations/{thread_id}/"), "inbox": ("GET", "inbox/"),
     "bookings-list": ("GET", "bookings/"),
+    "batch": ("POST", "batch/"),
 }
+
+# batch/: items of several types, one of them refused (its result is a 400, the batch a 200).
+BATCH = {"batch": [
+    {"type": "user", **REFERENCE["users-upsert"]},
+    {"type": "event", "idempotency_key": "evt-usr_123-app_opened-20260324T080000Z",
+     "event": "app_opened", "user": {"external_user_id": "usr_123"}, "event_timestamp": "2026-03-24T08:00:00Z"},
+    {"type": "product", "external_product_id": "svc_onboarding", "title": "Onboarding call", "product_type": "service"},
+    {"type": "sale", **REFERENCE["sales-upsert"]},
+    {"type": "booking", **REFERENCE["bookings-upsert"]},
+    {"type": "user", "name": "No identity"},
+]}
+
+
+def gzipped(body):
+    """A gzip body (bytes: the event carries it base64-encoded, as API Gateway does)."""
+    return gzip.compress(json.dumps(body).encode(), mtime=0)
 
 # (function, status, case, body or None, headers)
 CASES = [
@@ -90,6 +109,13 @@ CASES = [
     ("messages-upsert", 400, "missing_message_identity", {"thread_id": "conv_support_1001", "text": "hi"}, {}),
     ("bookings-upsert", 400, "missing_booking_identity", {"scheduled_at": "2026-03-25T10:30:00Z"}, {}),
     ("bookings-upsert", 400, "missing_booking_scheduled_at", {"booking_id": "booking_1001"}, {}),
+    ("batch", 200, "ok", BATCH, {}),
+    ("batch", 200, "ok_gzip", gzipped(BATCH), {"content-encoding": "gzip"}),
+    ("batch", 400, "invalid_json", '{"batch": [', {}),
+    ("batch", 400, "invalid_encoding", b"not gzip", {"content-encoding": "gzip"}),
+    ("batch", 413, "too_many_items", {"batch": [{"type": "user", "external_user_id": f"usr_{i}"} for i in range(501)]}, {}),
+    ("batch", 415, "unsupported_encoding", BATCH, {"content-encoding": "br"}),
+    ("batch", 401, "missing_authorization", BATCH, {"authorization": None}),
 ]
 for function, body in REFERENCE.items():
     if function != "events":
@@ -156,7 +182,11 @@ def event(function, case, body, extra_headers, params=None, query=""):
         "isBase64Encoded": False,
     }
     if body is not None:
-        result["body"] = body if isinstance(body, str) else json.dumps(body)
+        if isinstance(body, bytes):
+            result["body"] = base64.b64encode(body).decode()
+            result["isBase64Encoded"] = True
+        else:
+            result["body"] = body if isinstance(body, str) else json.dumps(body)
     if params:
         result["pathParameters"] = params
     return result

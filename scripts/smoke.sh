@@ -80,16 +80,18 @@ both 200 GET health
 both 200 GET me
 
 # Each upsert twice (slash, no slash): created, then updated.
-both "20[01]" POST users/upsert "" "{\"external_user_id\": \"$user\", \"name\": \"$name\", \"plan\": \"smoke\"}"
+both "20[01]" POST users/upsert "" "{\"external_user_id\": \"$user\", \"email\": \"$user@smoke.example\", \"name\": \"$name\", \"plan\": \"smoke\"}"
 both 201 POST events "" "{\"event\": \"app_opened\", \"user\": {\"external_user_id\": \"$user\"}}"
 both "20[01]" POST products/upsert "" '{"external_product_id": "smoke_product", "title": "Smoke test product", "currency": "USD", "price": "1.00"}'
 both "20[01]" POST sales/upsert "" "{\"sale_id\": \"smoke_sale_$run\", \"total\": \"1.00\", \"currency\": \"USD\", \"buyer\": {\"external_user_id\": \"$user\"}, \"product\": {\"external_product_id\": \"smoke_product\"}}"
 both "20[01]" POST conversations/upsert "" "{\"thread_id\": \"$thread\", \"contact\": {\"external_user_id\": \"$user\"}, \"channel\": {\"external_channel_id\": \"smoke_channel\"}}"
 both "20[01]" POST messages/upsert "" "{\"message_id\": \"smoke_message_$run\", \"thread_id\": \"$thread\", \"direction\": \"in\", \"text\": \"smoke test\", \"contact\": {\"external_user_id\": \"$user\"}}"
 both "20[01]" POST bookings/upsert "" "{\"booking_id\": \"smoke_booking_$run\", \"scheduled_at\": \"2030-01-01T10:00:00Z\", \"client\": {\"external_user_id\": \"$user\"}}"
+both 200 POST batch "" "{\"batch\": [{\"type\": \"user\", \"external_user_id\": \"$user\", \"plan\": \"smoke\"}]}"
 
 # The round trip: what was upserted is what is read back.
 both 200 GET "users/$user"
+both 200 GET "users/email/$user@smoke.example"
 expect_json "users/$user reads back the upserted name" "body['user']['name'] == '$name'"
 expect_json "users/$user lists its two events and its sale" "len(body['events']) == 2 and len(body['sales']) == 1"
 both 200 GET users "plan=smoke&limit=5"

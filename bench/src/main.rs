@@ -1,6 +1,7 @@
 //! `make bench`: measures the release functions next to their floors, on this machine, in
 //! one run, and writes the table to BENCHMARKS.md. See the README's Benchmarks section.
 
+mod batch;
 mod proxy;
 mod runtime;
 
@@ -31,13 +32,18 @@ struct Args {
     /// Write the report here (nothing is written without it).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Rounds of batch vs single (100 events each way per round; the median is reported).
+    #[arg(long, default_value_t = 20)]
+    batch_rounds: usize,
     /// A quick check that the benchmark still runs (make test): 1 cold start and 5 warm
-    /// requests per function, no artifact sizes, nothing written.
+    /// requests per function, 1 round of batch vs single, no artifact sizes, nothing written.
     #[arg(long)]
     smoke: bool,
 }
 
 const FLOOR_BINARY: &str = "hello-floor";
+/// Events per batch in the batch vs single comparison (the issue's target is set at 100).
+const BATCH_SIZE: usize = 100;
 /// Rounds of every endpoint's reference request sent to DynamoDB Local before measuring.
 const WARM_UP_ROUNDS: usize = 300;
 /// Identifier fields made unique per call, so a "first write" really creates.
@@ -572,6 +578,7 @@ async fn main() {
     if args.smoke {
         args.cold_starts = 1;
         args.warm_requests = 5;
+        args.batch_rounds = 1;
         args.out = None;
     }
     let dynamodb = std::env::var("DYNAMODB_ENDPOINT")
@@ -717,6 +724,18 @@ async fn main() {
         );
     }
 
+    eprintln!("batch vs single");
+    let phase = Instant::now();
+    let batch_section = batch::batch_vs_single(
+        &function(Endpoint::Events.function_name()),
+        &function(Endpoint::Batch.function_name()),
+        &dynamodb,
+        &proxy,
+        BATCH_SIZE,
+        args.batch_rounds,
+    );
+    eprintln!("  {:?}", phase.elapsed());
+
     let today = time::OffsetDateTime::now_utc().date();
     let report = format!(
         "# Benchmarks\n\n\
@@ -748,7 +767,7 @@ async fn main() {
          ## Artifact size and memory\n\n\
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
-         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}",
+         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}",
         machine = machine(),
         cold_starts = args.cold_starts,
         warm_requests = args.warm_requests,

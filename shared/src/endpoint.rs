@@ -19,6 +19,7 @@ pub enum Endpoint {
     ConversationsUpsert,
     MessagesUpsert,
     BookingsUpsert,
+    Batch,
     UsersGet,
     UsersList,
     ConversationsGet,
@@ -32,7 +33,7 @@ pub const API_BASE_PATH: &str = "/api/developer/";
 impl Endpoint {
     /// Writes, then reads, then the erasure (the order `make bench` runs them in over one
     /// data set).
-    pub const ALL: [Endpoint; 15] = [
+    pub const ALL: [Endpoint; 16] = [
         Endpoint::Health,
         Endpoint::Me,
         Endpoint::UsersUpsert,
@@ -42,6 +43,7 @@ impl Endpoint {
         Endpoint::ConversationsUpsert,
         Endpoint::MessagesUpsert,
         Endpoint::BookingsUpsert,
+        Endpoint::Batch,
         Endpoint::UsersGet,
         Endpoint::UsersList,
         Endpoint::ConversationsGet,
@@ -62,6 +64,7 @@ impl Endpoint {
             Endpoint::ConversationsUpsert => "conversations-upsert",
             Endpoint::MessagesUpsert => "messages-upsert",
             Endpoint::BookingsUpsert => "bookings-upsert",
+            Endpoint::Batch => "batch",
             Endpoint::UsersGet => "users-get",
             Endpoint::UsersList => "users-list",
             Endpoint::UsersDelete => "users-delete",
@@ -84,6 +87,7 @@ impl Endpoint {
             Endpoint::ConversationsUpsert => "conversations/upsert/",
             Endpoint::MessagesUpsert => "messages/upsert/",
             Endpoint::BookingsUpsert => "bookings/upsert/",
+            Endpoint::Batch => "batch/",
             Endpoint::UsersGet | Endpoint::UsersDelete => "users/{external_user_id}/",
             Endpoint::UsersList => "users/",
             Endpoint::ConversationsGet => "conversations/{thread_id}/",
@@ -141,7 +145,8 @@ impl Endpoint {
             | Endpoint::SalesUpsert
             | Endpoint::ConversationsUpsert
             | Endpoint::MessagesUpsert
-            | Endpoint::BookingsUpsert => Method::POST,
+            | Endpoint::BookingsUpsert
+            | Endpoint::Batch => Method::POST,
             Endpoint::UsersDelete => Method::DELETE,
             _ => Method::GET,
         }

@@ -49,6 +49,12 @@ pub enum ApiError {
     ClientErased,
     #[error("The body is larger than {limit} bytes.")]
     PayloadTooLarge { limit: usize },
+    #[error("A batch holds at most {max} items.")]
+    TooManyItems { max: usize },
+    #[error("The body is not a valid gzip stream.")]
+    InvalidEncoding,
+    #[error("Content-Encoding must be `gzip` or `identity`.")]
+    UnsupportedEncoding,
     #[error("No such endpoint.")]
     NotFound,
     #[error("No user with this `external_user_id`.")]
@@ -75,7 +81,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 26] = [
+    pub const ALL_CODES: [&'static str; 29] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -94,6 +100,9 @@ impl ApiError {
         "identity_conflict",
         "client_erased",
         "payload_too_large",
+        "too_many_items",
+        "invalid_encoding",
+        "unsupported_encoding",
         "not_found",
         "user_not_found",
         "thread_not_found",
@@ -127,11 +136,13 @@ impl ApiError {
             | MissingBookingIdentity
             | MissingBookingScheduledAt
             | InvalidIdempotencyKey { .. }
+            | InvalidEncoding
             | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             IdentityConflict { .. } => StatusCode::CONFLICT,
             ClientErased => StatusCode::GONE,
-            PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            PayloadTooLarge { .. } | TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -161,6 +172,9 @@ impl ApiError {
             IdentityConflict { .. } => "identity_conflict",
             ClientErased => "client_erased",
             PayloadTooLarge { .. } => "payload_too_large",
+            TooManyItems { .. } => "too_many_items",
+            InvalidEncoding => "invalid_encoding",
+            UnsupportedEncoding => "unsupported_encoding",
             NotFound => "not_found",
             UserNotFound => "user_not_found",
             ThreadNotFound => "thread_not_found",
@@ -190,6 +204,8 @@ impl ApiError {
             UserNotFound => Some("external_user_id"),
             ThreadNotFound => Some("thread_id"),
             InvalidCursor => Some("cursor"),
+            TooManyItems { .. } => Some("batch"),
+            InvalidEncoding | UnsupportedEncoding => Some("Content-Encoding"),
             InvalidIdempotencyKey { .. } | IdempotencyKeyReused | ClientErased => {
                 Some("Idempotency-Key")
             }

@@ -320,9 +320,19 @@ pub async fn events(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Reply, ApiError> {
+    events_with_key(store, caller, IdempotencyKey::from_headers(headers)?, body).await
+}
+
+/// [`events`] with the idempotency key already read (from the header, or from a batch
+/// item's `idempotency_key`).
+pub async fn events_with_key(
+    store: &Store,
+    caller: &Caller,
+    key: Option<IdempotencyKey>,
+    body: &[u8],
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
-    let key = IdempotencyKey::from_headers(headers)?;
     let mut event: Event = input::parse_event(body, received_at)?;
     let resolution = resolve(store, org, &mut event.user, Some("user")).await?;
     let contribution = facts::contribution(&event)?;

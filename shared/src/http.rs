@@ -9,10 +9,11 @@ use crate::handlers::{self, Reply};
 use crate::metrics::{self, Metrics};
 use crate::ratelimit::{Decision, RateLimiter};
 use crate::store::Store;
-use crate::{erase, reads};
-use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use crate::{batch, encoding, erase, reads};
+use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,14 +62,17 @@ fn request_id(request: &Request) -> String {
         .unwrap_or_else(|| "local".to_owned())
 }
 
-fn body_bytes(request: &Request) -> Result<&[u8], ApiError> {
-    let bytes: &[u8] = request.body().as_ref();
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
-    Ok(bytes)
+fn body_bytes(request: &Request) -> Result<Cow<'_, [u8]>, ApiError> {
+    body_within(request, MAX_BODY_BYTES)
+}
+
+/// The body, inflated if sent with `Content-Encoding: gzip`, at most `limit` bytes.
+fn body_within(request: &Request, limit: usize) -> Result<Cow<'_, [u8]>, ApiError> {
+    let encoding = request
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| v.as_bytes());
+    encoding::decode_body(encoding, request.body().as_ref(), limit)
 }
 
 async fn dispatch(
@@ -76,6 +80,7 @@ async fn dispatch(
     endpoint: Endpoint,
     request: &Request,
     facts: &mut RequestFacts,
+    deadline: tokio::time::Instant,
 ) -> Result<Reply, ApiError> {
     // API Gateway also routes `<path>/{proxy+}` here (HTTP APIs cannot declare a trailing
     // slash): anything longer than the documented path is not an endpoint.
@@ -97,9 +102,21 @@ async fn dispatch(
     let caller = auth::authenticate(&app.store, &app.keys, authorization).await?;
     facts.org_id = Some(caller.org_id.clone());
     // After authentication: a request without a valid key never spends a key's budget.
+    // A batch spends one token per item (a malformed one, one token).
+    let batch = (endpoint == Endpoint::Batch)
+        .then(|| body_within(request, batch::MAX_BATCH_BODY_BYTES).and_then(|b| batch::parse(&b)));
+    let tokens = match &batch {
+        Some(Ok(batch)) => batch.len() as u32,
+        _ => 1,
+    };
     let rate = app
         .limiter
-        .check(&app.store, &caller.key_id, caller.effective_rate_limit())
+        .acquire(
+            &app.store,
+            &caller.key_id,
+            caller.effective_rate_limit(),
+            tokens,
+        )
         .await;
     facts.rate = Some(rate);
     if !rate.admitted {
@@ -110,22 +127,39 @@ async fn dispatch(
     match endpoint {
         Endpoint::Health => Ok(handlers::health()),
         Endpoint::Me => Ok(handlers::me(&caller)),
-        Endpoint::UsersUpsert => handlers::users_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::UsersUpsert => {
+            handlers::users_upsert(store, &caller, &body_bytes(request)?).await
+        }
         Endpoint::Events => {
-            handlers::events(store, &caller, request.headers(), body_bytes(request)?).await
+            handlers::events(store, &caller, request.headers(), &body_bytes(request)?).await
         }
         Endpoint::ProductsUpsert => {
-            handlers::products_upsert(store, &caller, body_bytes(request)?).await
+            handlers::products_upsert(store, &caller, &body_bytes(request)?).await
         }
-        Endpoint::SalesUpsert => handlers::sales_upsert(store, &caller, body_bytes(request)?).await,
+        Endpoint::SalesUpsert => {
+            handlers::sales_upsert(store, &caller, &body_bytes(request)?).await
+        }
         Endpoint::ConversationsUpsert => {
-            handlers::conversations_upsert(store, &caller, body_bytes(request)?).await
+            handlers::conversations_upsert(store, &caller, &body_bytes(request)?).await
         }
         Endpoint::MessagesUpsert => {
-            handlers::messages_upsert(store, &caller, body_bytes(request)?).await
+            handlers::messages_upsert(store, &caller, &body_bytes(request)?).await
         }
         Endpoint::BookingsUpsert => {
-            handlers::bookings_upsert(store, &caller, body_bytes(request)?).await
+            handlers::bookings_upsert(store, &caller, &body_bytes(request)?).await
+        }
+        Endpoint::Batch => {
+            let batch = batch.expect("parsed above")?;
+            let admitted = rate.granted as usize;
+            Box::pin(batch::run(
+                store,
+                &caller,
+                batch,
+                admitted,
+                deadline,
+                rate.reset_secs,
+            ))
+            .await
         }
         // Boxed: their futures (several concurrent queries each) are large, and every
         // function's request future is as large as the largest handler's.
@@ -163,8 +197,9 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
     let mut facts = RequestFacts::default();
     // Only storage can be slow here: past the deadline the client gets a retryable 503
     // (a write may or may not have happened; a retry converges), never the Lambda timeout.
-    let deadline = crate::store::REQUEST_DEADLINE;
-    let result = tokio::time::timeout(deadline, dispatch(app, endpoint, &request, &mut facts))
+    let deadline = tokio::time::Instant::now() + crate::store::REQUEST_DEADLINE;
+    let dispatched = dispatch(app, endpoint, &request, &mut facts, deadline);
+    let result = tokio::time::timeout_at(deadline, dispatched)
         .await
         .unwrap_or_else(|_| {
             tracing::warn!(request_id, "request deadline passed waiting for storage");

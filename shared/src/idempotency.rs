@@ -23,15 +23,24 @@ impl IdempotencyKey {
         let Some(value) = headers.get("idempotency-key") else {
             return Ok(None);
         };
-        let invalid = ApiError::InvalidIdempotencyKey {
-            max: MAX_IDEMPOTENCY_KEY_CHARS,
-        };
-        let key = value.to_str().map_err(|_| invalid.clone())?.trim();
+        let key = value.to_str().map_err(|_| Self::invalid())?;
+        Self::parse(key).map(Some)
+    }
+
+    /// A key sent as text (a header's value, a batch item's `idempotency_key`), trimmed.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let key = raw.trim();
         let printable = key.bytes().all(|b| (0x20..0x7f).contains(&b));
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable {
-            return Err(invalid);
+            return Err(Self::invalid());
         }
-        Ok(Some(IdempotencyKey(key.to_owned())))
+        Ok(IdempotencyKey(key.to_owned()))
+    }
+
+    fn invalid() -> ApiError {
+        ApiError::InvalidIdempotencyKey {
+            max: MAX_IDEMPOTENCY_KEY_CHARS,
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -4,6 +4,8 @@
 //! - [`http`]: API Gateway request in, JSON response out, request ids, logging.
 //! - [`metrics`]: per-request CloudWatch metrics as Embedded Metric Format log lines.
 //! - [`handlers`]: one function per write endpoint; orchestrates parse -> writes -> reply.
+//! - [`batch`]: many items of any type in one request, each through its single handler.
+//! - [`encoding`]: gzip request bodies, inflated under a hard cap.
 //! - [`reads`], [`erase`]: the read endpoints and the erasure of a client.
 //! - [`views`]: the response objects, explicit types over the store's typed records.
 //! - [`idempotency`]: `Idempotency-Key` parsing, event ids, body fingerprints, replays.
@@ -18,7 +20,9 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod cursor;
+pub mod encoding;
 pub mod endpoint;
 pub mod erase;
 pub mod error;

@@ -31,6 +31,9 @@ const POLICY_NAME: &str = "default";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     pub admitted: bool,
+    /// Tokens granted: 1 for an admitted request, up to the number asked for by
+    /// [`RateLimiter::acquire`] (a batch is charged one token per item).
+    pub granted: u32,
     /// The 1-second window (UTC epoch second) the request was counted in.
     pub window: u64,
     pub limit: u32,
@@ -99,12 +102,15 @@ impl Lease {
             .clamp(1, (limit / 4).max(1))
     }
 
-    fn admit(&mut self, limit: u32) -> Decision {
-        self.tokens -= 1;
-        self.admitted += 1;
+    /// Spends up to `wanted` leased tokens (at least one is there).
+    fn admit(&mut self, limit: u32, wanted: u32) -> Decision {
+        let granted = wanted.min(self.tokens);
+        self.tokens -= granted;
+        self.admitted += granted;
         let remaining = limit.saturating_sub(self.used_globally) + self.tokens;
         Decision {
             admitted: true,
+            granted,
             window: self.window,
             limit,
             remaining,
@@ -115,6 +121,7 @@ impl Lease {
     fn refuse(&self, limit: u32) -> Decision {
         Decision {
             admitted: false,
+            granted: 0,
             window: self.window,
             limit,
             remaining: 0,
@@ -153,22 +160,36 @@ impl RateLimiter {
 
     /// Admits or refuses one request of `key_id`, whose limit is `limit` per second.
     pub async fn check(&self, store: &Store, key_id: &str, limit: u32) -> Decision {
+        self.acquire(store, key_id, limit, 1).await
+    }
+
+    /// Takes up to `wanted` tokens of `key_id`'s current window (a batch asks for one per
+    /// item): admitted when at least one was granted, and `granted` says how many. What the
+    /// lease holds is spent first; for the rest one lease asks for all that is missing (or
+    /// the usual block, if larger), so a batch costs at most one DynamoDB write.
+    pub async fn acquire(&self, store: &Store, key_id: &str, limit: u32, wanted: u32) -> Decision {
+        let wanted = wanted.max(1);
         let window = current_window();
-        let wanted = {
+        let (from_lease, ask) = {
             let mut leases = self.leases.lock().expect("limiter lock");
             let lease = lease_for(&mut leases, key_id);
             lease.roll_to(window);
-            if lease.tokens > 0 {
-                return lease.admit(limit);
+            if lease.tokens >= wanted || (lease.exhausted && lease.tokens > 0) {
+                return lease.admit(limit, wanted);
             }
             if lease.exhausted {
                 return lease.refuse(limit);
             }
-            lease.block_size(limit)
+            // Spent now, so that a concurrent request cannot take the same tokens.
+            let from_lease = lease.tokens;
+            lease.tokens = 0;
+            lease.admitted += from_lease;
+            let missing = wanted - from_lease;
+            (from_lease, missing.max(lease.block_size(limit)))
         };
 
         self.writes.fetch_add(1, Ordering::Relaxed);
-        let outcome = store.lease_tokens(key_id, window, wanted, limit).await;
+        let outcome = store.lease_tokens(key_id, window, ask, limit).await;
 
         let mut leases = self.leases.lock().expect("limiter lock");
         let lease = lease_for(&mut leases, key_id);
@@ -177,7 +198,7 @@ impl RateLimiter {
             Ok(Some(used_after)) => {
                 // The counter may overshoot the limit by our block: only the part that fit is ours.
                 let overshoot = used_after.saturating_sub(limit);
-                let granted = wanted.saturating_sub(overshoot);
+                let granted = ask.saturating_sub(overshoot);
                 lease.used_globally = used_after.min(limit);
                 lease.exhausted = used_after >= limit;
                 lease.tokens += granted;
@@ -188,11 +209,19 @@ impl RateLimiter {
             }
             Err(()) => {
                 // Fail open for this one request; the next one tries to lease again.
-                lease.tokens += 1;
+                lease.tokens += wanted - from_lease;
             }
         }
+        let missing = wanted - from_lease;
         if lease.tokens > 0 {
-            lease.admit(limit)
+            let mut decision = lease.admit(limit, missing);
+            decision.granted += from_lease;
+            decision
+        } else if from_lease > 0 {
+            let mut decision = lease.refuse(limit);
+            decision.admitted = true;
+            decision.granted = from_lease;
+            decision
         } else {
             lease.refuse(limit)
         }
@@ -241,6 +270,7 @@ mod tests {
     fn headers_follow_the_draft() {
         let decision = Decision {
             admitted: true,
+            granted: 1,
             window: 0,
             limit: 100,
             remaining: 42,

@@ -102,7 +102,8 @@ fn the_template_has_one_function_per_endpoint_with_its_routes() {
 }
 
 /// Every authenticated function reads its key (GetItem) and records its use at most hourly
-/// (UpdateItem); the upserts write with UpdateItem, events also with PutItem. The read
+/// (UpdateItem); the upserts write with UpdateItem (a transaction's items need the same
+/// actions), events also with PutItem; what else one needs is said below. The read
 /// functions only read tenant items (GetItem, Query, BatchGetItem), the erasure deletes
 /// them; both may UpdateItem only the key's own items (`APIKEY#`, `RATELIMIT#`).
 #[test]
@@ -145,9 +146,33 @@ fn functions_get_only_the_table_actions_they_use() {
         let expected: &[&str] = match binary {
             "health" => &[],
             "me" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            // An event: its transaction (PutItem + UpdateItem), the alias read or claim, and
+            // an erased key's retry giving its email claim back (DeleteItem).
             "events" => &[
+                "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
+            // An email change releases the old alias.
+            "users-upsert" => &[
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+            ],
+            // A late message recomputes its thread (Query), a moved one leaves (DeleteItem).
+            "messages-upsert" => &[
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
+            // Every item type: what they all use.
+            "batch" => &[
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
                 "dynamodb:UpdateItem",
             ],
             "users-delete" => &[

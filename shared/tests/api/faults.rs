@@ -47,6 +47,9 @@ enum Fault {
     InternalServerError,
     /// HTTP 503 with a plain-text body, as a load balancer would send.
     ServiceUnavailable,
+    /// `ProvisionedThroughputExceeded` for requests whose body contains the marker (a hot
+    /// partition), `None` for the others.
+    ThrottleWhere(&'static str),
 }
 
 /// What makes the proxy close a connection without answering.
@@ -183,11 +186,16 @@ async fn answer(
             forward(state, request).await?;
             Err(Dropped::other("response dropped"))
         }
-        Fault::ProvisionedThroughputExceeded => Ok(dynamodb_error(
-            400,
-            "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
-            "The level of configured provisioned throughput for the table was exceeded.",
-        )),
+        Fault::ProvisionedThroughputExceeded => Ok(throughput_exceeded()),
+        Fault::ThrottleWhere(marker) => {
+            let (parts, body) = request.into_parts();
+            let body = body.collect().await.map_err(Dropped::other)?.to_bytes();
+            if body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                Ok(throughput_exceeded())
+            } else {
+                forward_bytes(state, parts, body).await
+            }
+        }
         Fault::Throttling => Ok(dynamodb_error(
             400,
             "com.amazon.coral.availability#ThrottlingException",
@@ -206,6 +214,14 @@ async fn answer(
             )))
             .unwrap()),
     }
+}
+
+fn throughput_exceeded() -> ProxyResponse {
+    dynamodb_error(
+        400,
+        "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "The level of configured provisioned throughput for the table was exceeded.",
+    )
 }
 
 /// An error as DynamoDB sends it (awsJson1_0: the code in `__type`).
@@ -227,6 +243,14 @@ async fn forward(
 ) -> Result<ProxyResponse, Dropped> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await.map_err(Dropped::other)?.to_bytes();
+    forward_bytes(state, parts, body).await
+}
+
+async fn forward_bytes(
+    state: &ProxyState,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<ProxyResponse, Dropped> {
     let stream = TcpStream::connect(&state.upstream).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -503,4 +527,107 @@ async fn an_event_whose_put_response_was_lost_is_stored_once() {
     assert!(reply.headers.get("idempotent-replayed").is_none());
     assert_eq!(setup.org.count_events(&user).await, 1);
     assert_eq!(setup.org.stored_user(&user).await["install_count"], 1);
+}
+
+/// The marker of [`Fault::ThrottleWhere`] in the batch tests: part of the ids it hits.
+const HOT: &str = "hot-partition";
+
+fn batch_request(org: &TestOrg, items: &[Value]) -> lambda_http::Request {
+    let body = json!({ "batch": items }).to_string();
+    org.request(Endpoint::Batch, &[], body)
+}
+
+fn statuses(reply: &Reply) -> Vec<u64> {
+    reply.assert_status(200)["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|result| result["status"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn batch_items_hit_by_storage_faults_are_503_and_only_they_need_resending() {
+    use crate::batch::item;
+    let setup = Setup::new().await;
+    let org = &setup.org;
+    let hot = format!("{HOT}-{}", unique("usr"));
+    let (calm, other) = (unique("usr"), unique("usr"));
+    let key = unique("idem");
+    let user = |id: &str, name: &str| {
+        item(
+            Endpoint::UsersUpsert,
+            &json!({"external_user_id": id, "name": name}),
+            None,
+        )
+    };
+    let installed = json!({"event": "app_installed", "user": {"external_user_id": hot}});
+    let items = vec![
+        user(&calm, "Calm"),
+        user(&hot, "First"),
+        item(Endpoint::Events, &installed, Some(&key)),
+        user(&other, "Other"),
+        item(
+            Endpoint::SalesUpsert,
+            &json!({"sale_id": unique("sale"), "buyer": {"external_user_id": calm}}),
+            None,
+        ),
+        user(&hot, "Last"),
+    ];
+    setup.proxy.set(Fault::ThrottleWhere(HOT)).await;
+    let started = Instant::now();
+    let reply = send(&setup.warm, Endpoint::Batch, batch_request(org, &items)).await;
+    assert!(started.elapsed() < ANSWER_BOUND);
+    // The hot user's items: the first failed, the later ones of the same record were not
+    // attempted (a resend must not apply "First" after "Last").
+    assert_eq!(statuses(&reply), [201, 503, 503, 201, 201, 503]);
+    assert_eq!(reply.headers["retry-after"], "1");
+    let results = reply.body["results"].as_array().unwrap();
+    assert_eq!(results[1]["error"]["code"], "storage_unavailable");
+    assert!(!reply.body.to_string().to_lowercase().contains("throughput"));
+    let hot_key = keys::user(&org.org_id, &external_identity(&hot));
+    assert_eq!(org.store().get(&hot_key).await, Ok(None));
+    assert_eq!(org.count_events(&hot).await, 0);
+
+    setup.proxy.set(Fault::None).await;
+    let resend: Vec<Value> = [1, 2, 5].iter().map(|&i| items[i].clone()).collect();
+    let reply = send(&setup.warm, Endpoint::Batch, batch_request(org, &resend)).await;
+    assert_eq!(statuses(&reply), [201, 201, 200]);
+    assert!(reply.headers.get("retry-after").is_none());
+    // All of it again changes nothing.
+    let reply = send(&setup.warm, Endpoint::Batch, batch_request(org, &items)).await;
+    assert_eq!(statuses(&reply), [200, 200, 201, 200, 200, 200]);
+    let stored = org.stored_user(&hot).await;
+    assert_eq!(
+        (&stored["name"], &stored["install_count"]),
+        (&json!("Last"), &json!(1))
+    );
+    assert_eq!(org.count_events(&hot).await, 1);
+    assert_eq!(org.stored_user(&calm).await["name"], "Calm");
+}
+
+#[tokio::test]
+async fn a_batch_against_a_black_hole_answers_every_item_503_within_the_deadline() {
+    let setup = Setup::new().await;
+    let items = crate::batch::new_user_items(40);
+    setup.proxy.set(Fault::BlackHole).await;
+    let started = Instant::now();
+    let reply = send(
+        &setup.warm,
+        Endpoint::Batch,
+        batch_request(&setup.org, &items),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < ANSWER_BOUND, "answered after {elapsed:?}");
+    assert!(
+        elapsed >= REQUEST_DEADLINE - Duration::from_secs(1),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        statuses(&reply),
+        vec![503; items.len()],
+        "never a 2xx for an item not written"
+    );
+    assert_eq!(reply.headers["retry-after"], "1");
 }
