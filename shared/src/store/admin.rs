@@ -2,6 +2,7 @@
 //! reads and writes. Not on the request path; every write is still conditional so two
 //! admins cannot silently overwrite each other.
 
+use super::error::is_condition_failure;
 use super::error::storage_error;
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, Index, ItemKey};
@@ -190,10 +191,7 @@ impl Store {
         let result = self.update_item(&key).with(expr.finish()).send().await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            Err(error) if is_condition_failure(&error) =>
             {
                 Ok(false)
             }

@@ -15,6 +15,16 @@ where
     }
 }
 
+/// Whether the error is the refusal of a write's condition (ConditionalCheckFailed).
+pub(super) fn is_condition_failure<E, R>(error: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    error
+        .as_service_error()
+        .is_some_and(|e| e.code() == Some("ConditionalCheckFailedException"))
+}
+
 /// Lets [`conditional_check_item`] serve both UpdateItem's and PutItem's error types.
 pub trait ConditionalFailure {
     fn conditional_item(&self) -> Option<Item>;

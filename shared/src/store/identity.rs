@@ -26,6 +26,7 @@ use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, 
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, key_item, ItemKey};
 use super::{n, s, storage_error, Item, Store};
+use super::error::is_condition_failure;
 use crate::error::ApiError;
 use crate::facts::{wins, Field};
 use crate::fields::{Email, Id, Timestamp};
@@ -149,10 +150,7 @@ impl Store {
                 Ok(Claim::Held)
             }
             Ok(_) => Ok(Claim::New),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            Err(error) if is_condition_failure(&error) =>
             {
                 Err(ApiError::IdentityConflict {
                     param: "email".into(),
@@ -186,10 +184,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            Err(error) if is_condition_failure(&error) =>
             {
                 Ok(())
             }

@@ -22,6 +22,7 @@ use super::keys::{self, Index};
 use super::reads::{Query, SortKey};
 use super::records::{MessageTally, Stored};
 use super::{n, s, storage_error, Item, Store};
+use super::error::is_condition_failure;
 use crate::error::ApiError;
 use crate::fields::Id;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -122,10 +123,7 @@ impl Store {
                 .await;
             match result {
                 Ok(output) => return Ok(Some(Stored::new(output.attributes.unwrap_or_default()))),
-                Err(error)
-                    if error
-                        .as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                Err(error) if is_condition_failure(&error) =>
                 {
                     continue;
                 }

@@ -23,6 +23,19 @@ impl TestOrg {
         users.iter().filter(|user| user["email"] == email).count()
     }
 
+    /// A purchase by an email-only client, then the user that identifies it (created).
+    async fn purchase_then_identify(&self, email: &str, external_user_id: &str, amount: &str) {
+        self.call(Endpoint::Events, purchase(json!({"email": email}), amount))
+            .await
+            .assert_status(201);
+        self.call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": external_user_id, "email": email}),
+        )
+        .await
+        .assert_status(201);
+    }
+
     /// Sends until the answer is not a 503, as a client does with `Retry-After`.
     async fn call_until_stored(&self, endpoint: Endpoint, body: Value) -> Value {
         for _ in 0..10 {
@@ -265,18 +278,7 @@ async fn one_orgs_email_never_names_another_orgs_client() {
 #[tokio::test]
 async fn erasing_a_client_erases_its_merged_email_history_and_alias() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::Events,
-        purchase(json!({"email": "gone@x.com"}), "1.00"),
-    )
-    .await
-    .assert_status(201);
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "gone", "email": "gone@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.purchase_then_identify("gone@x.com", "gone", "1.00").await;
     let reply = org.read(Endpoint::UsersDelete, &["gone"], "").await;
     let body = reply.assert_status(200);
     assert_eq!(body["complete"], true);
@@ -286,18 +288,7 @@ async fn erasing_a_client_erases_its_merged_email_history_and_alias() {
         .assert_error(404, "user_not_found");
     assert_eq!(org.listed_with_email("gone@x.com").await, 0);
     // The email names nobody now: a new mention starts a new email-only client.
-    org.call(
-        Endpoint::Events,
-        purchase(json!({"email": "gone@x.com"}), "2.00"),
-    )
-    .await
-    .assert_status(201);
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "gone", "email": "gone@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.purchase_then_identify("gone@x.com", "gone", "2.00").await;
     assert_eq!(org.context("gone").await["user"]["lifetime_value"], "2.00");
 }
 

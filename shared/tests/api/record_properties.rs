@@ -404,6 +404,21 @@ fn expected(facts: &[&Fact]) -> BTreeMap<&'static str, Value> {
 
 // ------------------------------------------------------------------ the property
 
+/// `order` cut into consecutive waves of the given sizes (cycled), each sent concurrently.
+fn in_waves<'a>(order: &'a [usize], sizes: &'a [usize]) -> impl Iterator<Item = &'a [usize]> {
+    let mut rest = order;
+    let mut sizes = sizes.iter().cycle();
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let size = (*sizes.next()?).clamp(1, rest.len());
+        let (wave, after) = rest.split_at(size);
+        rest = after;
+        Some(wave)
+    })
+}
+
 async fn deliver_and_compare(
     org: &TestOrg,
     facts: &[Fact],
@@ -412,12 +427,7 @@ async fn deliver_and_compare(
 ) -> Result<(), TestCaseError> {
     let run = unique("run");
     let user_id = |user: usize| format!("{run}-u{user}");
-    let mut rest = order;
-    let mut wave_sizes = waves.iter().cycle();
-    while !rest.is_empty() {
-        let size = (*wave_sizes.next().unwrap()).min(rest.len());
-        let (wave, after) = rest.split_at(size);
-        rest = after;
+    for wave in in_waves(order, waves) {
         let calls = wave.iter().map(|&index| {
             let fact = &facts[index];
             let key = fact.key.as_ref().map(|(key, _)| format!("{run}-{key}"));
@@ -450,8 +460,12 @@ async fn deliver_and_compare(
     Ok(())
 }
 
-#[test]
-fn the_client_record_is_a_function_of_the_set_of_events() {
+/// Runs `check` on `RECORD_CASES` (16) cases of `strategy`, each in a fresh org with a key
+/// limit far above what a case sends (many requests in little time).
+fn run_cases<S: Strategy>(
+    strategy: S,
+    check: impl AsyncFn(&TestOrg, S::Value) -> Result<(), TestCaseError>,
+) {
     let cases = std::env::var("RECORD_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -460,18 +474,26 @@ fn the_client_record_is_a_function_of_the_set_of_events() {
         .enable_all()
         .build()
         .unwrap();
-    // Many requests in little time: a key limit far above what the run sends.
-    let org = runtime.block_on(TestOrg::with_rate_limit(Some(1_000_000)));
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
         ..Config::default()
     });
     runner
-        .run(&case(), |(facts, order, waves)| {
-            runtime.block_on(deliver_and_compare(&org, &facts, &order, &waves))
+        .run(&strategy, |case| {
+            runtime.block_on(async {
+                let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+                check(&org, case).await
+            })
         })
         .unwrap();
+}
+
+#[test]
+fn the_client_record_is_a_function_of_the_set_of_events() {
+    run_cases(case(), async |org, (facts, order, waves)| {
+        deliver_and_compare(org, &facts, &order, &waves).await
+    });
 }
 
 // ------------------------------------------------------------------ threads and the inbox
@@ -562,12 +584,7 @@ async fn deliver_messages_and_compare(
     let thread_id = |thread: usize| format!("{run}-t{thread}");
     // Ids of one width, so that their order is the numbers' order.
     let message_id = |id: usize| format!("{run}-m{id:02}");
-    let mut rest = order;
-    let mut wave_sizes = waves.iter().cycle();
-    while !rest.is_empty() {
-        let size = (*wave_sizes.next().unwrap()).min(rest.len());
-        let (wave, after) = rest.split_at(size);
-        rest = after;
+    for wave in in_waves(order, waves) {
         let calls = wave.iter().map(|&id| {
             let fact = &facts[id];
             let mut body = json!({
@@ -612,26 +629,7 @@ async fn deliver_messages_and_compare(
 
 #[test]
 fn the_inbox_is_a_function_of_the_set_of_messages() {
-    let cases = std::env::var("RECORD_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(16);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // One org per case: the inbox is org-wide.
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
+    run_cases(thread_case(), async |org, (facts, order, waves)| {
+        deliver_messages_and_compare(org, &facts, &order, &waves).await
     });
-    runner
-        .run(&thread_case(), |(facts, order, waves)| {
-            runtime.block_on(async {
-                let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
-                deliver_messages_and_compare(&org, &facts, &order, &waves).await
-            })
-        })
-        .unwrap();
 }
