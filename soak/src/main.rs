@@ -6,10 +6,12 @@
 //! any failed check, or when the requests were not all sent within `--duration-limit`.
 
 mod expect;
+mod model;
 mod verify;
 
 use clap::Parser;
-use expect::{EventKind, Expected};
+use expect::Expected;
+use model::{Fact, Kind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -170,6 +172,78 @@ enum Delivery {
     DroppedThenRetried,
 }
 
+impl Delivery {
+    fn requests(self) -> u64 {
+        match self {
+            Delivery::Once => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// What the requests of one delivery got.
+#[derive(Default)]
+struct Delivered {
+    answers: Vec<((Outcome, Duration), &'static str)>,
+    dropped_on_purpose: u64,
+    replays_checked: u64,
+    failures: Vec<String>,
+}
+
+impl Target {
+    /// Sends one event request as `delivery` says (keyless events are only sent once: a
+    /// resent keyless request is a second event).
+    fn deliver(&self, delivery: Delivery, body: &Value, key: Option<&str>) -> Delivered {
+        let mut delivered = Delivered::default();
+        let post = || self.post("events/", body, key);
+        match delivery {
+            Delivery::Once => delivered.answers.push((post(), "event")),
+            Delivery::Twice => {
+                delivered.answers.push((post(), "event"));
+                let again = post();
+                delivered.replays_checked += 1;
+                if again.0.acked() && !again.0.replayed {
+                    delivered
+                        .failures
+                        .push(format!("{}: a repeated key was not replayed", key.unwrap_or("")));
+                }
+                delivered.answers.push((again, "replay"));
+            }
+            Delivery::Concurrently => {
+                let (first, second) = std::thread::scope(|scope| {
+                    let other = scope.spawn(post);
+                    (post(), other.join().expect("the duplicate's thread"))
+                });
+                delivered.answers.push((first, "event"));
+                delivered.answers.push((second, "concurrent duplicate"));
+            }
+            Delivery::DroppedThenRetried => {
+                self.send_and_drop("events/", body, key);
+                delivered.dropped_on_purpose += 1;
+                delivered.answers.push((post(), "retry"));
+            }
+        }
+        delivered
+    }
+}
+
+/// The distinct times of the owned users' events: few, so that bursts mix older and newer
+/// events and same-millisecond ties are common.
+const EVENT_TIMES_MS: [u64; 4] = [0, 3_600_000, 7_200_000, 7_200_500];
+const AMOUNTS: [&str; 6] = ["0.00", "5.00", "10.00", "19.99", "7.5", "1000"];
+const CURRENCIES: [&str; 3] = ["USD", "EUR", "JPY"];
+const PLANS: [&str; 2] = ["basic", "pro"];
+const VERSIONS: [&str; 2] = ["1.0", "2.0"];
+
+/// One event of a burst: what it is, how it is identified and sent.
+struct Send {
+    identity: String,
+    fact: Fact,
+    body: Value,
+    key: Option<String>,
+    delivery: Delivery,
+}
+
 struct Client<'a> {
     id: usize,
     target: &'a Target,
@@ -194,6 +268,11 @@ impl Client<'_> {
         self.seq
     }
 
+    /// A value of `values`, or (one time in four) none.
+    fn maybe<T: Copy>(&mut self, values: &[T]) -> Option<T> {
+        (self.rng.u32(0..4) > 0).then(|| values[self.rng.usize(0..values.len())])
+    }
+
     fn record(&mut self, (outcome, latency): (Outcome, Duration), what: &str) -> Outcome {
         match outcome.status {
             Some(status) => {
@@ -208,15 +287,28 @@ impl Client<'_> {
         outcome
     }
 
+    /// Tallies a delivery; whether any of its requests was acknowledged.
+    fn absorb(&mut self, delivered: Delivered) -> bool {
+        self.tally.dropped_on_purpose += delivered.dropped_on_purpose;
+        self.tally.replays_checked += delivered.replays_checked;
+        self.tally.failures.extend(delivered.failures);
+        let mut acked = false;
+        for (answer, what) in delivered.answers {
+            acked |= self.record(answer, what).acked();
+        }
+        acked
+    }
+
     /// Runs until the request budget is spent or the time is up.
     fn run(mut self) -> (Tally, Expected) {
         loop {
             let sent = match self.rng.u32(0..100) {
-                0..30 => self.upsert_owned_user(),
-                30..60 => self.owned_lifecycle_event(),
-                60..70 => self.keyless_event(),
-                70..85 => self.shared_open_event(),
-                _ => self.sale(),
+                0..25 => self.upsert_owned_user(),
+                25..60 => self.lifecycle_burst(),
+                60..67 => self.keyless_event(),
+                67..80 => self.shared_open_event(),
+                80..90 => self.sale(),
+                _ => self.backfilled_sale(),
             };
             if !sent {
                 return (self.tally, self.expected);
@@ -225,14 +317,18 @@ impl Client<'_> {
     }
 
     /// Fields of a user only this client writes, in sequence: the last acknowledged value
-    /// of each field is what must be stored. Each write sends a random subset of fields.
+    /// of each field is what must be stored. Each write sends its name and email and a
+    /// random subset of other fields.
     fn upsert_owned_user(&mut self) -> bool {
         if !self.target.take(1) {
             return false;
         }
         let seq = self.next();
         let user = self.owned_user();
-        let mut fields = vec![("name", format!("name-{seq}"))];
+        let mut fields = vec![
+            ("name", format!("name-{seq}")),
+            ("email", format!("mail-{seq}@example.com")),
+        ];
         for field in ["plan", "phone", "status"] {
             if self.rng.bool() {
                 fields.push((field, format!("{field}-{seq}")));
@@ -250,115 +346,155 @@ impl Client<'_> {
         true
     }
 
-    /// Lifecycle events of this client's users, at increasing times (so each one moves
-    /// the record forward and every counter counts it), with an Idempotency-Key, delivered
-    /// once, twice, concurrently twice, or dropped and retried.
-    fn owned_lifecycle_event(&mut self) -> bool {
-        let delivery = match self.rng.u32(0..100) {
-            0..60 => Delivery::Once,
-            60..75 => Delivery::Twice,
-            75..85 => Delivery::Concurrently,
-            _ => Delivery::DroppedThenRetried,
-        };
-        let seq = self.next();
-        let user = self.owned_user();
-        let at = self.target.time(seq);
-        let (kind, properties) = match self.rng.u32(0..3) {
-            0 => (EventKind::Install, json!({"install_platform": "ios"})),
-            1 => (EventKind::Open(at.clone()), json!({"app_version": "1.0"})),
-            _ => {
-                let cents = self.rng.i64(100..10_000);
-                let amount = format!("{}.{:02}", cents / 100, cents % 100);
-                let properties = json!({"amount": amount, "currency": "USD"});
-                (EventKind::Purchase(cents), properties)
-            }
-        };
-        let body = json!({
-            "event": kind.name(),
-            "user": {"external_user_id": user},
-            "event_timestamp": at,
-            "properties": properties,
-        });
-        let key = format!("soak-{}-c{}-e{seq}", self.target.run, self.id);
-        self.deliver_event(delivery, &user, key, kind, &body)
+    fn event_time(&mut self) -> String {
+        let offset = EVENT_TIMES_MS[self.rng.usize(0..EVENT_TIMES_MS.len())];
+        self.target.time(offset)
     }
 
-    fn deliver_event(
-        &mut self,
-        delivery: Delivery,
-        user: &str,
-        key: String,
-        kind: EventKind,
-        body: &Value,
-    ) -> bool {
-        let requests = if matches!(delivery, Delivery::Once) {
-            1
-        } else {
-            2
-        };
-        if !self.target.take(requests) {
+    fn lifecycle_kind(&mut self) -> Kind {
+        match self.rng.u32(0..11) {
+            0..2 => Kind::Install {
+                platform: self.maybe(&["ios", "android"]),
+                version: self.maybe(&VERSIONS),
+            },
+            2..4 => Kind::Open {
+                version: self.maybe(&VERSIONS),
+            },
+            4 => Kind::Uninstall,
+            5..8 => Kind::Purchase {
+                amount: self.maybe(&AMOUNTS),
+                currency: self.maybe(&CURRENCIES),
+            },
+            8..10 => Kind::Subscription {
+                suffix: ["started", "renewed", "trial_started", "cancelled", "expired"]
+                    [self.rng.usize(0..5)],
+                amount: self.maybe(&AMOUNTS),
+                currency: self.maybe(&CURRENCIES),
+                plan: self.maybe(&PLANS),
+            },
+            _ => Kind::Custom,
+        }
+    }
+
+    /// The nested user of an event: sometimes with an old name and email, which may only
+    /// fill gaps in the profile.
+    fn nested_user(&mut self, user: &str, seq: u64, percent: u32) -> Value {
+        if self.rng.u32(0..100) >= percent {
+            return json!({"external_user_id": user});
+        }
+        let (name, email) = (format!("J. {seq}"), format!("old-{seq}@example.com"));
+        self.expected.mentioned(user, "name", name.clone());
+        self.expected.mentioned(user, "email", email.clone());
+        json!({"external_user_id": user, "name": name, "email": email})
+    }
+
+    /// 2 to 5 events of one owned user sent at once in a random order: lifecycle events,
+    /// purchases and subscription events in several currencies (or none), zero amounts and
+    /// trials, at a few distinct times. Most carry an Idempotency-Key and are sent once,
+    /// twice, twice at once, or dropped and retried; the rest are keyless.
+    fn lifecycle_burst(&mut self) -> bool {
+        let user = self.owned_user();
+        let mut sends = Vec::new();
+        for _ in 0..self.rng.usize(2..=5) {
+            let seq = self.next();
+            let fact = Fact {
+                at: self.event_time(),
+                kind: self.lifecycle_kind(),
+            };
+            let (name, properties) = fact.name_and_properties();
+            let body = json!({
+                "event": name,
+                "user": self.nested_user(&user, seq, 20),
+                "event_timestamp": fact.at,
+                "properties": properties,
+            });
+            let (identity, key, delivery) = if self.rng.u32(0..100) < 70 {
+                let key = format!("soak-{}-c{}-e{seq}", self.target.run, self.id);
+                let delivery = match self.rng.u32(0..100) {
+                    0..55 => Delivery::Once,
+                    55..70 => Delivery::Twice,
+                    70..85 => Delivery::Concurrently,
+                    _ => Delivery::DroppedThenRetried,
+                };
+                (key.clone(), Some(key), delivery)
+            } else {
+                (format!("c{}-x{seq}", self.id), None, Delivery::Once)
+            };
+            sends.push(Send {
+                identity,
+                fact,
+                body,
+                key,
+                delivery,
+            });
+        }
+        if !self
+            .target
+            .take(sends.iter().map(|send| send.delivery.requests()).sum())
+        {
             return false;
         }
+        self.rng.shuffle(&mut sends);
         let target = self.target;
-        let mut acked = false;
-        match delivery {
-            Delivery::Once => {
-                acked = self
-                    .record(target.post("events/", body, Some(&key)), "event")
-                    .acked();
-            }
-            Delivery::Twice => {
-                acked = self
-                    .record(target.post("events/", body, Some(&key)), "event")
-                    .acked();
-                let again = self.record(target.post("events/", body, Some(&key)), "replay");
-                acked |= again.acked();
-                self.tally.replays_checked += 1;
-                if again.acked() && !again.replayed {
-                    self.tally
-                        .failures
-                        .push(format!("{key}: a repeated key was not replayed"));
-                }
-            }
-            Delivery::Concurrently => {
-                let (first, second) = std::thread::scope(|scope| {
-                    let other = scope.spawn(|| target.post("events/", body, Some(&key)));
-                    let first = target.post("events/", body, Some(&key));
-                    (first, other.join().expect("the duplicate's thread"))
-                });
-                acked |= self.record(first, "event").acked();
-                acked |= self.record(second, "concurrent duplicate").acked();
-            }
-            Delivery::DroppedThenRetried => {
-                target.send_and_drop("events/", body, Some(&key));
-                self.tally.dropped_on_purpose += 1;
-                acked = self
-                    .record(target.post("events/", body, Some(&key)), "retry")
-                    .acked();
-            }
+        let delivered: Vec<Delivered> = std::thread::scope(|scope| {
+            let threads: Vec<_> = sends
+                .iter()
+                .map(|send| {
+                    scope.spawn(|| target.deliver(send.delivery, &send.body, send.key.as_deref()))
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("a burst's thread"))
+                .collect()
+        });
+        for (send, delivered) in sends.into_iter().zip(delivered) {
+            let acked = self.absorb(delivered);
+            self.expected.event(&user, send.identity, send.fact, acked);
         }
-        self.expected.event(user, key, kind, acked);
+        true
+    }
+
+    /// Sends one event on its own.
+    fn deliver_one(&mut self, user: &str, send: Send) -> bool {
+        if !self.target.take(send.delivery.requests()) {
+            return false;
+        }
+        let delivered = self
+            .target
+            .deliver(send.delivery, &send.body, send.key.as_deref());
+        let acked = self.absorb(delivered);
+        self.expected.event(user, send.identity, send.fact, acked);
         true
     }
 
     /// Events without a key: each acknowledged one is a new event.
     fn keyless_event(&mut self) -> bool {
-        if !self.target.take(1) {
-            return false;
-        }
         let seq = self.next();
         let user = self.owned_user();
-        let body = json!({"event": "level_up", "user": {"external_user_id": user}, "properties": {"level": seq}});
-        let sent = self.target.post("events/", &body, None);
-        let acked = self.record(sent, "keyless event").acked();
-        let identity = format!("c{}-x{seq}", self.id);
-        self.expected
-            .event(&user, identity, EventKind::Other, acked);
-        true
+        let fact = Fact {
+            at: self.event_time(),
+            kind: Kind::Custom,
+        };
+        let body = json!({
+            "event": "level_up",
+            "user": self.nested_user(&user, seq, 10),
+            "event_timestamp": fact.at,
+            "properties": {"level": seq},
+        });
+        let send = Send {
+            identity: format!("c{}-x{seq}", self.id),
+            fact,
+            body,
+            key: None,
+            delivery: Delivery::Once,
+        };
+        self.deliver_one(&user, send)
     }
 
-    /// `app_opened` of users every client writes at once, at random times: the stored
-    /// `last_opened_at` must be the latest acknowledged one, whatever order they landed in.
+    /// `app_opened` of users every client writes at once, at random times, half of them
+    /// with a key: the record must be the model of the acknowledged set, whatever order
+    /// they landed in.
     fn shared_open_event(&mut self) -> bool {
         let seq = self.next();
         let user = format!(
@@ -366,45 +502,72 @@ impl Client<'_> {
             self.target.run,
             self.rng.usize(0..SHARED_USERS)
         );
-        let at = self.target.time(self.rng.u64(0..30 * 24 * 3600 * 1000));
-        let body = json!({"event": "app_opened", "user": {"external_user_id": user}, "event_timestamp": at});
-        if self.rng.bool() {
-            let key = format!("soak-{}-c{}-o{seq}", self.target.run, self.id);
-            self.deliver_event(Delivery::Once, &user, key, EventKind::Open(at), &body)
-        } else {
-            if !self.target.take(1) {
-                return false;
-            }
-            let sent = self.target.post("events/", &body, None);
-            let acked = self.record(sent, "keyless open").acked();
-            let identity = format!("c{}-o{seq}", self.id);
-            self.expected
-                .event(&user, identity, EventKind::Open(at), acked);
-            true
-        }
+        let fact = Fact {
+            at: self.target.time(self.rng.u64(0..30 * 24 * 3600 * 1000)),
+            kind: Kind::Open { version: None },
+        };
+        let body = json!({"event": "app_opened", "user": {"external_user_id": user}, "event_timestamp": fact.at});
+        let key = self
+            .rng
+            .bool()
+            .then(|| format!("soak-{}-c{}-o{seq}", self.target.run, self.id));
+        let send = Send {
+            identity: key.clone().unwrap_or_else(|| format!("c{}-o{seq}", self.id)),
+            fact,
+            body,
+            key,
+            delivery: Delivery::Once,
+        };
+        self.deliver_one(&user, send)
     }
 
-    /// A sale with its buyer and product nested; sometimes dropped and sent again. Buyers and
-    /// products always carry the same fields, so a late duplicate changes nothing.
+    /// A sale with a buyer of its own and a product nested; sometimes dropped and sent
+    /// again. Buyers and products always carry the same fields, so a late duplicate changes
+    /// nothing.
     fn sale(&mut self) -> bool {
+        let buyer_n = self.rng.usize(0..SALE_BUYERS);
+        let buyer = self.name("b", buyer_n);
+        let name = format!("buyer-{buyer_n}");
+        let nested = json!({"external_user_id": buyer, "name": name});
+        self.send_sale(buyer, nested, Some(name), None)
+    }
+
+    /// A sale from 2024 backfilled now, its nested buyer an owned user with an old name
+    /// and email: they may fill gaps, never replace what `users/upsert` set.
+    fn backfilled_sale(&mut self) -> bool {
+        let seq = self.next();
+        let buyer = self.owned_user();
+        let nested = self.nested_user(&buyer, seq, 100);
+        let date = format!("2024-{:02}-{:02}T09:00:00Z", self.rng.u32(1..=12), self.rng.u32(1..=28));
+        self.send_sale(buyer, nested, None, Some(date))
+    }
+
+    fn send_sale(
+        &mut self,
+        buyer: String,
+        nested_buyer: Value,
+        buyer_name: Option<String>,
+        date: Option<String>,
+    ) -> bool {
         let dropped = self.rng.u32(0..100) < 15;
         if !self.target.take(if dropped { 2 } else { 1 }) {
             return false;
         }
         let seq = self.next();
         let sale = self.name("s", seq as usize);
-        let buyer_n = self.rng.usize(0..SALE_BUYERS);
-        let buyer = self.name("b", buyer_n);
         let product_n = self.rng.usize(0..PRODUCTS);
         let product = format!("soak-{}-p{product_n}", self.target.run);
         let cents = self.rng.i64(100..100_000);
         let total = format!("{}.{:02}", cents / 100, cents % 100);
-        let body = json!({
+        let mut body = json!({
             "sale_id": sale,
             "total": total,
-            "buyer": {"external_user_id": buyer, "name": format!("buyer-{buyer_n}")},
+            "buyer": nested_buyer,
             "product": {"external_product_id": product, "title": format!("product-{product_n}")},
         });
+        if let Some(date) = date {
+            body["date"] = json!(date);
+        }
         if dropped {
             self.target.send_and_drop("sales/upsert/", &body, None);
             self.tally.dropped_on_purpose += 1;
@@ -416,7 +579,7 @@ impl Client<'_> {
                 id: sale,
                 total,
                 buyer,
-                buyer_name: format!("buyer-{buyer_n}"),
+                buyer_name,
                 product,
                 product_title: format!("product-{product_n}"),
             },
@@ -425,6 +588,7 @@ impl Client<'_> {
         true
     }
 }
+
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
