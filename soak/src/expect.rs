@@ -17,8 +17,8 @@
 //! successful retry) may or may not have been applied: it widens what is accepted instead of
 //! being ignored, so the checks stay exact when every request is acknowledged.
 
-use crate::model::Fact;
-use std::collections::HashMap;
+use crate::model::{Fact, Kind};
+use std::collections::{BTreeMap, HashMap};
 
 /// One field of one user, written by one client in sequence.
 #[derive(Debug, Default, Clone)]
@@ -26,6 +26,13 @@ pub struct FieldValues {
     pub acked: Option<String>,
     /// Values written after the last acknowledged one without an acknowledgement.
     pub maybe: Vec<String>,
+}
+
+/// What a nested user said about an owned user besides its id: an old name and email.
+#[derive(Debug, Clone)]
+pub struct Mention {
+    pub name: String,
+    pub email: String,
 }
 
 #[derive(Debug, Clone)]
@@ -47,9 +54,9 @@ pub struct Expected {
     pub events: HashMap<String, HashMap<String, (Fact, bool)>>,
     pub fields: HashMap<String, HashMap<&'static str, FieldValues>>,
     /// Per user and field: the values nested mentions (an event's `user`, a backfilled
-    /// sale's `buyer`) carried, acknowledged or not. They may only fill a gap: where
-    /// `users/upsert` set the field, its value must stand.
-    pub mentions: HashMap<String, HashMap<&'static str, Vec<String>>>,
+    /// sale's `buyer`) carried, and whether their request was acknowledged. They may only
+    /// fill a gap: where `users/upsert` set the field, its value must stand.
+    pub mentions: HashMap<String, HashMap<&'static str, Vec<(String, bool)>>>,
     pub sales: Vec<(Sale, bool)>,
 }
 
@@ -79,13 +86,14 @@ impl Expected {
         entry.1 |= acked;
     }
 
-    pub fn mentioned(&mut self, user: &str, field: &'static str, value: String) {
-        self.mentions
-            .entry(user.to_owned())
-            .or_default()
-            .entry(field)
-            .or_default()
-            .push(value);
+    pub fn mentioned(&mut self, user: &str, mention: Option<Mention>, acked: bool) {
+        let Some(Mention { name, email }) = mention else {
+            return;
+        };
+        let fields = self.mentions.entry(user.to_owned()).or_default();
+        for (field, value) in [("name", name), ("email", email)] {
+            fields.entry(field).or_default().push((value, acked));
+        }
     }
 
     pub fn sale(&mut self, sale: Sale, acked: bool) {
@@ -104,5 +112,45 @@ impl Expected {
             self.mentions.entry(user).or_default().extend(fields);
         }
         self.sales.extend(other.sales);
+    }
+
+    /// What the distinct events were: by name, payments by currency, and how many shared
+    /// their user's millisecond with another event.
+    pub fn mix(&self) -> String {
+        let mut names: BTreeMap<String, u64> = BTreeMap::new();
+        let mut currencies: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut tied = 0;
+        for events in self.events.values() {
+            let mut at_time: HashMap<&str, u64> = HashMap::new();
+            for (fact, _) in events.values() {
+                *names.entry(fact.name_and_properties().0).or_default() += 1;
+                *at_time.entry(&fact.at).or_default() += 1;
+                if let Kind::Purchase { currency, .. } | Kind::Subscription { currency, .. } =
+                    &fact.kind
+                {
+                    *currencies.entry(currency.unwrap_or("none")).or_default() += 1;
+                }
+            }
+            tied += at_time.values().filter(|n| **n > 1).sum::<u64>();
+        }
+        let list = |map: Vec<(String, u64)>| {
+            map.iter()
+                .map(|(what, n)| format!("{what} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // Keys are named `soak-<run>-...`; keyless events by their client and sequence.
+        let keyless = self
+            .events
+            .values()
+            .flat_map(HashMap::keys)
+            .filter(|identity| !identity.starts_with("soak-"))
+            .count();
+        format!(
+            "distinct events {} ({keyless} keyless; {}); purchases and subscription events by currency ({}); {tied} share their millisecond with another of their user's events",
+            self.events.values().map(HashMap::len).sum::<usize>(),
+            list(names.into_iter().collect()),
+            list(currencies.into_iter().map(|(c, n)| (c.to_owned(), n)).collect()),
+        )
     }
 }

@@ -10,7 +10,7 @@ mod model;
 mod verify;
 
 use clap::Parser;
-use expect::Expected;
+use expect::{Expected, Mention};
 use model::{Fact, Kind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -18,6 +18,7 @@ use std::io::Write;
 use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -38,6 +39,42 @@ struct Args {
     /// Stop sending after this many seconds; the run fails if not all requests were sent.
     #[arg(long, default_value_t = 300)]
     duration_limit: u64,
+    /// Requests in flight at most, across all clients. `cargo lambda watch` queues at most
+    /// 100 invocations (all functions together) and stalls for good, health included, when
+    /// more wait; bursts and storms of duplicates would otherwise get there.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+}
+
+/// A counting semaphore: at most `limit` holders at once.
+struct Gate {
+    limit: usize,
+    held: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Self {
+        Gate {
+            limit: limit.max(1),
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` once fewer than `limit` others are running.
+    fn pass<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut held = self.held.lock().expect("the gate");
+        while *held >= self.limit {
+            held = self.freed.wait(held).expect("the gate");
+        }
+        *held += 1;
+        drop(held);
+        let result = f();
+        *self.held.lock().expect("the gate") -= 1;
+        self.freed.notify_one();
+        result
+    }
 }
 
 /// Records per client and shared by all (see `expect` for why they are split this way).
@@ -96,6 +133,7 @@ struct Target {
     remaining: AtomicU64,
     deadline: Instant,
     base_time: time::OffsetDateTime,
+    in_flight: Gate,
 }
 
 impl Target {
@@ -115,6 +153,10 @@ impl Target {
     }
 
     fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (Outcome, Duration) {
+        self.in_flight.pass(|| self.post_now(path, body, key))
+    }
+
+    fn post_now(&self, path: &str, body: &Value, key: Option<&str>) -> (Outcome, Duration) {
         let started = Instant::now();
         let mut request = self
             .agent
@@ -149,9 +191,11 @@ impl Target {
             "POST {}/{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\n{key_header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.path_prefix, self.authority, self.authorization, body.len()
         );
-        if let Ok(mut stream) = TcpStream::connect(&self.authority) {
-            let _ = stream.write_all(request.as_bytes());
-        }
+        self.in_flight.pass(|| {
+            if let Ok(mut stream) = TcpStream::connect(&self.authority) {
+                let _ = stream.write_all(request.as_bytes());
+            }
+        });
     }
 
     fn time(&self, offset_ms: u64) -> String {
@@ -170,12 +214,18 @@ enum Delivery {
     Concurrently,
     /// Sent and its response dropped, then sent again.
     DroppedThenRetried,
+    /// `STORM` identical requests at the same time (an SDK flushing its queue everywhere).
+    Storm,
 }
+
+/// The copies of a storm.
+const STORM: u64 = 8;
 
 impl Delivery {
     fn requests(self) -> u64 {
         match self {
             Delivery::Once => 1,
+            Delivery::Storm => STORM,
             _ => 2,
         }
     }
@@ -203,9 +253,10 @@ impl Target {
                 let again = post();
                 delivered.replays_checked += 1;
                 if again.0.acked() && !again.0.replayed {
-                    delivered
-                        .failures
-                        .push(format!("{}: a repeated key was not replayed", key.unwrap_or("")));
+                    delivered.failures.push(format!(
+                        "{}: a repeated key was not replayed",
+                        key.unwrap_or("")
+                    ));
                 }
                 delivered.answers.push((again, "replay"));
             }
@@ -221,6 +272,29 @@ impl Target {
                 self.send_and_drop("events/", body, key);
                 delivered.dropped_on_purpose += 1;
                 delivered.answers.push((post(), "retry"));
+            }
+            Delivery::Storm => {
+                let answers: Vec<_> = std::thread::scope(|scope| {
+                    let copies: Vec<_> = (0..STORM).map(|_| scope.spawn(post)).collect();
+                    copies
+                        .into_iter()
+                        .map(|copy| copy.join().expect("a storm's thread"))
+                        .collect()
+                });
+                // One request stored the event; every other one is its replay.
+                let first_answers = answers
+                    .iter()
+                    .filter(|(outcome, _)| outcome.acked() && !outcome.replayed)
+                    .count();
+                delivered.replays_checked += STORM - 1;
+                if first_answers > 1 {
+                    delivered.failures.push(format!(
+                        "{}: {first_answers} of {STORM} concurrent requests answered as the first",
+                        key.unwrap_or("")
+                    ));
+                }
+                let labels = std::iter::once("event").chain(std::iter::repeat("storm duplicate"));
+                delivered.answers.extend(answers.into_iter().zip(labels));
             }
         }
         delivered
@@ -242,6 +316,7 @@ struct Send {
     body: Value,
     key: Option<String>,
     delivery: Delivery,
+    mention: Option<Mention>,
 }
 
 struct Client<'a> {
@@ -281,7 +356,12 @@ impl Client<'_> {
                     self.tally.failures.push(format!("{what}: HTTP {status}"));
                 }
             }
-            None => self.tally.transport_errors += 1,
+            None => {
+                self.tally.transport_errors += 1;
+                if self.tally.failures.len() < 20 {
+                    self.tally.failures.push(format!("{what}: no answer"));
+                }
+            }
         }
         self.tally.latencies.push(latency);
         outcome
@@ -366,8 +446,13 @@ impl Client<'_> {
                 currency: self.maybe(&CURRENCIES),
             },
             8..10 => Kind::Subscription {
-                suffix: ["started", "renewed", "trial_started", "cancelled", "expired"]
-                    [self.rng.usize(0..5)],
+                suffix: [
+                    "started",
+                    "renewed",
+                    "trial_started",
+                    "cancelled",
+                    "expired",
+                ][self.rng.usize(0..5)],
                 amount: self.maybe(&AMOUNTS),
                 currency: self.maybe(&CURRENCIES),
                 plan: self.maybe(&PLANS),
@@ -376,16 +461,19 @@ impl Client<'_> {
         }
     }
 
-    /// The nested user of an event: sometimes with an old name and email, which may only
-    /// fill gaps in the profile.
-    fn nested_user(&mut self, user: &str, seq: u64, percent: u32) -> Value {
+    /// The nested user of an event: sometimes (`percent` of the time) with an old name and
+    /// email, which may only fill gaps in the profile.
+    fn nested_user(&mut self, user: &str, seq: u64, percent: u32) -> (Value, Option<Mention>) {
         if self.rng.u32(0..100) >= percent {
-            return json!({"external_user_id": user});
+            return (json!({"external_user_id": user}), None);
         }
-        let (name, email) = (format!("J. {seq}"), format!("old-{seq}@example.com"));
-        self.expected.mentioned(user, "name", name.clone());
-        self.expected.mentioned(user, "email", email.clone());
-        json!({"external_user_id": user, "name": name, "email": email})
+        let mention = Mention {
+            name: format!("J. {seq}"),
+            email: format!("old-{seq}@example.com"),
+        };
+        let nested =
+            json!({"external_user_id": user, "name": mention.name, "email": mention.email});
+        (nested, Some(mention))
     }
 
     /// 2 to 5 events of one owned user sent at once in a random order: lifecycle events,
@@ -402,19 +490,21 @@ impl Client<'_> {
                 kind: self.lifecycle_kind(),
             };
             let (name, properties) = fact.name_and_properties();
+            let (nested, mention) = self.nested_user(&user, seq, 20);
             let body = json!({
                 "event": name,
-                "user": self.nested_user(&user, seq, 20),
+                "user": nested,
                 "event_timestamp": fact.at,
                 "properties": properties,
             });
             let (identity, key, delivery) = if self.rng.u32(0..100) < 70 {
                 let key = format!("soak-{}-c{}-e{seq}", self.target.run, self.id);
                 let delivery = match self.rng.u32(0..100) {
-                    0..55 => Delivery::Once,
-                    55..70 => Delivery::Twice,
-                    70..85 => Delivery::Concurrently,
-                    _ => Delivery::DroppedThenRetried,
+                    0..53 => Delivery::Once,
+                    53..68 => Delivery::Twice,
+                    68..83 => Delivery::Concurrently,
+                    83..97 => Delivery::DroppedThenRetried,
+                    _ => Delivery::Storm,
                 };
                 (key.clone(), Some(key), delivery)
             } else {
@@ -426,6 +516,7 @@ impl Client<'_> {
                 body,
                 key,
                 delivery,
+                mention,
             });
         }
         if !self
@@ -449,10 +540,15 @@ impl Client<'_> {
                 .collect()
         });
         for (send, delivered) in sends.into_iter().zip(delivered) {
-            let acked = self.absorb(delivered);
-            self.expected.event(&user, send.identity, send.fact, acked);
+            self.absorb_event(&user, send, delivered);
         }
         true
+    }
+
+    fn absorb_event(&mut self, user: &str, send: Send, delivered: Delivered) {
+        let acked = self.absorb(delivered);
+        self.expected.mentioned(user, send.mention, acked);
+        self.expected.event(user, send.identity, send.fact, acked);
     }
 
     /// Sends one event on its own.
@@ -463,8 +559,7 @@ impl Client<'_> {
         let delivered = self
             .target
             .deliver(send.delivery, &send.body, send.key.as_deref());
-        let acked = self.absorb(delivered);
-        self.expected.event(user, send.identity, send.fact, acked);
+        self.absorb_event(user, send, delivered);
         true
     }
 
@@ -476,9 +571,10 @@ impl Client<'_> {
             at: self.event_time(),
             kind: Kind::Custom,
         };
+        let (nested, mention) = self.nested_user(&user, seq, 10);
         let body = json!({
             "event": "level_up",
-            "user": self.nested_user(&user, seq, 10),
+            "user": nested,
             "event_timestamp": fact.at,
             "properties": {"level": seq},
         });
@@ -488,6 +584,7 @@ impl Client<'_> {
             body,
             key: None,
             delivery: Delivery::Once,
+            mention,
         };
         self.deliver_one(&user, send)
     }
@@ -512,11 +609,14 @@ impl Client<'_> {
             .bool()
             .then(|| format!("soak-{}-c{}-o{seq}", self.target.run, self.id));
         let send = Send {
-            identity: key.clone().unwrap_or_else(|| format!("c{}-o{seq}", self.id)),
+            identity: key
+                .clone()
+                .unwrap_or_else(|| format!("c{}-o{seq}", self.id)),
             fact,
             body,
             key,
             delivery: Delivery::Once,
+            mention: None,
         };
         self.deliver_one(&user, send)
     }
@@ -529,7 +629,7 @@ impl Client<'_> {
         let buyer = self.name("b", buyer_n);
         let name = format!("buyer-{buyer_n}");
         let nested = json!({"external_user_id": buyer, "name": name});
-        self.send_sale(buyer, nested, Some(name), None)
+        self.send_sale(buyer, nested, Some(name), None, None)
     }
 
     /// A sale from 2024 backfilled now, its nested buyer an owned user with an old name
@@ -537,9 +637,13 @@ impl Client<'_> {
     fn backfilled_sale(&mut self) -> bool {
         let seq = self.next();
         let buyer = self.owned_user();
-        let nested = self.nested_user(&buyer, seq, 100);
-        let date = format!("2024-{:02}-{:02}T09:00:00Z", self.rng.u32(1..=12), self.rng.u32(1..=28));
-        self.send_sale(buyer, nested, None, Some(date))
+        let (nested, mention) = self.nested_user(&buyer, seq, 100);
+        let date = format!(
+            "2024-{:02}-{:02}T09:00:00Z",
+            self.rng.u32(1..=12),
+            self.rng.u32(1..=28)
+        );
+        self.send_sale(buyer, nested, None, mention, Some(date))
     }
 
     fn send_sale(
@@ -547,6 +651,7 @@ impl Client<'_> {
         buyer: String,
         nested_buyer: Value,
         buyer_name: Option<String>,
+        mention: Option<Mention>,
         date: Option<String>,
     ) -> bool {
         let dropped = self.rng.u32(0..100) < 15;
@@ -574,6 +679,7 @@ impl Client<'_> {
         }
         let sent = self.target.post("sales/upsert/", &body, None);
         let acked = self.record(sent, "sale").acked();
+        self.expected.mentioned(&buyer, mention, acked);
         self.expected.sale(
             expect::Sale {
                 id: sale,
@@ -588,7 +694,6 @@ impl Client<'_> {
         true
     }
 }
-
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
@@ -624,6 +729,7 @@ fn run(args: Args) -> Result<(), String> {
         authorization: format!("Bearer {}", key.trim()),
         run: format!("{:08x}", fastrand::u32(..)),
         remaining: AtomicU64::new(args.requests),
+        in_flight: Gate::new(args.max_in_flight),
         deadline: Instant::now() + Duration::from_secs(args.duration_limit),
         base_time: time::OffsetDateTime::now_utc() - Duration::from_secs(40 * 24 * 3600),
     };
@@ -703,6 +809,7 @@ fn run(args: Args) -> Result<(), String> {
         tally.replays_checked
     );
 
+    println!("{}", expected.mix());
     // A dropped request may still be in flight in the server; let it land before reading.
     std::thread::sleep(Duration::from_secs(1));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

@@ -196,10 +196,7 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
     let all_acked = events.values().all(|(_, a)| *a);
     if !events.is_empty() {
         let stored_count = stored.events;
-        let counts = (
-            events.values().filter(|(_, a)| *a).count(),
-            events.len(),
-        );
+        let counts = (events.values().filter(|(_, a)| *a).count(), events.len());
         report.check_range("events stored per user", user, stored_count, counts);
         let profile = expected.fields.get(user);
         for name in model::FIELDS {
@@ -212,8 +209,7 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
             report.check(name, ok, || {
                 format!(
                     "{user}: stored {value}, expected {} from {} acknowledged events",
-                    acked[name],
-                    counts.0
+                    acked[name], counts.0
                 )
             });
         }
@@ -223,15 +219,22 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
         let value = field(name);
         // A value events keep (`plan`) is the events' when an event carried one.
         if acked.get(name).is_some_and(|events| !events.is_null()) {
-            report.check("profile field shown merged with events", value == &acked[name], || {
-                format!("{user}.{name}: stored {value}, events say {}", acked[name])
-            });
+            report.check(
+                "profile field shown merged with events",
+                value == &acked[name],
+                || format!("{user}.{name}: stored {value}, events say {}", acked[name]),
+            );
             continue;
         }
         let value = value.as_str().map(str::to_owned);
         let FieldValues { acked, maybe } = values;
-        let ok = value == *acked || value.as_ref().is_some_and(|v| maybe.contains(v));
-        let what = if mentions.is_some_and(|m| m.contains_key(name)) {
+        let mentioned = mentions.and_then(|m| m.get(name));
+        // With no upsert acknowledged, a mention may have filled the gap first.
+        let mention_allowed = acked.is_none()
+            && mentioned.is_some_and(|m| m.iter().any(|(v, _)| Some(v) == value.as_ref()));
+        let ok =
+            value == *acked || value.as_ref().is_some_and(|v| maybe.contains(v)) || mention_allowed;
+        let what = if mentioned.is_some() {
             "profile field not replaced by nested mentions"
         } else {
             "field holds the last acknowledged value"
@@ -240,13 +243,21 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
             format!("{user}.{name}: stored {value:?}, expected {acked:?} (or one of {maybe:?})")
         });
     }
-    // A field only nested mentions carried: one of them filled the gap.
+    // A field only nested mentions carried: one of them filled the gap (or none, when no
+    // request with one was acknowledged).
     for (name, values) in mentions.into_iter().flatten() {
-        if expected.fields.get(user).is_some_and(|f| f.contains_key(name)) {
+        if expected
+            .fields
+            .get(user)
+            .is_some_and(|f| f.contains_key(name))
+        {
             continue;
         }
         let value = field(name);
-        let ok = value.as_str().is_some_and(|v| values.iter().any(|m| m == v));
+        let ok = match value.as_str() {
+            Some(stored) => values.iter().any(|(v, _)| v == stored),
+            None => values.iter().all(|(_, acked)| !acked),
+        };
         report.check("nested mention fills a gap", ok, || {
             format!("{user}.{name}: stored {value}, mentioned {values:?}")
         });
