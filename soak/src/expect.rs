@@ -28,6 +28,9 @@ pub struct FieldValues {
     pub maybe: Vec<String>,
 }
 
+/// A value a nested mention carried, and whether its request was acknowledged.
+pub type Mentioned = (String, bool);
+
 /// What a nested user said about an owned user besides its id: an old name and email.
 #[derive(Debug, Clone)]
 pub struct Mention {
@@ -56,7 +59,7 @@ pub struct Expected {
     /// Per user and field: the values nested mentions (an event's `user`, a backfilled
     /// sale's `buyer`) carried, and whether their request was acknowledged. They may only
     /// fill a gap: where `users/upsert` set the field, its value must stand.
-    pub mentions: HashMap<String, HashMap<&'static str, Vec<(String, bool)>>>,
+    pub mentions: HashMap<String, HashMap<&'static str, Vec<Mentioned>>>,
     pub sales: Vec<(Sale, bool)>,
 }
 
