@@ -1,9 +1,14 @@
 //! `make soak`: many concurrent clients send events and upserts to the local API (loopback
-//! only), including duplicate Idempotency-Keys, retries of requests whose responses were
-//! dropped, and interleaved updates of the same records. Every 2xx is recorded; afterwards
+//! only): bursts of one user's events in random order at a few distinct times (late,
+//! same-millisecond), payments in several currencies or none, zero amounts and trials,
+//! duplicate Idempotency-Keys (sequential, concurrent, storms of 8), keyless events, retries
+//! of requests whose responses were dropped, interleaved profile upserts and nested mentions
+//! with old values (event users, backfilled sales' buyers). Every 2xx is recorded; afterwards
 //! the table (DynamoDB Local, read directly) must hold exactly what the acknowledged
-//! requests imply. Prints requests/s, statuses and the checks made; exits 1 on any non-2xx,
-//! any failed check, or when the requests were not all sent within `--duration-limit`.
+//! requests imply, every client record what `model::record` computes from its acknowledged
+//! events. Prints requests/s, statuses, the event mix and the checks made; exits 1 on any
+//! non-2xx, any failed check, or when the requests were not all sent within
+//! `--duration-limit`.
 
 mod expect;
 mod model;
