@@ -403,7 +403,7 @@ impl Client<'_> {
 
     /// Fields of a user only this client writes, in sequence: the last acknowledged value
     /// of each field is what must be stored. Each write sends its name and email and a
-    /// random subset of other fields.
+    /// random subset of other fields, `installed_at` among them.
     fn upsert_owned_user(&mut self) -> bool {
         if !self.target.take(1) {
             return false;
@@ -418,6 +418,11 @@ impl Client<'_> {
             if self.rng.bool() {
                 fields.push((field, format!("{field}-{seq}")));
             }
+        }
+        // A profile's install time at one of the events' times: the record shows the later
+        // of the two, and installs still count.
+        if self.rng.u32(0..100) < 30 {
+            fields.push(("installed_at", self.event_time()));
         }
         let mut body = json!({ "external_user_id": user });
         for (field, value) in &fields {

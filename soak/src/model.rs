@@ -219,8 +219,11 @@ pub const FIELDS: [&str; 20] = [
     "last_event_at",
 ];
 
+/// The client record's derived fields by name.
+pub type Record = BTreeMap<&'static str, Value>;
+
 /// The client record's derived fields (`Null` when absent), from a user's distinct events.
-pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> BTreeMap<&'static str, Value> {
+pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Record {
     let mut installs = 0u64;
     let mut payments = 0u64;
     let mut revenue: BTreeMap<String, Decimal> = BTreeMap::new();

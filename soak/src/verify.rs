@@ -179,6 +179,39 @@ pub async fn verify(org_id: &str, expected: &Expected) -> Report {
     report
 }
 
+/// Lifecycle times both `users/upsert` and events set: the record shows the later.
+const PROFILE_TIMES: [&str; 1] = ["installed_at"];
+
+/// `stored` is the later of the profile's time (its last acknowledged value, or one sent
+/// after it) and the events' (the model of the acknowledged events, or of all sent).
+fn check_later_time(
+    report: &mut Report,
+    user: &str,
+    name: &'static str,
+    stored: &Value,
+    profile: Option<&FieldValues>,
+    (acked, sent): (&model::Record, &model::Record),
+) {
+    let profile_times: Vec<Option<&str>> = match profile {
+        None => vec![None],
+        Some(FieldValues { acked, maybe }) => std::iter::once(acked.as_deref())
+            .chain(maybe.iter().map(|v| Some(v.as_str())))
+            .collect(),
+    };
+    let ok = profile_times.iter().any(|profile_at| {
+        [&acked[name], &sent[name]].into_iter().any(|events_at| {
+            let later = (*profile_at).max(events_at.as_str());
+            stored.as_str() == later
+        })
+    });
+    report.check(name, ok, || {
+        format!(
+            "{user}: stored {stored}, events say {}, profile {profile_times:?}: expected the later",
+            acked[name]
+        )
+    });
+}
+
 fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
     let user = stored.user.as_str();
     let field = |name: &str| {
@@ -200,8 +233,20 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
         report.check_range("events stored per user", user, stored_count, counts);
         let profile = expected.fields.get(user);
         for name in model::FIELDS {
+            let from_profile = profile.and_then(|p| p.get(name));
+            if PROFILE_TIMES.contains(&name) {
+                check_later_time(
+                    report,
+                    user,
+                    name,
+                    field(name),
+                    from_profile,
+                    (&acked, &sent),
+                );
+                continue;
+            }
             // No event carried it: the profile's value shows, checked below.
-            if acked[name].is_null() && profile.is_some_and(|p| p.contains_key(name)) {
+            if acked[name].is_null() && from_profile.is_some() {
                 continue;
             }
             let value = field(name);
@@ -216,6 +261,19 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
     }
     let mentions = expected.mentions.get(user);
     for (name, values) in expected.fields.get(user).into_iter().flatten() {
+        if PROFILE_TIMES.contains(name) {
+            if events.is_empty() {
+                check_later_time(
+                    report,
+                    user,
+                    name,
+                    field(name),
+                    Some(values),
+                    (&acked, &sent),
+                );
+            }
+            continue;
+        }
         let value = field(name);
         // A value events keep (`plan`) is the events' when an event carried one.
         if acked.get(name).is_some_and(|events| !events.is_null()) {
@@ -275,5 +333,35 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
             field("name") == &json!(buyer_name),
             || format!("{user}: name {}", field("name")),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_both_sides_set_must_be_the_later() {
+        let events: model::Record = [("installed_at", json!("2026-03-01T10:00:00.000Z"))].into();
+        let profile = FieldValues {
+            acked: Some("2026-03-01T11:00:00.000Z".into()),
+            maybe: Vec::new(),
+        };
+        let mut report = Report::default();
+        for stored in ["2026-03-01T11:00:00.000Z", "2026-03-01T10:00:00.000Z"] {
+            let stored = json!(stored);
+            let both = (&events, &events);
+            check_later_time(
+                &mut report,
+                "u",
+                "installed_at",
+                &stored,
+                Some(&profile),
+                both,
+            );
+        }
+        assert_eq!(report.checks["installed_at"], 2);
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].contains("stored \"2026-03-01T10:00:00.000Z\""));
     }
 }
