@@ -412,7 +412,8 @@ impl Client<'_> {
         let user = self.owned_user();
         let mut fields = vec![
             ("name", format!("name-{seq}")),
-            ("email", format!("mail-{seq}@example.com")),
+            // Unique in the run: an email names one client.
+            ("email", format!("{user}-{seq}@example.com")),
         ];
         for field in ["plan", "phone", "status"] {
             if self.rng.bool() {
@@ -479,7 +480,7 @@ impl Client<'_> {
         }
         let mention = Mention {
             name: format!("J. {seq}"),
-            email: format!("old-{seq}@example.com"),
+            email: format!("{user}-old-{seq}@example.com"),
         };
         let nested =
             json!({"external_user_id": user, "name": mention.name, "email": mention.email});
