@@ -1,21 +1,29 @@
 //! `make soak`: many concurrent clients send events and upserts to the local API (loopback
-//! only), including duplicate Idempotency-Keys, retries of requests whose responses were
-//! dropped, and interleaved updates of the same records. Every 2xx is recorded; afterwards
+//! only): bursts of one user's events in random order at a few distinct times (late,
+//! same-millisecond), payments in several currencies or none, zero amounts and trials,
+//! duplicate Idempotency-Keys (sequential, concurrent, storms of 8), keyless events, retries
+//! of requests whose responses were dropped, interleaved profile upserts and nested mentions
+//! with old values (event users, backfilled sales' buyers). Every 2xx is recorded; afterwards
 //! the table (DynamoDB Local, read directly) must hold exactly what the acknowledged
-//! requests imply. Prints requests/s, statuses and the checks made; exits 1 on any non-2xx,
-//! any failed check, or when the requests were not all sent within `--duration-limit`.
+//! requests imply, every client record what `model::record` computes from its acknowledged
+//! events. Prints requests/s, statuses, the event mix and the checks made; exits 1 on any
+//! non-2xx, any failed check, or when the requests were not all sent within
+//! `--duration-limit`.
 
 mod expect;
+mod model;
 mod verify;
 
 use clap::Parser;
-use expect::{EventKind, Expected};
+use expect::{Expected, Mention};
+use model::{Fact, Kind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{IpAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
@@ -36,6 +44,42 @@ struct Args {
     /// Stop sending after this many seconds; the run fails if not all requests were sent.
     #[arg(long, default_value_t = 300)]
     duration_limit: u64,
+    /// Requests in flight at most, across all clients. `cargo lambda watch` queues at most
+    /// 100 invocations (all functions together) and stalls for good, health included, when
+    /// more wait; bursts and storms of duplicates would otherwise get there.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+}
+
+/// A counting semaphore: at most `limit` holders at once.
+struct Gate {
+    limit: usize,
+    held: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    fn new(limit: usize) -> Self {
+        Gate {
+            limit: limit.max(1),
+            held: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Runs `f` once fewer than `limit` others are running.
+    fn pass<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut held = self.held.lock().expect("the gate");
+        while *held >= self.limit {
+            held = self.freed.wait(held).expect("the gate");
+        }
+        *held += 1;
+        drop(held);
+        let result = f();
+        *self.held.lock().expect("the gate") -= 1;
+        self.freed.notify_one();
+        result
+    }
 }
 
 /// Records per client and shared by all (see `expect` for why they are split this way).
@@ -94,6 +138,7 @@ struct Target {
     remaining: AtomicU64,
     deadline: Instant,
     base_time: time::OffsetDateTime,
+    in_flight: Gate,
 }
 
 impl Target {
@@ -113,6 +158,10 @@ impl Target {
     }
 
     fn post(&self, path: &str, body: &Value, key: Option<&str>) -> (Outcome, Duration) {
+        self.in_flight.pass(|| self.post_now(path, body, key))
+    }
+
+    fn post_now(&self, path: &str, body: &Value, key: Option<&str>) -> (Outcome, Duration) {
         let started = Instant::now();
         let mut request = self
             .agent
@@ -147,9 +196,11 @@ impl Target {
             "POST {}/{path} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/json\r\n{key_header}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.path_prefix, self.authority, self.authorization, body.len()
         );
-        if let Ok(mut stream) = TcpStream::connect(&self.authority) {
-            let _ = stream.write_all(request.as_bytes());
-        }
+        self.in_flight.pass(|| {
+            if let Ok(mut stream) = TcpStream::connect(&self.authority) {
+                let _ = stream.write_all(request.as_bytes());
+            }
+        });
     }
 
     fn time(&self, offset_ms: u64) -> String {
@@ -168,6 +219,109 @@ enum Delivery {
     Concurrently,
     /// Sent and its response dropped, then sent again.
     DroppedThenRetried,
+    /// `STORM` identical requests at the same time (an SDK flushing its queue everywhere).
+    Storm,
+}
+
+/// The copies of a storm.
+const STORM: u64 = 8;
+
+impl Delivery {
+    fn requests(self) -> u64 {
+        match self {
+            Delivery::Once => 1,
+            Delivery::Storm => STORM,
+            _ => 2,
+        }
+    }
+}
+
+/// What the requests of one delivery got.
+#[derive(Default)]
+struct Delivered {
+    answers: Vec<((Outcome, Duration), &'static str)>,
+    dropped_on_purpose: u64,
+    replays_checked: u64,
+    failures: Vec<String>,
+}
+
+impl Target {
+    /// Sends one event request as `delivery` says (keyless events are only sent once: a
+    /// resent keyless request is a second event).
+    fn deliver(&self, delivery: Delivery, body: &Value, key: Option<&str>) -> Delivered {
+        let mut delivered = Delivered::default();
+        let post = || self.post("events/", body, key);
+        match delivery {
+            Delivery::Once => delivered.answers.push((post(), "event")),
+            Delivery::Twice => {
+                delivered.answers.push((post(), "event"));
+                let again = post();
+                delivered.replays_checked += 1;
+                if again.0.acked() && !again.0.replayed {
+                    delivered.failures.push(format!(
+                        "{}: a repeated key was not replayed",
+                        key.unwrap_or("")
+                    ));
+                }
+                delivered.answers.push((again, "replay"));
+            }
+            Delivery::Concurrently => {
+                let (first, second) = std::thread::scope(|scope| {
+                    let other = scope.spawn(post);
+                    (post(), other.join().expect("the duplicate's thread"))
+                });
+                delivered.answers.push((first, "event"));
+                delivered.answers.push((second, "concurrent duplicate"));
+            }
+            Delivery::DroppedThenRetried => {
+                self.send_and_drop("events/", body, key);
+                delivered.dropped_on_purpose += 1;
+                delivered.answers.push((post(), "retry"));
+            }
+            Delivery::Storm => {
+                let answers: Vec<_> = std::thread::scope(|scope| {
+                    let copies: Vec<_> = (0..STORM).map(|_| scope.spawn(post)).collect();
+                    copies
+                        .into_iter()
+                        .map(|copy| copy.join().expect("a storm's thread"))
+                        .collect()
+                });
+                // One request stored the event; every other one is its replay.
+                let first_answers = answers
+                    .iter()
+                    .filter(|(outcome, _)| outcome.acked() && !outcome.replayed)
+                    .count();
+                delivered.replays_checked += STORM - 1;
+                if first_answers > 1 {
+                    delivered.failures.push(format!(
+                        "{}: {first_answers} of {STORM} concurrent requests answered as the first",
+                        key.unwrap_or("")
+                    ));
+                }
+                let labels = std::iter::once("event").chain(std::iter::repeat("storm duplicate"));
+                delivered.answers.extend(answers.into_iter().zip(labels));
+            }
+        }
+        delivered
+    }
+}
+
+/// The distinct times of the owned users' events: few, so that bursts mix older and newer
+/// events and same-millisecond ties are common.
+const EVENT_TIMES_MS: [u64; 4] = [0, 3_600_000, 7_200_000, 7_200_500];
+const AMOUNTS: [&str; 6] = ["0.00", "5.00", "10.00", "19.99", "7.5", "1000"];
+const CURRENCIES: [&str; 3] = ["USD", "EUR", "JPY"];
+const PLANS: [&str; 2] = ["basic", "pro"];
+const VERSIONS: [&str; 2] = ["1.0", "2.0"];
+
+/// One event of a burst: what it is, how it is identified and sent.
+struct Send {
+    identity: String,
+    fact: Fact,
+    body: Value,
+    key: Option<String>,
+    delivery: Delivery,
+    mention: Option<Mention>,
 }
 
 struct Client<'a> {
@@ -194,6 +348,11 @@ impl Client<'_> {
         self.seq
     }
 
+    /// A value of `values`, or (one time in four) none.
+    fn maybe<T: Copy>(&mut self, values: &[T]) -> Option<T> {
+        (self.rng.u32(0..4) > 0).then(|| values[self.rng.usize(0..values.len())])
+    }
+
     fn record(&mut self, (outcome, latency): (Outcome, Duration), what: &str) -> Outcome {
         match outcome.status {
             Some(status) => {
@@ -202,21 +361,39 @@ impl Client<'_> {
                     self.tally.failures.push(format!("{what}: HTTP {status}"));
                 }
             }
-            None => self.tally.transport_errors += 1,
+            None => {
+                self.tally.transport_errors += 1;
+                if self.tally.failures.len() < 20 {
+                    self.tally.failures.push(format!("{what}: no answer"));
+                }
+            }
         }
         self.tally.latencies.push(latency);
         outcome
+    }
+
+    /// Tallies a delivery; whether any of its requests was acknowledged.
+    fn absorb(&mut self, delivered: Delivered) -> bool {
+        self.tally.dropped_on_purpose += delivered.dropped_on_purpose;
+        self.tally.replays_checked += delivered.replays_checked;
+        self.tally.failures.extend(delivered.failures);
+        let mut acked = false;
+        for (answer, what) in delivered.answers {
+            acked |= self.record(answer, what).acked();
+        }
+        acked
     }
 
     /// Runs until the request budget is spent or the time is up.
     fn run(mut self) -> (Tally, Expected) {
         loop {
             let sent = match self.rng.u32(0..100) {
-                0..30 => self.upsert_owned_user(),
-                30..60 => self.owned_lifecycle_event(),
-                60..70 => self.keyless_event(),
-                70..85 => self.shared_open_event(),
-                _ => self.sale(),
+                0..25 => self.upsert_owned_user(),
+                25..60 => self.lifecycle_burst(),
+                60..67 => self.keyless_event(),
+                67..80 => self.shared_open_event(),
+                80..90 => self.sale(),
+                _ => self.backfilled_sale(),
             };
             if !sent {
                 return (self.tally, self.expected);
@@ -225,18 +402,28 @@ impl Client<'_> {
     }
 
     /// Fields of a user only this client writes, in sequence: the last acknowledged value
-    /// of each field is what must be stored. Each write sends a random subset of fields.
+    /// of each field is what must be stored. Each write sends its name and email and a
+    /// random subset of other fields, `installed_at` among them.
     fn upsert_owned_user(&mut self) -> bool {
         if !self.target.take(1) {
             return false;
         }
         let seq = self.next();
         let user = self.owned_user();
-        let mut fields = vec![("name", format!("name-{seq}"))];
+        let mut fields = vec![
+            ("name", format!("name-{seq}")),
+            // Unique in the run: an email names one client.
+            ("email", format!("{user}-{seq}@example.com")),
+        ];
         for field in ["plan", "phone", "status"] {
             if self.rng.bool() {
                 fields.push((field, format!("{field}-{seq}")));
             }
+        }
+        // A profile's install time at one of the events' times: the record shows the later
+        // of the two, and installs still count.
+        if self.rng.u32(0..100) < 30 {
+            fields.push(("installed_at", self.event_time()));
         }
         let mut body = json!({ "external_user_id": user });
         for (field, value) in &fields {
@@ -250,115 +437,172 @@ impl Client<'_> {
         true
     }
 
-    /// Lifecycle events of this client's users, at increasing times (so each one moves
-    /// the record forward and every counter counts it), with an Idempotency-Key, delivered
-    /// once, twice, concurrently twice, or dropped and retried.
-    fn owned_lifecycle_event(&mut self) -> bool {
-        let delivery = match self.rng.u32(0..100) {
-            0..60 => Delivery::Once,
-            60..75 => Delivery::Twice,
-            75..85 => Delivery::Concurrently,
-            _ => Delivery::DroppedThenRetried,
-        };
-        let seq = self.next();
-        let user = self.owned_user();
-        let at = self.target.time(seq);
-        let (kind, properties) = match self.rng.u32(0..3) {
-            0 => (EventKind::Install, json!({"install_platform": "ios"})),
-            1 => (EventKind::Open(at.clone()), json!({"app_version": "1.0"})),
-            _ => {
-                let cents = self.rng.i64(100..10_000);
-                let amount = format!("{}.{:02}", cents / 100, cents % 100);
-                let properties = json!({"amount": amount, "currency": "USD"});
-                (EventKind::Purchase(cents), properties)
-            }
-        };
-        let body = json!({
-            "event": kind.name(),
-            "user": {"external_user_id": user},
-            "event_timestamp": at,
-            "properties": properties,
-        });
-        let key = format!("soak-{}-c{}-e{seq}", self.target.run, self.id);
-        self.deliver_event(delivery, &user, key, kind, &body)
+    fn event_time(&mut self) -> String {
+        let offset = EVENT_TIMES_MS[self.rng.usize(0..EVENT_TIMES_MS.len())];
+        self.target.time(offset)
     }
 
-    fn deliver_event(
-        &mut self,
-        delivery: Delivery,
-        user: &str,
-        key: String,
-        kind: EventKind,
-        body: &Value,
-    ) -> bool {
-        let requests = if matches!(delivery, Delivery::Once) {
-            1
-        } else {
-            2
+    fn lifecycle_kind(&mut self) -> Kind {
+        match self.rng.u32(0..11) {
+            0..2 => Kind::Install {
+                platform: self.maybe(&["ios", "android"]),
+                version: self.maybe(&VERSIONS),
+            },
+            2..4 => Kind::Open {
+                version: self.maybe(&VERSIONS),
+            },
+            4 => Kind::Uninstall,
+            5..8 => Kind::Purchase {
+                amount: self.maybe(&AMOUNTS),
+                currency: self.maybe(&CURRENCIES),
+            },
+            8..10 => Kind::Subscription {
+                suffix: [
+                    "started",
+                    "renewed",
+                    "trial_started",
+                    "cancelled",
+                    "expired",
+                ][self.rng.usize(0..5)],
+                amount: self.maybe(&AMOUNTS),
+                currency: self.maybe(&CURRENCIES),
+                plan: self.maybe(&PLANS),
+            },
+            _ => Kind::Custom,
+        }
+    }
+
+    /// The nested user of an event: sometimes (`percent` of the time) with an old name and
+    /// email, which may only fill gaps in the profile.
+    fn nested_user(&mut self, user: &str, seq: u64, percent: u32) -> (Value, Option<Mention>) {
+        if self.rng.u32(0..100) >= percent {
+            return (json!({"external_user_id": user}), None);
+        }
+        let mention = Mention {
+            name: format!("J. {seq}"),
+            email: format!("{user}-old-{seq}@example.com"),
         };
-        if !self.target.take(requests) {
+        let nested =
+            json!({"external_user_id": user, "name": mention.name, "email": mention.email});
+        (nested, Some(mention))
+    }
+
+    /// 2 to 5 events of one owned user sent at once in a random order: lifecycle events,
+    /// purchases and subscription events in several currencies (or none), zero amounts and
+    /// trials, at a few distinct times. Most carry an Idempotency-Key and are sent once,
+    /// twice, twice at once, or dropped and retried; the rest are keyless.
+    fn lifecycle_burst(&mut self) -> bool {
+        let user = self.owned_user();
+        let mut sends = Vec::new();
+        for _ in 0..self.rng.usize(2..=5) {
+            let seq = self.next();
+            let fact = Fact {
+                at: self.event_time(),
+                kind: self.lifecycle_kind(),
+            };
+            let (name, properties) = fact.name_and_properties();
+            let (nested, mention) = self.nested_user(&user, seq, 20);
+            let body = json!({
+                "event": name,
+                "user": nested,
+                "event_timestamp": fact.at,
+                "properties": properties,
+            });
+            let (identity, key, delivery) = if self.rng.u32(0..100) < 70 {
+                let key = format!("soak-{}-c{}-e{seq}", self.target.run, self.id);
+                let delivery = match self.rng.u32(0..100) {
+                    0..53 => Delivery::Once,
+                    53..68 => Delivery::Twice,
+                    68..83 => Delivery::Concurrently,
+                    83..97 => Delivery::DroppedThenRetried,
+                    _ => Delivery::Storm,
+                };
+                (key.clone(), Some(key), delivery)
+            } else {
+                (format!("c{}-x{seq}", self.id), None, Delivery::Once)
+            };
+            sends.push(Send {
+                identity,
+                fact,
+                body,
+                key,
+                delivery,
+                mention,
+            });
+        }
+        if !self
+            .target
+            .take(sends.iter().map(|send| send.delivery.requests()).sum())
+        {
             return false;
         }
+        self.rng.shuffle(&mut sends);
         let target = self.target;
-        let mut acked = false;
-        match delivery {
-            Delivery::Once => {
-                acked = self
-                    .record(target.post("events/", body, Some(&key)), "event")
-                    .acked();
-            }
-            Delivery::Twice => {
-                acked = self
-                    .record(target.post("events/", body, Some(&key)), "event")
-                    .acked();
-                let again = self.record(target.post("events/", body, Some(&key)), "replay");
-                acked |= again.acked();
-                self.tally.replays_checked += 1;
-                if again.acked() && !again.replayed {
-                    self.tally
-                        .failures
-                        .push(format!("{key}: a repeated key was not replayed"));
-                }
-            }
-            Delivery::Concurrently => {
-                let (first, second) = std::thread::scope(|scope| {
-                    let other = scope.spawn(|| target.post("events/", body, Some(&key)));
-                    let first = target.post("events/", body, Some(&key));
-                    (first, other.join().expect("the duplicate's thread"))
-                });
-                acked |= self.record(first, "event").acked();
-                acked |= self.record(second, "concurrent duplicate").acked();
-            }
-            Delivery::DroppedThenRetried => {
-                target.send_and_drop("events/", body, Some(&key));
-                self.tally.dropped_on_purpose += 1;
-                acked = self
-                    .record(target.post("events/", body, Some(&key)), "retry")
-                    .acked();
-            }
+        let delivered: Vec<Delivered> = std::thread::scope(|scope| {
+            let threads: Vec<_> = sends
+                .iter()
+                .map(|send| {
+                    scope.spawn(|| target.deliver(send.delivery, &send.body, send.key.as_deref()))
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|thread| thread.join().expect("a burst's thread"))
+                .collect()
+        });
+        for (send, delivered) in sends.into_iter().zip(delivered) {
+            self.absorb_event(&user, send, delivered);
         }
-        self.expected.event(user, key, kind, acked);
+        true
+    }
+
+    fn absorb_event(&mut self, user: &str, send: Send, delivered: Delivered) {
+        let acked = self.absorb(delivered);
+        self.expected.mentioned(user, send.mention, acked);
+        self.expected.event(user, send.identity, send.fact, acked);
+    }
+
+    /// Sends one event on its own.
+    fn deliver_one(&mut self, user: &str, send: Send) -> bool {
+        if !self.target.take(send.delivery.requests()) {
+            return false;
+        }
+        let delivered = self
+            .target
+            .deliver(send.delivery, &send.body, send.key.as_deref());
+        self.absorb_event(user, send, delivered);
         true
     }
 
     /// Events without a key: each acknowledged one is a new event.
     fn keyless_event(&mut self) -> bool {
-        if !self.target.take(1) {
-            return false;
-        }
         let seq = self.next();
         let user = self.owned_user();
-        let body = json!({"event": "level_up", "user": {"external_user_id": user}, "properties": {"level": seq}});
-        let sent = self.target.post("events/", &body, None);
-        let acked = self.record(sent, "keyless event").acked();
-        let identity = format!("c{}-x{seq}", self.id);
-        self.expected
-            .event(&user, identity, EventKind::Other, acked);
-        true
+        let fact = Fact {
+            at: self.event_time(),
+            kind: Kind::Custom,
+        };
+        let (nested, mention) = self.nested_user(&user, seq, 10);
+        let body = json!({
+            "event": "level_up",
+            "user": nested,
+            "event_timestamp": fact.at,
+            "properties": {"level": seq},
+        });
+        let send = Send {
+            identity: format!("c{}-x{seq}", self.id),
+            fact,
+            body,
+            key: None,
+            delivery: Delivery::Once,
+            mention,
+        };
+        self.deliver_one(&user, send)
     }
 
-    /// `app_opened` of users every client writes at once, at random times: the stored
-    /// `last_opened_at` must be the latest acknowledged one, whatever order they landed in.
+    /// `app_opened` of users every client writes at once, at random times, half of them
+    /// with a key: the record must be the model of the acknowledged set, whatever order
+    /// they landed in.
     fn shared_open_event(&mut self) -> bool {
         let seq = self.next();
         let user = format!(
@@ -366,57 +610,93 @@ impl Client<'_> {
             self.target.run,
             self.rng.usize(0..SHARED_USERS)
         );
-        let at = self.target.time(self.rng.u64(0..30 * 24 * 3600 * 1000));
-        let body = json!({"event": "app_opened", "user": {"external_user_id": user}, "event_timestamp": at});
-        if self.rng.bool() {
-            let key = format!("soak-{}-c{}-o{seq}", self.target.run, self.id);
-            self.deliver_event(Delivery::Once, &user, key, EventKind::Open(at), &body)
-        } else {
-            if !self.target.take(1) {
-                return false;
-            }
-            let sent = self.target.post("events/", &body, None);
-            let acked = self.record(sent, "keyless open").acked();
-            let identity = format!("c{}-o{seq}", self.id);
-            self.expected
-                .event(&user, identity, EventKind::Open(at), acked);
-            true
-        }
+        let fact = Fact {
+            at: self.target.time(self.rng.u64(0..30 * 24 * 3600 * 1000)),
+            kind: Kind::Open { version: None },
+        };
+        let body = json!({"event": "app_opened", "user": {"external_user_id": user}, "event_timestamp": fact.at});
+        let key = self
+            .rng
+            .bool()
+            .then(|| format!("soak-{}-c{}-o{seq}", self.target.run, self.id));
+        let send = Send {
+            identity: key
+                .clone()
+                .unwrap_or_else(|| format!("c{}-o{seq}", self.id)),
+            fact,
+            body,
+            key,
+            delivery: Delivery::Once,
+            mention: None,
+        };
+        self.deliver_one(&user, send)
     }
 
-    /// A sale with its buyer and product nested; sometimes dropped and sent again. Buyers and
-    /// products always carry the same fields, so a late duplicate changes nothing.
+    /// A sale with a buyer of its own and a product nested; sometimes dropped and sent
+    /// again. Buyers and products always carry the same fields, so a late duplicate changes
+    /// nothing.
     fn sale(&mut self) -> bool {
+        let buyer_n = self.rng.usize(0..SALE_BUYERS);
+        let buyer = self.name("b", buyer_n);
+        let name = format!("buyer-{buyer_n}");
+        let nested = json!({"external_user_id": buyer, "name": name});
+        self.send_sale(buyer, nested, Some(name), None, None)
+    }
+
+    /// A sale from 2024 backfilled now, its nested buyer an owned user with an old name
+    /// and email: they may fill gaps, never replace what `users/upsert` set.
+    fn backfilled_sale(&mut self) -> bool {
+        let seq = self.next();
+        let buyer = self.owned_user();
+        let (nested, mention) = self.nested_user(&buyer, seq, 100);
+        let date = format!(
+            "2024-{:02}-{:02}T09:00:00Z",
+            self.rng.u32(1..=12),
+            self.rng.u32(1..=28)
+        );
+        self.send_sale(buyer, nested, None, mention, Some(date))
+    }
+
+    fn send_sale(
+        &mut self,
+        buyer: String,
+        nested_buyer: Value,
+        buyer_name: Option<String>,
+        mention: Option<Mention>,
+        date: Option<String>,
+    ) -> bool {
         let dropped = self.rng.u32(0..100) < 15;
         if !self.target.take(if dropped { 2 } else { 1 }) {
             return false;
         }
         let seq = self.next();
         let sale = self.name("s", seq as usize);
-        let buyer_n = self.rng.usize(0..SALE_BUYERS);
-        let buyer = self.name("b", buyer_n);
         let product_n = self.rng.usize(0..PRODUCTS);
         let product = format!("soak-{}-p{product_n}", self.target.run);
         let cents = self.rng.i64(100..100_000);
         let total = format!("{}.{:02}", cents / 100, cents % 100);
-        let body = json!({
+        let mut body = json!({
             "sale_id": sale,
             "total": total,
-            "buyer": {"external_user_id": buyer, "name": format!("buyer-{buyer_n}")},
+            "buyer": nested_buyer,
             "product": {"external_product_id": product, "title": format!("product-{product_n}")},
         });
+        if let Some(date) = date {
+            body["date"] = json!(date);
+        }
         if dropped {
             self.target.send_and_drop("sales/upsert/", &body, None);
             self.tally.dropped_on_purpose += 1;
         }
         let sent = self.target.post("sales/upsert/", &body, None);
         let acked = self.record(sent, "sale").acked();
+        self.expected.mentioned(&buyer, mention, acked);
         self.expected.sale(
             expect::Sale {
                 id: sale,
                 total,
                 buyer,
-                buyer_name: format!("buyer-{buyer_n}"),
+                buyer_name,
                 product,
                 product_title: format!("product-{product_n}"),
             },
@@ -460,6 +740,7 @@ fn run(args: Args) -> Result<(), String> {
         authorization: format!("Bearer {}", key.trim()),
         run: format!("{:08x}", fastrand::u32(..)),
         remaining: AtomicU64::new(args.requests),
+        in_flight: Gate::new(args.max_in_flight),
         deadline: Instant::now() + Duration::from_secs(args.duration_limit),
         base_time: time::OffsetDateTime::now_utc() - Duration::from_secs(40 * 24 * 3600),
     };
@@ -539,6 +820,7 @@ fn run(args: Args) -> Result<(), String> {
         tally.replays_checked
     );
 
+    println!("{}", expected.mix());
     // A dropped request may still be in flight in the server; let it land before reading.
     std::thread::sleep(Duration::from_secs(1));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;

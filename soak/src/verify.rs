@@ -1,7 +1,8 @@
 //! Reads the table directly (DynamoDB Local, through `shared::store`) and compares it with
 //! what the acknowledged requests imply.
 
-use crate::expect::{EventKind, Expected, FieldValues};
+use crate::expect::{Expected, FieldValues};
+use crate::model;
 use aws_sdk_dynamodb::types::Select;
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
@@ -67,18 +68,6 @@ fn identity(id: &str) -> shared::input::UserIdentity {
 
 fn id(value: &str) -> shared::fields::Id {
     serde_json::from_value(json!(value)).expect("an id")
-}
-
-/// Money as stored ("12.30", or a number) in cents.
-fn cents(value: &Value) -> i64 {
-    let text = match value {
-        Value::String(text) => text.clone(),
-        Value::Number(number) => number.to_string(),
-        _ => return 0,
-    };
-    let (whole, fraction) = text.split_once('.').unwrap_or((&text, "0"));
-    let fraction: String = format!("{fraction:0<2}").chars().take(2).collect();
-    whole.parse::<i64>().unwrap_or(i64::MIN) * 100 + fraction.parse::<i64>().unwrap_or(0)
 }
 
 async fn count_events(store: &Store, org_id: &str, user: &str) -> Result<usize, String> {
@@ -190,6 +179,39 @@ pub async fn verify(org_id: &str, expected: &Expected) -> Report {
     report
 }
 
+/// Lifecycle times both `users/upsert` and events set: the record shows the later.
+const PROFILE_TIMES: [&str; 1] = ["installed_at"];
+
+/// `stored` is the later of the profile's time (its last acknowledged value, or one sent
+/// after it) and the events' (the model of the acknowledged events, or of all sent).
+fn check_later_time(
+    report: &mut Report,
+    user: &str,
+    name: &'static str,
+    stored: &Value,
+    profile: Option<&FieldValues>,
+    (acked, sent): (&model::Record, &model::Record),
+) {
+    let profile_times: Vec<Option<&str>> = match profile {
+        None => vec![None],
+        Some(FieldValues { acked, maybe }) => std::iter::once(acked.as_deref())
+            .chain(maybe.iter().map(|v| Some(v.as_str())))
+            .collect(),
+    };
+    let ok = profile_times.iter().any(|profile_at| {
+        [&acked[name], &sent[name]].into_iter().any(|events_at| {
+            let later = (*profile_at).max(events_at.as_str());
+            stored.as_str() == later
+        })
+    });
+    report.check(name, ok, || {
+        format!(
+            "{user}: stored {stored}, events say {}, profile {profile_times:?}: expected the later",
+            acked[name]
+        )
+    });
+}
+
 fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
     let user = stored.user.as_str();
     let field = |name: &str| {
@@ -200,76 +222,102 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
     };
     let no_events = Default::default();
     let events = expected.events.get(user).unwrap_or(&no_events);
-
-    // Counts and sums over the user's distinct events: (acknowledged, all sent).
-    let range = |value: &dyn Fn(&EventKind) -> i64| {
-        let acked: i64 = events
-            .values()
-            .filter(|(_, a)| *a)
-            .map(|(k, _)| value(k))
-            .sum();
-        let all: i64 = events.values().map(|(k, _)| value(k)).sum();
-        (acked, all)
-    };
+    let acked = model::record(events.values().filter(|(_, a)| *a).map(|(f, _)| f));
+    let sent = model::record(events.values().map(|(f, _)| f));
+    // Every event acknowledged: the record is exactly the model of the set. Otherwise the
+    // unacknowledged ones may or may not be in: the model with or without them.
+    let all_acked = events.values().all(|(_, a)| *a);
     if !events.is_empty() {
-        report.check_range(
-            "events stored per user",
-            user,
-            stored.events as i64,
-            range(&|_| 1),
-        );
-        let installs = range(&|k| i64::from(*k == EventKind::Install));
-        report.check_range(
-            "install_count",
-            user,
-            field("install_count").as_i64().unwrap_or(0),
-            installs,
-        );
-        let payments = range(&|k| i64::from(matches!(k, EventKind::Purchase(_))));
-        report.check_range(
-            "total_payments_count",
-            user,
-            field("total_payments_count").as_i64().unwrap_or(0),
-            payments,
-        );
-        let revenue = range(&|k| match k {
-            EventKind::Purchase(cents) => *cents,
-            _ => 0,
-        });
-        report.check_range(
-            "lifetime_value",
-            user,
-            cents(field("lifetime_value")),
-            revenue,
-        );
-        let latest_open = |acked_only: bool| {
-            events
-                .values()
-                .filter(|(_, acked)| *acked || !acked_only)
-                .filter_map(|(kind, _)| match kind {
-                    EventKind::Open(at) => Some(at.clone()),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or_default()
-        };
-        let opened = field("last_opened_at")
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        report.check_range(
-            "last_opened_at is the latest acknowledged",
-            user,
-            opened,
-            (latest_open(true), latest_open(false)),
-        );
+        let stored_count = stored.events;
+        let counts = (events.values().filter(|(_, a)| *a).count(), events.len());
+        report.check_range("events stored per user", user, stored_count, counts);
+        let profile = expected.fields.get(user);
+        for name in model::FIELDS {
+            let from_profile = profile.and_then(|p| p.get(name));
+            if PROFILE_TIMES.contains(&name) {
+                check_later_time(
+                    report,
+                    user,
+                    name,
+                    field(name),
+                    from_profile,
+                    (&acked, &sent),
+                );
+                continue;
+            }
+            // No event carried it: the profile's value shows, checked below.
+            if acked[name].is_null() && from_profile.is_some() {
+                continue;
+            }
+            let value = field(name);
+            let ok = *value == acked[name] || (!all_acked && *value == sent[name]);
+            report.check(name, ok, || {
+                format!(
+                    "{user}: stored {value}, expected {} from {} acknowledged events",
+                    acked[name], counts.0
+                )
+            });
+        }
     }
+    let mentions = expected.mentions.get(user);
     for (name, values) in expected.fields.get(user).into_iter().flatten() {
-        let value = field(name).as_str().map(str::to_owned);
+        if PROFILE_TIMES.contains(name) {
+            if events.is_empty() {
+                check_later_time(
+                    report,
+                    user,
+                    name,
+                    field(name),
+                    Some(values),
+                    (&acked, &sent),
+                );
+            }
+            continue;
+        }
+        let value = field(name);
+        // A value events keep (`plan`) is the events' when an event carried one.
+        if acked.get(name).is_some_and(|events| !events.is_null()) {
+            report.check(
+                "profile field shown merged with events",
+                value == &acked[name] || (!all_acked && value == &sent[name]),
+                || format!("{user}.{name}: stored {value}, events say {}", acked[name]),
+            );
+            continue;
+        }
+        let value = value.as_str().map(str::to_owned);
         let FieldValues { acked, maybe } = values;
-        let ok = value == *acked || value.as_ref().is_some_and(|v| maybe.contains(v));
-        report.check("field holds the last acknowledged value", ok, || {
+        let mentioned = mentions.and_then(|m| m.get(name));
+        // With no upsert acknowledged, a mention may have filled the gap first.
+        let mention_allowed = acked.is_none()
+            && mentioned.is_some_and(|m| m.iter().any(|(v, _)| Some(v) == value.as_ref()));
+        let ok =
+            value == *acked || value.as_ref().is_some_and(|v| maybe.contains(v)) || mention_allowed;
+        let what = if mentioned.is_some() {
+            "profile field not replaced by nested mentions"
+        } else {
+            "field holds the last acknowledged value"
+        };
+        report.check(what, ok, || {
             format!("{user}.{name}: stored {value:?}, expected {acked:?} (or one of {maybe:?})")
+        });
+    }
+    // A field only nested mentions carried: one of them filled the gap (or none, when no
+    // request with one was acknowledged).
+    for (name, values) in mentions.into_iter().flatten() {
+        if expected
+            .fields
+            .get(user)
+            .is_some_and(|f| f.contains_key(name))
+        {
+            continue;
+        }
+        let value = field(name);
+        let ok = match value.as_str() {
+            Some(stored) => values.iter().any(|(v, _)| v == stored),
+            None => values.iter().all(|(_, acked)| !acked),
+        };
+        report.check("nested mention fills a gap", ok, || {
+            format!("{user}.{name}: stored {value}, mentioned {values:?}")
         });
     }
     for (sale, _) in expected
@@ -277,10 +325,43 @@ fn check_user(report: &mut Report, expected: &Expected, stored: &StoredUser) {
         .iter()
         .filter(|(sale, acked)| *acked && sale.buyer == user)
     {
+        let Some(buyer_name) = &sale.buyer_name else {
+            continue;
+        };
         report.check(
             "sale's buyer stored",
-            field("name") == &json!(sale.buyer_name),
+            field("name") == &json!(buyer_name),
             || format!("{user}: name {}", field("name")),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_both_sides_set_must_be_the_later() {
+        let events: model::Record = [("installed_at", json!("2026-03-01T10:00:00.000Z"))].into();
+        let profile = FieldValues {
+            acked: Some("2026-03-01T11:00:00.000Z".into()),
+            maybe: Vec::new(),
+        };
+        let mut report = Report::default();
+        for stored in ["2026-03-01T11:00:00.000Z", "2026-03-01T10:00:00.000Z"] {
+            let stored = json!(stored);
+            let both = (&events, &events);
+            check_later_time(
+                &mut report,
+                "u",
+                "installed_at",
+                &stored,
+                Some(&profile),
+                both,
+            );
+        }
+        assert_eq!(report.checks["installed_at"], 2);
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(report.failures[0].contains("stored \"2026-03-01T10:00:00.000Z\""));
     }
 }
