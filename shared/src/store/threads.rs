@@ -243,7 +243,7 @@ fn recomputed(org_id: &str, thread_id: &Id, thread: &Item, state: &InboxState) -
     match &state.awaiting_since {
         Some(since) => {
             expr.set("awaiting_reply_since", s(since))
-                .set("GSI2PK", s(keys::inbox_awaiting_reply(org_id)))
+                .set("GSI2PK", s(keys::inbox_awaiting_reply(org_id, thread_id)))
                 .set("GSI2SK", s(keys::inbox_sort(since, thread_id)));
         }
         None => {
