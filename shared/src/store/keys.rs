@@ -301,13 +301,39 @@ const ACTIVITY_PERIOD_SECS: i64 = 86_400;
 /// the day instead of coming all after midnight. The key is at most 24 hours before the
 /// exact `last_activity_at` (kept on the item, which the segment filters on).
 pub fn user_activity_sort(at: Timestamp, identity: &UserIdentity) -> String {
-    let identity = identity_key(identity);
-    let phase = (id_hash(&identity) >> 32) as i64 % ACTIVITY_PERIOD_SECS;
+    activity_sort(at, &identity_key(identity))
+}
+
+fn activity_sort(at: Timestamp, identity: &str) -> String {
+    let phase = (id_hash(identity) >> 32) as i64 % ACTIVITY_PERIOD_SECS;
     let seconds = at.unix_seconds();
     let period_start = seconds - (seconds + phase).rem_euclid(ACTIVITY_PERIOD_SECS);
     let start = time::OffsetDateTime::from_unix_timestamp(period_start)
         .map_or(at, Timestamp::from_offset_date_time);
     format!("{}#{identity}", start.to_stored())
+}
+
+/// The GSI2 keys a record listed in the unsharded partition of `list` has now: its shard,
+/// and (users) the activity key of its `last_activity_at`. From the record's table PK;
+/// `None` for a PK that is not one of the list's records.
+pub fn sharded_keys(
+    list: OrgList,
+    org_id: &str,
+    pk: &str,
+    sort: &str,
+    last_activity_at: Option<Timestamp>,
+) -> Option<(String, String)> {
+    let entity = match list {
+        OrgList::Users => "USER",
+        OrgList::Inbox => "THREAD",
+        OrgList::Bookings => "BOOKING",
+    };
+    let id = pk.strip_prefix(&format!("ORG#{org_id}#{entity}#"))?;
+    let sort = match list {
+        OrgList::Users => activity_sort(last_activity_at?, id),
+        _ => sort.to_owned(),
+    };
+    Some((list.partition(org_id, id), sort))
 }
 
 /// GSI2 partition of a thread in the org's threads whose last message is inbound.
@@ -380,6 +406,33 @@ mod tests {
             .collect::<std::collections::BTreeSet<_>>();
         assert!(moved.len() <= 3, "{moved:?}");
         assert!(moved.iter().all(|k| k.ends_with("#ext#u1")));
+    }
+
+    #[test]
+    fn migrated_keys_are_the_keys_new_writes_give() {
+        let identity = UserIdentity::External(id("u1"));
+        let at: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
+        let pk = user("acme", &identity).pk;
+        assert_eq!(
+            sharded_keys(OrgList::Users, "acme", &pk, "old", Some(at)),
+            Some((
+                users_by_activity("acme", &identity),
+                user_activity_sort(at, &identity)
+            ))
+        );
+        let thread_pk = thread("acme", &id("t1")).pk;
+        assert_eq!(
+            sharded_keys(OrgList::Inbox, "acme", &thread_pk, "s#t1", None),
+            Some((inbox_awaiting_reply("acme", &id("t1")), "s#t1".to_owned()))
+        );
+        assert_eq!(
+            sharded_keys(OrgList::Bookings, "acme", &thread_pk, "s", None),
+            None
+        );
+        assert_eq!(
+            sharded_keys(OrgList::Users, "other", &pk, "s", Some(at)),
+            None
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
+use shared::admin;
 use shared::store::keys::{self, Index, OrgList};
 use shared::store::reads::{Query, SortKey};
 use shared::store::{s, Item};
@@ -421,4 +422,141 @@ async fn lists_write_every_record_to_its_own_shard() {
         sort.as_str() <= activity.as_str(),
         "the key is at most the activity"
     );
+}
+
+/// Puts the list's records back in its partition from before sharding, users with the
+/// activity key of then (their exact `last_activity_at`): the layout of an older table.
+async fn unshard(org: &TestOrg, list: OrgList) -> usize {
+    let store = org.store();
+    let items = items_of(org, list).await;
+    for item in &items {
+        let mut update = store
+            .client()
+            .update_item()
+            .table_name(store.table())
+            .key("PK", item["PK"].clone())
+            .key("SK", item["SK"].clone())
+            .update_expression("SET GSI2PK = :p, GSI2SK = :s")
+            .expression_attribute_values(":p", s(list.unsharded(&org.org_id)));
+        update = match item.get("last_activity_at") {
+            Some(at) => {
+                let identity = item["PK"].as_s().unwrap().rsplit("#USER#").next().unwrap();
+                let old_sort = format!("{}#{identity}", at.as_s().unwrap());
+                update.expression_attribute_values(":s", s(old_sort))
+            }
+            None => update.expression_attribute_values(":s", item["GSI2SK"].clone()),
+        };
+        update.send().await.unwrap();
+    }
+    items.len()
+}
+
+#[tokio::test]
+async fn the_migration_moves_older_records_to_their_shards_once() {
+    let org = TestOrg::new().await;
+    for n in 0..10u32 {
+        event(&org, &format!("u{n}"), &days_ago(40.0 + f64::from(n) * 3.0)).await;
+    }
+    for n in 0..6u32 {
+        message(
+            &org,
+            &format!("t{n}"),
+            &format!("m{n}"),
+            "in",
+            f64::from(n) + 1.0,
+        )
+        .await;
+        booking(&org, &format!("b{n}"), &days_ago(-f64::from(n) - 1.0)).await;
+    }
+    let segment = || async {
+        let users = org
+            .read_all(Endpoint::UsersList, &[], "inactive_days=30", "users")
+            .await;
+        let ids: Vec<String> = users
+            .iter()
+            .map(|u| u["external_user_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids
+    };
+    let inbox = || {
+        org.read_all(
+            Endpoint::Inbox,
+            &[],
+            "status=awaiting_reply",
+            "conversations",
+        )
+    };
+    let window = format!("from={}&to={}", days_ago(0.0), days_ago(-10.0));
+    let bookings = || org.read_all(Endpoint::BookingsList, &[], &window, "bookings");
+    let users_before = segment().await;
+    assert_eq!(users_before.len(), 10);
+    let (inbox_before, bookings_before) = (inbox().await.len(), bookings().await.len());
+    let keys_before = [
+        items_of(&org, OrgList::Users).await,
+        items_of(&org, OrgList::Inbox).await,
+        items_of(&org, OrgList::Bookings).await,
+    ];
+
+    // The ten, and the threads' six contacts.
+    assert_eq!(unshard(&org, OrgList::Users).await, 16);
+    assert_eq!(unshard(&org, OrgList::Inbox).await, 6);
+    assert_eq!(unshard(&org, OrgList::Bookings).await, 6);
+    assert!(
+        segment().await.is_empty(),
+        "older records are not in the shards"
+    );
+    // An event moves its user by itself (and the migration resumes with the rest).
+    for user in ["u0", "u1", "u2"] {
+        event(&org, user, &days_ago(35.0)).await;
+    }
+
+    let done = admin::migrate_shards(org.store(), Some(&org.org_id))
+        .await
+        .unwrap();
+    let moved: Vec<(OrgList, usize)> = done.iter().map(|(_, list, m)| (*list, m.moved)).collect();
+    assert_eq!(
+        moved,
+        [
+            (OrgList::Users, 13),
+            (OrgList::Inbox, 6),
+            (OrgList::Bookings, 6)
+        ]
+    );
+    assert_eq!(segment().await.len(), 10);
+    assert_eq!(inbox().await.len(), inbox_before);
+    assert_eq!(bookings().await.len(), bookings_before);
+    // The keys are the ones the writes gave (users moved by an event have newer ones).
+    let keys_of = |items: &[Item]| {
+        let mut keys: Vec<(String, String, String)> = items
+            .iter()
+            .filter(|item| {
+                !["u0", "u1", "u2"]
+                    .iter()
+                    .any(|u| item["PK"].as_s().unwrap().ends_with(&format!("#{u}")))
+            })
+            .map(|item| {
+                let text = |name: &str| item[name].as_s().unwrap().clone();
+                (text("PK"), text("GSI2PK"), text("GSI2SK"))
+            })
+            .collect();
+        keys.sort();
+        keys
+    };
+    for (list, before) in OrgList::ALL.into_iter().zip(&keys_before) {
+        assert_eq!(
+            keys_of(&items_of(&org, list).await),
+            keys_of(before),
+            "{list:?}"
+        );
+    }
+
+    // Idempotent: a second run finds nothing to move.
+    let again = admin::migrate_shards(org.store(), Some(&org.org_id))
+        .await
+        .unwrap();
+    assert!(again
+        .iter()
+        .all(|(_, _, m)| m.moved == 0 && m.changed_meanwhile == 0));
+    let unknown = admin::migrate_shards(org.store(), Some("no-such-org")).await;
+    assert!(matches!(unknown, Err(admin::AdminError::NoSuchOrg(_))));
 }
