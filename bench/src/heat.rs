@@ -161,6 +161,9 @@ pub struct Heat {
     pub places: Vec<(Place, &'static str, Hottest)>,
     pub requests: u64,
     pub instances: usize,
+    pub seconds: u64,
+    /// Mean size of a user item at the end of the run, in bytes.
+    pub user_item_bytes: usize,
 }
 
 impl Heat {
@@ -171,18 +174,19 @@ impl Heat {
     /// The Markdown table of `make bench`'s report.
     pub fn table(&self) -> String {
         let mut out = String::from(
-            "| where | hottest partition key | peak WCU/s | mean WCU/s | of the 1,000 limit | partition keys written |\n\
-             |---|---|---|---|---|---|\n",
+            "| where | hottest partition key | peak WCU/s | mean WCU/s | of the 1,000 limit | partition keys written | WCU/s of all its keys |\n\
+             |---|---|---|---|---|---|---|\n",
         );
         for (_, name, hottest) in &self.places {
             let _ = writeln!(
                 out,
-                "| {name} | `{}` | {:.0} | {:.0} | {:.0}% | {} |",
+                "| {name} | `{}` | {:.0} | {:.0} | {:.0}% | {} | {:.0} |",
                 hottest.key,
                 hottest.peak_wcu,
                 hottest.mean_wcu,
                 hottest.peak_wcu / PARTITION_LIMIT_WCU * 100.0,
-                hottest.keys
+                hottest.keys,
+                hottest.total_wcu / self.seconds as f64,
             );
         }
         out
@@ -402,6 +406,8 @@ impl Model {
         let event = write.event.item().clone();
         let key = write.event.key().expect("an event has its key");
         self.store(&key, event, 2.0);
+        // Never written again (create-only): not kept, which bounds the run's memory.
+        self.items.remove(&key);
         let Some(mut user) = self.updated(&write.user, true) else {
             return self.refuse(&write.user.key);
         };
@@ -701,7 +707,15 @@ pub fn simulate(workload: &Workload) -> Heat {
             places.push((place, group.0, hottest));
         }
     }
+    let users: Vec<usize> = model
+        .items
+        .values()
+        .filter(|item| text(item, "entity").as_deref() == Some("user"))
+        .map(item_size)
+        .collect();
     Heat {
+        user_item_bytes: users.iter().sum::<usize>() / users.len().max(1),
+        seconds: workload.seconds,
         places,
         requests,
         instances: instances.iter().sum(),

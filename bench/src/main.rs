@@ -570,7 +570,8 @@ fn heat_section(workload: &heat::Workload, heat: &heat::Heat) -> String {
          the real parsers and item builders, their writes applied to an in-memory table and charged to the \
          partition keys they land on (see bench/src/heat.rs for the rules). One key for everything \
          (limit {limit}/s), {instances} function instances ({ms:.0} ms per request), each leasing tokens \
-         as the real limiter does. Target: the hottest key at most {target:.0} WCU/s (half of DynamoDB's \
+         as the real limiter does. A user item ends the run at {user_bytes} bytes on average \
+         (each write of it, and of its GSI2 entry, costs ⌈size / 1 KB⌉ units). Target: the hottest key at most {target:.0} WCU/s (half of DynamoDB's \
          1,000 per partition key): {verdict}.\n\n{table}",
         seconds = workload.seconds,
         events = workload.events_per_second,
@@ -586,6 +587,7 @@ fn heat_section(workload: &heat::Workload, heat: &heat::Heat) -> String {
         limit = workload.rate_limit,
         instances = heat.instances,
         ms = workload.request_seconds * 1000.0,
+        user_bytes = heat.user_item_bytes,
         target = heat::TARGET_WCU,
         table = heat.table(),
     )

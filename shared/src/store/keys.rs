@@ -229,7 +229,9 @@ impl Index {
 /// An org-wide list of GSI2, spread over shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrgList {
-    /// Users by last activity (the segment): every event writes one, so the most shards.
+    /// Users by last activity (the segment): every event writes one (twice when it moves
+    /// the key), so the most shards (the counts are chosen in docs/data-model.md, Sharded
+    /// lists, from `make bench`'s partition-heat simulation).
     Users,
     /// Threads whose last message is inbound (sparse: a reply removes the keys).
     Inbox,
@@ -244,7 +246,7 @@ impl OrgList {
     /// migration (`admin table migrate-shards` rewrites the keys of a list's old partitions).
     pub const fn shards(self) -> u32 {
         match self {
-            OrgList::Users => 32,
+            OrgList::Users => 64,
             OrgList::Inbox => 8,
             OrgList::Bookings => 8,
         }
