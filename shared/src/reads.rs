@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// One page of the org-wide `list` (`query` in each of its shards, merged), resumed from
+/// One page of the org-wide `list` (`query` in each of its shards, merged: its own
+/// `partition` is not used), resumed from
 /// the request's `cursor` (refused unless it was issued for this org and this `name` with
 /// the same parameters), with the next page's cursor.
 async fn list_page<T: DeserializeOwned>(
