@@ -141,6 +141,14 @@ enum TableCommand {
     /// Create the table (as template.yaml defines it) if it does not exist, or add the
     /// indexes an older table lacks.
     Create,
+    /// Move the records of the org-wide lists (segment, inbox, bookings) written before
+    /// the lists were sharded into their GSI2 shards. Idempotent and resumable: run it
+    /// after deploying, again until it moves nothing.
+    MigrateShards {
+        /// Only this org (default: every org).
+        #[arg(long)]
+        org: Option<String>,
+    },
 }
 
 fn describe_limit(limit: Option<u32>) -> String {
@@ -168,6 +176,20 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
                 "already exists (any missing index added)"
             };
             println!("table {}: {state}", store.table());
+        }
+        Command::Table(TableCommand::MigrateShards { org }) => {
+            let done = admin::migrate_shards(&store, org.as_deref()).await?;
+            let mut again = false;
+            for (org, list, migrated) in done {
+                again |= migrated.changed_meanwhile > 0;
+                println!(
+                    "{org} {list:?}: {} moved, {} changed meanwhile, {} skipped",
+                    migrated.moved, migrated.changed_meanwhile, migrated.skipped
+                );
+            }
+            if again {
+                println!("some records changed while moved: run the command again");
+            }
         }
         Command::Fixtures(FixturesCommand::Register) => {
             if std::env::var_os("DYNAMODB_ENDPOINT").is_none() {

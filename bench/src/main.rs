@@ -2,6 +2,7 @@
 //! one run, and writes the table to BENCHMARKS.md. See the README's Benchmarks section.
 
 mod batch;
+mod heat;
 mod proxy;
 mod runtime;
 
@@ -39,6 +40,9 @@ struct Args {
     /// requests per function, 1 round of batch vs single, no artifact sizes, nothing written.
     #[arg(long)]
     smoke: bool,
+    /// Only the partition-heat simulation (computed, no DynamoDB needed), printed.
+    #[arg(long)]
+    heat_only: bool,
 }
 
 const FLOOR_BINARY: &str = "hello-floor";
@@ -570,6 +574,43 @@ fn release_profile() -> String {
         .unwrap_or_default()
 }
 
+/// The report's section on partition heat (see `heat`).
+fn heat_section(workload: &heat::Workload, heat: &heat::Heat) -> String {
+    let verdict = match heat.within_target() {
+        true => "every hottest key is within the target",
+        false => "**over the target**",
+    };
+    format!(
+        "## Partition heat of one org (computed, not sent)\n\n\
+         One org for {seconds} s: {events} events/s from {users} users (Zipf exponent {skew} of activity), \
+         {profiles:.0}% of the users also upserting their profile, {messages} messages/s in {threads} threads \
+         over {channels} channels, {bookings} bookings/s over {services} services; {requests} requests through \
+         the real parsers and item builders, their writes applied to an in-memory table and charged to the \
+         partition keys they land on (see bench/src/heat.rs for the rules). One key for everything \
+         (limit {limit}/s), {instances} function instances ({ms:.0} ms per request), each leasing tokens \
+         as the real limiter does. A user item ends the run at {user_bytes} bytes on average \
+         (each write of it, and of its GSI2 entry, costs ⌈size / 1 KB⌉ units). Target: the hottest key at most {target:.0} WCU/s (half of DynamoDB's \
+         1,000 per partition key): {verdict}.\n\n{table}",
+        seconds = workload.seconds,
+        events = workload.events_per_second,
+        users = workload.users,
+        skew = workload.skew,
+        profiles = workload.profile_share * 100.0,
+        messages = workload.messages_per_second,
+        threads = workload.threads,
+        channels = workload.channels,
+        bookings = workload.bookings_per_second,
+        services = workload.services,
+        requests = heat.requests,
+        limit = workload.rate_limit,
+        instances = heat.instances,
+        ms = workload.request_seconds * 1000.0,
+        user_bytes = heat.user_item_bytes,
+        target = heat::TARGET_WCU,
+        table = heat.table(),
+    )
+}
+
 // The measuring code blocks on purpose (it waits on the Runtime API) on the main thread;
 // the Runtime API servers run as tasks on the runtime's worker threads.
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -580,6 +621,18 @@ async fn main() {
         args.warm_requests = 5;
         args.batch_rounds = 1;
         args.out = None;
+    }
+    let workload = match args.smoke {
+        true => heat::Workload::smoke(),
+        false => heat::Workload::full(),
+    };
+    let phase = Instant::now();
+    let heat = heat::simulate(&workload);
+    eprintln!("partition heat simulation: {:?}", phase.elapsed());
+    let heat_report = heat_section(&workload, &heat);
+    if args.heat_only {
+        println!("{heat_report}");
+        return;
     }
     let dynamodb = std::env::var("DYNAMODB_ENDPOINT")
         .expect("DYNAMODB_ENDPOINT (make bench starts DynamoDB Local)");
@@ -767,7 +820,7 @@ async fn main() {
          ## Artifact size and memory\n\n\
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
-         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}",
+         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}\n{heat_report}",
         machine = machine(),
         cold_starts = args.cold_starts,
         warm_requests = args.warm_requests,

@@ -5,7 +5,8 @@
 
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
-use crate::store::admin::{KeyEnd, KeyEnded, NewApiKey, OrgRecord, RateLimitOf};
+use crate::store::admin::{KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf};
+use crate::store::keys::OrgList;
 use crate::store::Store;
 use serde::Serialize;
 use std::time::Duration;
@@ -121,6 +122,32 @@ pub async fn create_table(store: &Store) -> Result<bool> {
             table: store.table().to_owned(),
             detail,
         })
+}
+
+/// Moves every record of the org-wide lists (segment, inbox, bookings) written before
+/// the lists were sharded into its shard, for `org` or every org: idempotent, resumable
+/// (see `Store::migrate_list`). What it did, per org and list.
+pub async fn migrate_shards(
+    store: &Store,
+    org: Option<&str>,
+) -> Result<Vec<(String, OrgList, Migrated)>> {
+    let orgs = match org {
+        Some(id) => vec![
+            get_org(store, id)
+                .await?
+                .ok_or_else(|| AdminError::NoSuchOrg(id.to_owned()))?
+                .id,
+        ],
+        None => list_orgs(store).await?.into_iter().map(|o| o.id).collect(),
+    };
+    let mut done = Vec::new();
+    for org in orgs {
+        for list in OrgList::ALL {
+            let migrated = store.migrate_list(&org, list).await?;
+            done.push((org.clone(), list, migrated));
+        }
+    }
+    Ok(done)
 }
 
 pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {

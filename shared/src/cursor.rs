@@ -4,8 +4,12 @@
 //! Not signed: every position an org can reach is under its own `ORG#<org>#` keys, and
 //! the org comes from the API key. Decoding checks that the cursor was made for this org
 //! and this query (a hash of its parameters), that it names exactly the key attributes
-//! of the index queried, that its table key is the org's, and that it sits in the
-//! queried partition. So a cursor from org A, or from another filter, is refused.
+//! of the index queried, that its table key is the org's, and that it sits in one of the
+//! queried partitions. So a cursor from org A, or from another filter, is refused.
+//!
+//! A list spread over shards (`store::keys::OrgList`) has one position for all its
+//! shards: the point of the merged order its page ended at (see
+//! `Store::sharded_page`), held as the key of the item there, in that item's shard.
 
 use crate::error::ApiError;
 use crate::store::keys::{org_prefix, Index, TABLE_PK};
@@ -28,13 +32,14 @@ struct Cursor {
     k: BTreeMap<String, String>,
 }
 
-/// Where a cursor belongs: one org's one query over one partition of an index.
+/// Where a cursor belongs: one org's one query over some partitions of an index (one,
+/// or the shards of a list).
 #[derive(Debug, Clone)]
 pub struct CursorScope<'a> {
     pub org_id: &'a str,
     pub query: String,
     pub index: Index,
-    pub partition: &'a str,
+    pub partitions: &'a [String],
 }
 
 impl CursorScope<'_> {
@@ -63,7 +68,7 @@ impl CursorScope<'_> {
             && cursor.k.len() == attributes.len()
             && attributes.iter().all(|name| cursor.k.contains_key(*name))
             && cursor.k[TABLE_PK].starts_with(&org_prefix(self.org_id))
-            && cursor.k[partition_attribute] == self.partition;
+            && self.partitions.contains(&cursor.k[partition_attribute]);
         if !valid {
             return Err(ApiError::InvalidCursor);
         }
@@ -85,13 +90,17 @@ impl CursorScope<'_> {
 mod tests {
     use super::*;
 
-    fn scope<'a>(org: &'a str, partition: &'a str) -> CursorScope<'a> {
+    fn scope<'a>(org: &'a str, partitions: &'a [String]) -> CursorScope<'a> {
         CursorScope {
             org_id: org,
             query: "q1".into(),
             index: Index::Gsi2,
-            partition,
+            partitions,
         }
+    }
+
+    fn one(partition: &str) -> Vec<String> {
+        vec![partition.to_owned()]
     }
 
     fn position(org: &str) -> Position {
@@ -108,17 +117,25 @@ mod tests {
 
     #[test]
     fn cursors_round_trip() {
-        let scope = scope("a", "ORG#a#USERS");
+        let partitions = one("ORG#a#USERS");
+        let scope = scope("a", &partitions);
         let cursor = scope.encode(&position("a"));
         assert_eq!(scope.decode(&cursor).unwrap(), position("a"));
     }
 
     #[test]
     fn cursors_of_another_org_query_or_partition_are_refused() {
-        let a = scope("a", "ORG#a#USERS");
+        let (users_a, users_b) = (one("ORG#a#USERS"), one("ORG#b#USERS"));
+        let bookings = one("ORG#a#BOOKINGS");
+        let a = scope("a", &users_a);
         let cursor = a.encode(&position("a"));
-        assert!(scope("b", "ORG#b#USERS").decode(&cursor).is_err());
-        assert!(scope("a", "ORG#a#BOOKINGS").decode(&cursor).is_err());
+        assert!(scope("b", &users_b).decode(&cursor).is_err());
+        assert!(scope("a", &bookings).decode(&cursor).is_err());
+        let shards = vec!["ORG#a#USERS#0".to_owned(), "ORG#a#USERS".to_owned()];
+        assert!(
+            scope("a", &shards).decode(&cursor).is_ok(),
+            "any shard of the list"
+        );
         let other_query = CursorScope {
             query: "q2".into(),
             ..a.clone()

@@ -195,18 +195,7 @@ impl RateLimiter {
         let lease = lease_for(&mut leases, key_id);
         lease.roll_to(window);
         match outcome {
-            Ok(Some(used_after)) => {
-                // The counter may overshoot the limit by our block: only the part that fit is ours.
-                let overshoot = used_after.saturating_sub(limit);
-                let granted = ask.saturating_sub(overshoot);
-                lease.used_globally = used_after.min(limit);
-                lease.exhausted = used_after >= limit;
-                lease.tokens += granted;
-            }
-            Ok(None) => {
-                lease.used_globally = limit;
-                lease.exhausted = true;
-            }
+            Ok(counted) => lease.receive(ask, counted, limit),
             Err(()) => {
                 // Fail open for this one request; the next one tries to lease again.
                 lease.tokens += wanted - from_lease;
@@ -225,6 +214,53 @@ impl RateLimiter {
         } else {
             lease.refuse(limit)
         }
+    }
+}
+
+impl Lease {
+    /// What a lease that asked for `wanted` tokens got: the window's count after it
+    /// (`None`: full).
+    fn receive(&mut self, wanted: u32, counted: Option<u32>, limit: u32) {
+        let Some(used_after) = counted else {
+            self.used_globally = limit;
+            self.exhausted = true;
+            return;
+        };
+        // The counter may overshoot the limit by our block: only the part that fit is ours.
+        let overshoot = used_after.saturating_sub(limit);
+        self.used_globally = used_after.min(limit);
+        self.exhausted = used_after >= limit;
+        self.tokens += wanted.saturating_sub(overshoot);
+    }
+}
+
+/// One instance's limiter for one key without DynamoDB: the same lease decisions as
+/// [`RateLimiter::check`], against counters the caller keeps. For the partition-heat
+/// simulation of `make bench`, which counts the writes a key's counter receives.
+#[derive(Debug, Default)]
+pub struct SimulatedLeases(Lease);
+
+impl SimulatedLeases {
+    /// One request in `window`; `counter` is the window's `used`, which a lease adds to as
+    /// DynamoDB's conditional ADD would. Whether the request was admitted, and whether it
+    /// wrote the counter.
+    pub fn request(&mut self, window: u64, limit: u32, counter: &mut u32) -> (bool, bool) {
+        let lease = &mut self.0;
+        lease.roll_to(window);
+        if lease.tokens > 0 {
+            return (lease.admit(limit, 1).admitted, false);
+        }
+        if lease.exhausted {
+            return (false, false);
+        }
+        let wanted = lease.block_size(limit);
+        let counted = (*counter < limit).then(|| {
+            *counter += wanted;
+            *counter
+        });
+        lease.receive(wanted, counted, limit);
+        let admitted = lease.tokens > 0 && lease.admit(limit, 1).admitted;
+        (admitted, true)
     }
 }
 

@@ -6,7 +6,7 @@ use crate::fields::Timestamp;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
-use crate::store::keys::{self, Index, ItemKey};
+use crate::store::keys::{self, Index, ItemKey, OrgList};
 use crate::store::reads::{Page, Query, SortKey};
 use crate::store::records::{
     BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
@@ -18,24 +18,27 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// One page of `query` for `org`, resumed from the request's `cursor` (refused unless it
-/// was issued for this org and this `list` with the same parameters), with the next page's
-/// cursor.
+/// One page of the org-wide `list` (`query` in each of its shards, merged: its own
+/// `partition` is not used), resumed from
+/// the request's `cursor` (refused unless it was issued for this org and this `name` with
+/// the same parameters), with the next page's cursor.
 async fn list_page<T: DeserializeOwned>(
     store: &Store,
     org: &str,
     params: &QueryParams,
-    list: &str,
+    (name, list): (&str, OrgList),
     query: &Query,
 ) -> Result<(Page<T>, Option<String>), ApiError> {
+    let partitions = list.partitions(org);
     let scope = CursorScope {
         org_id: org,
-        query: params.fingerprint(list),
+        query: params.fingerprint(name),
         index: query.index,
-        partition: &query.partition,
+        partitions: &partitions,
     };
+    let start = scope.start(params.cursor())?;
     let page = store
-        .query_page(query, params.limit()?, scope.start(params.cursor())?)
+        .sharded_page(query, &partitions, params.limit()?, start)
         .await?;
     let next = scope.next(page.next.as_ref());
     Ok((page, next))
@@ -336,15 +339,18 @@ pub async fn users_list(
         .collect();
     let params = QueryParams::parse(raw_query, &allowed)?;
     let inactive_days = params.integer("inactive_days", 1, MAX_INACTIVE_DAYS)?;
-    let partition = keys::users_by_activity(org);
     let cutoff = inactive_days.map(|days| {
         let at = time::OffsetDateTime::now_utc() - time::Duration::days(days.into());
         Timestamp::from_offset_date_time(at).to_stored()
     });
-    // Sort keys are `<last activity>#<identity>`: everything below the cutoff time is
-    // older than it.
+    // Sort keys are `<start of the user's activity period>#<identity>`, at most a day
+    // before the exact `last_activity_at` (`keys::user_activity_sort`): every user inactive
+    // since the cutoff is below it, and the filter drops those active since their key.
     let sort = cutoff.clone().map_or(SortKey::Any, SortKey::Below);
-    let mut query = Query::new(Index::Gsi2, partition.clone(), sort);
+    let mut query = Query::new(Index::Gsi2, String::new(), sort);
+    if let Some(cutoff) = &cutoff {
+        query.filter_before("last_activity_at", cutoff);
+    }
     for name in USER_TEXT_FILTERS {
         if let Some(value) = params.text(name)? {
             query.filter_text(name, value.as_str());
@@ -355,7 +361,8 @@ pub async fn users_list(
             query.filter_flag(name, value);
         }
     }
-    let (page, next) = list_page::<UserView>(store, org, &params, "users", &query).await?;
+    let (page, next) =
+        list_page::<UserView>(store, org, &params, ("users", OrgList::Users), &query).await?;
     let users = page.items.iter().map(json).collect();
     let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
@@ -380,7 +387,7 @@ pub async fn conversations_get(
         org_id: org,
         query: query.fingerprint(&format!("conversation\0{thread_id}")),
         index: Index::Gsi1,
-        partition: &thread_pk,
+        partitions: std::slice::from_ref(&thread_pk),
     };
     let start = scope.start(query.cursor())?;
     let messages = Query::new(
@@ -458,8 +465,9 @@ pub async fn inbox(
     let params = QueryParams::parse(raw_query, &["status"])?;
     // The one inbox list kept so far; the parameter names it so others can be added.
     params.choice("status", &["awaiting_reply"])?;
-    let query = Query::new(Index::Gsi2, keys::inbox_awaiting_reply(org), SortKey::Any);
-    let (page, next) = list_page::<ThreadView>(store, org, &params, "inbox", &query).await?;
+    let query = Query::new(Index::Gsi2, String::new(), SortKey::Any);
+    let list = ("inbox", OrgList::Inbox);
+    let (page, next) = list_page::<ThreadView>(store, org, &params, list, &query).await?;
     let contacts: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -498,8 +506,9 @@ pub async fn bookings_list(
     // Sort keys are `<scheduled_at>#<booking_id>`: `from` itself sorts before every key
     // at `from`, and `to` before every key at `to`, so BETWEEN gives [from, to).
     let window = SortKey::Between(from.to_stored(), to.to_stored());
-    let query = Query::new(Index::Gsi2, keys::bookings_by_schedule(org), window);
-    let (page, next) = list_page::<BookingView>(store, org, &params, "bookings", &query).await?;
+    let query = Query::new(Index::Gsi2, String::new(), window);
+    let list = ("bookings", OrgList::Bookings);
+    let (page, next) = list_page::<BookingView>(store, org, &params, list, &query).await?;
     let clients: Vec<Option<ItemKey>> = page
         .items
         .iter()

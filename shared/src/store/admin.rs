@@ -5,7 +5,7 @@
 use super::error::is_condition_failure;
 use super::error::storage_error;
 use super::expr::{Expr, WithExpression};
-use super::keys::{self, Index, ItemKey};
+use super::keys::{self, Index, ItemKey, OrgList};
 use super::reads::{Query, SortKey};
 use super::records::Stored;
 use super::write::PutOutcome;
@@ -17,6 +17,33 @@ use serde::{Deserialize, Serialize};
 
 /// Most orgs, or keys of one org, a list reads (bounded, like every read).
 const MAX_LISTED: usize = 100_000;
+
+/// Records one migration call moves at once (a page of the old partition).
+const MIGRATION_PAGE: usize = 100;
+
+/// What migrating one org's list to its shards did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Migrated {
+    /// Records moved to their shard.
+    pub moved: usize,
+    /// Records written by someone else between the read and the move: still in the old
+    /// partition unless that write moved them (run the migration again).
+    pub changed_meanwhile: usize,
+    /// Entries that are not the list's records (left alone, logged).
+    pub skipped: usize,
+}
+
+/// An entry of a list's partition from before sharding.
+#[derive(Debug, Deserialize)]
+struct UnshardedEntry {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    #[serde(rename = "GSI2SK")]
+    sort: String,
+    last_activity_at: Option<String>,
+}
 
 /// The stored org item (`ORG#<org_id>`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -191,11 +218,85 @@ impl Store {
         let result = self.update_item(&key).with(expr.finish()).send().await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) =>
-            {
-                Ok(false)
-            }
+            Err(error) if is_condition_failure(&error) => Ok(false),
             Err(error) => Err(storage_error("UpdateItem", error)),
+        }
+    }
+
+    /// Moves the records of `list` that are still in its partition from before the lists
+    /// were sharded into their shards (their keys as a write today gives them), in one
+    /// pass over that partition. Each move is one UpdateItem conditioned on the record
+    /// still being there (and, for users, on its `last_activity_at` being the one read):
+    /// so the migration is idempotent, safe alongside live traffic, and resumable without
+    /// any state of its own (moved records leave the partition; a second run finds the rest).
+    pub async fn migrate_list(&self, org_id: &str, list: OrgList) -> Result<Migrated, ApiError> {
+        let old = list.unsharded(org_id);
+        let mut query = Query::new(Index::Gsi2, old.clone(), SortKey::Any);
+        query.projection = Some(vec!["last_activity_at"]);
+        let mut migrated = Migrated::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .query_page::<UnshardedEntry>(&query, MIGRATION_PAGE, start)
+                .await?;
+            let moves = page
+                .items
+                .iter()
+                .map(|entry| self.move_to_shard(org_id, list, &old, entry));
+            for outcome in futures::future::try_join_all(moves).await? {
+                match outcome {
+                    Some(true) => migrated.moved += 1,
+                    Some(false) => migrated.changed_meanwhile += 1,
+                    None => migrated.skipped += 1,
+                }
+            }
+            match page.next {
+                Some(next) => start = Some(next),
+                None => return Ok(migrated),
+            }
+        }
+    }
+
+    /// `Some(moved)`, or `None` for an entry that is not one of the list's records.
+    async fn move_to_shard(
+        &self,
+        org_id: &str,
+        list: OrgList,
+        old: &str,
+        entry: &UnshardedEntry,
+    ) -> Result<Option<bool>, ApiError> {
+        let at = entry
+            .last_activity_at
+            .as_deref()
+            .and_then(|at| at.parse().ok());
+        let Some((partition, sort)) = keys::sharded_keys(list, org_id, &entry.pk, &entry.sort, at)
+        else {
+            tracing::warn!(pk = entry.pk, "not a record of the list: left alone");
+            return Ok(None);
+        };
+        let mut expr = Expr::new();
+        expr.set("GSI2PK", s(partition)).set("GSI2SK", s(sort));
+        let still_there = expr.equals("GSI2PK", s(old));
+        expr.condition(still_there);
+        if let Some(at) = &entry.last_activity_at {
+            let unchanged = expr.equals("last_activity_at", s(at));
+            expr.condition(unchanged);
+        }
+        let key = ItemKey {
+            pk: entry.pk.clone(),
+            sk: entry.sk.clone(),
+        };
+        let result = self.update_item(&key).with(expr.finish()).send().await;
+        match result {
+            Ok(_) => Ok(Some(true)),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Some(false))
+            }
+            Err(error) => Err(storage_error("UpdateItem (migration)", error)),
         }
     }
 }

@@ -212,7 +212,7 @@ fn tie_name(field: Field) -> &'static str {
 
 /// An offer as stored: the time alone, or `{at, v}` (`{at, tb, amount, currency}` for a
 /// payment), flags as the numbers 0 and 1 so that ties compare.
-pub(super) fn stored_offer(offer: &Offer) -> AttributeValue {
+pub fn stored_offer(offer: &Offer) -> AttributeValue {
     let at = offer.at.to_stored();
     let mut map = HashMap::from([("at".to_owned(), s(&at))]);
     match &offer.value {

@@ -22,11 +22,11 @@
 //! just before the merge) is refused by its condition and answered 503: its retry resolves
 //! the email again, to the identified client.
 
+use super::error::is_condition_failure;
 use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, REVENUE_PREFIX};
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, key_item, ItemKey};
 use super::{n, s, storage_error, Item, Store};
-use super::error::is_condition_failure;
 use crate::error::ApiError;
 use crate::facts::{wins, Field};
 use crate::fields::{Email, Id, Timestamp};
@@ -150,12 +150,9 @@ impl Store {
                 Ok(Claim::Held)
             }
             Ok(_) => Ok(Claim::New),
-            Err(error) if is_condition_failure(&error) =>
-            {
-                Err(ApiError::IdentityConflict {
-                    param: "email".into(),
-                })
-            }
+            Err(error) if is_condition_failure(&error) => Err(ApiError::IdentityConflict {
+                param: "email".into(),
+            }),
             Err(error) => Err(storage_error("UpdateItem (email alias)", error)),
         }
     }
@@ -184,10 +181,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) =>
-            {
-                Ok(())
-            }
+            Err(error) if is_condition_failure(&error) => Ok(()),
             Err(error) => Err(storage_error("DeleteItem (email alias)", error)),
         }
     }
@@ -285,7 +279,10 @@ impl Merge<'_> {
             .set("org_id", s(self.org_id))
             .set_if_absent_to("ingested_at", &now)
             .set_to("updated_at", &now)
-            .set("GSI2PK", s(keys::users_by_activity(self.org_id)));
+            .set(
+                "GSI2PK",
+                s(keys::users_by_activity(self.org_id, into_identity)),
+            );
         // A client the merge creates is still created by the request's own write (its
         // `version` 1 says `created`).
         if into.is_some() {
@@ -317,8 +314,13 @@ impl Merge<'_> {
         let from_activity = activity(from, "last_activity_at");
         if from_activity > activity(current, "last_activity_at") {
             let at = from_activity.unwrap_or_default();
-            give.set("last_activity_at", s(&at))
-                .set("GSI2SK", s(keys::user_activity_sort(&at, into_identity)));
+            let sort = at
+                .parse::<Timestamp>()
+                .map(|time| keys::user_activity_sort(time, into_identity));
+            give.set("last_activity_at", s(&at));
+            if let Ok(sort) = sort {
+                give.set("GSI2SK", s(sort));
+            }
         }
         if let Some(last_event) = activity(from, "last_event_at") {
             if Some(&last_event) > activity(current, "last_event_at").as_ref() {

@@ -84,22 +84,22 @@ impl Upsert {
     }
 }
 
-/// A user write. Every user is in the org's activity list (GSI2): until an event says
-/// otherwise, the time the record was first written counts as its last activity.
+/// A user write. Every user is in the org's activity list (GSI2, in its shard): until an
+/// event says otherwise, the time the record was first written counts as its last activity.
 pub fn user(org_id: &str, user: &User) -> Upsert {
-    let first_seen = Timestamp::now().to_stored();
+    let first_seen = Timestamp::now();
     let mut write = upsert(
         org_id,
         keys::user(org_id, &user.identity),
         "user",
         &user.fields,
     )
-    .with("GSI2PK", s(keys::users_by_activity(org_id)));
+    .with("GSI2PK", s(keys::users_by_activity(org_id, &user.identity)));
     write.set_if_absent = vec![
-        ("last_activity_at".to_owned(), s(&first_seen)),
+        ("last_activity_at".to_owned(), s(first_seen.to_stored())),
         (
             "GSI2SK".to_owned(),
-            s(keys::user_activity_sort(&first_seen, &user.identity)),
+            s(keys::user_activity_sort(first_seen, &user.identity)),
         ),
     ];
     write
@@ -115,6 +115,9 @@ pub fn user_mention(org_id: &str, user: &User) -> Upsert {
 
 /// The user write of an event: the nested user as a mention, and the event's time as the
 /// user's last activity when it is the newest event (see `events_write` for the rest).
+/// The index key follows [`keys::user_activity_sort`]: the same value for a whole day of
+/// events, so that only one event per user and day moves the index entry; the partition
+/// key is set too (a record written before the lists were sharded moves to its shard).
 pub fn user_for_event(org_id: &str, user: &User, at: Timestamp) -> Upsert {
     let stamp = at.to_stored();
     let mut write = user_mention(org_id, user);
@@ -125,8 +128,12 @@ pub fn user_for_event(org_id: &str, user: &User, at: Timestamp) -> Upsert {
             ("last_event_at".to_owned(), s(&stamp)),
             ("last_activity_at".to_owned(), s(&stamp)),
             (
+                "GSI2PK".to_owned(),
+                s(keys::users_by_activity(org_id, &user.identity)),
+            ),
+            (
                 "GSI2SK".to_owned(),
-                s(keys::user_activity_sort(&stamp, &user.identity)),
+                s(keys::user_activity_sort(at, &user.identity)),
             ),
         ],
     });
@@ -266,9 +273,10 @@ pub fn thread_for_message(org_id: &str, message: &Message) -> Upsert {
             .with("last_message_id", s(message.message_id.as_str()));
         match message.fields.direction {
             Some(Direction::In) => {
-                write = write
-                    .with("last_message_direction", s("in"))
-                    .with("GSI2PK", s(keys::inbox_awaiting_reply(org_id)));
+                write = write.with("last_message_direction", s("in")).with(
+                    "GSI2PK",
+                    s(keys::inbox_awaiting_reply(org_id, &message.thread_id)),
+                );
                 write.set_if_absent = vec![
                     ("awaiting_reply_since".to_owned(), s(&sent_at)),
                     (
@@ -333,7 +341,7 @@ pub fn booking(org_id: &str, booking: &Booking) -> Upsert {
     }
     let scheduled_at = booking.scheduled_at.to_stored();
     write = write
-        .with("GSI2PK", s(keys::bookings_by_schedule(org_id)))
+        .with("GSI2PK", s(keys::bookings_by_schedule(org_id, &booking.id)))
         .with(
             "GSI2SK",
             s(keys::booking_schedule_sort(&scheduled_at, &booking.id)),

@@ -7,7 +7,7 @@
 //! API keys are the one platform-level item (`APIKEY#<key_id>`): a request finds its org
 //! through them, so they cannot be under an org.
 
-use crate::fields::{Email, Id};
+use crate::fields::{Email, Id, Timestamp};
 use crate::input::UserIdentity;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -231,29 +231,136 @@ impl Index {
 // GSI2: org-wide lists ordered by time. Each item type that has GSI2 keys uses them for
 // one list only: users (the segment, by last activity), threads awaiting a reply (the
 // inbox, by waiting time) and bookings (by scheduled time).
+//
+// Each list is spread over a fixed number of partition keys (shards), `<list>#<shard>`,
+// the shard a hash of the record's id, so that one org's writes spread over that many
+// partitions (DynamoDB takes at most 1,000 write units per second per partition key).
+// Reads query every shard and merge them (`store::reads::Store::sharded_page`).
 
-/// GSI2 partition of an org's users, sorted by last activity.
-pub fn users_by_activity(org_id: &str) -> String {
-    format!("ORG#{org_id}#USERS")
+/// An org-wide list of GSI2, spread over shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgList {
+    /// Users by last activity (the segment): every event writes one (twice when it moves
+    /// the key), so the most shards (the counts are chosen in docs/data-model.md, Sharded
+    /// lists, from `make bench`'s partition-heat simulation).
+    Users,
+    /// Threads whose last message is inbound (sparse: a reply removes the keys).
+    Inbox,
+    /// Bookings by `scheduled_at`.
+    Bookings,
 }
 
-pub fn user_activity_sort(at: &str, identity: &UserIdentity) -> String {
-    format!("{at}#{}", identity_key(identity))
+impl OrgList {
+    pub const ALL: [OrgList; 3] = [OrgList::Users, OrgList::Inbox, OrgList::Bookings];
+
+    /// Shards of the list. Changing a count moves records between partitions: a
+    /// migration (`admin table migrate-shards` rewrites the keys of a list's old partitions).
+    pub const fn shards(self) -> u32 {
+        match self {
+            OrgList::Users => 64,
+            OrgList::Inbox => 8,
+            OrgList::Bookings => 8,
+        }
+    }
+
+    /// The list's partition key before it was sharded (what the migration reads).
+    pub fn unsharded(self, org_id: &str) -> String {
+        match self {
+            OrgList::Users => format!("ORG#{org_id}#USERS"),
+            OrgList::Inbox => format!("ORG#{org_id}#INBOX#awaiting_reply"),
+            OrgList::Bookings => format!("ORG#{org_id}#BOOKINGS"),
+        }
+    }
+
+    /// The partition key of the record with `record_id` (see [`shard_of`]).
+    pub fn partition(self, org_id: &str, record_id: &str) -> String {
+        let shard = shard_of(record_id, self.shards());
+        format!("{}#{shard}", self.unsharded(org_id))
+    }
+
+    /// Every partition key of the list, shard 0 first.
+    pub fn partitions(self, org_id: &str) -> Vec<String> {
+        (0..self.shards())
+            .map(|shard| format!("{}#{shard}", self.unsharded(org_id)))
+            .collect()
+    }
 }
 
-/// GSI2 partition of an org's threads whose last message is inbound (sparse: a reply
-/// removes the thread's GSI2 keys).
-pub fn inbox_awaiting_reply(org_id: &str) -> String {
-    format!("ORG#{org_id}#INBOX#awaiting_reply")
+/// A stable hash of a record id (the first 8 bytes of its SHA-256): the same on every
+/// machine and version, as stored keys depend on it.
+fn id_hash(id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// The shard of a record id among `shards`.
+pub fn shard_of(record_id: &str, shards: u32) -> u32 {
+    (id_hash(record_id) % u64::from(shards)) as u32
+}
+
+/// GSI2 partition of a user in the org's users, sorted by last activity.
+pub fn users_by_activity(org_id: &str, identity: &UserIdentity) -> String {
+    OrgList::Users.partition(org_id, &identity_key(identity))
+}
+
+/// Seconds in the period a user's activity key moves at most once in.
+const ACTIVITY_PERIOD_SECS: i64 = 86_400;
+
+/// The user's activity sort key for a last activity at `at`: the start of the user's
+/// current 24-hour period, then the identity. Each user's periods start at its own time of
+/// day (a hash of its identity), so an event moves a user's index entry (a delete and a
+/// put) at most once per 24 hours of activity, and the moves of an org's users spread over
+/// the day instead of coming all after midnight. The key is at most 24 hours before the
+/// exact `last_activity_at` (kept on the item, which the segment filters on).
+pub fn user_activity_sort(at: Timestamp, identity: &UserIdentity) -> String {
+    activity_sort(at, &identity_key(identity))
+}
+
+fn activity_sort(at: Timestamp, identity: &str) -> String {
+    let phase = (id_hash(identity) >> 32) as i64 % ACTIVITY_PERIOD_SECS;
+    let seconds = at.unix_seconds();
+    let period_start = seconds - (seconds + phase).rem_euclid(ACTIVITY_PERIOD_SECS);
+    let start = time::OffsetDateTime::from_unix_timestamp(period_start)
+        .map_or(at, Timestamp::from_offset_date_time);
+    format!("{}#{identity}", start.to_stored())
+}
+
+/// The GSI2 keys a record listed in the unsharded partition of `list` has now: its shard,
+/// and (users) the activity key of its `last_activity_at`. From the record's table PK;
+/// `None` for a PK that is not one of the list's records.
+pub fn sharded_keys(
+    list: OrgList,
+    org_id: &str,
+    pk: &str,
+    sort: &str,
+    last_activity_at: Option<Timestamp>,
+) -> Option<(String, String)> {
+    let entity = match list {
+        OrgList::Users => "USER",
+        OrgList::Inbox => "THREAD",
+        OrgList::Bookings => "BOOKING",
+    };
+    let id = pk.strip_prefix(&format!("ORG#{org_id}#{entity}#"))?;
+    let sort = match list {
+        OrgList::Users => activity_sort(last_activity_at?, id),
+        _ => sort.to_owned(),
+    };
+    Some((list.partition(org_id, id), sort))
+}
+
+/// GSI2 partition of a thread in the org's threads whose last message is inbound.
+pub fn inbox_awaiting_reply(org_id: &str, thread_id: &Id) -> String {
+    OrgList::Inbox.partition(org_id, thread_id.as_str())
 }
 
 pub fn inbox_sort(waiting_since: &str, thread_id: &Id) -> String {
     format!("{waiting_since}#{thread_id}")
 }
 
-/// GSI2 partition of an org's bookings, sorted by `scheduled_at`.
-pub fn bookings_by_schedule(org_id: &str) -> String {
-    format!("ORG#{org_id}#BOOKINGS")
+/// GSI2 partition of a booking in the org's bookings, sorted by `scheduled_at`.
+pub fn bookings_by_schedule(org_id: &str, booking_id: &Id) -> String {
+    OrgList::Bookings.partition(org_id, booking_id.as_str())
 }
 
 pub fn booking_schedule_sort(scheduled_at: &str, booking_id: &Id) -> String {
@@ -275,6 +382,70 @@ mod tests {
         assert!(sale("acme", &id("ORG#other"))
             .pk
             .starts_with("ORG#acme#SALE#"));
+    }
+
+    #[test]
+    fn records_spread_over_every_shard_and_stay_in_theirs() {
+        let shards = OrgList::Users.shards();
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..1000 {
+            let identity = UserIdentity::External(id(&format!("u{n}")));
+            let partition = users_by_activity("acme", &identity);
+            assert_eq!(partition, users_by_activity("acme", &identity));
+            assert!(OrgList::Users.partitions("acme").contains(&partition));
+            seen.insert(partition);
+        }
+        assert_eq!(seen.len(), shards as usize);
+        // Stored keys depend on the hash: it never changes.
+        assert_eq!(shard_of("ext#u1", 32), shard_of("ext#u1", 32));
+        assert_eq!(
+            OrgList::Bookings.partition("o", "b1"),
+            format!("ORG#o#BOOKINGS#{}", shard_of("b1", 8))
+        );
+    }
+
+    #[test]
+    fn the_activity_key_moves_once_per_24_hours() {
+        let identity = UserIdentity::External(id("u1"));
+        let at = |raw: &str| raw.parse::<Timestamp>().unwrap();
+        let first = at("2026-03-01T10:00:00Z");
+        let key = user_activity_sort(first, &identity);
+        let start: Timestamp = key.split('#').next().unwrap().parse().unwrap();
+        assert!(start.unix_seconds() <= first.unix_seconds());
+        assert!(first.unix_seconds() - start.unix_seconds() < 86_400);
+        let moved = (0..48 * 60)
+            .map(|minute| first.later_by(time::Duration::minutes(minute)))
+            .map(|t| user_activity_sort(t, &identity))
+            .collect::<std::collections::BTreeSet<_>>();
+        assert!(moved.len() <= 3, "{moved:?}");
+        assert!(moved.iter().all(|k| k.ends_with("#ext#u1")));
+    }
+
+    #[test]
+    fn migrated_keys_are_the_keys_new_writes_give() {
+        let identity = UserIdentity::External(id("u1"));
+        let at: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
+        let pk = user("acme", &identity).pk;
+        assert_eq!(
+            sharded_keys(OrgList::Users, "acme", &pk, "old", Some(at)),
+            Some((
+                users_by_activity("acme", &identity),
+                user_activity_sort(at, &identity)
+            ))
+        );
+        let thread_pk = thread("acme", &id("t1")).pk;
+        assert_eq!(
+            sharded_keys(OrgList::Inbox, "acme", &thread_pk, "s#t1", None),
+            Some((inbox_awaiting_reply("acme", &id("t1")), "s#t1".to_owned()))
+        );
+        assert_eq!(
+            sharded_keys(OrgList::Bookings, "acme", &thread_pk, "s", None),
+            None
+        );
+        assert_eq!(
+            sharded_keys(OrgList::Users, "other", &pk, "s", Some(at)),
+            None
+        );
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Query {
     pub sort: SortKey,
     /// `attribute = value` filters, applied by DynamoDB after the key condition.
     filters: Vec<(&'static str, AttributeValue)>,
+    /// `attribute < value` filters (text), likewise.
+    before: Vec<(&'static str, String)>,
     pub ascending: bool,
     /// Only these attributes (keys are always included), or the whole item.
     pub projection: Option<Vec<&'static str>>,
@@ -67,6 +69,7 @@ impl Query {
             partition: partition.into(),
             sort,
             filters: Vec::new(),
+            before: Vec::new(),
             ascending: true,
             projection: None,
             consistent: false,
@@ -81,6 +84,15 @@ impl Query {
     /// Only items whose boolean attribute `name` is `value`.
     pub fn filter_flag(&mut self, name: &'static str, value: bool) {
         self.filters.push((name, AttributeValue::Bool(value)));
+    }
+
+    /// Only items whose text attribute `name` sorts before `value`.
+    pub fn filter_before(&mut self, name: &'static str, value: &str) {
+        self.before.push((name, value.to_owned()));
+    }
+
+    fn filtered(&self) -> bool {
+        !self.filters.is_empty() || !self.before.is_empty()
     }
 
     pub fn newest_first(mut self) -> Self {
@@ -102,6 +114,15 @@ pub struct Page<T> {
 pub struct Position(Item);
 
 impl Position {
+    /// The same position in another partition of `index` (a shard of the same list):
+    /// where that partition's items sorting after this one begin.
+    fn in_partition(&self, index: Index, partition: &str) -> Position {
+        let (pk, _) = index.key();
+        let mut item = self.0.clone();
+        item.insert(pk.to_owned(), s(partition));
+        Position(item)
+    }
+
     pub fn from_strings(attributes: BTreeMap<String, String>) -> Self {
         Position(
             attributes
@@ -128,6 +149,29 @@ fn position_of(item: &Item, index: Index) -> Position {
             .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
             .collect(),
     )
+}
+
+/// The order of a list's items across partitions: the index's sort key, then the table
+/// key (sort keys of a list are unique already: they end with the record's id).
+struct MergeOrder {
+    index: Index,
+    ascending: bool,
+}
+
+impl MergeOrder {
+    fn compare(&self, a: &Item, b: &Item) -> std::cmp::Ordering {
+        let (_, sort) = self.index.key();
+        let key = |item: &Item| {
+            [sort, super::keys::TABLE_PK, super::keys::TABLE_SK]
+                .map(|name| item.get(name).and_then(|v| v.as_s().ok()).cloned())
+        };
+        let order = key(a).cmp(&key(b));
+        if self.ascending {
+            order
+        } else {
+            order.reverse()
+        }
+    }
 }
 
 fn decode_all<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, ApiError> {
@@ -165,11 +209,15 @@ fn query_expression(query: &Query) -> QueryExpression {
     if let Some(sort) = sort {
         key_condition = format!("{key_condition} AND {sort}");
     }
-    let filters: Vec<String> = query
+    let mut filters: Vec<String> = query
         .filters
         .iter()
         .map(|(name, value)| filter(&mut expr, name, value))
         .collect();
+    for (name, bound) in &query.before {
+        let bound = expr.value(s(bound));
+        filters.push(expr.below(name, &bound));
+    }
     let projection = query.projection.as_ref().map(|attributes| {
         let all = query.index.position_attributes();
         expr.projection(all.into_iter().chain(attributes.iter().copied()))
@@ -256,6 +304,19 @@ impl Store {
         limit: usize,
         start: Option<Position>,
     ) -> Result<Page<T>, ApiError> {
+        let page = self.raw_page(query, limit, start).await?;
+        Ok(Page {
+            items: decode_all(page.items)?,
+            next: page.next,
+        })
+    }
+
+    async fn raw_page(
+        &self,
+        query: &Query,
+        limit: usize,
+        start: Option<Position>,
+    ) -> Result<Page<Item>, ApiError> {
         let mut items = Vec::new();
         let mut start = start.map(|position| position.0);
         for _ in 0..FILTERED_PAGE_CALLS {
@@ -263,22 +324,79 @@ impl Store {
             let (found, last) = self.query_once(query, wanted, start).await?;
             items.extend(found);
             start = last;
-            if items.len() > limit || start.is_none() || query.filters.is_empty() {
+            if items.len() > limit || start.is_none() || !query.filtered() {
                 break;
             }
         }
         if items.len() > limit {
             items.truncate(limit);
             let next = items.last().map(|item| position_of(item, query.index));
-            let items = decode_all(items)?;
             return Ok(Page { items, next });
         }
         Ok(Page {
-            items: decode_all(items)?,
+            items,
             next: start.map(Position),
         })
     }
 
+    /// One page of a list spread over `partitions` (the shards of a list, see
+    /// [`super::keys::OrgList`]), in the order one partition holding them all would give.
+    ///
+    /// Each shard is read concurrently from the page's start with [`Store::query_page`]'s
+    /// rules (one Query of `limit + 1` items, up to three with filters), and the pages are
+    /// merged by the index sort key (then the table key). A shard that has more items
+    /// than it returned has been read up to its *frontier* (its last evaluated position);
+    /// only items up to the earliest frontier are known to be in order, so the page is the
+    /// first `limit` of them. That is every shard's position at once: the page ends at one
+    /// point of the merged order, before which every shard's items were returned (or
+    /// filtered out) and after which none was. So the next position is that one point
+    /// (the last item returned, or the earliest frontier when filters left the page
+    /// short), and each shard resumes there: exact pages (no duplicate, no gap, `limit`
+    /// honoured) from one position, of the same size as an unsharded cursor's.
+    pub async fn sharded_page<T: DeserializeOwned>(
+        &self,
+        query: &Query,
+        partitions: &[String],
+        limit: usize,
+        start: Option<Position>,
+    ) -> Result<Page<T>, ApiError> {
+        let index = query.index;
+        let reads = partitions.iter().map(|partition| {
+            let mut shard = query.clone();
+            shard.partition.clone_from(partition);
+            let start = start.as_ref().map(|p| p.in_partition(index, partition));
+            async move { self.raw_page(&shard, limit, start).await }
+        });
+        let pages = futures::future::try_join_all(reads).await?;
+        let order = MergeOrder {
+            index,
+            ascending: query.ascending,
+        };
+        let frontier = pages
+            .iter()
+            .filter_map(|page| page.next.clone())
+            .min_by(|a, b| order.compare(&a.0, &b.0));
+        let mut items: Vec<Item> = pages
+            .into_iter()
+            .flat_map(|page| page.items)
+            .filter(|item| {
+                frontier
+                    .as_ref()
+                    .is_none_or(|f| order.compare(item, &f.0).is_le())
+            })
+            .collect();
+        items.sort_by(|a, b| order.compare(a, b));
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|item| position_of(item, index))
+        } else {
+            frontier
+        };
+        Ok(Page {
+            items: decode_all(items)?,
+            next,
+        })
+    }
     /// Every item the query finds, up to `max` (a bound, not a page size) and at most
     /// [`COLLECTION_CALLS`] calls: for reads that need a whole small collection. The flag
     /// says whether items were left unread.

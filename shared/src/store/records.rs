@@ -42,7 +42,8 @@ impl Stored {
         Stored(item)
     }
 
-    pub(crate) fn item(&self) -> &Item {
+    /// The raw item (for the store, and for `make bench`'s heat simulation).
+    pub fn item(&self) -> &Item {
         &self.0
     }
 

@@ -17,12 +17,12 @@
 //! message re-sent with another `thread_id` moves (it is removed from the old thread, whose
 //! state is recomputed).
 
+use super::error::is_condition_failure;
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, Index};
 use super::reads::{Query, SortKey};
 use super::records::{MessageTally, Stored};
 use super::{n, s, storage_error, Item, Store};
-use super::error::is_condition_failure;
 use crate::error::ApiError;
 use crate::fields::Id;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -123,8 +123,7 @@ impl Store {
                 .await;
             match result {
                 Ok(output) => return Ok(Some(Stored::new(output.attributes.unwrap_or_default()))),
-                Err(error) if is_condition_failure(&error) =>
-                {
+                Err(error) if is_condition_failure(&error) => {
                     continue;
                 }
                 Err(error) => return Err(storage_error("UpdateItem (thread)", error)),
@@ -241,7 +240,7 @@ fn recomputed(org_id: &str, thread_id: &Id, thread: &Item, state: &InboxState) -
     match &state.awaiting_since {
         Some(since) => {
             expr.set("awaiting_reply_since", s(since))
-                .set("GSI2PK", s(keys::inbox_awaiting_reply(org_id)))
+                .set("GSI2PK", s(keys::inbox_awaiting_reply(org_id, thread_id)))
                 .set("GSI2SK", s(keys::inbox_sort(since, thread_id)));
         }
         None => {

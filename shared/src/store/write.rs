@@ -3,7 +3,7 @@
 //! and its client's counts are one transaction, see `events_write`); nothing reads before
 //! it writes.
 
-use super::error::{conditional_check_item, storage_error, is_condition_failure};
+use super::error::{conditional_check_item, is_condition_failure, storage_error};
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, ItemKey};
 use super::records::Stored;
@@ -136,10 +136,7 @@ impl Store {
                     .unwrap_or(u32::MAX);
                 Ok(Some(used))
             }
-            Err(error) if is_condition_failure(&error) =>
-            {
-                Ok(None)
-            }
+            Err(error) if is_condition_failure(&error) => Ok(None),
             Err(error) => {
                 let _ = storage_error("UpdateItem (rate limit)", error);
                 Err(())

@@ -278,7 +278,8 @@ async fn one_orgs_email_never_names_another_orgs_client() {
 #[tokio::test]
 async fn erasing_a_client_erases_its_merged_email_history_and_alias() {
     let org = TestOrg::new().await;
-    org.purchase_then_identify("gone@x.com", "gone", "1.00").await;
+    org.purchase_then_identify("gone@x.com", "gone", "1.00")
+        .await;
     let reply = org.read(Endpoint::UsersDelete, &["gone"], "").await;
     let body = reply.assert_status(200);
     assert_eq!(body["complete"], true);
@@ -288,7 +289,8 @@ async fn erasing_a_client_erases_its_merged_email_history_and_alias() {
         .assert_error(404, "user_not_found");
     assert_eq!(org.listed_with_email("gone@x.com").await, 0);
     // The email names nobody now: a new mention starts a new email-only client.
-    org.purchase_then_identify("gone@x.com", "gone", "2.00").await;
+    org.purchase_then_identify("gone@x.com", "gone", "2.00")
+        .await;
     assert_eq!(org.context("gone").await["user"]["lifetime_value"], "2.00");
 }
 

@@ -20,6 +20,7 @@ mod openapi;
 mod ratelimit;
 mod reads;
 mod reads_bookings;
+mod reads_sharded;
 mod reads_threads;
 mod reads_users;
 mod record_properties;
