@@ -483,3 +483,44 @@ async fn a_rescheduled_booking_and_a_redated_sale_move_in_their_clients_lists() 
     assert_eq!(ids("bookings", "booking_id"), ["b1", "b2"], "newest first");
     assert_eq!(ids("sales", "sale_id"), ["s1", "s2"]);
 }
+
+#[tokio::test]
+async fn the_segment_filters_on_the_merged_record() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "seg", "plan": "basic", "is_installed": false}),
+    )
+    .await
+    .assert_status(201);
+    org.send_events(&[
+        event(
+            "seg",
+            "subscription_started",
+            "2026-03-01T00:00:00Z",
+            json!({"plan": "pro"}),
+        ),
+        event("seg", "app_installed", "2026-03-01T00:00:00Z", json!({})),
+    ])
+    .await;
+    assert_eq!(org.segment("plan=pro").await, ["seg"], "the event's plan");
+    assert!(
+        org.segment("plan=basic").await.is_empty(),
+        "not the profile's"
+    );
+    assert_eq!(org.segment("is_installed=true").await, ["seg"]);
+    assert!(org.segment("is_installed=false").await.is_empty());
+}
+
+impl TestOrg {
+    /// The `external_user_id`s of `GET users/?<query>`, every page.
+    async fn segment(&self, query: &str) -> Vec<String> {
+        let users = self
+            .read_all(Endpoint::UsersList, &[], query, "users")
+            .await;
+        users
+            .iter()
+            .map(|user| user["external_user_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
