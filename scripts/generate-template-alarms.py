@@ -23,6 +23,41 @@ NOTIFY = """\
       OKActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
 """
 
+# Fires on any one occurrence in a minute.
+ANY_IN_A_MINUTE = f"""\
+      Statistic: Sum
+      Period: 60
+      EvaluationPeriods: 1
+      Threshold: 0
+      ComparisonOperator: GreaterThanThreshold
+      TreatMissingData: notBreaching
+{NOTIFY}"""
+
+# p99 over 5 minutes above 8 s, 80 percent of the 10 s timeout (template Globals).
+P99_NEAR_THE_TIMEOUT = f"""\
+      ExtendedStatistic: p99
+      Unit: Milliseconds
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: 8000
+      ComparisonOperator: GreaterThanThreshold
+      TreatMissingData: notBreaching
+{NOTIFY}"""
+
+
+def lambda_alarm(name, metric, description, statistic, dimensions=""):
+    """<name><metric>Alarm on the AWS/Lambda metric of the <name>Function."""
+    return f"""\
+  {name}{metric}Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: !Sub "developer-ingest-${{Stage}}: {description}"
+      Namespace: AWS/Lambda
+      MetricName: {metric}
+      Dimensions:
+        - {{ Name: FunctionName, Value: !Sub "${{{name}Function}}" }}
+{dimensions}{statistic}"""
+
 
 def function_resources(name):
     return f"""\
@@ -33,54 +68,18 @@ def function_resources(name):
     Properties:
       LogGroupName: !Sub /developer-ingest/${{Stage}}/{name}
       RetentionInDays: !Ref LogRetentionDays
-  {name}ErrorsAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: !Sub "developer-ingest-${{Stage}}: the {name} function's current version failed (crash, panic or timeout)"
-      Namespace: AWS/Lambda
-      MetricName: Errors
-      Dimensions:
-        - {{ Name: FunctionName, Value: !Sub "${{{name}Function}}" }}
+""" + lambda_alarm(
+        name, "Errors", f"the {name} function's current version failed (crash, panic or timeout)", ANY_IN_A_MINUTE,
+        # The version the alias serves (during a canary, the new one).
+        dimensions=f"""\
         - {{ Name: Resource, Value: !Sub "${{{name}Function}}:live" }}
         - {{ Name: ExecutedVersion, Value: !Sub "${{{name}Function.Version.Version}}" }}
-      Statistic: Sum
-      Period: 60
-      EvaluationPeriods: 1
-      Threshold: 0
-      ComparisonOperator: GreaterThanThreshold
-      TreatMissingData: notBreaching
-{NOTIFY}\
-  {name}ThrottlesAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: !Sub "developer-ingest-${{Stage}}: invocations of the {name} function were throttled"
-      Namespace: AWS/Lambda
-      MetricName: Throttles
-      Dimensions:
-        - {{ Name: FunctionName, Value: !Sub "${{{name}Function}}" }}
-      Statistic: Sum
-      Period: 60
-      EvaluationPeriods: 1
-      Threshold: 0
-      ComparisonOperator: GreaterThanThreshold
-      TreatMissingData: notBreaching
-{NOTIFY}\
-  {name}DurationAlarm:
-    Type: AWS::CloudWatch::Alarm
-    Properties:
-      AlarmDescription: !Sub "developer-ingest-${{Stage}}: the {name} function's p99 duration is near its timeout"
-      Namespace: AWS/Lambda
-      MetricName: Duration
-      Dimensions:
-        - {{ Name: FunctionName, Value: !Sub "${{{name}Function}}" }}
-      ExtendedStatistic: p99
-      Unit: Milliseconds
-      Period: 300
-      EvaluationPeriods: 1
-      Threshold: 8000
-      ComparisonOperator: GreaterThanThreshold
-      TreatMissingData: notBreaching
-{NOTIFY}"""
+""",
+    ) + lambda_alarm(
+        name, "Throttles", f"invocations of the {name} function were throttled", ANY_IN_A_MINUTE
+    ) + lambda_alarm(
+        name, "Duration", f"the {name} function's p99 duration is near its timeout", P99_NEAR_THE_TIMEOUT
+    )
 
 
 def table_alarm(metric):
