@@ -1,5 +1,5 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test test-properties smoke soak fuzz-api admin import bench fuzz events sam-build clean
+.PHONY: run test test-properties smoke soak fuzz-api admin import bench fuzz events template sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
@@ -33,6 +33,9 @@ fuzz: ## libFuzzer on every body parser and the parsed headers, FUZZ_SECONDS (60
 
 events: ## Regenerate events/ from scripts/generate-events.py
 	@python3 scripts/generate-events.py
+
+template: ## Regenerate template.yaml's per-function log groups and alarms, and the table alarms
+	@python3 scripts/generate-template-alarms.py
 
 sam-build: ## sam build for this machine's architecture (x86_64); deploys build arm64
 	@bash scripts/sam-build.sh

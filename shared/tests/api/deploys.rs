@@ -6,6 +6,8 @@ use crate::delivery::{repo_file, template};
 use serde_yaml_ng::Value;
 use shared::Endpoint;
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
 
 /// The value under a YAML tag such as `!Ref`, failing if the tag is another.
 fn tagged<'a>(value: &'a Value, tag: &str) -> &'a Value {
@@ -19,14 +21,38 @@ fn is_ref_to(value: &Value, name: &str) -> bool {
     matches!(value, Value::Tagged(tagged) if tagged.tag == "Ref" && tagged.value == name)
 }
 
-/// `Fn::ForEach::<loop>` of the resources: (its identifier's values, its fragment).
-fn for_each<'a>(template: &'a Value, name: &str) -> (Vec<&'a str>, &'a serde_yaml_ng::Mapping) {
-    let parts = template["Resources"][format!("Fn::ForEach::{name}").as_str()]
-        .as_sequence()
-        .unwrap_or_else(|| panic!("no Fn::ForEach::{name}"));
-    let values = parts[1].as_sequence().unwrap();
-    let values = values.iter().map(|v| v.as_str().unwrap()).collect();
-    (values, parts[2].as_mapping().unwrap())
+/// The resource with this logical id, failing if the template has none.
+fn resource<'a>(template: &'a Value, id: &str) -> &'a Value {
+    let resource = &template["Resources"][id];
+    assert!(!resource.is_null(), "template.yaml: no resource {id}");
+    resource
+}
+
+/// The logical ids of the resources of this type.
+fn ids_of_type(template: &Value, kind: &str) -> BTreeSet<String> {
+    template["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, resource)| resource["Type"] == kind)
+        .map(|(id, _)| id.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn is_sub_of(value: &Value, text: &str) -> bool {
+    matches!(value, Value::Tagged(tagged) if tagged.tag == "Sub" && tagged.value == text)
+}
+
+/// `!If [IsProduction, Retain, Delete]`: prod keeps what a stack delete would remove.
+fn assert_retained_on_prod(id: &str, resource: &Value) {
+    for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+        let choice = tagged(&resource[policy], "If");
+        assert_eq!(
+            choice.as_sequence().unwrap(),
+            &["IsProduction", "Retain", "Delete"].map(Value::from),
+            "{id} {policy}"
+        );
+    }
 }
 
 /// The logical ids of the functions, without their `Function` suffix.
@@ -71,40 +97,91 @@ fn every_function_has_its_log_group_alarms_and_canary() {
     assert_eq!(template["Parameters"]["LogRetentionDays"]["Default"], 30);
     assert_eq!(template["Parameters"]["AlarmTopicArn"]["Default"], "");
 
-    let (looped, fragment) = for_each(&template, "FunctionLogsAndAlarms");
-    let looped: BTreeSet<String> = looped.into_iter().map(str::to_owned).collect();
-    assert_eq!(looped, functions, "the loop names every function");
-
-    let log_group = &fragment["${Name}LogGroup"];
-    assert_eq!(log_group["Type"], "AWS::Logs::LogGroup");
-    assert!(is_ref_to(
-        &log_group["Properties"]["RetentionInDays"],
-        "LogRetentionDays"
-    ));
+    // sam build cannot read Fn::ForEach (aws/aws-sam-cli#5647): the resources are explicit.
+    let resources = template["Resources"].as_mapping().unwrap();
+    assert!(
+        !resources
+            .keys()
+            .any(|id| id.as_str().unwrap().starts_with("Fn::ForEach")),
+        "no Fn::ForEach in the resources: make template writes them out"
+    );
+    // One log group and three alarms per function, none left over from a removed one.
+    let per_function = |suffix: &str| -> BTreeSet<String> {
+        functions
+            .iter()
+            .map(|name| format!("{name}{suffix}"))
+            .collect()
+    };
+    assert_eq!(
+        ids_of_type(&template, "AWS::Logs::LogGroup"),
+        per_function("LogGroup")
+    );
+    let alarms = ids_of_type(&template, "AWS::CloudWatch::Alarm");
     for alarm in ["Errors", "Throttles", "Duration"] {
-        let id = format!("${{Name}}{alarm}Alarm");
-        let resource = &fragment[id.as_str()];
-        assert_eq!(resource["Type"], "AWS::CloudWatch::Alarm", "{id}");
-        assert_eq!(resource["Properties"]["Namespace"], "AWS/Lambda", "{id}");
-        assert_eq!(resource["Properties"]["MetricName"], alarm, "{id}");
-        assert_notifies_the_topic(&id, resource);
+        let suffix = format!("{alarm}Alarm");
+        let with_suffix: BTreeSet<String> = alarms
+            .iter()
+            .filter(|id| id.ends_with(&suffix) && !id.starts_with("Table"))
+            .cloned()
+            .collect();
+        assert_eq!(with_suffix, per_function(&suffix));
     }
-    // The canary's alarm watches the version the alias serves, not the function as a whole.
-    let dimensions: Vec<&str> = fragment["${Name}ErrorsAlarm"]["Properties"]["Dimensions"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|d| d["Name"].as_str().unwrap())
-        .collect();
-    assert_eq!(dimensions, ["FunctionName", "Resource", "ExecutedVersion"]);
-    // p99 near the timeout: 80 percent of it.
     let timeout_ms = globals["Timeout"].as_u64().unwrap() * 1000;
-    let duration = &fragment["${Name}DurationAlarm"]["Properties"];
-    assert_eq!(duration["ExtendedStatistic"], "p99");
-    assert_eq!(duration["Threshold"].as_u64(), Some(timeout_ms * 8 / 10));
 
     for name in &functions {
-        let properties = &template["Resources"][format!("{name}Function").as_str()]["Properties"];
+        let function = format!("{name}Function");
+        let id = format!("{name}LogGroup");
+        let log_group = resource(&template, &id);
+        assert_retained_on_prod(&id, log_group);
+        assert!(is_ref_to(
+            &log_group["Properties"]["RetentionInDays"],
+            "LogRetentionDays"
+        ));
+        assert!(
+            is_sub_of(
+                &log_group["Properties"]["LogGroupName"],
+                &format!("/developer-ingest/${{Stage}}/{name}")
+            ),
+            "{id}: not /aws/lambda/<function>, which Lambda may have created already"
+        );
+
+        for alarm in ["Errors", "Throttles", "Duration"] {
+            let id = format!("{name}{alarm}Alarm");
+            let resource = resource(&template, &id);
+            let properties = &resource["Properties"];
+            assert_eq!(properties["Namespace"], "AWS/Lambda", "{id}");
+            assert_eq!(properties["MetricName"], alarm, "{id}");
+            assert_notifies_the_topic(&id, resource);
+            let function_name = &properties["Dimensions"][0];
+            assert_eq!(function_name["Name"], "FunctionName", "{id}");
+            assert!(
+                is_sub_of(&function_name["Value"], &format!("${{{function}}}")),
+                "{id}: watches {function}"
+            );
+        }
+        // The canary's alarm watches the version the alias serves, not the function as a whole.
+        let errors = &template["Resources"][format!("{name}ErrorsAlarm").as_str()]["Properties"];
+        let dimensions: Vec<(&str, &Value)> = errors["Dimensions"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|d| (d["Name"].as_str().unwrap(), &d["Value"]))
+            .collect();
+        assert_eq!(dimensions.len(), 3, "{name}ErrorsAlarm");
+        assert_eq!(dimensions[1].0, "Resource");
+        assert!(is_sub_of(dimensions[1].1, &format!("${{{function}}}:live")));
+        assert_eq!(dimensions[2].0, "ExecutedVersion");
+        assert!(is_sub_of(
+            dimensions[2].1,
+            &format!("${{{function}.Version.Version}}")
+        ));
+        // p99 near the timeout: 80 percent of it.
+        let duration =
+            &template["Resources"][format!("{name}DurationAlarm").as_str()]["Properties"];
+        assert_eq!(duration["ExtendedStatistic"], "p99", "{name}DurationAlarm");
+        assert_eq!(duration["Threshold"].as_u64(), Some(timeout_ms * 8 / 10));
+
+        let properties = &resource(&template, &function)["Properties"];
         assert!(
             is_ref_to(
                 &properties["LoggingConfig"]["LogGroup"],
@@ -124,6 +201,24 @@ fn every_function_has_its_log_group_alarms_and_canary() {
     }
 }
 
+/// The explicit resources are exactly what scripts/generate-template-alarms.py writes, so
+/// nobody edits 60 near-identical blocks by hand (and the next function gets them too).
+#[test]
+fn the_generated_resources_are_what_make_template_writes() {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/generate-template-alarms.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .arg("--check")
+        .output()
+        .expect("python3 runs scripts/generate-template-alarms.py");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn the_api_and_the_table_have_their_alarms() {
     let template = template();
@@ -137,20 +232,15 @@ fn the_api_and_the_table_have_their_alarms() {
         .collect();
     assert_eq!(metrics, ["5xx", "Count"], "a rate: 5xx over all requests");
 
-    let (looped, fragment) = for_each(&template, "TableAlarms");
-    assert_eq!(looped, ["ThrottledRequests", "SystemErrors"]);
-    let alarm = &fragment["Table${Metric}Alarm"];
-    assert_notifies_the_topic("Table${Metric}Alarm", alarm);
-    // DynamoDB publishes both per operation: the alarm sums every one the functions may call.
-    let watched: BTreeSet<String> = alarm["Properties"]["Metrics"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["MetricStat"]["Metric"]["Dimensions"].as_sequence())
-        .flat_map(|dimensions| dimensions.iter())
-        .filter(|d| d["Name"] == "Operation")
-        .map(|d| d["Value"].as_str().unwrap().to_owned())
+    let table_alarms: BTreeSet<String> = ids_of_type(&template, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|id| id.starts_with("Table"))
         .collect();
+    let metrics = ["ThrottledRequests", "SystemErrors"];
+    assert_eq!(
+        table_alarms,
+        metrics.map(|m| format!("Table{m}Alarm")).into()
+    );
     let allowed: BTreeSet<String> = template["Resources"]
         .as_mapping()
         .unwrap()
@@ -167,7 +257,30 @@ fn the_api_and_the_table_have_their_alarms() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(watched, allowed);
+    for metric in metrics {
+        let id = format!("Table{metric}Alarm");
+        let alarm = resource(&template, &id);
+        assert_notifies_the_topic(&id, alarm);
+        let stats: Vec<&Value> = alarm["Properties"]["Metrics"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m.get("MetricStat"))
+            .collect();
+        assert!(
+            stats.iter().all(|s| s["Metric"]["MetricName"] == metric),
+            "{id}: every operation's {metric}"
+        );
+        // DynamoDB publishes both per operation: the alarm sums every one the functions may call.
+        let watched: BTreeSet<String> = stats
+            .iter()
+            .filter_map(|s| s["Metric"]["Dimensions"].as_sequence())
+            .flatten()
+            .filter(|d| d["Name"] == "Operation")
+            .map(|d| d["Value"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(watched, allowed, "{id}");
+    }
 }
 
 /// The deploy job's steps, in order, as (name, `if`, run script).
