@@ -17,7 +17,7 @@
 //! successful retry) may or may not have been applied: it widens what is accepted instead of
 //! being ignored, so the checks stay exact when every request is acknowledged.
 
-use crate::model::{Fact, Kind};
+use record_model::{Fact, Kind};
 use std::collections::{BTreeMap, HashMap};
 
 /// One field of one user, written by one client in sequence.

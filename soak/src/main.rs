@@ -11,12 +11,11 @@
 //! `--duration-limit`.
 
 mod expect;
-mod model;
 mod verify;
 
 use clap::Parser;
 use expect::{Expected, Mention};
-use model::{Fact, Kind};
+use record_model::{Fact, Kind};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -2,9 +2,9 @@
 //! what the acknowledged requests imply.
 
 use crate::expect::{Expected, FieldValues};
-use crate::model;
 use aws_sdk_dynamodb::types::Select;
 use futures::stream::{self, StreamExt};
+use record_model as model;
 use serde_json::{json, Value};
 use shared::store::records::{ProductView, SaleView, UserView, View};
 use shared::store::{keys, s, Store};

@@ -2,19 +2,18 @@
 //! order: random sets of lifecycle events and payments for a few users (colliding times,
 //! several currencies, zero amounts, duplicates by `Idempotency-Key`, identical keyless
 //! events) are delivered in a random order, partly concurrently, with keyed events resent,
-//! through the real handler against DynamoDB Local. Every record must equal what a small
-//! reference model computes from the set alone.
+//! through the real handler against DynamoDB Local. Every record must equal what the
+//! reference model (the `record-model` crate, which `make soak` checks against too)
+//! computes from the set alone.
 //!
 //! `make test` runs `RECORD_CASES` cases (default 16); `make test-properties` runs more.
 
 use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use rust_decimal::Decimal;
-use serde_json::{json, Map, Value};
-use shared::facts::{Field, Latest, Offer};
+use record_model::{record, Fact as Event, Kind};
+use serde_json::{json, Value};
 use shared::Endpoint;
-use std::collections::BTreeMap;
 
 const USERS: usize = 2;
 /// Few distinct times, so that ties are common.
@@ -25,35 +24,11 @@ const TIMES: [&str; 4] = [
     "2026-03-01T12:00:00.500Z",
 ];
 
-#[derive(Debug, Clone)]
-enum Kind {
-    Installed {
-        platform: Option<&'static str>,
-        version: Option<&'static str>,
-    },
-    Opened {
-        version: Option<&'static str>,
-    },
-    Uninstalled,
-    Purchased {
-        amount: Option<&'static str>,
-        currency: Option<&'static str>,
-    },
-    Subscription {
-        suffix: &'static str,
-        amount: Option<&'static str>,
-        currency: Option<&'static str>,
-        plan: Option<&'static str>,
-    },
-    Custom,
-}
-
 /// One distinct event: a keyed one may be delivered several times.
 #[derive(Debug, Clone)]
 struct Fact {
     user: usize,
-    at: &'static str,
-    kind: Kind,
+    event: Event,
     /// Deliveries: 1 without a key; 1 to 3 with one (the same key and body each time).
     key: Option<(String, usize)>,
 }
@@ -72,11 +47,11 @@ fn kind() -> impl Strategy<Value = Kind> {
     let currencies: &'static [&'static str] = &["USD", "JPY", "EUR"];
     prop_oneof![
         (option(&["ios", "android"]), option(&["1.0", "2.0"]))
-            .prop_map(|(platform, version)| Kind::Installed { platform, version }),
-        option(&["1.0", "2.0"]).prop_map(|version| Kind::Opened { version }),
-        Just(Kind::Uninstalled),
+            .prop_map(|(platform, version)| Kind::Install { platform, version }),
+        option(&["1.0", "2.0"]).prop_map(|version| Kind::Open { version }),
+        Just(Kind::Uninstall),
         (option(amounts), option(currencies))
-            .prop_map(|(amount, currency)| Kind::Purchased { amount, currency }),
+            .prop_map(|(amount, currency)| Kind::Purchase { amount, currency }),
         (
             proptest::sample::select(
                 &[
@@ -120,8 +95,10 @@ fn case() -> impl Strategy<Value = (Vec<Fact>, Vec<usize>, Vec<usize>)> {
                 .enumerate()
                 .map(|(index, (user, at, kind, copies))| Fact {
                     user,
-                    at,
-                    kind,
+                    event: Event {
+                        at: at.to_owned(),
+                        kind,
+                    },
                     key: copies.map(|copies| (format!("fact-{index}"), copies)),
                 })
                 .collect::<Vec<_>>()
@@ -144,262 +121,15 @@ fn case() -> impl Strategy<Value = (Vec<Fact>, Vec<usize>, Vec<usize>)> {
         })
 }
 
-fn properties(kind: &Kind) -> (String, Value) {
-    let mut properties = Map::new();
-    let mut put = |name: &str, value: Option<&str>| {
-        if let Some(value) = value {
-            properties.insert(name.to_owned(), json!(value));
-        }
-    };
-    let name = match kind {
-        Kind::Installed { platform, version } => {
-            put("install_platform", *platform);
-            put("app_version", *version);
-            "app_installed".to_owned()
-        }
-        Kind::Opened { version } => {
-            put("app_version", *version);
-            "app_opened".to_owned()
-        }
-        Kind::Uninstalled => "app_uninstalled".to_owned(),
-        Kind::Purchased { amount, currency } => {
-            put("amount", *amount);
-            put("currency", *currency);
-            "user_purchased".to_owned()
-        }
-        Kind::Subscription {
-            suffix,
-            amount,
-            currency,
-            plan,
-        } => {
-            put("amount", *amount);
-            put("currency", *currency);
-            put("plan", *plan);
-            format!("subscription_{suffix}")
-        }
-        Kind::Custom => "level_completed".to_owned(),
-    };
-    (name, Value::Object(properties))
-}
-
 fn body(fact: &Fact, user_id: &str) -> String {
-    let (name, properties) = properties(&fact.kind);
+    let (name, properties) = fact.event.name_and_properties();
     json!({
         "event": name,
         "user": {"external_user_id": user_id},
-        "event_timestamp": fact.at,
+        "event_timestamp": fact.event.at,
         "properties": properties,
     })
     .to_string()
-}
-
-// ------------------------------------------------------------------ the reference model
-
-fn text(value: &str) -> Latest {
-    Latest::Text(value.to_owned())
-}
-
-fn nonzero(amount: Option<&str>) -> bool {
-    amount.is_some_and(|a| !a.parse::<Decimal>().unwrap().is_zero())
-}
-
-fn status_of(suffix: &str) -> Option<&'static str> {
-    match suffix {
-        "started" | "renewed" | "resumed" => Some("active"),
-        "cancelled" => Some("cancelled"),
-        "expired" => Some("expired"),
-        "trial_started" => Some("trialing"),
-        _ => None,
-    }
-}
-
-/// The documented rules, written out for this vocabulary: what an event says about which
-/// fields, and what it adds.
-struct Effect {
-    offers: Vec<(Field, Latest)>,
-    install: bool,
-    /// A payment: its amount and currency as sent.
-    payment: Option<(Option<&'static str>, Option<&'static str>)>,
-}
-
-fn effect(kind: &Kind) -> Effect {
-    let mut offers = Vec::new();
-    let mut install = false;
-    let mut payment = None;
-    match kind {
-        Kind::Installed { platform, version } => {
-            offers.push((Field::InstalledAt, Latest::Time));
-            offers.extend(platform.map(|p| (Field::InstallPlatform, text(p))));
-            offers.extend(version.map(|v| (Field::AppVersion, text(v))));
-            offers.push((Field::IsInstalled, Latest::Flag(true)));
-            install = true;
-        }
-        Kind::Opened { version } => {
-            offers.push((Field::LastOpenedAt, Latest::Time));
-            offers.extend(version.map(|v| (Field::AppVersion, text(v))));
-            offers.push((Field::IsInstalled, Latest::Flag(true)));
-        }
-        Kind::Uninstalled => {
-            offers.push((Field::UninstalledAt, Latest::Time));
-            offers.push((Field::IsInstalled, Latest::Flag(false)));
-        }
-        Kind::Purchased { amount, currency } => {
-            if amount.is_none() || nonzero(*amount) {
-                payment = Some((*amount, *currency));
-            }
-        }
-        Kind::Subscription {
-            suffix,
-            amount,
-            currency,
-            plan,
-        } => {
-            offers.push((Field::SubscriptionUpdatedAt, Latest::Time));
-            if *suffix == "started" {
-                offers.push((Field::SubscriptionStartedAt, Latest::Time));
-            }
-            let status = status_of(suffix);
-            offers.extend(status.map(|s| (Field::SubscriptionStatus, text(s))));
-            offers.extend(plan.map(|p| (Field::Plan, text(p))));
-            if matches!(*suffix, "started" | "renewed") && nonzero(*amount) {
-                payment = Some((*amount, *currency));
-            } else {
-                let customer = match status {
-                    Some("active") => Some(true),
-                    Some("cancelled" | "expired") => Some(false),
-                    _ => None,
-                };
-                offers.extend(customer.map(|c| (Field::IsActiveCustomer, Latest::Flag(c))));
-            }
-        }
-        Kind::Custom => {}
-    }
-    if let Some((amount, currency)) = payment {
-        let amount_text = amount.map(|a| a.parse::<Decimal>().unwrap().to_string());
-        offers.push((
-            Field::LastPayment,
-            Latest::Payment {
-                amount: amount_text,
-                currency: currency.map(str::to_owned),
-            },
-        ));
-        offers.push((
-            Field::LifetimeValueCurrency,
-            text(currency.unwrap_or("XXX")),
-        ));
-        offers.push((Field::IsActiveCustomer, Latest::Flag(true)));
-    }
-    Effect {
-        offers,
-        install,
-        payment,
-    }
-}
-
-/// Money as the API shows totals: at least two decimal places.
-fn money(amount: Decimal) -> String {
-    let mut amount = amount.normalize();
-    if amount.scale() < 2 {
-        amount.rescale(2);
-    }
-    amount.to_string()
-}
-
-/// The client record's derived fields, computed from the set of facts of one user.
-fn expected(facts: &[&Fact]) -> BTreeMap<&'static str, Value> {
-    let mut installs = 0;
-    let mut payments = 0;
-    let mut revenue: BTreeMap<String, Decimal> = BTreeMap::new();
-    let mut winners: BTreeMap<Field, Offer> = BTreeMap::new();
-    let mut last_event_at: Option<&str> = None;
-    for fact in facts {
-        let effect = effect(&fact.kind);
-        installs += u32::from(effect.install);
-        if let Some((amount, currency)) = effect.payment {
-            payments += 1;
-            if let Some(amount) = amount {
-                *revenue
-                    .entry(currency.unwrap_or("XXX").to_owned())
-                    .or_default() += amount.parse::<Decimal>().unwrap();
-            }
-        }
-        for (field, value) in effect.offers {
-            let offer = Offer {
-                field,
-                at: fact.at.parse().unwrap(),
-                value,
-            };
-            let current = winners.get(&field).map(Offer::position);
-            if offer.wins_over(current.as_ref()) {
-                winners.insert(field, offer);
-            }
-        }
-        last_event_at = last_event_at.max(Some(fact.at));
-    }
-    let winner = |field: Field| winners.get(&field);
-    let at = |field: Field| winner(field).map(|offer| json!(offer.at.to_stored()));
-    let value = |field: Field| {
-        winner(field).and_then(|offer| match &offer.value {
-            Latest::Text(text) => Some(json!(text)),
-            Latest::Flag(flag) => Some(json!(flag)),
-            Latest::Time | Latest::Payment { .. } => None,
-        })
-    };
-    let payment = winner(Field::LastPayment).map(|offer| match &offer.value {
-        Latest::Payment { amount, currency } => (amount.clone(), currency.clone()),
-        _ => unreachable!(),
-    });
-    let ltv_currency = value(Field::LifetimeValueCurrency);
-    let ltv = ltv_currency.as_ref().map(|currency| {
-        let total = revenue
-            .get(currency.as_str().unwrap())
-            .copied()
-            .unwrap_or_default();
-        json!(money(total))
-    });
-    let by_currency: Map<String, Value> = revenue
-        .iter()
-        .map(|(currency, total)| (currency.clone(), json!(money(*total))))
-        .collect();
-    let fields = [
-        ("install_count", (installs > 0).then(|| json!(installs))),
-        (
-            "total_payments_count",
-            (payments > 0).then(|| json!(payments)),
-        ),
-        ("installed_at", at(Field::InstalledAt)),
-        ("install_platform", value(Field::InstallPlatform)),
-        ("last_opened_at", at(Field::LastOpenedAt)),
-        ("uninstalled_at", at(Field::UninstalledAt)),
-        ("is_installed", value(Field::IsInstalled)),
-        ("app_version", value(Field::AppVersion)),
-        ("last_payment_at", at(Field::LastPayment)),
-        (
-            "last_payment_amount",
-            payment.as_ref().and_then(|p| p.0.clone()).map(Value::from),
-        ),
-        (
-            "last_payment_currency",
-            payment.as_ref().and_then(|p| p.1.clone()).map(Value::from),
-        ),
-        ("is_active_customer", value(Field::IsActiveCustomer)),
-        ("subscription_status", value(Field::SubscriptionStatus)),
-        ("plan", value(Field::Plan)),
-        ("subscription_updated_at", at(Field::SubscriptionUpdatedAt)),
-        ("subscription_started_at", at(Field::SubscriptionStartedAt)),
-        ("lifetime_value_currency", ltv_currency),
-        ("lifetime_value", ltv),
-        (
-            "revenue_by_currency",
-            (!by_currency.is_empty()).then_some(Value::Object(by_currency)),
-        ),
-        ("last_event_at", last_event_at.map(|at| json!(at))),
-    ];
-    fields
-        .into_iter()
-        .map(|(name, value)| (name, value.unwrap_or(Value::Null)))
-        .collect()
 }
 
 // ------------------------------------------------------------------ the property
@@ -446,13 +176,17 @@ async fn deliver_and_compare(
         }
     }
     for user in 0..USERS {
-        let mine: Vec<&Fact> = facts.iter().filter(|f| f.user == user).collect();
+        let mine: Vec<&Event> = facts
+            .iter()
+            .filter(|f| f.user == user)
+            .map(|f| &f.event)
+            .collect();
         if mine.is_empty() {
             continue;
         }
         let reply = org.read(Endpoint::UsersGet, &[&user_id(user)], "").await;
         let stored = &reply.assert_status(200)["user"];
-        for (field, want) in expected(&mine) {
+        for (field, want) in record(mine) {
             let got = stored.get(field).cloned().unwrap_or(Value::Null);
             prop_assert_eq!(&got, &want, "field {} of user {}: {}", field, user, stored);
         }

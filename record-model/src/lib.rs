@@ -1,9 +1,10 @@
-//! The client record's derived fields as a function of the set of a user's distinct events:
-//! the documented rules (README, "The client record"), written out for the soak's event
-//! vocabulary, independently of the server's `facts::contribution`. Only the ordering of two
-//! offers (newest event time, then the documented tie-break) is the shared `facts::Offer`.
-//! The property test `shared/tests/api/record_properties.rs` holds the same model for its
-//! own vocabulary.
+//! A reference model of the client record: its derived fields as a function of the set of
+//! a user's distinct events, the documented rules (README, "The client record") written out
+//! for a small event vocabulary, independently of the server's `facts::contribution` and of
+//! its conditional writes. Only the ordering of two offers (newest event time, then the
+//! documented tie-break) is the shared `facts::Offer`. The property test
+//! (`shared/tests/api/record_properties.rs`) and `make soak` both check the stored records
+//! against it.
 
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
@@ -89,7 +90,7 @@ fn text(value: &str) -> Latest {
 }
 
 fn decimal(amount: &str) -> Decimal {
-    amount.parse().expect("the soak sends valid amounts")
+    amount.parse().expect("a valid amount")
 }
 
 fn above_zero(amount: Option<&str>) -> bool {
@@ -142,7 +143,7 @@ fn effect(kind: &Kind) -> Effect {
                 offers.push((Field::SubscriptionStartedAt, Latest::Time));
             }
             let status = match *suffix {
-                "started" | "renewed" => Some("active"),
+                "started" | "renewed" | "resumed" => Some("active"),
                 "cancelled" => Some("cancelled"),
                 "expired" => Some("expired"),
                 "trial_started" => Some("trialing"),
