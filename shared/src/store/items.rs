@@ -64,6 +64,7 @@ fn upsert(org_id: &str, key: ItemKey, entity: &'static str, fields: &impl Serial
         newer_than: Vec::new(),
         stamp: None,
         advance: None,
+        absent: Vec::new(),
     }
 }
 
@@ -95,6 +96,7 @@ pub fn user(org_id: &str, user: &User) -> Upsert {
         &user.fields,
     )
     .with("GSI2PK", s(keys::users_by_activity(org_id, &user.identity)));
+    write.absent = vec![super::identity::MERGED_INTO];
     write.set_if_absent = vec![
         ("last_activity_at".to_owned(), s(first_seen.to_stored())),
         (

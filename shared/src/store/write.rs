@@ -33,6 +33,9 @@ pub struct Upsert {
     pub stamp: Option<String>,
     /// Attributes that only move forward, independently of `newer_than`.
     pub advance: Option<Advance>,
+    /// Attributes the item must not have for the write to apply (a user merged into
+    /// another takes no more writes, see `store::identity`).
+    pub absent: Vec<&'static str>,
 }
 
 /// A part of a write applied only if `attribute` is absent, older than `value` or equal to it.
@@ -267,10 +270,9 @@ pub(super) fn upsert_expression(upsert: &Upsert, advance: Option<&Advance>) -> E
     let same_org = expr.equals("org_id", org);
     let same_entity = expr.equals("entity", entity);
     expr.condition(format!("({new_item} OR ({same_org} AND {same_entity}))"));
-    if upsert.entity == "user" {
-        // An email-only record merged into an identified one takes no more writes.
-        let unmerged = expr.not_exists(super::identity::MERGED_INTO);
-        expr.condition(unmerged);
+    for attribute in &upsert.absent {
+        let absent = expr.not_exists(attribute);
+        expr.condition(absent);
     }
     if let Some(stamp) = &upsert.stamp {
         let stamp = expr.value(s(stamp));
@@ -308,6 +310,7 @@ mod tests {
                 value: "t1".into(),
                 set: vec![("last_activity_at".into(), s("t1"))],
             }),
+            absent: vec!["merged_into"],
         };
         let expression = upsert_expression(&upsert, upsert.advance.as_ref()).finish();
         assert_eq!(
