@@ -15,6 +15,7 @@ cargo build --release --locked "${packages[@]}"
 trap stop_dynamodb EXIT
 unset DYNAMODB_ENDPOINT # never a DynamoDB from the caller's environment
 use_dynamodb_local
+export DYNAMODB_LOCAL_PID="$DYNAMODB_PID" # its CPU time is reported next to the functions'
 export AWS_REGION="us-east-1"
 log "benchmarking"
 target/release/bench --binaries target/release --out BENCHMARKS.md "$@"

@@ -3,7 +3,9 @@
 //! per item (billed: each invocation rounded up to 1 ms), DynamoDB writes per item, and what
 //! a million events cost at published prices.
 
-use super::{reference_event, stop, wait_answer, wait_first_next, with_unique_ids, Cost, Function};
+use super::{
+    cpu_time, reference_event, stop, wait_answer, wait_first_next, with_unique_ids, Cost, Function,
+};
 use crate::proxy::CountingProxy;
 use crate::runtime::RuntimeApi;
 use serde_json::{json, Value};
@@ -34,6 +36,15 @@ struct Sent {
     billed_ms: f64,
     invocations: usize,
     body_bytes: usize,
+    /// The function process's CPU time (user + system) over the round, and DynamoDB
+    /// Local's (which shares this machine's cores, as DynamoDB in a region does not).
+    cpu: Duration,
+    dynamodb_cpu: Duration,
+}
+
+/// DynamoDB Local's process, when `make bench` names it (`DYNAMODB_LOCAL_PID`).
+fn dynamodb_local_pid() -> Option<u32> {
+    std::env::var("DYNAMODB_LOCAL_PID").ok()?.parse().ok()
 }
 
 /// `size` events, each with ids and an Idempotency-Key unique to `round`.
@@ -79,9 +90,11 @@ fn batch_invocation(events: &[(Value, String)]) -> (String, usize) {
     (event.to_string(), body.len())
 }
 
-/// Sends the invocations one after the other to one warm process of `function`.
-fn send_all(runtime: &RuntimeApi, invocations: &[String]) -> Sent {
+/// Sends the invocations one after the other to one warm process (`pid`).
+fn send_all(runtime: &RuntimeApi, pid: u32, invocations: &[String]) -> Sent {
     let started = Instant::now();
+    let cpu_before = cpu_time(pid);
+    let dynamodb_cpu_before = dynamodb_local_pid().map(cpu_time);
     let mut sent = Sent::default();
     for invocation in invocations {
         runtime.invoke(invocation.clone());
@@ -98,11 +111,16 @@ fn send_all(runtime: &RuntimeApi, invocations: &[String]) -> Sent {
         sent.invocations += 1;
     }
     sent.wall = started.elapsed();
+    sent.cpu = cpu_time(pid) - cpu_before;
+    if let (Some(pid), Some(before)) = (dynamodb_local_pid(), dynamodb_cpu_before) {
+        sent.dynamodb_cpu = cpu_time(pid).saturating_sub(before);
+    }
     sent
 }
 
 /// `rounds` rounds of `size` events each way (after one untimed round each, for the
-/// connections), then one round through the counting proxy for the DynamoDB writes.
+/// connections), against DynamoDB Local on loopback and through a proxy that adds `latency`
+/// to every DynamoDB call; then one round through the counting proxy for the writes.
 pub fn batch_vs_single(
     events_function: &Function,
     batch_function: &Function,
@@ -110,6 +128,7 @@ pub fn batch_vs_single(
     proxy: &CountingProxy,
     size: usize,
     rounds: usize,
+    latency: Duration,
 ) -> String {
     let measure = |function: &Function, endpoint: &str, batched: bool| {
         let runtime = RuntimeApi::start();
@@ -128,8 +147,8 @@ pub fn batch_vs_single(
         };
         let mut results = Vec::new();
         for round in 0..=rounds {
-            let (invocations, bytes) = round_of(round.to_string());
-            let mut sent = send_all(&runtime, &invocations);
+            let (invocations, bytes) = round_of(format!("{endpoint}-{round}"));
+            let mut sent = send_all(&runtime, child.id(), &invocations);
             sent.body_bytes = bytes;
             // Round 0 opens the connections and fills the key cache: not counted.
             if round > 0 {
@@ -157,43 +176,78 @@ pub fn batch_vs_single(
         } else {
             single_invocations(&warm_events).remove(0)
         };
-        send_all(&runtime, &[warm]);
+        send_all(&runtime, child.id(), &[warm]);
         std::thread::sleep(Duration::from_millis(100));
         proxy.take();
-        send_all(&runtime, &invocations);
+        send_all(&runtime, child.id(), &invocations);
         std::thread::sleep(Duration::from_millis(100));
         stop(child);
         Cost::from(&proxy.take())
     };
 
-    let single = measure(events_function, dynamodb, false);
-    let batch = measure(batch_function, dynamodb, true);
-    let single_cost = count(events_function, false);
-    let batch_cost = count(batch_function, true);
-    report(size, rounds, &single, &batch, &single_cost, &batch_cost)
+    let loopback = Measured {
+        single: measure(events_function, dynamodb, false),
+        batch: measure(batch_function, dynamodb, true),
+    };
+    let delayed = CountingProxy::delaying(dynamodb.to_owned(), latency);
+    let regional = Measured {
+        single: measure(events_function, &delayed.endpoint, false),
+        batch: measure(batch_function, &delayed.endpoint, true),
+    };
+    let costs = Measured {
+        single: count(events_function, false),
+        batch: count(batch_function, true),
+    };
+    report(size, rounds, latency, &loopback, &regional, &costs)
+}
+
+/// The same figure for single requests and for a batch.
+struct Measured<T> {
+    single: T,
+    batch: T,
+}
+
+impl Measured<Sent> {
+    fn billed_ratio(&self) -> f64 {
+        self.single.billed_ms / self.batch.billed_ms.max(0.001)
+    }
 }
 
 fn report(
     size: usize,
     rounds: usize,
-    single: &Sent,
-    batch: &Sent,
-    single_cost: &Cost,
-    batch_cost: &Cost,
+    latency: Duration,
+    loopback: &Measured<Sent>,
+    regional: &Measured<Sent>,
+    costs: &Measured<Cost>,
 ) -> String {
     let per_item = |value: f64| value / size as f64;
     let rate = |sent: &Sent| size as f64 / sent.wall.as_secs_f64();
-    let row = |name: &str, sent: &Sent, cost: &Cost| {
+    let added = format!("+{} ms", latency.as_millis());
+    let row = |answers: &str, name: &str, sent: &Sent, cost: &Cost| {
         format!(
-            "| {name} | {:.0} | {:.3} | {:.3} | {:.2} ({:.2} WCU) | {:.3} |\n",
+            "| {answers} | {name} | {:.0} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} ({:.2} WCU) | {:.3} |\n",
             rate(sent),
             per_item(sent.lambda_ms),
             per_item(sent.billed_ms),
+            per_item(sent.cpu.as_secs_f64() * 1000.0),
+            per_item(sent.dynamodb_cpu.as_secs_f64() * 1000.0),
             per_item(f64::from(cost.data_writes)),
             per_item(cost.data_write_units),
             per_item(f64::from(cost.bookkeeping)),
         )
     };
+    let single_name = format!("{size} × events/");
+    let batch_name = format!("1 × batch/ of {size}");
+    let rows = [("loopback", loopback), (added.as_str(), regional)]
+        .iter()
+        .flat_map(|(answers, measured)| {
+            [
+                row(answers, &single_name, &measured.single, &costs.single),
+                row(answers, &batch_name, &measured.batch, &costs.batch),
+            ]
+        })
+        .collect::<String>();
     // Per million events.
     let dollars = |sent: &Sent, cost: &Cost, events_per_request: usize, memory_gb: f64| {
         let requests = MILLION / events_per_request as f64;
@@ -207,8 +261,8 @@ fn report(
         let dynamodb = MILLION * write_units * DYNAMODB_PER_MILLION_WRITE_UNITS / MILLION;
         [lambda_requests, lambda_duration, api, dynamodb]
     };
-    let single_dollars = dollars(single, single_cost, 1, SINGLE_MEMORY_GB);
-    let batch_dollars = dollars(batch, batch_cost, size, BATCH_MEMORY_GB);
+    let single_dollars = dollars(&regional.single, &costs.single, 1, SINGLE_MEMORY_GB);
+    let batch_dollars = dollars(&regional.batch, &costs.batch, size, BATCH_MEMORY_GB);
     let dollar_row = |name: &str, parts: [f64; 4]| {
         let total: f64 = parts.iter().sum();
         format!(
@@ -216,33 +270,40 @@ fn report(
             parts[0], parts[1], parts[2], parts[3]
         )
     };
-    let lambda_ratio = single.billed_ms / batch.billed_ms.max(0.001);
     let mut text = String::new();
     let _ = write!(
         text,
         "## Batch vs single ({size} events)\n\n\
          The same {size} events (new ids and Idempotency-Keys each round) sent as {size} sequential `events/` \
          requests and as one `batch/` request of {size} items, each to one warm process through the Runtime API; \
-         median of {rounds} rounds. Lambda ms: handed out to answered, as Lambda bills it (billed: each invocation \
-         rounded up to 1 ms). DynamoDB writes of data items per item from one round through the counting proxy; \
-         \"key\": per-key bookkeeping (rate-limit leases) per item.\n\n\
-         | sent as | items/s | Lambda ms/item | billed ms/item | DynamoDB writes/item | key writes/item |\n|---|---|---|---|---|---|\n\
-         {single_row}{batch_row}\n\
-         Billed Lambda time per event: **{lambda_ratio:.1}x less** in batches of {size} (target: at least 5x). \
-         Writes per item: {single_writes:.2} single, {batch_writes:.2} batched (target: equal).\n\n\
+         median of {rounds} rounds. Twice: with DynamoDB Local on loopback, where a call takes a fraction of a \
+         millisecond and the machine's 2 cores are shared by DynamoDB Local and the function, and through a proxy \
+         that holds every DynamoDB answer back by {added}, standing in for DynamoDB in a region (single-digit \
+         milliseconds; {added} for every call, transactions included, which flatters the single requests: each of \
+         them waits out its calls one after the other, while a batch overlaps the calls of {concurrent} items). \
+         Lambda ms: handed out to answered, as Lambda bills it (billed: each invocation rounded up to 1 ms). CPU: \
+         the function process's own. DynamoDB writes of data items per item from one round through the counting \
+         proxy; \"key\": per-key bookkeeping (rate-limit leases) per item.\n\n\
+         | DynamoDB answers | sent as | items/s | Lambda ms/item | billed ms/item | CPU ms/item | DynamoDB Local CPU ms/item | DynamoDB writes/item | key writes/item |\n\
+         |---|---|---|---|---|---|---|---|---|\n\
+         {rows}\n\
+         Billed Lambda time per event in batches of {size}: **{regional_ratio:.1}x less** with DynamoDB at {added} \
+         (target: at least 5x); {loopback_ratio:.1}x on loopback, where the batch waits for DynamoDB Local's CPU rather \
+         than for answers. Writes per item: {single_writes:.2} single, {batch_writes:.2} batched (target: equal).\n\n\
          ### Cost per million events\n\n\
-         From the figures above at published us-east-1 prices: Lambda arm64 at the template's memory (128 MB, \
+         From the {added} figures above at published us-east-1 prices: Lambda arm64 at the template's memory (128 MB, \
          `batch` 1024 MB; ${LAMBDA_PER_GB_SECOND} per GB-s, ${LAMBDA_PER_MILLION_REQUESTS:.2} per million requests), API Gateway HTTP API (${HTTP_API_PER_MILLION_REQUESTS:.2} \
          per million requests, each 512 KB counted as one), DynamoDB on-demand (${DYNAMODB_PER_MILLION_WRITE_UNITS} per million \
          write request units, the measured WCU plus the key writes). Durations on this machine (a whole core per \
-         process) with DynamoDB Local on loopback: in Lambda, CPU-bound time grows as memory shrinks (128 MB is about \
-         1/14 of a vCPU, 1024 MB about 0.6), and DynamoDB answers in milliseconds, not fractions of one.\n\n\
+         process): in Lambda, CPU-bound time grows as memory shrinks (128 MB is about 1/14 of a vCPU, 1024 MB about \
+         0.6), which costs the single requests more than the batch.\n\n\
          | sent as | Lambda requests | Lambda duration | API Gateway | DynamoDB | total |\n|---|---|---|---|---|---|\n\
          {single_dollars}{batch_dollars}",
-        single_row = row(&format!("{size} × events/"), single, single_cost),
-        batch_row = row(&format!("1 × batch/ of {size}"), batch, batch_cost),
-        single_writes = per_item(f64::from(single_cost.data_writes)),
-        batch_writes = per_item(f64::from(batch_cost.data_writes)),
+        concurrent = shared::batch::MAX_CONCURRENT_ITEMS,
+        regional_ratio = regional.billed_ratio(),
+        loopback_ratio = loopback.billed_ratio(),
+        single_writes = per_item(f64::from(costs.single.data_writes)),
+        batch_writes = per_item(f64::from(costs.batch.data_writes)),
         single_dollars = dollar_row("single requests", single_dollars),
         batch_dollars = dollar_row(&format!("batches of {size}"), batch_dollars),
     );

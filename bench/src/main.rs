@@ -43,6 +43,13 @@ struct Args {
     /// Only the partition-heat simulation (computed, no DynamoDB needed), printed.
     #[arg(long)]
     heat_only: bool,
+    /// Only batch vs single, printed.
+    #[arg(long)]
+    batch_only: bool,
+    /// What every DynamoDB call is held back by in the second batch vs single run, standing
+    /// in for DynamoDB in a region (which answers in single-digit milliseconds).
+    #[arg(long, default_value_t = 4)]
+    dynamodb_latency_ms: u64,
 }
 
 const FLOOR_BINARY: &str = "hello-floor";
@@ -654,16 +661,18 @@ async fn main() {
         args.batch_rounds = 1;
         args.out = None;
     }
-    let workload = match args.smoke {
-        true => heat::Workload::smoke(),
-        false => heat::Workload::full(),
+    let heat_report = || {
+        let workload = match args.smoke {
+            true => heat::Workload::smoke(),
+            false => heat::Workload::full(),
+        };
+        let phase = Instant::now();
+        let heat = heat::simulate(&workload);
+        eprintln!("partition heat simulation: {:?}", phase.elapsed());
+        heat_section(&workload, &heat)
     };
-    let phase = Instant::now();
-    let heat = heat::simulate(&workload);
-    eprintln!("partition heat simulation: {:?}", phase.elapsed());
-    let heat_report = heat_section(&workload, &heat);
     if args.heat_only {
-        println!("{heat_report}");
+        println!("{}", heat_report());
         return;
     }
     let dynamodb = std::env::var("DYNAMODB_ENDPOINT")
@@ -703,6 +712,25 @@ async fn main() {
         binary: binaries.join(name),
         table: &table,
     };
+    let batch_section = || {
+        eprintln!("batch vs single");
+        let phase = Instant::now();
+        let section = batch::batch_vs_single(
+            &function(Endpoint::Events.function_name()),
+            &function(Endpoint::Batch.function_name()),
+            &dynamodb,
+            &proxy,
+            BATCH_SIZE,
+            args.batch_rounds,
+            Duration::from_millis(args.dynamodb_latency_ms),
+        );
+        eprintln!("  {:?}", phase.elapsed());
+        section
+    };
+    if args.batch_only {
+        println!("{}", batch_section());
+        return;
+    }
     // The floor first, then every function with its reference event.
     let mut started: Vec<(Function, Value)> =
         vec![(function(FLOOR_BINARY), reference_event(Endpoint::Health))];
@@ -809,17 +837,7 @@ async fn main() {
         );
     }
 
-    eprintln!("batch vs single");
-    let phase = Instant::now();
-    let batch_section = batch::batch_vs_single(
-        &function(Endpoint::Events.function_name()),
-        &function(Endpoint::Batch.function_name()),
-        &dynamodb,
-        &proxy,
-        BATCH_SIZE,
-        args.batch_rounds,
-    );
-    eprintln!("  {:?}", phase.elapsed());
+    let batch_section = batch_section();
 
     let today = time::OffsetDateTime::now_utc().date();
     let report = format!(
@@ -853,6 +871,7 @@ async fn main() {
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
          | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}\n{heat_report}",
+        heat_report = heat_report(),
         machine = machine(),
         cold_starts = args.cold_starts,
         warm_requests = args.warm_requests,

@@ -1,10 +1,15 @@
 //! A counting proxy in front of DynamoDB Local: the functions under test talk to it as if
 //! it were DynamoDB. It asks for `ReturnConsumedCapacity: TOTAL` on every request (DynamoDB
 //! Local does not check signatures) and adds up requests and capacity units per operation.
+//! A delaying proxy instead holds every answer back by a fixed latency, standing in for the
+//! network and service time of DynamoDB in a region (DynamoDB Local on loopback answers in
+//! fractions of a millisecond), and counts nothing, to take as little of the machine's CPU
+//! as it can; each request has its own thread, so concurrent requests wait in parallel.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 use tiny_http::{Header, Response, Server};
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -27,6 +32,16 @@ pub struct CountingProxy {
 
 impl CountingProxy {
     pub fn start(upstream: String) -> CountingProxy {
+        CountingProxy::serve(upstream, true, Duration::ZERO)
+    }
+
+    /// A proxy that answers each request `latency` after DynamoDB Local did, and counts
+    /// nothing.
+    pub fn delaying(upstream: String, latency: Duration) -> CountingProxy {
+        CountingProxy::serve(upstream, false, latency)
+    }
+
+    fn serve(upstream: String, counting: bool, latency: Duration) -> CountingProxy {
         let server = Server::http("127.0.0.1:0").expect("bind the proxy");
         let endpoint = format!(
             "http://{}",
@@ -34,15 +49,21 @@ impl CountingProxy {
         );
         let stats = Arc::new(Mutex::new(Stats::new()));
         let counted = Arc::clone(&stats);
+        // Enough pooled connections for every request in flight: a new connection per
+        // request would cost DynamoDB Local (on the same cores) more than the request.
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .max_idle_connections(256)
+            .max_idle_connections_per_host(256)
             .build()
             .into();
         thread::spawn(move || {
             for request in server.incoming_requests() {
-                let (agent, upstream, counted) =
-                    (agent.clone(), upstream.clone(), Arc::clone(&counted));
-                thread::spawn(move || forward(&agent, &upstream, request, &counted));
+                let (agent, upstream) = (agent.clone(), upstream.clone());
+                let counted = counting.then(|| Arc::clone(&counted));
+                thread::spawn(move || {
+                    forward(&agent, &upstream, request, counted.as_deref(), latency)
+                });
             }
         });
         CountingProxy { endpoint, stats }
@@ -81,7 +102,8 @@ fn forward(
     agent: &ureq::Agent,
     upstream: &str,
     mut request: tiny_http::Request,
-    stats: &Mutex<Stats>,
+    stats: Option<&Mutex<Stats>>,
+    latency: Duration,
 ) {
     let mut body = Vec::new();
     let _ = request.as_reader().read_to_end(&mut body);
@@ -93,7 +115,8 @@ fn forward(
         .unwrap_or_default();
     let mut operation = target.rsplit('.').next().unwrap_or("?").to_owned();
     let mut items = 1;
-    if let Ok(serde_json::Value::Object(mut input)) = serde_json::from_slice(&body) {
+    let parsed = stats.and_then(|_| serde_json::from_slice(&body).ok());
+    if let Some(serde_json::Value::Object(mut input)) = parsed {
         operation = format!("{}:{operation}", item_class(&input));
         if let Some(transaction) = input.get("TransactItems").and_then(|t| t.as_array()) {
             items = u32::try_from(transaction.len()).unwrap_or(u32::MAX);
@@ -130,7 +153,7 @@ fn forward(
         );
         eprintln!("  -> {}", text.chars().take(200).collect::<String>());
     }
-    {
+    if let Some(stats) = stats {
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         let mut stats = stats.lock().expect("stats lock");
         let entry = stats.entry(operation).or_default();
@@ -150,6 +173,7 @@ fn forward(
             entry.conditional_failures += 1;
         }
     }
+    thread::sleep(latency);
     // DynamoDB's CRC32 header is not passed on: the SDK then skips that check.
     let reply = Response::from_string(text)
         .with_status_code(status)

@@ -199,10 +199,7 @@ impl Store {
         let into_identity = UserIdentity::External(id.clone());
         let into_key = keys::user(org_id, &into_identity);
         for _ in 0..MERGE_ATTEMPTS {
-            let (from, into) = futures::try_join!(
-                self.get_consistent(&from_key),
-                self.get_consistent(&into_key)
-            )?;
+            let [from, into] = self.get_pair_consistent([&from_key, &into_key]).await?;
             let email_before = into.as_ref().and_then(|into| text(into, "email"));
             let Some(from) = from.filter(|from| !from.contains_key(MERGED_INTO)) else {
                 return Ok(email_before);

@@ -427,13 +427,37 @@ impl Store {
         let unique: Vec<&ItemKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
         let chunks = unique.chunks(BATCH_GET_KEYS).map(|chunk| {
             let keys: Vec<Item> = chunk.iter().map(|key| key_item(key)).collect();
-            self.batch_get_chunk(keys)
+            self.batch_get_chunk(keys, false)
         });
         let found = futures::future::try_join_all(chunks).await?;
         Ok(found.into_iter().flatten().map(Stored::new).collect())
     }
 
-    async fn batch_get_chunk(&self, mut keys: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+    /// The items at two distinct keys, read strongly consistently in one BatchGetItem
+    /// (one request where two GetItems would be two; the same read units).
+    pub async fn get_pair_consistent(
+        &self,
+        keys: [&ItemKey; 2],
+    ) -> Result<[Option<Item>; 2], ApiError> {
+        let found = self
+            .batch_get_chunk(keys.iter().map(|key| key_item(key)).collect(), true)
+            .await?;
+        let mut pair = [None, None];
+        for item in found {
+            let position = super::keys::item_key(&item)
+                .and_then(|key| keys.iter().position(|wanted| **wanted == key));
+            if let Some(position) = position {
+                pair[position] = Some(item);
+            }
+        }
+        Ok(pair)
+    }
+
+    async fn batch_get_chunk(
+        &self,
+        mut keys: Vec<Item>,
+        consistent: bool,
+    ) -> Result<Vec<Item>, ApiError> {
         let mut items = Vec::new();
         for attempt in 0..BATCH_ATTEMPTS {
             if keys.is_empty() {
@@ -442,6 +466,7 @@ impl Store {
             backoff(attempt).await;
             let request = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut keys)))
+                .consistent_read(consistent)
                 .build()
                 .map_err(|error| {
                     tracing::error!(%error, "batch get request");

@@ -103,7 +103,8 @@ fn the_template_has_one_function_per_endpoint_with_its_routes() {
 
 /// Every authenticated function reads its key (GetItem) and records its use at most hourly
 /// (UpdateItem); the upserts write with UpdateItem (a transaction's items need the same
-/// actions), events also with PutItem; what else one needs is said below. The read
+/// actions), events also with PutItem; those that take a user mention read both records of
+/// a first email claim's merge check in one BatchGetItem; what else one needs is said below. The read
 /// functions only read tenant items (GetItem, Query, BatchGetItem), the erasure deletes
 /// them; both may UpdateItem only the key's own items (`APIKEY#`, `RATELIMIT#`).
 #[test]
@@ -149,6 +150,7 @@ fn functions_get_only_the_table_actions_they_use() {
             // An event: its transaction (PutItem + UpdateItem), the alias read or claim, and
             // an erased key's retry giving its email claim back (DeleteItem).
             "events" => &[
+                "dynamodb:BatchGetItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
@@ -156,12 +158,14 @@ fn functions_get_only_the_table_actions_they_use() {
             ],
             // An email change releases the old alias.
             "users-upsert" => &[
+                "dynamodb:BatchGetItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
                 "dynamodb:UpdateItem",
             ],
             // A late message recomputes its thread (Query), a moved one leaves (DeleteItem).
             "messages-upsert" => &[
+                "dynamodb:BatchGetItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
                 "dynamodb:Query",
@@ -169,6 +173,7 @@ fn functions_get_only_the_table_actions_they_use() {
             ],
             // Every item type: what they all use.
             "batch" => &[
+                "dynamodb:BatchGetItem",
                 "dynamodb:DeleteItem",
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
@@ -183,7 +188,12 @@ fn functions_get_only_the_table_actions_they_use() {
                 "dynamodb:UpdateItem",
             ],
             _ if reader => &READ,
-            _ => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "products-upsert" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            _ => &[
+                "dynamodb:BatchGetItem",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+            ],
         };
         assert_eq!(actions, expected, "{name:?}");
         if reader || endpoint == UsersDelete {

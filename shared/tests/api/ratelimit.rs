@@ -145,24 +145,35 @@ async fn over_the_limit_is_429_with_retry_after_and_ratelimit_headers() {
 async fn a_429_is_not_an_idempotent_answer() {
     let org = TestOrg::with_rate_limit(Some(1)).await;
     let event = json!({"event": "app_opened", "user": {"external_user_id": "u"}}).to_string();
-    let headers = [("idempotency-key", "after-429")];
-    // Spend the window's one token, then send the event until it is refused.
-    let refused = loop {
+    // Spend the window's one token, then send the event until it is refused. A window can
+    // roll over between the two calls (a slow machine): that event is then stored, and the
+    // next attempt takes a key of its own.
+    let mut attempt = 0;
+    let (refused, key) = loop {
+        attempt += 1;
+        let key = format!("after-429-{attempt}");
         org.call_with(Endpoint::Me, &[], Body::Empty).await;
         let reply = org
-            .call_with(Endpoint::Events, &headers, event.clone())
+            .call_with(
+                Endpoint::Events,
+                &[("idempotency-key", key.as_str())],
+                event.clone(),
+            )
             .await;
         if reply.status == 429 {
-            break reply;
+            break (reply, key);
         }
-        assert!(
-            reply.status != 201,
-            "the event got through before being refused"
-        );
+        reply.assert_status(201);
     };
     refused.assert_error(429, "rate_limited");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let retry = org.call_with(Endpoint::Events, &headers, event).await;
+    let retry = org
+        .call_with(
+            Endpoint::Events,
+            &[("idempotency-key", key.as_str())],
+            event,
+        )
+        .await;
     retry.assert_status(201);
     assert!(
         retry.headers.get("idempotent-replayed").is_none(),
