@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Published prices, us-east-1, on-demand (checked 2026): Lambda on arm64, API Gateway HTTP
 /// API (first 300 million requests a month, metered in 512 KB units), DynamoDB on-demand
-/// write request units. Memory as template.yaml sets it: 128 MB, the batch function 1024 MB.
+/// write and read request units. Memory as template.yaml sets it: 128 MB, the batch function 1024 MB.
 const LAMBDA_PER_GB_SECOND: f64 = 0.000_013_333_4;
 const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
 const SINGLE_MEMORY_GB: f64 = 128.0 / 1024.0;
@@ -23,6 +23,7 @@ const BATCH_MEMORY_GB: f64 = 1.0;
 const HTTP_API_PER_MILLION_REQUESTS: f64 = 1.00;
 const HTTP_API_METERING_BYTES: usize = 512 * 1024;
 const DYNAMODB_PER_MILLION_WRITE_UNITS: f64 = 0.625;
+const DYNAMODB_PER_MILLION_READ_UNITS: f64 = 0.125;
 const MILLION: f64 = 1_000_000.0;
 
 /// One way of sending `size` events, measured.
@@ -258,7 +259,9 @@ fn report(
         let units = sent.body_bytes.div_ceil(HTTP_API_METERING_BYTES).max(1) as f64;
         let api = requests * units * HTTP_API_PER_MILLION_REQUESTS / MILLION;
         let write_units = (cost.data_write_units + f64::from(cost.bookkeeping)) / size as f64;
-        let dynamodb = MILLION * write_units * DYNAMODB_PER_MILLION_WRITE_UNITS / MILLION;
+        let read_units = cost.data_read_units / size as f64;
+        let dynamodb = write_units * DYNAMODB_PER_MILLION_WRITE_UNITS
+            + read_units * DYNAMODB_PER_MILLION_READ_UNITS;
         [lambda_requests, lambda_duration, api, dynamodb]
     };
     let single_dollars = dollars(&regional.single, &costs.single, 1, SINGLE_MEMORY_GB);
@@ -294,7 +297,8 @@ fn report(
          From the {added} figures above at published us-east-1 prices: Lambda arm64 at the template's memory (128 MB, \
          `batch` 1024 MB; ${LAMBDA_PER_GB_SECOND} per GB-s, ${LAMBDA_PER_MILLION_REQUESTS:.2} per million requests), API Gateway HTTP API (${HTTP_API_PER_MILLION_REQUESTS:.2} \
          per million requests, each 512 KB counted as one), DynamoDB on-demand (${DYNAMODB_PER_MILLION_WRITE_UNITS} per million \
-         write request units, the measured WCU plus the key writes). Durations on this machine (a whole core per \
+         write request units, the measured WCU plus the key writes, and ${DYNAMODB_PER_MILLION_READ_UNITS} per million read request units, \
+         the measured RCU). Durations on this machine (a whole core per \
          process): in Lambda, CPU-bound time grows as memory shrinks (128 MB is about 1/14 of a vCPU, 1024 MB about \
          0.6), which costs the single requests more than the batch.\n\n\
          | sent as | Lambda requests | Lambda duration | API Gateway | DynamoDB | total |\n|---|---|---|---|---|---|\n\

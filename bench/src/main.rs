@@ -378,6 +378,7 @@ struct Cost {
     data_write_units: f64,
     conditional_failures: u32,
     data_reads: u32,
+    data_read_units: f64,
     bookkeeping: u32,
 }
 
@@ -397,7 +398,10 @@ impl Cost {
                     cost.data_write_units += op.capacity_units;
                     cost.conditional_failures += op.conditional_failures;
                 }
-                Some(("data", _)) => cost.data_reads += op.requests,
+                Some(("data", _)) => {
+                    cost.data_reads += op.requests;
+                    cost.data_read_units += op.capacity_units;
+                }
                 _ => cost.bookkeeping += op.requests,
             }
         }

@@ -7,9 +7,12 @@
 //! - A mention with only an `external_user_id` resolves as before: no extra call.
 //! - A mention with only an email reads the alias (one small GetItem): the owner if there
 //!   is one, else the email-only client.
-//! - A mention with both claims the alias (one conditional UpdateItem): refused with 409
-//!   `identity_conflict` when another `external_user_id` owns the email. The first claim of
-//!   an email merges the email-only client into the identified one, once (below).
+//! - A mention with both reads the alias (one strongly consistent GetItem): when it names
+//!   this user already, as it does for every mention after the first, that is all (a read
+//!   costs a fifth of a write). Otherwise it claims the alias (one conditional UpdateItem):
+//!   refused with 409 `identity_conflict` when another `external_user_id` owns the email.
+//!   The first claim of an email merges the email-only client into the identified one, once
+//!   (below).
 //!
 //! **The merge** is one transaction: the email-only client is marked `merged_into` (its
 //! segment keys removed) and its counts, its event-kept fields (where they win), its
@@ -105,6 +108,9 @@ impl Store {
         };
         match (identity, email) {
             (UserIdentity::External(id), Some(email)) => {
+                if self.email_owner(org_id, email, true).await?.as_deref() == Some(id.as_str()) {
+                    return Ok(resolution);
+                }
                 if let Claim::New = self.claim_email(org_id, email, id).await? {
                     resolution.claimed = Some(email.clone());
                     let previous = self.merge_email_client(org_id, email, id).await?;
@@ -114,14 +120,28 @@ impl Store {
                 }
             }
             (UserIdentity::Email(email), _) => {
-                let alias = self.get(&keys::email_alias(org_id, email)).await?;
-                if let Some(owner) = alias.and_then(|alias| text(&alias, "external_user_id")) {
+                if let Some(owner) = self.email_owner(org_id, email, false).await? {
                     resolution.identity = UserIdentity::External(stored_id(&owner)?);
                 }
             }
             (UserIdentity::External(_), None) => {}
         }
         Ok(resolution)
+    }
+
+    /// The `external_user_id` the alias of `email` names, if any.
+    async fn email_owner(
+        &self,
+        org_id: &str,
+        email: &Email,
+        consistent: bool,
+    ) -> Result<Option<String>, ApiError> {
+        let key = keys::email_alias(org_id, email);
+        let alias = match consistent {
+            true => self.get_consistent(&key).await?,
+            false => self.get(&key).await?,
+        };
+        Ok(alias.and_then(|alias| text(&alias, "external_user_id")))
     }
 
     /// Makes `email` name the identified user `id`, unless another user owns it.
