@@ -37,7 +37,8 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     batch_rounds: usize,
     /// A quick check that the benchmark still runs (make test): 1 cold start and 5 warm
-    /// requests per function, 1 round of batch vs single, no artifact sizes, nothing written.
+    /// requests per function, 1 round of batch vs single of 10 events, no artifact sizes,
+    /// nothing written.
     #[arg(long)]
     smoke: bool,
     /// Only the partition-heat simulation (computed, no DynamoDB needed), printed.
@@ -55,6 +56,8 @@ struct Args {
 const FLOOR_BINARY: &str = "hello-floor";
 /// Events per batch in the batch vs single comparison (the target is set at 100).
 const BATCH_SIZE: usize = 100;
+/// The same in `--smoke` (which only checks that the benchmark runs).
+const SMOKE_BATCH_SIZE: usize = 10;
 /// Rounds of every endpoint's reference request sent to DynamoDB Local before measuring.
 const WARM_UP_ROUNDS: usize = 300;
 /// Identifier fields made unique per call, so a "first write" really creates.
@@ -724,7 +727,11 @@ async fn main() {
             &function(Endpoint::Batch.function_name()),
             &dynamodb,
             &proxy,
-            BATCH_SIZE,
+            if args.smoke {
+                SMOKE_BATCH_SIZE
+            } else {
+                BATCH_SIZE
+            },
             args.batch_rounds,
             Duration::from_millis(args.dynamodb_latency_ms),
         );
