@@ -136,11 +136,9 @@ impl Store {
         email: &Email,
         consistent: bool,
     ) -> Result<Option<String>, ApiError> {
-        let key = keys::email_alias(org_id, email);
-        let alias = match consistent {
-            true => self.get_consistent(&key).await?,
-            false => self.get(&key).await?,
-        };
+        let alias = self
+            .get_item(&keys::email_alias(org_id, email), consistent)
+            .await?;
         Ok(alias.and_then(|alias| text(&alias, "external_user_id")))
     }
 
