@@ -149,6 +149,10 @@ impl Store {
             }
             _ => return Err(storage_error("TransactWriteItems", error)),
         };
+        if let Some(throttled) = super::error::throttled_transaction("TransactWriteItems", &reasons)
+        {
+            return Err(throttled);
+        }
         let code = |index: usize| reasons.get(index).and_then(|r| r.code()).unwrap_or("None");
         let item = |index: usize| {
             reasons

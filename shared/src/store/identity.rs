@@ -25,7 +25,7 @@
 //! just before the merge) is refused by its condition and answered 503: its retry resolves
 //! the email again, to the identified client.
 
-use super::error::is_condition_failure;
+use super::error::{is_condition_failure, throttled_transaction};
 use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, REVENUE_PREFIX};
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, key_item, ItemKey};
@@ -113,7 +113,15 @@ impl Store {
                 }
                 if let Claim::New = self.claim_email(org_id, email, id).await? {
                     resolution.claimed = Some(email.clone());
-                    let previous = self.merge_email_client(org_id, email, id).await?;
+                    let previous = match self.merge_email_client(org_id, email, id).await {
+                        Ok(previous) => previous,
+                        Err(error) => {
+                            // Give the claim back: a held alias skips the merge, so only a
+                            // retry that claims again merges the email-only client.
+                            let _ = self.release_email(org_id, email, id).await;
+                            return Err(error);
+                        }
+                    };
                     resolution.replaced_email = previous
                         .and_then(|previous| previous.parse::<Email>().ok())
                         .filter(|previous| previous != email);
@@ -241,15 +249,18 @@ impl Store {
                     tracing::info!(org_id, "email-only client merged into an identified one");
                     return Ok(email_before);
                 }
-                Err(error)
-                    if matches!(
-                        error.as_service_error(),
-                        Some(TransactWriteItemsError::TransactionCanceledException(_))
-                    ) =>
-                {
-                    continue;
-                }
-                Err(error) => return Err(storage_error("TransactWriteItems (merge)", error)),
+                Err(error) => match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        let reasons = cancelled.cancellation_reasons();
+                        if let Some(throttled) =
+                            throttled_transaction("TransactWriteItems (merge)", reasons)
+                        {
+                            return Err(throttled);
+                        }
+                        continue;
+                    }
+                    _ => return Err(storage_error("TransactWriteItems (merge)", error)),
+                },
             }
         }
         tracing::warn!(org_id, "merge kept racing other writes");
