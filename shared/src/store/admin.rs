@@ -282,7 +282,10 @@ impl Store {
             .and_then(|at| at.parse().ok());
         let Some((partition, sort)) = keys::sharded_keys(list, org_id, &entry.pk, &entry.sort, at)
         else {
-            tracing::warn!(pk = entry.pk, "not a record of the list: left alone");
+            tracing::warn!(
+                pk = keys::loggable_pk(&entry.pk),
+                "not a record of the list: left alone"
+            );
             return Ok(None);
         };
         let mut expr = Expr::new();
