@@ -45,6 +45,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("This email already identifies another user (another `external_user_id`): an email names one client.")]
     IdentityConflict { param: String },
+    #[error("This client already has {max} email-only records merged into it: this email is not claimed. Erase the client, or send it without the email.")]
+    TooManyIdentities { param: String, max: usize },
     #[error("This Idempotency-Key stored an event of a client that has since been erased: the event is not stored again.")]
     ClientErased,
     #[error("The body is larger than {limit} bytes.")]
@@ -139,7 +141,7 @@ impl ApiError {
             | InvalidEncoding
             | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            IdentityConflict { .. } => StatusCode::CONFLICT,
+            IdentityConflict { .. } | TooManyIdentities { .. } => StatusCode::CONFLICT,
             ClientErased => StatusCode::GONE,
             PayloadTooLarge { .. } | TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -170,6 +172,7 @@ impl ApiError {
             InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
             IdempotencyKeyReused => "idempotency_key_reused",
             IdentityConflict { .. } => "identity_conflict",
+            TooManyIdentities { .. } => "too_many_identities",
             ClientErased => "client_erased",
             PayloadTooLarge { .. } => "payload_too_large",
             TooManyItems { .. } => "too_many_items",
@@ -195,7 +198,8 @@ impl ApiError {
             | MissingUserIdentity { param }
             | MissingProductIdentity { param }
             | MissingChannelIdentity { param }
-            | IdentityConflict { param } => Some(param),
+            | IdentityConflict { param }
+            | TooManyIdentities { param, .. } => Some(param),
             MissingSaleIdentity => Some("sale_id"),
             MissingThreadIdentity => Some("thread_id"),
             MissingMessageIdentity => Some("message_id"),
@@ -242,6 +246,10 @@ impl ApiError {
             MissingProductIdentity { param } => MissingProductIdentity { param: nest(param) },
             MissingChannelIdentity { param } => MissingChannelIdentity { param: nest(param) },
             IdentityConflict { param } => IdentityConflict { param: nest(param) },
+            TooManyIdentities { param, max } => TooManyIdentities {
+                param: nest(param),
+                max,
+            },
             other => other,
         }
     }

@@ -41,6 +41,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 pub const MERGED_INTO: &str = "merged_into";
 /// The identified record's list of the email-only records merged into it (their PKs).
 pub const MERGED_IDENTITIES: &str = "merged_identities";
+/// Most email-only records merged into one client (`merged_identities` lists their keys, at
+/// most about 340 bytes each: this keeps the list under 17 KB of the item's 400 KB). One
+/// more is refused with 409 `too_many_identities`: the email is not claimed and the
+/// email-only record stays whole, as it was.
+pub const MAX_MERGED_IDENTITIES: usize = 50;
 /// Merge transactions tried before a merge racing other writers is a 503.
 const MERGE_ATTEMPTS: usize = 5;
 
@@ -230,6 +235,17 @@ impl Store {
             let Some(from) = from.filter(|from| !from.contains_key(MERGED_INTO)) else {
                 return Ok(email_before);
             };
+            let merged = into
+                .as_ref()
+                .and_then(|into| into.get(MERGED_IDENTITIES))
+                .and_then(|list| list.as_l().ok())
+                .map_or(0, Vec::len);
+            if merged >= MAX_MERGED_IDENTITIES {
+                return Err(ApiError::TooManyIdentities {
+                    param: "email".into(),
+                    max: MAX_MERGED_IDENTITIES,
+                });
+            }
             let merge = Merge {
                 table: &self.table,
                 org_id,

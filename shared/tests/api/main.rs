@@ -5,6 +5,7 @@ mod common;
 mod admin;
 mod auth;
 mod batch;
+mod bounds;
 mod bookings;
 mod conversations;
 mod delivery;
