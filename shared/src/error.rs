@@ -83,7 +83,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 29] = [
+    pub const ALL_CODES: [&'static str; 30] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -100,6 +100,7 @@ impl ApiError {
         "invalid_idempotency_key",
         "idempotency_key_reused",
         "identity_conflict",
+        "too_many_identities",
         "client_erased",
         "payload_too_large",
         "too_many_items",

@@ -20,7 +20,10 @@ async fn a_currency_outside_iso_4217_is_refused_before_anything_is_written() {
     let user = unique("usr");
     for code in ["ABC", "QQQ", "ZZZ"] {
         let reply = org
-            .call(Endpoint::Events, purchase(json!({"external_user_id": user}), "1.00", code))
+            .call(
+                Endpoint::Events,
+                purchase(json!({"external_user_id": user}), "1.00", code),
+            )
             .await;
         reply.assert_error(400, "invalid_field");
         assert_eq!(reply.param(), "properties.currency");
@@ -33,9 +36,12 @@ async fn a_currency_outside_iso_4217_is_refused_before_anything_is_written() {
     assert_eq!(reply.param(), "currency");
     // Real codes in any case still count, each in its own currency.
     for code in ["usd", "JPY", "Eur", "XXX"] {
-        org.call(Endpoint::Events, purchase(json!({"external_user_id": user}), "2.00", code))
-            .await
-            .assert_status(201);
+        org.call(
+            Endpoint::Events,
+            purchase(json!({"external_user_id": user}), "2.00", code),
+        )
+        .await
+        .assert_status(201);
     }
     let stored = org.stored_user(&user).await;
     assert_eq!(stored["total_payments_count"], 4, "{stored}");
@@ -50,32 +56,50 @@ async fn merged_identities_are_bounded_and_past_the_bound_nothing_is_lost() {
     let user = unique("usr");
     let email = |n: usize| format!("{user}-{n}@bounds.example");
     for n in 0..=MAX_MERGED_IDENTITIES {
-        org.call(Endpoint::Events, purchase(json!({"email": email(n)}), "1.00", "USD"))
-            .await
-            .assert_status(201);
+        org.call(
+            Endpoint::Events,
+            purchase(json!({"email": email(n)}), "1.00", "USD"),
+        )
+        .await
+        .assert_status(201);
     }
     for n in 0..MAX_MERGED_IDENTITIES {
         let reply = org
-            .call(Endpoint::UsersUpsert, json!({"external_user_id": user, "email": email(n)}))
+            .call(
+                Endpoint::UsersUpsert,
+                json!({"external_user_id": user, "email": email(n)}),
+            )
             .await;
         assert!(reply.status.is_success(), "{n}: {}", reply.body);
     }
     let past = email(MAX_MERGED_IDENTITIES);
     let reply = org
-        .call(Endpoint::UsersUpsert, json!({"external_user_id": user, "email": past}))
+        .call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": user, "email": past}),
+        )
         .await;
     reply.assert_error(409, "too_many_identities");
     assert_eq!(reply.param(), "email");
     let client = org.stored_user(&user).await;
-    assert_eq!(client["total_payments_count"], MAX_MERGED_IDENTITIES, "{client}");
+    assert_eq!(
+        client["total_payments_count"], MAX_MERGED_IDENTITIES,
+        "{client}"
+    );
     assert_eq!(client["email"], email(MAX_MERGED_IDENTITIES - 1));
 
     // The email-only record past the bound is whole and still named by its email.
-    org.call(Endpoint::Events, purchase(json!({"email": past}), "1.00", "USD"))
-        .await
-        .assert_status(201);
+    org.call(
+        Endpoint::Events,
+        purchase(json!({"email": past}), "1.00", "USD"),
+    )
+    .await
+    .assert_status(201);
     let path = format!("/api/developer/users/email/{past}/");
     let email_only = org.read_at(Endpoint::UsersGet, &path, "").await;
     let email_only = email_only.assert_status(200);
-    assert_eq!(email_only["user"]["total_payments_count"], 2, "{email_only}");
+    assert_eq!(
+        email_only["user"]["total_payments_count"], 2,
+        "{email_only}"
+    );
 }
