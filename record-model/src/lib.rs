@@ -407,6 +407,16 @@ mod tests {
         )
     }
 
+    /// A subscription event without an amount: never a payment.
+    fn subscription(suffix: &'static str, plan: Option<&'static str>) -> Kind {
+        Kind::Subscription {
+            suffix,
+            amount: None,
+            currency: None,
+            plan,
+        }
+    }
+
     #[test]
     fn the_issue_example_counts_every_purchase_in_its_currency() {
         let facts = [
@@ -461,18 +471,13 @@ mod tests {
     #[test]
     fn ties_in_one_millisecond_go_to_the_greater_value_and_true() {
         let at = "2026-03-01T12:00:00.000Z";
-        let subscription = |plan| Kind::Subscription {
-            suffix: "renewed",
-            amount: None,
-            currency: None,
-            plan: Some(plan),
-        };
+        let renewed = |plan| subscription("renewed", Some(plan));
         let facts = [
-            fact(at, subscription("pro")),
-            fact(at, subscription("basic")),
+            fact(at, renewed("pro")),
+            fact(at, renewed("basic")),
             fact(at, Kind::Uninstall),
             fact(at, Kind::Open { version: None }),
-            fact("2026-03-01T11:00:00.000Z", subscription("team")),
+            fact("2026-03-01T11:00:00.000Z", renewed("team")),
         ];
         let record = record(&facts);
         assert_eq!(record["plan"], "pro");
@@ -506,21 +511,15 @@ mod tests {
 
     #[test]
     fn a_pause_ends_the_customer_state_and_a_later_renewal_restores_it() {
-        let subscription = |suffix| Kind::Subscription {
-            suffix,
-            amount: None,
-            currency: None,
-            plan: None,
-        };
         let paused = [
             purchase("2026-03-01T10:00:00.000Z", "5.00", None),
-            fact("2026-03-01T11:00:00.000Z", subscription("paused")),
+            fact("2026-03-01T11:00:00.000Z", subscription("paused", None)),
         ];
         assert_eq!(record(&paused)["is_active_customer"], false);
         assert_eq!(record(&paused)["subscription_status"], "paused");
         let renewed = [
             paused[1].clone(),
-            fact("2026-03-01T12:00:00.000Z", subscription("renewed")),
+            fact("2026-03-01T12:00:00.000Z", subscription("renewed", None)),
         ];
         assert_eq!(record(&renewed)["is_active_customer"], true);
         assert_eq!(record(&renewed)["total_payments_count"], Value::Null);
