@@ -1,6 +1,6 @@
 //! A reference model of the client record: its derived fields as a function of the set of
 //! a user's distinct events, for a small event vocabulary. Every rule is written here from
-//! the documentation (README, "Behaviour worth knowing" and "The client record";
+//! the documentation (docs/api-guide.md, "Behaviour worth knowing" and "The client record";
 //! docs/data-model.md), with no code of the server: the crate does not depend on `shared`,
 //! so a rule the server gets wrong cannot be checked against itself. It is written to be
 //! obviously right, not fast: each last-value field looks at every offer it got and keeps
