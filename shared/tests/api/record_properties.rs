@@ -60,7 +60,9 @@ fn kind() -> impl Strategy<Value = Kind> {
                     "cancelled",
                     "trial_started",
                     "expired",
-                    "resumed"
+                    "resumed",
+                    "paused",
+                    "canceled"
                 ][..]
             ),
             option(amounts),
