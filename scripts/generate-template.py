@@ -27,7 +27,10 @@ def endpoints():
         kebab = re.sub(r"([a-z0-9])([A-Z])", r"\1-\2", endpoint["name"]).lower()
         if kebab != endpoint["function"]:
             sys.exit(f"endpoints.toml: {endpoint['name']} must be the function {kebab}, not {endpoint['function']}")
+        if endpoint.get("writes") and not endpoint.get("write_keys"):
+            sys.exit(f"endpoints.toml: {endpoint['name']} writes, so it needs write_keys (dynamodb:LeadingKeys)")
     return table
+
 
 # Every DynamoDB operation the functions' policies allow (a test keeps the two equal).
 TABLE_OPERATIONS = ["GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"]
