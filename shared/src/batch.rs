@@ -375,6 +375,9 @@ fn success(kind: Kind, reply: &Reply) -> Value {
     {
         result["replayed"] = json!(true);
     }
+    if let Some(warnings) = reply.body.get("warnings") {
+        result["warnings"] = warnings.clone();
+    }
     result
 }
 
