@@ -246,3 +246,86 @@ async fn an_erasure_larger_than_one_request_finishes_on_repeat() {
         .await
         .assert_error(404, "user_not_found");
 }
+
+#[tokio::test]
+async fn erasing_a_client_deletes_its_messages_in_threads_now_someone_elses() {
+    let org = TestOrg::new().await;
+    // `gone` writes in, then the thread's contact becomes `stays` (a later message
+    // names another contact): the thread is no longer listed under `gone`.
+    for (id, contact, direction, days) in [
+        ("m1", "gone", "in", 2.0),
+        ("m2", "stays", "out", 1.5),
+        ("m3", "gone", "in", 1.0),
+    ] {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({"message_id": id, "thread_id": "shared", "direction": direction,
+                   "text": "private", "sent_at": days_ago(days),
+                   "contact": {"external_user_id": contact}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    org.call(
+        Endpoint::MessagesUpsert,
+        json!({"message_id": "m4", "thread_id": "shared", "direction": "out",
+               "sent_at": days_ago(0.5), "contact": {"external_user_id": "stays"}}),
+    )
+    .await
+    .assert_status(201);
+    let reply = org.read(Endpoint::UsersDelete, &["gone"], "").await;
+    let body = reply.assert_status(200);
+    assert_eq!(body["complete"], true);
+    assert_eq!(body["deleted"]["messages"], 2, "{body}");
+    assert_eq!(body["deleted"]["conversations"], 0, "{body}");
+    let body = org.read(Endpoint::ConversationsGet, &["shared"], "").await;
+    let body = body.assert_status(200);
+    let ids: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["m2", "m4"]);
+    assert_eq!(body["contact"]["external_user_id"], "stays");
+    assert_eq!(body["summary"]["inbound_count"], 0);
+    // The erased messages' ids are free again (their locators went with them).
+    let locator = keys::message_locator(&org.org_id, &shared::endpoint::parse_id("m1").unwrap());
+    assert_eq!(org.store().get(&locator).await, Ok(None));
+}
+
+#[tokio::test]
+async fn erasing_a_client_recomputes_a_thread_whose_newest_message_was_its_own() {
+    let org = TestOrg::new().await;
+    for (id, contact, direction, days) in [("n1", "stays", "out", 2.0), ("n2", "gone", "in", 1.0)] {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({"message_id": id, "thread_id": "t", "direction": direction,
+                   "sent_at": days_ago(days), "contact": {"external_user_id": contact}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    // The thread moves to `stays`: erasing `gone` leaves it, without `gone`'s message.
+    org.call(
+        Endpoint::ConversationsUpsert,
+        json!({"thread_id": "t", "contact": {"external_user_id": "stays"}}),
+    )
+    .await
+    .assert_status(200);
+    let inbox = org
+        .read_all(Endpoint::Inbox, &[], "", "conversations")
+        .await;
+    assert_eq!(inbox.len(), 1, "n2 is inbound and newest");
+    org.read(Endpoint::UsersDelete, &["gone"], "")
+        .await
+        .assert_status(200);
+    let body = org.read(Endpoint::ConversationsGet, &["t"], "").await;
+    let body = body.assert_status(200);
+    assert_eq!(body["conversation"]["last_message_id"], "n1", "{body}");
+    assert_eq!(body["conversation"]["awaiting_reply"], false);
+    let inbox = org
+        .read_all(Endpoint::Inbox, &[], "", "conversations")
+        .await;
+    assert!(inbox.is_empty(), "{inbox:?}");
+}
