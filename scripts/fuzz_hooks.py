@@ -40,14 +40,53 @@ def _into_past(obj: object) -> None:
                 obj[name] = PAST
 
 
+# Ids are at most 256 characters (the spec's pattern) and 991 bytes of UTF-8 (what the
+# longest DynamoDB key leaves for one, store/keys.rs), a limit JSON Schema cannot state:
+# a generated id past it is cut to 991 bytes at a character boundary. The limit itself is
+# tested in shared/tests/api/limits.rs.
+MAX_ID_BYTES = 991
+ID_FIELDS = (
+    "external_user_id", "external_product_id", "external_channel_id", "sale_id",
+    "thread_id", "message_id", "booking_id",
+)
+
+
+def _fit_id(value: object) -> object:
+    if not isinstance(value, str) or len(value.encode("utf-8")) <= MAX_ID_BYTES:
+        return value
+    return value.encode("utf-8")[:MAX_ID_BYTES].decode("utf-8", errors="ignore")
+
+
+def _fit_ids(obj: object) -> None:
+    if isinstance(obj, dict):
+        for name, value in obj.items():
+            if name in ID_FIELDS:
+                obj[name] = _fit_id(value)
+            elif name == "service_external_ids" and isinstance(value, list):
+                obj[name] = [_fit_id(item) for item in value]
+            else:
+                _fit_ids(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            _fit_ids(item)
+
+
 @schemathesis.hook
 def map_body(context, body):
     _into_past(body)
+    _fit_ids(body)
     # batch/: each item is a single endpoint's body.
     if isinstance(body, dict) and isinstance(body.get("batch"), list):
         for item in body["batch"]:
             _into_past(item)
     return body
+
+
+@schemathesis.hook
+def map_path_parameters(context, path_parameters):
+    if isinstance(path_parameters, dict):
+        _fit_ids(path_parameters)
+    return path_parameters
 
 
 # `cargo lambda watch` (the local stand-in for API Gateway) answers a JSON body that is not

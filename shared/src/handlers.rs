@@ -73,11 +73,15 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Every warning code (openapi.yaml's `Warnings` lists the same).
+pub const WARNING_CODES: [&str; 1] = [EMAIL_CONFLICT];
+const EMAIL_CONFLICT: &str = "email_conflict";
+
 impl Warning {
     /// A nested user's email that another `external_user_id` owns (see [`resolve`]).
     fn email_conflict(slot: &str) -> Self {
         Warning {
-            code: "email_conflict",
+            code: EMAIL_CONFLICT,
             param: format!("{slot}.email"),
             message: format!(
                 "This email identifies another user (another `external_user_id`): the \
