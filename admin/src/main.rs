@@ -149,6 +149,10 @@ enum TableCommand {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Give the email aliases and messages written before erasure listed them (by owner,
+    /// by contact) their index keys, so erasing a client finds them all. One pass over the
+    /// table (a Scan); idempotent: run it once after deploying, again until it changes nothing.
+    IndexForErasure,
 }
 
 fn describe_limit(limit: Option<u32>) -> String {
@@ -189,6 +193,16 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             }
             if again {
                 println!("some records changed while moved: run the command again");
+            }
+        }
+        Command::Table(TableCommand::IndexForErasure) => {
+            let indexed = admin::index_for_erasure(&store).await?;
+            println!(
+                "{} aliases and {} messages indexed, {} changed meanwhile, {} skipped",
+                indexed.aliases, indexed.messages, indexed.changed_meanwhile, indexed.skipped
+            );
+            if indexed.changed_meanwhile > 0 {
+                println!("some items changed while indexed: run the command again");
             }
         }
         Command::Fixtures(FixturesCommand::Register) => {

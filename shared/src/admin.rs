@@ -124,6 +124,12 @@ pub async fn create_table(store: &Store) -> Result<bool> {
         })
 }
 
+/// Gives email aliases and messages written before erasure listed them their index keys
+/// (see `store::backfill`): one pass over the table, idempotent.
+pub async fn index_for_erasure(store: &Store) -> Result<crate::store::backfill::Indexed> {
+    Ok(store.index_for_erasure().await?)
+}
+
 /// Moves every record of the org-wide lists (segment, inbox, bookings) written before
 /// the lists were sharded into its shard, for `org` or every org: idempotent, resumable
 /// (see `Store::migrate_list`). What it did, per org and list.

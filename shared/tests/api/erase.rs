@@ -329,3 +329,55 @@ async fn erasing_a_client_recomputes_a_thread_whose_newest_message_was_its_own()
         .await;
     assert!(inbox.is_empty(), "{inbox:?}");
 }
+
+#[tokio::test]
+async fn aliases_and_messages_from_before_the_erasure_listing_are_indexed_by_admin() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "old", "email": "old-first@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    org.call(
+        Endpoint::SalesUpsert,
+        json!({"sale_id": "s", "buyer": {"external_user_id": "old", "email": "old-second@x.com"}}),
+    )
+    .await
+    .assert_status(201);
+    for (id, contact) in [("m1", "old"), ("m2", "other")] {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({"message_id": id, "thread_id": "t", "sent_at": days_ago(1.0),
+                   "contact": {"external_user_id": contact}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    // As written before: the second alias and the message without their listing keys.
+    let id = |raw: &str| shared::endpoint::parse_id(raw).unwrap();
+    let alias = keys::email_alias(&org.org_id, &"old-second@x.com".parse().unwrap());
+    let message = keys::message(&org.org_id, &id("t"), &id("m1"));
+    for (key, index) in [(&alias, "GSI1"), (&message, "GSI2")] {
+        org.store()
+            .client()
+            .update_item()
+            .table_name(org.store().table())
+            .set_key(Some(keys::key_item(key)))
+            .update_expression(format!("REMOVE {index}PK, {index}SK"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let indexed = shared::admin::index_for_erasure(org.store()).await.unwrap();
+    assert!(indexed.aliases >= 1 && indexed.messages >= 1, "{indexed:?}");
+    // Idempotent: a second run finds nothing left to index.
+    let again = shared::admin::index_for_erasure(org.store()).await.unwrap();
+    assert_eq!((again.aliases, again.messages), (0, 0), "{again:?}");
+    let listed = org.store().get(&alias).await.unwrap().unwrap();
+    assert_eq!(listed["GSI1SK"].as_s().unwrap(), "EMAIL#old-second@x.com");
+    let body = org.read(Endpoint::UsersDelete, &["old"], "").await;
+    assert_eq!(body.assert_status(200)["deleted"]["messages"], 1);
+    assert_eq!(org.store().get(&alias).await, Ok(None));
+    assert_eq!(org.store().get(&message).await, Ok(None));
+}
