@@ -16,6 +16,10 @@ export AWS_REGION="us-east-1"
 log "cargo fmt --check"
 cargo fmt --all --check
 
+log "docs: links resolve, mentioned make targets exist"
+python3 scripts/check-docs.py --self-test
+python3 scripts/check-docs.py
+
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

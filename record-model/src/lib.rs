@@ -1,5 +1,5 @@
 //! A reference model of the client record: its derived fields as a function of the set of
-//! a user's distinct events, the documented rules (README, "The client record") written out
+//! a user's distinct events, the documented rules (docs/api-guide.md, "The client record") written out
 //! for a small event vocabulary, independently of the server's `facts::contribution` and of
 //! its conditional writes. Only the ordering of two offers (newest event time, then the
 //! documented tie-break) is the shared `facts::Offer`. The property test

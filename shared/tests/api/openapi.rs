@@ -208,11 +208,11 @@ fn the_error_codes_are_the_ones_the_code_can_emit() {
     // `method_not_allowed` for the id `upsert` under `make run`.
     assert_eq!(named, all, "named by no operation");
 
-    let readme = repo_file("README.md");
+    let guide = repo_file("docs/api-guide.md");
     for code in ApiError::ALL_CODES {
         assert!(
-            readme.contains(&format!("`{code}`")),
-            "{code} is not in the README"
+            guide.contains(&format!("`{code}`")),
+            "{code} is not in docs/api-guide.md's error table"
         );
     }
 }
