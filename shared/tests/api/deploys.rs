@@ -663,7 +663,12 @@ fn the_api_logs_each_request_without_its_path_headers_or_body() {
     ] {
         assert!(format.contains_key(field), "access log: no {field}");
     }
+    let docs = repo_file("docs/operations.md");
     for (field, value) in &format {
+        assert!(
+            docs.contains(&format!("`{field}`")),
+            "docs/operations.md: no `{field}`"
+        );
         let value = value.as_str().unwrap();
         assert!(value.starts_with("$context."), "{field}: {value}");
         // A path can hold an email (users/{external_user_id}); the route key says the same
