@@ -359,7 +359,7 @@ fn the_smoke_test_calls_every_endpoint_with_and_without_the_slash() {
     assert!(repo_file("scripts/test.sh").contains("scripts/smoke-local.sh"));
 }
 
-// Issue 23, items 10, 11 and 13: who may deploy prod, what reaches a shell, what is logged.
+// Who may deploy prod, what reaches a shell, what the API logs, what keeps prod's table.
 
 const API_ACCESS_LOG_GROUP: &str = "ApiAccessLogGroup";
 const BRANCH_ROLE: &str = "secrets.AWS_BRANCH_DEPLOY_ROLE_ARN";
