@@ -74,20 +74,33 @@ pub struct Warning {
 }
 
 /// Every warning code (openapi.yaml's `Warnings` lists the same).
-pub const WARNING_CODES: [&str; 1] = [EMAIL_CONFLICT];
+pub const WARNING_CODES: [&str; 2] = [EMAIL_CONFLICT, TOO_MANY_IDENTITIES];
 const EMAIL_CONFLICT: &str = "email_conflict";
+const TOO_MANY_IDENTITIES: &str = "too_many_identities";
 
 impl Warning {
-    /// A nested user's email that another `external_user_id` owns (see [`resolve`]).
-    fn email_conflict(slot: &str) -> Self {
-        Warning {
-            code: EMAIL_CONFLICT,
+    /// A nested user's email that could not be claimed (see [`resolve`]): another
+    /// `external_user_id` owns it, or the client has as many merged email-only records as
+    /// it may keep. `None` for any other error.
+    fn email_not_claimed(slot: &str, error: &ApiError) -> Option<Self> {
+        let (code, why) = match error {
+            ApiError::IdentityConflict { .. } => (
+                EMAIL_CONFLICT,
+                "This email identifies another user (another `external_user_id`)",
+            ),
+            ApiError::TooManyIdentities { .. } => (
+                TOO_MANY_IDENTITIES,
+                "This client already has as many email-only records merged into it as it keeps",
+            ),
+            _ => return None,
+        };
+        Some(Warning {
+            code,
             param: format!("{slot}.email"),
             message: format!(
-                "This email identifies another user (another `external_user_id`): the \
-                 object was stored under `{slot}.external_user_id`, without this email."
+                "{why}: the object was stored under `{slot}.external_user_id`, without this email."
             ),
-        }
+        })
     }
 }
 
@@ -198,16 +211,18 @@ async fn resolve(
         .await;
     let (resolution, warning) = match (resolved, slot) {
         (Ok(resolution), _) => (resolution, None),
-        (Err(ApiError::IdentityConflict { .. }), Some(slot)) => {
-            user.fields.email = None;
-            let resolution = Resolution {
-                identity: user.identity.clone(),
-                replaced_email: None,
-                claimed: None,
-            };
-            (resolution, Some(Warning::email_conflict(slot)))
-        }
-        (Err(error), Some(slot)) => return Err(error.within(slot)),
+        (Err(error), Some(slot)) => match Warning::email_not_claimed(slot, &error) {
+            Some(warning) => {
+                user.fields.email = None;
+                let resolution = Resolution {
+                    identity: user.identity.clone(),
+                    replaced_email: None,
+                    claimed: None,
+                };
+                (resolution, Some(warning))
+            }
+            None => return Err(error.within(slot)),
+        },
         (Err(error), None) => return Err(error),
     };
     user.identity = resolution.identity.clone();
