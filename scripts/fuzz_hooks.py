@@ -15,9 +15,21 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 
 # Times that move a record forward may be at most 24 hours ahead of the server's clock
 # (input.rs, MAX_CLOCK_SKEW): a limit relative to "now" that JSON Schema cannot state.
-# Later generated times are moved into the past so a valid request stays valid; the limit
+# Later generated times are moved into the past so a valid request stays valid, at any depth
+# (a nested user's lifecycle times: `contact.installed_at`, `user.created_at`, ...); the limit
 # itself is tested in shared/tests/api/limits.rs.
-NOT_IN_FUTURE = ("event_timestamp", "sent_at", "last_message_at")
+NOT_IN_FUTURE = (
+    "event_timestamp",
+    "sent_at",
+    "last_message_at",
+    # A user's lifecycle times (input.rs, UserFields::lifecycle_times).
+    "installed_at",
+    "last_opened_at",
+    "uninstalled_at",
+    "last_payment_at",
+    "subscription_started_at",
+    "created_at",
+)
 PAST = "2020-01-01T00:00:00Z"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -38,6 +50,11 @@ def _into_past(obj: object) -> None:
         for name in NOT_IN_FUTURE:
             if _in_future(obj.get(name)):
                 obj[name] = PAST
+        for value in obj.values():
+            _into_past(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _into_past(value)
 
 
 # Ids are at most 256 characters (the spec's pattern) and 991 bytes of UTF-8 (what the
@@ -73,12 +90,9 @@ def _fit_ids(obj: object) -> None:
 
 @schemathesis.hook
 def map_body(context, body):
+    # Both walk the whole body: nested users and batch/'s items (each a single endpoint's body).
     _into_past(body)
     _fit_ids(body)
-    # batch/: each item is a single endpoint's body.
-    if isinstance(body, dict) and isinstance(body.get("batch"), list):
-        for item in body["batch"]:
-            _into_past(item)
     return body
 
 
