@@ -252,7 +252,8 @@ impl RateLimiter {
     /// `at_least` (a batch asks for its items' costs, at least its first item's): admitted
     /// when they were granted, and `granted` says how many. Each budget spends what its
     /// lease holds first; for the rest one lease asks for all that is missing (or the
-    /// usual block, if larger), so a request costs at most one DynamoDB write per budget.
+    /// usual block, if larger), so a request costs at most one DynamoDB write per budget,
+    /// both made at once.
     pub async fn acquire(
         &self,
         store: &Store,
@@ -264,58 +265,74 @@ impl RateLimiter {
         let most = budgets.key_limit.min(budgets.org_limit).max(1);
         let at_least = at_least.clamp(1, wanted.min(most));
         let window = current_window();
+        let org_standing = |limiter: &Self| {
+            let limit = budgets.org_limit;
+            limiter
+                .orgs
+                .with(budgets.org_id, window, |lease| lease.standing(limit))
+        };
+        // A key refused for this window refuses locally, without touching its org's budget.
+        let refused_key = self.keys.with(budgets.key_id, window, |lease| {
+            (lease.exhausted && lease.tokens < at_least).then(|| lease.standing(budgets.key_limit))
+        });
+        if let Some(key) = refused_key {
+            return Decision {
+                admitted: false,
+                granted: 0,
+                cost: wanted,
+                window,
+                key,
+                org: org_standing(self),
+                limited_by: Some(Scope::Key),
+                reset_secs: 1,
+            };
+        }
+        // Both budgets at once: one round trip when both lease, and a storage black hole
+        // costs one timeout, not two. What one granted and the other did not goes back.
         let key_counter = RateCounter::Key(budgets.key_id);
-        let key = self
-            .take(
+        let org_counter = RateCounter::Org(budgets.org_id);
+        let (mut key, mut org) = futures::join!(
+            self.take(
                 store,
                 key_counter,
                 budgets.key_limit,
                 window,
                 wanted,
-                at_least,
-            )
-            .await;
-        let org_counter = RateCounter::Org(budgets.org_id);
-        let org = if key.granted == 0 {
-            // Not spent: what the org has left, as this instance knows it.
-            let limit = budgets.org_limit;
-            Taken {
-                granted: 0,
-                standing: self
-                    .leases(org_counter)
-                    .with(budgets.org_id, window, |l| l.standing(limit)),
-            }
-        } else {
+                at_least
+            ),
             self.take(
                 store,
                 org_counter,
                 budgets.org_limit,
                 window,
-                key.granted,
-                at_least,
-            )
-            .await
-        };
-        let mut key_standing = key.standing;
-        if org.granted < key.granted {
-            let unused = key.granted - org.granted;
-            self.keys
-                .with(budgets.key_id, window, |lease| lease.refund(window, unused));
-            key_standing.remaining += unused;
+                wanted,
+                at_least
+            ),
+        );
+        let granted = key.granted.min(org.granted);
+        for (taken, leases, id) in [
+            (&mut key, &self.keys, budgets.key_id),
+            (&mut org, &self.orgs, budgets.org_id),
+        ] {
+            let unused = taken.granted - granted;
+            if unused > 0 {
+                leases.with(id, window, |lease| lease.refund(window, unused));
+                taken.standing.remaining += unused;
+            }
         }
-        let limited_by = if org.granted < key.granted {
-            Some(Scope::Org)
-        } else if key.granted < wanted {
-            Some(Scope::Key)
-        } else {
+        let limited_by = if granted == wanted {
             None
+        } else if org.granted < key.granted {
+            Some(Scope::Org)
+        } else {
+            Some(Scope::Key)
         };
         Decision {
-            admitted: org.granted > 0,
-            granted: org.granted,
+            admitted: granted > 0,
+            granted,
             cost: wanted,
             window,
-            key: key_standing,
+            key: key.standing,
             org: org.standing,
             limited_by,
             reset_secs: 1,
