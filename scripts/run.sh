@@ -32,7 +32,7 @@ cargo build --workspace --exclude bench --exclude hello-floor --exclude soak
 
 ensure_api_key "$KEY_FILE" dev
 # The events/ fixtures' public test key, so `cargo lambda invoke --data-file events/...`
-# answers as the file name says (README, Invoking one function). Local tables only.
+# answers as the file name says (docs/operations.md, Invoking one function). Local tables only.
 target/debug/admin fixtures register
 API_KEY="$(cat "$KEY_FILE")"
 BASE_URL="http://127.0.0.1:$API_PORT/api/developer"

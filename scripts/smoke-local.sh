@@ -2,7 +2,7 @@
 # make smoke (and make test): the local API (cargo lambda watch, as make run serves it) over
 # DynamoDB Local in a table of its own, then
 #   1. scripts/smoke.sh against it, with a key of an org `smoke`, as the deploy runs it on AWS;
-#   2. the README's `cargo lambda invoke --data-file events/...` for a few fixtures, with the
+#   2. docs/operations.md's `cargo lambda invoke --data-file events/...` for a few fixtures, with the
 #      fixtures' key registered as make run does: each must answer the status its name says.
 # Uses the DynamoDB Local of DYNAMODB_ENDPOINT when set (make test's), else starts one in
 # memory. Stops what it started, even on failure.

@@ -12,7 +12,7 @@ cd "$REPO_ROOT"
 SOAK_REQUESTS="${SOAK_REQUESTS:-10000}"
 SOAK_CLIENTS="${SOAK_CLIENTS:-32}"
 SOAK_DURATION_LIMIT="${SOAK_DURATION_LIMIT:-300}"
-# cargo lambda watch stalls for good with more than 100 invocations queued (README, Soak test).
+# cargo lambda watch stalls for good with more than 100 invocations queued (docs/testing.md, Soak test).
 SOAK_MAX_IN_FLIGHT="${SOAK_MAX_IN_FLIGHT:-64}"
 export TABLE_NAME="${TABLE_NAME:-developer-ingest-soak}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"

@@ -16,6 +16,10 @@ export AWS_REGION="us-east-1"
 log "cargo fmt --check"
 cargo fmt --all --check
 
+log "docs: links resolve, mentioned make targets exist"
+python3 scripts/check-docs.py --self-test
+python3 scripts/check-docs.py
+
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -35,6 +39,10 @@ target/debug/bench --binaries target/debug --smoke >/dev/null
 
 log "API fuzzing: schemathesis from openapi.yaml against the local API (short; make fuzz-api runs longer)"
 bash scripts/fuzz-api.sh 20
+
+# Offline: no GitHub API calls (the audits that need them are skipped); any finding fails.
+log "zizmor: the workflow and its action (template injection, unpinned actions, permissions)"
+"$ZIZMOR_VENV/bin/zizmor" --offline --no-progress .github/
 
 log "sam validate --lint"
 sam validate --lint --template template.yaml --region us-east-1

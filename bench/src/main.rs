@@ -1,5 +1,5 @@
 //! `make bench`: measures the release functions next to their floors, on this machine, in
-//! one run, and writes the table to BENCHMARKS.md. See the README's Benchmarks section.
+//! one run, and writes the table to BENCHMARKS.md. See docs/testing.md, Benchmarks.
 
 mod batch;
 mod heat;

@@ -1,14 +1,15 @@
 //! A reference model of the client record: its derived fields as a function of the set of
-//! a user's distinct events, the documented rules (README, "The client record") written out
-//! for a small event vocabulary, independently of the server's `facts::contribution` and of
-//! its conditional writes. Only the ordering of two offers (newest event time, then the
-//! documented tie-break) is the shared `facts::Offer`. The property test
-//! (`shared/tests/api/record_properties.rs`) and `make soak` both check the stored records
-//! against it.
+//! a user's distinct events, for a small event vocabulary. Every rule is written here from
+//! the documentation (docs/api-guide.md, "Behaviour worth knowing" and "The client record";
+//! docs/data-model.md), with no code of the server: the crate does not depend on `shared`,
+//! so a rule the server gets wrong cannot be checked against itself. It is written to be
+//! obviously right, not fast: each last-value field looks at every offer it got and keeps
+//! the newest. The property test (`shared/tests/api/record_properties.rs`) and `make soak`
+//! check the stored records against it.
 
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
-use shared::facts::{Field, Latest, Offer};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// What a soak event is, with the properties it sends.
@@ -36,7 +37,8 @@ pub enum Kind {
     Custom,
 }
 
-/// One distinct event of a user: its time (as stored) and kind.
+/// One distinct event of a user: its time, as the API stores it (UTC, milliseconds:
+/// `2026-03-01T12:00:00.000Z`), and its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fact {
     pub at: String,
@@ -85,111 +87,198 @@ impl Fact {
     }
 }
 
-fn text(value: &str) -> Latest {
-    Latest::Text(value.to_owned())
+/// The currency a payment without `properties.currency` counts in: ISO 4217's "no currency".
+const NO_CURRENCY: &str = "XXX";
+
+/// The one field that keeps its oldest offer: the first payment's currency.
+const OLDEST_WINS: &str = "lifetime_value_currency";
+
+/// Whether `at` is a time as the API stores it (`2026-03-01T12:00:00.000Z`): in that one
+/// shape, comparing two times as text compares them as times.
+fn is_stored_time(at: &str) -> bool {
+    let shape = "dddd-dd-ddTdd:dd:dd.dddZ";
+    at.len() == shape.len()
+        && at.chars().zip(shape.chars()).all(|(c, s)| match s {
+            'd' => c.is_ascii_digit(),
+            _ => c == s,
+        })
+}
+
+fn is_zero(amount: &str) -> bool {
+    decimal(amount).is_zero()
 }
 
 fn decimal(amount: &str) -> Decimal {
     amount.parse().expect("a valid amount")
 }
 
-fn above_zero(amount: Option<&str>) -> bool {
-    amount.is_some_and(|amount| !decimal(amount).is_zero())
+/// The payment an event is, if it is one: its amount as sent and its currency, upper-cased.
+fn payment(kind: &Kind) -> Option<(Option<&'static str>, Option<String>)> {
+    let upper = |currency: Option<&str>| currency.map(str::to_ascii_uppercase);
+    match *kind {
+        // A purchase unless its amount is zero; one without an amount is still counted.
+        Kind::Purchase { amount, currency } if !amount.is_some_and(is_zero) => {
+            Some((amount, upper(currency)))
+        }
+        // A start or a renewal with an amount above zero (amounts are never negative).
+        Kind::Subscription {
+            suffix: "started" | "renewed",
+            amount: Some(amount),
+            currency,
+            ..
+        } if !is_zero(amount) => Some((Some(amount), upper(currency))),
+        _ => None,
+    }
 }
 
-/// What one event says: its offers for last-value fields, whether it is an install, and
-/// the payment it is (amount and currency as sent).
-struct Effect {
-    offers: Vec<(Field, Latest)>,
-    install: bool,
-    payment: Option<(Option<&'static str>, Option<&'static str>)>,
+/// The status a `subscription_<suffix>` event sets, if any.
+fn subscription_status(suffix: &str) -> Option<&'static str> {
+    match suffix {
+        "started" | "renewed" | "resumed" | "reactivated" | "restarted" => Some("active"),
+        "cancelled" | "canceled" => Some("cancelled"),
+        "expired" => Some("expired"),
+        "paused" => Some("paused"),
+        "trial_started" => Some("trialing"),
+        _ => None,
+    }
 }
 
-fn effect(kind: &Kind) -> Effect {
-    let mut offers = Vec::new();
-    let mut install = false;
-    let mut payment = None;
-    match kind {
+/// What a subscription status says of `is_active_customer` (a trial says nothing).
+fn customer_in(status: &str) -> Option<bool> {
+    match status {
+        "active" => Some(true),
+        "cancelled" | "expired" | "paused" => Some(false),
+        _ => None,
+    }
+}
+
+/// An event's candidate for one last-value field.
+struct Offer {
+    field: &'static str,
+    at: String,
+    /// What the field shows when this offer wins (a payment: its amount and currency).
+    value: Value,
+    /// Orders offers of the same millisecond: the greater wins.
+    tie: String,
+}
+
+/// The first 16 hex digits of the SHA-256 of `<amount>\n<currency>` (each empty when the
+/// payment has none): the documented tie-break of two payments in the same millisecond.
+fn payment_tie_break(amount: Option<&str>, currency: Option<&str>) -> String {
+    let digest = Sha256::digest(format!(
+        "{}\n{}",
+        amount.unwrap_or(""),
+        currency.unwrap_or("")
+    ));
+    hex::encode(digest)[..16].to_owned()
+}
+
+/// The offers of one event, all at its time.
+struct Offers<'a> {
+    at: &'a str,
+    list: Vec<Offer>,
+}
+
+impl Offers<'_> {
+    fn offer(&mut self, field: &'static str, value: Value, tie: String) {
+        self.list.push(Offer {
+            field,
+            at: self.at.to_owned(),
+            value,
+            tie,
+        });
+    }
+
+    /// A time-only field shows the event's time: two offers of one millisecond are equal.
+    fn time(&mut self, field: &'static str) {
+        self.offer(field, json!(self.at), String::new());
+    }
+
+    /// Between texts of one millisecond the greater wins.
+    fn text(&mut self, field: &'static str, text: &str) {
+        self.offer(field, json!(text), text.to_owned());
+    }
+
+    /// Between flags of one millisecond `true` wins.
+    fn flag(&mut self, field: &'static str, flag: bool) {
+        self.offer(field, json!(flag), u8::from(flag).to_string());
+    }
+}
+
+/// Every offer one event makes.
+fn offers(fact: &Fact) -> Vec<Offer> {
+    let mut offers = Offers {
+        at: &fact.at,
+        list: Vec::new(),
+    };
+    match &fact.kind {
         Kind::Install { platform, version } => {
-            offers.push((Field::InstalledAt, Latest::Time));
-            offers.extend(platform.map(|p| (Field::InstallPlatform, text(p))));
-            offers.extend(version.map(|v| (Field::AppVersion, text(v))));
-            offers.push((Field::IsInstalled, Latest::Flag(true)));
-            install = true;
+            offers.time("installed_at");
+            if let Some(p) = platform {
+                offers.text("install_platform", p);
+            }
+            if let Some(v) = version {
+                offers.text("app_version", v);
+            }
+            offers.flag("is_installed", true);
         }
         Kind::Open { version } => {
-            offers.push((Field::LastOpenedAt, Latest::Time));
-            offers.extend(version.map(|v| (Field::AppVersion, text(v))));
-            offers.push((Field::IsInstalled, Latest::Flag(true)));
+            offers.time("last_opened_at");
+            if let Some(v) = version {
+                offers.text("app_version", v);
+            }
+            offers.flag("is_installed", true);
         }
         Kind::Uninstall => {
-            offers.push((Field::UninstalledAt, Latest::Time));
-            offers.push((Field::IsInstalled, Latest::Flag(false)));
+            offers.time("uninstalled_at");
+            offers.flag("is_installed", false);
         }
-        // A purchase is a payment unless its amount is zero.
-        Kind::Purchase { amount, currency } => {
-            if amount.is_none() || above_zero(*amount) {
-                payment = Some((*amount, *currency));
-            }
-        }
-        Kind::Subscription {
-            suffix,
-            amount,
-            currency,
-            plan,
-        } => {
-            offers.push((Field::SubscriptionUpdatedAt, Latest::Time));
+        Kind::Subscription { suffix, plan, .. } => {
+            offers.time("subscription_updated_at");
             if *suffix == "started" {
-                offers.push((Field::SubscriptionStartedAt, Latest::Time));
+                offers.time("subscription_started_at");
             }
-            let status = match *suffix {
-                "started" | "renewed" | "resumed" => Some("active"),
-                "cancelled" => Some("cancelled"),
-                "expired" => Some("expired"),
-                "trial_started" => Some("trialing"),
-                _ => None,
-            };
-            offers.extend(status.map(|s| (Field::SubscriptionStatus, text(s))));
-            offers.extend(plan.map(|p| (Field::Plan, text(p))));
-            // Only a start or a renewal above zero is a payment; a trial or a cancellation
-            // carrying the plan price never is.
-            if matches!(*suffix, "started" | "renewed") && above_zero(*amount) {
-                payment = Some((*amount, *currency));
-            } else {
-                let customer = match status {
-                    Some("active") => Some(true),
-                    Some("cancelled" | "expired") => Some(false),
-                    _ => None,
-                };
-                offers.extend(customer.map(|c| (Field::IsActiveCustomer, Latest::Flag(c))));
+            let status = subscription_status(suffix);
+            if let Some(s) = status {
+                offers.text("subscription_status", s);
+            }
+            if let Some(p) = plan {
+                offers.text("plan", p);
+            }
+            if let Some(c) = status.and_then(customer_in) {
+                offers.flag("is_active_customer", c);
             }
         }
-        Kind::Custom => {}
+        Kind::Purchase { .. } | Kind::Custom => {}
     }
-    if let Some((amount, currency)) = payment {
-        offers.push((
-            Field::LastPayment,
-            Latest::Payment {
-                amount: amount.map(|a| decimal(a).to_string()),
-                currency: currency.map(str::to_owned),
-            },
-        ));
-        offers.push((
-            Field::LifetimeValueCurrency,
-            text(currency.unwrap_or("XXX")),
-        ));
-        offers.push((Field::IsActiveCustomer, Latest::Flag(true)));
+    if let Some((amount, currency)) = payment(&fact.kind) {
+        let value = json!({"amount": amount, "currency": currency});
+        let tie = payment_tie_break(amount, currency.as_deref());
+        offers.offer("last_payment", value, tie);
+        offers.text(OLDEST_WINS, currency.as_deref().unwrap_or(NO_CURRENCY));
+        offers.flag("is_active_customer", true);
     }
-    Effect {
-        offers,
-        install,
-        payment,
-    }
+    offers.list
+}
+
+/// The offer a field keeps: of those at its newest time (the oldest for the first
+/// payment's currency), the one with the greatest tie-break.
+fn winner<'a>(offers: &'a [Offer], field: &str) -> Option<&'a Offer> {
+    let mine = || offers.iter().filter(move |offer| offer.field == field);
+    let times = mine().map(|offer| &offer.at);
+    let at = if field == OLDEST_WINS {
+        times.min()
+    } else {
+        times.max()
+    }?;
+    mine()
+        .filter(|offer| offer.at == *at)
+        .max_by(|a, b| a.tie.cmp(&b.tie))
 }
 
 /// Money as the API shows totals: at least two decimal places.
 fn money(amount: Decimal) -> String {
-    let mut amount = amount.normalize();
+    let mut amount = amount;
     if amount.scale() < 2 {
         amount.rescale(2);
     }
@@ -225,67 +314,44 @@ pub type Record = BTreeMap<&'static str, Value>;
 
 /// The client record's derived fields (`Null` when absent), from a user's distinct events.
 pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Record {
-    let mut installs = 0u64;
-    let mut payments = 0u64;
-    let mut revenue: BTreeMap<String, Decimal> = BTreeMap::new();
-    let mut winners: BTreeMap<Field, Offer> = BTreeMap::new();
-    let mut last_event_at: Option<&str> = None;
-    for fact in facts {
-        let effect = effect(&fact.kind);
-        installs += u64::from(effect.install);
-        if let Some((amount, currency)) = effect.payment {
-            payments += 1;
-            if let Some(amount) = amount {
-                *revenue
-                    .entry(currency.unwrap_or("XXX").to_owned())
-                    .or_default() += decimal(amount);
-            }
-        }
-        for (field, value) in effect.offers {
-            let offer = Offer {
-                field,
-                at: fact.at.parse().expect("a stored time"),
-                value,
-            };
-            let current = winners.get(&field).map(Offer::position);
-            if offer.wins_over(current.as_ref()) {
-                winners.insert(field, offer);
-            }
-        }
-        last_event_at = last_event_at.max(Some(&fact.at));
+    let facts: Vec<&Fact> = facts.into_iter().collect();
+    for fact in &facts {
+        assert!(is_stored_time(&fact.at), "not a stored time: {}", fact.at);
     }
-    let winner = |field: Field| winners.get(&field);
-    let at = |field: Field| winner(field).map(|offer| json!(offer.at.to_stored()));
-    let value = |field: Field| {
-        winner(field).and_then(|offer| match &offer.value {
-            Latest::Text(text) => Some(json!(text)),
-            Latest::Flag(flag) => Some(json!(flag)),
-            Latest::Time | Latest::Payment { .. } => None,
-        })
-    };
-    let payment = winner(Field::LastPayment).and_then(|offer| match &offer.value {
-        Latest::Payment { amount, currency } => Some((amount.clone(), currency.clone())),
-        _ => None,
-    });
-    let ltv_currency = value(Field::LifetimeValueCurrency);
+    let offers: Vec<Offer> = facts.iter().flat_map(|fact| offers(fact)).collect();
+    let installs = facts
+        .iter()
+        .filter(|fact| matches!(fact.kind, Kind::Install { .. }))
+        .count();
+    let payments: Vec<_> = facts
+        .iter()
+        .filter_map(|fact| payment(&fact.kind))
+        .collect();
+    let mut revenue: BTreeMap<String, Decimal> = BTreeMap::new();
+    for (amount, currency) in &payments {
+        if let Some(amount) = amount {
+            let currency = currency.as_deref().unwrap_or(NO_CURRENCY);
+            *revenue.entry(currency.to_owned()).or_default() += decimal(amount);
+        }
+    }
+    let value = |field| winner(&offers, field).map(|offer| offer.value.clone());
+    let last_payment = winner(&offers, "last_payment");
+    let of_payment = |key: &str| last_payment.map(|offer| offer.value[key].clone());
+    let ltv_currency = value(OLDEST_WINS);
+    // The revenue in the first payment's currency (none yet: zero).
     let ltv = ltv_currency.as_ref().map(|currency| {
-        let total = currency
-            .as_str()
-            .and_then(|code| revenue.get(code))
-            .copied()
-            .unwrap_or_default();
-        json!(money(total))
+        let code = currency.as_str().expect("a currency code");
+        json!(money(revenue.get(code).copied().unwrap_or_default()))
     });
     let by_currency: Map<String, Value> = revenue
         .iter()
         .map(|(currency, total)| (currency.clone(), json!(money(*total))))
         .collect();
-    let (payment_amount, payment_currency) = payment.unwrap_or_default();
     let fields: [(&str, Option<Value>); 20] = [
         ("install_count", (installs > 0).then(|| json!(installs))),
         (
             "total_payments_count",
-            (payments > 0).then(|| json!(payments)),
+            (!payments.is_empty()).then(|| json!(payments.len())),
         ),
         (
             "revenue_by_currency",
@@ -293,21 +359,25 @@ pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Record {
         ),
         ("lifetime_value", ltv),
         ("lifetime_value_currency", ltv_currency),
-        ("last_payment_at", at(Field::LastPayment)),
-        ("last_payment_amount", payment_amount.map(Value::from)),
-        ("last_payment_currency", payment_currency.map(Value::from)),
-        ("installed_at", at(Field::InstalledAt)),
-        ("install_platform", value(Field::InstallPlatform)),
-        ("last_opened_at", at(Field::LastOpenedAt)),
-        ("uninstalled_at", at(Field::UninstalledAt)),
-        ("is_installed", value(Field::IsInstalled)),
-        ("app_version", value(Field::AppVersion)),
-        ("is_active_customer", value(Field::IsActiveCustomer)),
-        ("subscription_status", value(Field::SubscriptionStatus)),
-        ("plan", value(Field::Plan)),
-        ("subscription_updated_at", at(Field::SubscriptionUpdatedAt)),
-        ("subscription_started_at", at(Field::SubscriptionStartedAt)),
-        ("last_event_at", last_event_at.map(|at| json!(at))),
+        ("last_payment_at", last_payment.map(|offer| json!(offer.at))),
+        ("last_payment_amount", of_payment("amount")),
+        ("last_payment_currency", of_payment("currency")),
+        ("installed_at", value("installed_at")),
+        ("install_platform", value("install_platform")),
+        ("last_opened_at", value("last_opened_at")),
+        ("uninstalled_at", value("uninstalled_at")),
+        ("is_installed", value("is_installed")),
+        ("app_version", value("app_version")),
+        ("is_active_customer", value("is_active_customer")),
+        ("subscription_status", value("subscription_status")),
+        ("plan", value("plan")),
+        ("subscription_updated_at", value("subscription_updated_at")),
+        ("subscription_started_at", value("subscription_started_at")),
+        // The newest event's time, whatever the event.
+        (
+            "last_event_at",
+            facts.iter().map(|fact| &fact.at).max().map(|at| json!(at)),
+        ),
     ];
     debug_assert!(fields.iter().map(|(name, _)| *name).eq(FIELDS));
     fields
@@ -335,6 +405,16 @@ mod tests {
                 currency,
             },
         )
+    }
+
+    /// A subscription event without an amount: never a payment.
+    fn subscription(suffix: &'static str, plan: Option<&'static str>) -> Kind {
+        Kind::Subscription {
+            suffix,
+            amount: None,
+            currency: None,
+            plan,
+        }
     }
 
     #[test]
@@ -386,5 +466,62 @@ mod tests {
         assert_eq!(record["is_active_customer"], false);
         assert_eq!(record["subscription_status"], "cancelled");
         assert_eq!(record["plan"], "pro");
+    }
+
+    #[test]
+    fn ties_in_one_millisecond_go_to_the_greater_value_and_true() {
+        let at = "2026-03-01T12:00:00.000Z";
+        let renewed = |plan| subscription("renewed", Some(plan));
+        let facts = [
+            fact(at, renewed("pro")),
+            fact(at, renewed("basic")),
+            fact(at, Kind::Uninstall),
+            fact(at, Kind::Open { version: None }),
+            fact("2026-03-01T11:00:00.000Z", renewed("team")),
+        ];
+        let record = record(&facts);
+        assert_eq!(record["plan"], "pro");
+        assert_eq!(record["is_installed"], true);
+        assert_eq!(record["subscription_updated_at"], at);
+    }
+
+    #[test]
+    fn two_payments_in_one_millisecond_are_ordered_by_the_hash_of_amount_and_currency() {
+        // `printf '5.00\nUSD' | sha256sum` and `printf '10.00\nJPY' | sha256sum`.
+        assert_eq!(
+            payment_tie_break(Some("5.00"), Some("USD")),
+            "06f9047a4ad7bc13"
+        );
+        assert_eq!(
+            payment_tie_break(Some("10.00"), Some("JPY")),
+            "74e3279024f4bf09"
+        );
+        let at = "2026-03-01T12:00:00.000Z";
+        let facts = [
+            purchase(at, "5.00", Some("usd")),
+            purchase(at, "10.00", Some("JPY")),
+        ];
+        let record = record(&facts);
+        assert_eq!(record["last_payment_amount"], "10.00");
+        assert_eq!(record["last_payment_currency"], "JPY");
+        // The first payment's currency: of one millisecond, the greater code.
+        assert_eq!(record["lifetime_value_currency"], "USD");
+        assert_eq!(record["lifetime_value"], "5.00");
+    }
+
+    #[test]
+    fn a_pause_ends_the_customer_state_and_a_later_renewal_restores_it() {
+        let paused = [
+            purchase("2026-03-01T10:00:00.000Z", "5.00", None),
+            fact("2026-03-01T11:00:00.000Z", subscription("paused", None)),
+        ];
+        assert_eq!(record(&paused)["is_active_customer"], false);
+        assert_eq!(record(&paused)["subscription_status"], "paused");
+        let renewed = [
+            paused[1].clone(),
+            fact("2026-03-01T12:00:00.000Z", subscription("renewed", None)),
+        ];
+        assert_eq!(record(&renewed)["is_active_customer"], true);
+        assert_eq!(record(&renewed)["total_payments_count"], Value::Null);
     }
 }

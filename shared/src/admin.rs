@@ -24,6 +24,8 @@ pub enum AdminError {
     NoSuchKey(String),
     #[error("API key `{0}` is already revoked")]
     AlreadyRevoked(String),
+    #[error("API key `{0}` has expired: create a new key (`admin keys create`) instead")]
+    AlreadyExpired(String),
     #[error("DynamoDB ({table}): {detail}")]
     Storage { table: String, detail: String },
     #[error("{}", store_failure(.0))]
@@ -287,9 +289,11 @@ pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
 
 /// Ends a key at `at` (now for revoke, later for a rotation's grace period).
 async fn end_key(store: &Store, key_id: &str, end: KeyEnd, at: &str) -> Result<()> {
-    match store.end_api_key(key_id, end, at).await? {
+    let now = Timestamp::now().to_stored();
+    match store.end_api_key(key_id, end, at, &now).await? {
         KeyEnded::Ended => Ok(()),
         KeyEnded::AlreadyRevoked => Err(AdminError::AlreadyRevoked(key_id.to_owned())),
+        KeyEnded::AlreadyExpired => Err(AdminError::AlreadyExpired(key_id.to_owned())),
         KeyEnded::NoSuchKey => Err(AdminError::NoSuchKey(key_id.to_owned())),
     }
 }
@@ -301,7 +305,10 @@ pub async fn revoke_key(store: &Store, key_id: &str) -> Result<String> {
     Ok(now)
 }
 
-/// Creates a replacement key (same org and name) and lets the old one work for `grace`.
+/// Creates a replacement key (same org and name) and lets the old one work for `grace`
+/// (or until its earlier expiry: a rotation never extends a key's life). A revoked or
+/// expired key is refused: rotating must never revive it. The old key's expiry is set
+/// first (conditionally), so a refused rotation creates no key.
 pub async fn rotate_key(
     store: &Store,
     key_id: &str,
@@ -311,6 +318,20 @@ pub async fn rotate_key(
     if old.revoked_at.is_some() {
         return Err(AdminError::AlreadyRevoked(key_id.to_owned()));
     }
+    let now = Timestamp::now().to_stored();
+    if old
+        .expires_at
+        .as_deref()
+        .is_some_and(|at| at <= now.as_str())
+    {
+        return Err(AdminError::AlreadyExpired(key_id.to_owned()));
+    }
+    let ends = expiry_after(grace);
+    let ends = match old.expires_at {
+        Some(earlier) if earlier < ends => earlier,
+        _ => ends,
+    };
+    end_key(store, key_id, KeyEnd::Expires, &ends).await?;
     let environment = old
         .prefix
         .strip_prefix("dfk_")
@@ -318,15 +339,18 @@ pub async fn rotate_key(
         .unwrap_or("live")
         .to_owned();
     let new = create_key(store, &old.org_id, &old.name, false, &environment).await?;
-    let ends = expire_key_after(store, key_id, grace).await?;
     Ok((new, ends))
+}
+
+/// The stored time `after` from now.
+fn expiry_after(after: Duration) -> String {
+    Timestamp::from_offset_date_time(time::OffsetDateTime::now_utc() + after).to_stored()
 }
 
 /// Lets a key work for `after` from now (a rotated key's grace, a short-lived key such as
 /// the deploy's smoke test key). Returns when it ends.
 pub async fn expire_key_after(store: &Store, key_id: &str, after: Duration) -> Result<String> {
-    let ends = time::OffsetDateTime::now_utc() + after;
-    let ends = Timestamp::from_offset_date_time(ends).to_stored();
+    let ends = expiry_after(after);
     end_key(store, key_id, KeyEnd::Expires, &ends).await?;
     Ok(ends)
 }

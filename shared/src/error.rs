@@ -45,6 +45,8 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("This email already identifies another user (another `external_user_id`): an email names one client.")]
     IdentityConflict { param: String },
+    #[error("This client already has {max} email-only records merged into it: this email is not claimed. Erase the client, or send it without the email.")]
+    TooManyIdentities { param: String, max: usize },
     #[error("This Idempotency-Key stored an event of a client that has since been erased: the event is not stored again.")]
     ClientErased,
     #[error("The body is larger than {limit} bytes.")]
@@ -85,7 +87,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 29] = [
+    pub const ALL_CODES: [&'static str; 30] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -102,6 +104,7 @@ impl ApiError {
         "invalid_idempotency_key",
         "idempotency_key_reused",
         "identity_conflict",
+        "too_many_identities",
         "client_erased",
         "payload_too_large",
         "too_many_items",
@@ -143,7 +146,7 @@ impl ApiError {
             | InvalidEncoding
             | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            IdentityConflict { .. } => StatusCode::CONFLICT,
+            IdentityConflict { .. } | TooManyIdentities { .. } => StatusCode::CONFLICT,
             ClientErased => StatusCode::GONE,
             PayloadTooLarge { .. } | TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -174,6 +177,7 @@ impl ApiError {
             InvalidIdempotencyKey { .. } => "invalid_idempotency_key",
             IdempotencyKeyReused => "idempotency_key_reused",
             IdentityConflict { .. } => "identity_conflict",
+            TooManyIdentities { .. } => "too_many_identities",
             ClientErased => "client_erased",
             PayloadTooLarge { .. } => "payload_too_large",
             TooManyItems { .. } => "too_many_items",
@@ -199,7 +203,8 @@ impl ApiError {
             | MissingUserIdentity { param }
             | MissingProductIdentity { param }
             | MissingChannelIdentity { param }
-            | IdentityConflict { param } => Some(param),
+            | IdentityConflict { param }
+            | TooManyIdentities { param, .. } => Some(param),
             MissingSaleIdentity => Some("sale_id"),
             MissingThreadIdentity => Some("thread_id"),
             MissingMessageIdentity => Some("message_id"),
@@ -261,6 +266,10 @@ impl ApiError {
             MissingProductIdentity { param } => MissingProductIdentity { param: nest(param) },
             MissingChannelIdentity { param } => MissingChannelIdentity { param: nest(param) },
             IdentityConflict { param } => IdentityConflict { param: nest(param) },
+            TooManyIdentities { param, max } => TooManyIdentities {
+                param: nest(param),
+                max,
+            },
             other => other,
         }
     }

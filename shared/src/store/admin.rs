@@ -90,6 +90,9 @@ pub enum KeyEnded {
     Ended,
     NoSuchKey,
     AlreadyRevoked,
+    /// Its expiry had passed: an expiry is never moved again once reached (a rotation
+    /// must not revive a key).
+    AlreadyExpired,
 }
 
 /// A rate limit an admin sets: on a key itself, on an org (for each of its keys, or for
@@ -172,12 +175,14 @@ impl Store {
         Ok(self.query_up_to(&query, MAX_LISTED).await?.0)
     }
 
-    /// Ends a key at `at`, unless it is missing or already revoked.
+    /// Ends a key at `at`, unless it is missing or already revoked, or (for a new expiry)
+    /// already expired at `now`.
     pub async fn end_api_key(
         &self,
         key_id: &str,
         end: KeyEnd,
         at: &str,
+        now: &str,
     ) -> Result<KeyEnded, ApiError> {
         let attribute = match end {
             KeyEnd::Revoked => "revoked_at",
@@ -188,6 +193,11 @@ impl Store {
         let exists = expr.exists(keys::TABLE_PK);
         let not_revoked = expr.not_exists("revoked_at");
         expr.condition(exists).condition(not_revoked);
+        if end == KeyEnd::Expires {
+            let now = expr.value(s(now));
+            let not_expired = expr.absent_or_above("expires_at", &now);
+            expr.condition(not_expired);
+        }
         let result = self
             .update_item(&keys::api_key(key_id))
             .with(expr.finish())
@@ -197,7 +207,8 @@ impl Store {
         match result {
             Ok(_) => Ok(KeyEnded::Ended),
             Err(error) => match super::error::conditional_check_item(&error) {
-                Some(old) if !old.is_empty() => Ok(KeyEnded::AlreadyRevoked),
+                Some(old) if old.contains_key("revoked_at") => Ok(KeyEnded::AlreadyRevoked),
+                Some(old) if !old.is_empty() => Ok(KeyEnded::AlreadyExpired),
                 Some(_) => Ok(KeyEnded::NoSuchKey),
                 None => Err(storage_error("UpdateItem", error)),
             },
@@ -280,7 +291,10 @@ impl Store {
             .and_then(|at| at.parse().ok());
         let Some((partition, sort)) = keys::sharded_keys(list, org_id, &entry.pk, &entry.sort, at)
         else {
-            tracing::warn!(pk = entry.pk, "not a record of the list: left alone");
+            tracing::warn!(
+                pk = keys::loggable_pk(&entry.pk),
+                "not a record of the list: left alone"
+            );
             return Ok(None);
         };
         let mut expr = Expr::new();

@@ -3,6 +3,30 @@
 use super::Item;
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::CancellationReason;
+
+/// The cancellation reasons of a throttled transaction item.
+const THROTTLED_REASONS: [&str; 3] = [
+    "ThrottlingError",
+    "ProvisionedThroughputExceeded",
+    "RequestLimitExceeded",
+];
+
+/// A transaction DynamoDB cancelled because an item of it was throttled (not for a condition
+/// or a conflict): a retryable 503 like every other throttle. `None` for other reasons.
+pub(super) fn throttled_transaction(
+    operation: &'static str,
+    reasons: &[CancellationReason],
+) -> Option<ApiError> {
+    let throttled = reasons
+        .iter()
+        .filter_map(CancellationReason::code)
+        .any(|code| THROTTLED_REASONS.contains(&code));
+    throttled.then(|| {
+        tracing::warn!(operation, "transaction cancelled by throttling");
+        ApiError::StorageUnavailable
+    })
+}
 
 /// The existing item returned with a ConditionalCheckFailedException, if that is the error.
 pub(super) fn conditional_check_item<E, R>(error: &SdkError<E, R>) -> Option<Item>

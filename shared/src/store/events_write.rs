@@ -92,7 +92,7 @@ impl Store {
                     write.user.check_not_merged(&current)?;
                     if !write.user.is_owner_of(&current) {
                         tracing::error!(
-                            pk = write.user.key.pk,
+                            pk = write.user.key.loggable(),
                             "item owned by another org or entity"
                         );
                         return Err(ApiError::Internal);
@@ -105,7 +105,10 @@ impl Store {
                 }
             }
         }
-        tracing::warn!(pk = write.user.key.pk, "event transaction kept conflicting");
+        tracing::warn!(
+            pk = write.user.key.loggable(),
+            "event transaction kept conflicting"
+        );
         Err(ApiError::StorageUnavailable)
     }
 
@@ -149,6 +152,10 @@ impl Store {
             }
             _ => return Err(storage_error("TransactWriteItems", error)),
         };
+        if let Some(throttled) = super::error::throttled_transaction("TransactWriteItems", &reasons)
+        {
+            return Err(throttled);
+        }
         let code = |index: usize| reasons.get(index).and_then(|r| r.code()).unwrap_or("None");
         let item = |index: usize| {
             reasons

@@ -147,6 +147,12 @@ impl Expr {
         format!("({absent} OR {})", self.below(attribute, value))
     }
 
+    /// `(attribute_not_exists(attribute) OR attribute > value)`: a deadline not yet passed.
+    pub fn absent_or_above(&mut self, attribute: &str, value: &ValueRef) -> String {
+        let absent = self.not_exists(attribute);
+        format!("({absent} OR {} > {value})", self.name(attribute))
+    }
+
     /// `(attribute_not_exists(attribute) OR attribute <= value)`: the guard of a value that
     /// moves forward or stays (setting it to what it is changes nothing, and saves a
     /// refused write on a repeat).

@@ -25,7 +25,7 @@
 //! just before the merge) is refused by its condition and answered 503: its retry resolves
 //! the email again, to the identified client.
 
-use super::error::is_condition_failure;
+use super::error::{is_condition_failure, throttled_transaction};
 use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, REVENUE_PREFIX};
 use super::expr::{Expr, WithExpression};
 use super::keys::{self, key_item, ItemKey};
@@ -41,6 +41,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 pub const MERGED_INTO: &str = "merged_into";
 /// The identified record's list of the email-only records merged into it (their PKs).
 pub const MERGED_IDENTITIES: &str = "merged_identities";
+/// Most email-only records merged into one client (`merged_identities` lists their keys, at
+/// most about 340 bytes each: this keeps the list under 17 KB of the item's 400 KB). One
+/// more is refused with 409 `too_many_identities`: the email is not claimed and the
+/// email-only record stays whole, as it was.
+pub const MAX_MERGED_IDENTITIES: usize = 50;
 /// Merge transactions tried before a merge racing other writers is a 503.
 const MERGE_ATTEMPTS: usize = 5;
 
@@ -113,7 +118,15 @@ impl Store {
                 }
                 if let Claim::New = self.claim_email(org_id, email, id).await? {
                     resolution.claimed = Some(email.clone());
-                    let previous = self.merge_email_client(org_id, email, id).await?;
+                    let previous = match self.merge_email_client(org_id, email, id).await {
+                        Ok(previous) => previous,
+                        Err(error) => {
+                            // Give the claim back: a held alias skips the merge, so only a
+                            // retry that claims again merges the email-only client.
+                            let _ = self.release_email(org_id, email, id).await;
+                            return Err(error);
+                        }
+                    };
                     resolution.replaced_email = previous
                         .and_then(|previous| previous.parse::<Email>().ok())
                         .filter(|previous| previous != email);
@@ -222,6 +235,17 @@ impl Store {
             let Some(from) = from.filter(|from| !from.contains_key(MERGED_INTO)) else {
                 return Ok(email_before);
             };
+            let merged = into
+                .as_ref()
+                .and_then(|into| into.get(MERGED_IDENTITIES))
+                .and_then(|list| list.as_l().ok())
+                .map_or(0, Vec::len);
+            if merged >= MAX_MERGED_IDENTITIES {
+                return Err(ApiError::TooManyIdentities {
+                    param: "email".into(),
+                    max: MAX_MERGED_IDENTITIES,
+                });
+            }
             let merge = Merge {
                 table: &self.table,
                 org_id,
@@ -241,15 +265,18 @@ impl Store {
                     tracing::info!(org_id, "email-only client merged into an identified one");
                     return Ok(email_before);
                 }
-                Err(error)
-                    if matches!(
-                        error.as_service_error(),
-                        Some(TransactWriteItemsError::TransactionCanceledException(_))
-                    ) =>
-                {
-                    continue;
-                }
-                Err(error) => return Err(storage_error("TransactWriteItems (merge)", error)),
+                Err(error) => match error.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        let reasons = cancelled.cancellation_reasons();
+                        if let Some(throttled) =
+                            throttled_transaction("TransactWriteItems (merge)", reasons)
+                        {
+                            return Err(throttled);
+                        }
+                        continue;
+                    }
+                    _ => return Err(storage_error("TransactWriteItems (merge)", error)),
+                },
             }
         }
         tracing::warn!(org_id, "merge kept racing other writes");

@@ -74,7 +74,7 @@ impl Upsert {
     /// 503: the client's retry resolves the email again, to the identified client.
     pub(super) fn check_not_merged(&self, item: &Item) -> Result<(), ApiError> {
         if item.contains_key(super::identity::MERGED_INTO) {
-            tracing::warn!(pk = self.key.pk, "write to a user merged meanwhile");
+            tracing::warn!(pk = self.key.loggable(), "write to a user merged meanwhile");
             return Err(ApiError::StorageUnavailable);
         }
         Ok(())
@@ -158,7 +158,10 @@ impl Store {
         };
         upsert.check_not_merged(&old)?;
         if !upsert.is_owner_of(&old) {
-            tracing::error!(pk = upsert.key.pk, "item owned by another org or entity");
+            tracing::error!(
+                pk = upsert.key.loggable(),
+                "item owned by another org or entity"
+            );
             return Err(ApiError::Internal);
         }
         if upsert.advance.is_none() || !guard_passes(&upsert, &old) {

@@ -122,3 +122,60 @@ async fn an_unreachable_dynamodb_is_one_clear_error() {
         "{message}"
     );
 }
+
+/// A rotation must never revive a key: an expired or revoked key is refused and no
+/// replacement is created; a key already in a grace period keeps its earlier end.
+#[tokio::test]
+async fn rotation_refuses_expired_and_revoked_keys_and_never_extends_one() {
+    let org = TestOrg::new().await;
+    let store = org.store();
+    let keys_now = || async { admin::list_keys(store, &org.org_id).await.unwrap().len() };
+
+    let expiring = admin::create_key(store, &org.org_id, "expiring", false, "test")
+        .await
+        .unwrap();
+    admin::expire_key_after(store, &expiring.key_id, std::time::Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let before = keys_now().await;
+    let error = admin::rotate_key(
+        store,
+        &expiring.key_id,
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, AdminError::AlreadyExpired(_)), "{error}");
+    assert_eq!(keys_now().await, before, "no replacement key");
+    assert!(!admin::verify_secret(store, &expiring.key).await.unwrap());
+    // Nor can the expiry be moved again by hand.
+    assert!(matches!(
+        admin::expire_key_after(store, &expiring.key_id, std::time::Duration::from_secs(60)).await,
+        Err(AdminError::AlreadyExpired(_))
+    ));
+
+    let revoked = admin::create_key(store, &org.org_id, "revoked", false, "test")
+        .await
+        .unwrap();
+    admin::revoke_key(store, &revoked.key_id).await.unwrap();
+    let before = keys_now().await;
+    assert!(matches!(
+        admin::rotate_key(store, &revoked.key_id, std::time::Duration::from_secs(60)).await,
+        Err(AdminError::AlreadyRevoked(_))
+    ));
+    assert_eq!(keys_now().await, before);
+
+    let (_, first_end) = admin::rotate_key(store, &org.key_id, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (_, second_end) =
+        admin::rotate_key(store, &org.key_id, std::time::Duration::from_secs(86_400))
+            .await
+            .unwrap();
+    assert_eq!(
+        second_end, first_end,
+        "a second rotation never extends the grace"
+    );
+    assert!(admin::verify_secret(store, &org.secret).await.unwrap());
+}

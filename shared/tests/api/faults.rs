@@ -47,6 +47,9 @@ enum Fault {
     InternalServerError,
     /// HTTP 503 with a plain-text body, as a load balancer would send.
     ServiceUnavailable,
+    /// Every `TransactWriteItems` cancelled because one of its items was throttled (as
+    /// DynamoDB does when a partition or an index is hot), the other requests forwarded.
+    TransactionsThrottled,
     /// `ProvisionedThroughputExceeded` for requests whose body contains the marker (a hot
     /// partition), `None` for the others.
     ThrottleWhere(&'static str),
@@ -196,6 +199,10 @@ async fn answer(
                 forward_bytes(state, parts, body).await
             }
         }
+        Fault::TransactionsThrottled if operation == "TransactWriteItems" => {
+            Ok(cancelled_by_throttling())
+        }
+        Fault::TransactionsThrottled => forward(state, request).await,
         Fault::Throttling => Ok(dynamodb_error(
             400,
             "com.amazon.coral.availability#ThrottlingException",
@@ -222,6 +229,24 @@ fn throughput_exceeded() -> ProxyResponse {
         "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
         "The level of configured provisioned throughput for the table was exceeded.",
     )
+}
+
+/// A two-item transaction cancelled because its second item was throttled.
+fn cancelled_by_throttling() -> ProxyResponse {
+    let body = json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons [None, ThrottlingError]",
+        "CancellationReasons": [
+            {"Code": "None"},
+            {"Code": "ThrottlingError", "Message": "Throughput exceeds the current capacity of your table or index."}
+        ]
+    });
+    hyper::Response::builder()
+        .status(400)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amzn-requestid", "FAULTPROXY")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
 }
 
 /// An error as DynamoDB sends it (awsJson1_0: the code in `__type`).
@@ -630,4 +655,55 @@ async fn a_batch_against_a_black_hole_answers_every_item_503_within_the_deadline
         "never a 2xx for an item not written"
     );
     assert_eq!(reply.headers["retry-after"], "1");
+}
+
+/// A transaction cancelled by throttling (an event and its user's counts; the merge of an
+/// email-only client) is a 503 with `Retry-After` like every other throttle, never a 500,
+/// and the retries converge: the event is stored once, the merge happens once.
+#[tokio::test]
+async fn transactions_cancelled_by_throttling_are_503_and_retries_converge() {
+    let setup = Setup::new().await;
+    let (user, email) = (unique("usr"), format!("{}@example.com", unique("merge")));
+    let event = json!({
+        "event": "app_installed",
+        "user": {"external_user_id": user},
+        "event_timestamp": "2026-03-23T10:30:00Z"
+    });
+    const KEYED: &[(&str, &str)] = &[("idempotency-key", "throttled-transaction")];
+    let email_only = json!({
+        "event": "user_purchased",
+        "user": {"email": email},
+        "properties": {"amount": "10.00", "currency": "USD"},
+        "event_timestamp": "2026-03-23T10:00:00Z"
+    });
+    let identify = json!({"external_user_id": user, "email": email});
+    let call = |endpoint: Endpoint, headers: &[(&str, &str)], body: &Value| {
+        let request = setup
+            .org
+            .request(endpoint, headers, Body::from(body.to_string()));
+        send(&setup.warm, endpoint, request)
+    };
+    call(Endpoint::Events, &[], &email_only)
+        .await
+        .assert_status(201);
+
+    setup.proxy.set(Fault::TransactionsThrottled).await;
+    for reply in [
+        call(Endpoint::Events, KEYED, &event).await,
+        call(Endpoint::UsersUpsert, &[], &identify).await,
+    ] {
+        reply.assert_error(503, "storage_unavailable");
+        assert_eq!(reply.headers["retry-after"], "1");
+    }
+
+    setup.proxy.set(Fault::None).await;
+    call(Endpoint::Events, KEYED, &event)
+        .await
+        .assert_status(201);
+    call(Endpoint::UsersUpsert, &[], &identify)
+        .await
+        .assert_status(200);
+    let client = setup.org.stored_user(&user).await;
+    assert_eq!(client["install_count"], 1, "{client}");
+    assert_eq!(client["total_payments_count"], 1, "merged: {client}");
 }

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod batch;
 mod bookings;
+mod bounds;
 mod conversations;
 mod delivery;
 mod deploys;

@@ -208,13 +208,36 @@ fn the_error_codes_are_the_ones_the_code_can_emit() {
     // `method_not_allowed` for the id `upsert` under `make run`.
     assert_eq!(named, all, "named by no operation");
 
-    let readme = repo_file("README.md");
+    let guide = repo_file("docs/api-guide.md");
     for code in ApiError::ALL_CODES {
         assert!(
-            readme.contains(&format!("`{code}`")),
-            "{code} is not in the README"
+            guide.contains(&format!("`{code}`")),
+            "{code} is not in docs/api-guide.md's error table"
         );
     }
+}
+
+/// The spec's currency pattern takes exactly the ISO 4217 codes the parser takes, in any case.
+#[test]
+fn the_spec_lists_the_currencies_the_parser_takes() {
+    use iso_currency::IntoEnumIterator;
+    let codes: Vec<String> = iso_currency::Currency::iter()
+        .map(|currency| currency.code().to_owned())
+        .collect();
+    let cased = |code: &str| -> String {
+        code.chars()
+            .map(|c| format!("[{c}{}]", c.to_ascii_lowercase()))
+            .collect()
+    };
+    let expected = format!(
+        "^(?:{})$",
+        codes.iter().map(|c| cased(c)).collect::<Vec<_>>().join("|")
+    );
+    let spec = spec();
+    assert_eq!(
+        spec["components"]["schemas"]["Currency"]["pattern"].as_str(),
+        Some(expected.as_str())
+    );
 }
 
 #[test]

@@ -60,7 +60,11 @@ fn kind() -> impl Strategy<Value = Kind> {
                     "cancelled",
                     "trial_started",
                     "expired",
-                    "resumed"
+                    "resumed",
+                    "reactivated",
+                    "restarted",
+                    "paused",
+                    "canceled"
                 ][..]
             ),
             option(amounts),
