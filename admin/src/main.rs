@@ -70,7 +70,7 @@ enum OrgsCommand {
     /// counts against its key's own limit).
     SetTotalRateLimit {
         org: String,
-        /// Requests per second, or "default" (4 times each key's limit) to remove it.
+        /// Tokens per second (most requests cost one), or "default" (4 times each key's limit).
         limit: RateLimitArg,
     },
 }
@@ -160,7 +160,7 @@ enum TableCommand {
 
 fn describe_limit(limit: Option<u32>) -> String {
     match limit {
-        Some(limit) => format!("{limit} requests/s"),
+        Some(limit) => format!("{limit} tokens/s"),
         None => "default".to_owned(),
     }
 }
