@@ -66,6 +66,13 @@ enum OrgsCommand {
         /// Requests per second, or "default" (100) to remove the org's setting.
         limit: RateLimitArg,
     },
+    /// Set the requests per second of all the org's keys together (each request also
+    /// counts against its key's own limit).
+    SetTotalRateLimit {
+        org: String,
+        /// Tokens per second (most requests cost one), or "default" (4 times each key's limit).
+        limit: RateLimitArg,
+    },
 }
 
 /// A rate limit on the command line: a positive number, or "default".
@@ -157,7 +164,7 @@ enum TableCommand {
 
 fn describe_limit(limit: Option<u32>) -> String {
     match limit {
-        Some(limit) => format!("{limit} requests/s"),
+        Some(limit) => format!("{limit} tokens/s"),
         None => "default".to_owned(),
     }
 }
@@ -229,6 +236,13 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             let updated = admin::set_org_rate_limit(&store, &org, limit.0).await?;
             println!(
                 "org {org}: rate limit {} ({updated} keys updated)",
+                describe_limit(limit.0)
+            );
+        }
+        Command::Orgs(OrgsCommand::SetTotalRateLimit { org, limit }) => {
+            let updated = admin::set_org_total_rate_limit(&store, &org, limit.0).await?;
+            println!(
+                "org {org}: total rate limit {} ({updated} keys updated)",
                 describe_limit(limit.0)
             );
         }

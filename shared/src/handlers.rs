@@ -357,13 +357,13 @@ pub async fn messages_upsert(
     Ok(Reply::upserted(created, "message", object, related).warned(warning))
 }
 
+/// `booking` is parsed by the caller: its cost depends on its services.
 pub async fn bookings_upsert(
     store: &Store,
     caller: &Caller,
-    body: &[u8],
+    mut booking: input::Booking,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let mut booking = input::parse_booking(body)?;
     let warning = resolve_nested(store, org, booking.client.as_mut(), "client").await?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {

@@ -102,6 +102,24 @@ pub fn rate_limit_window(key_id: &str, window: u64) -> ItemKey {
     ItemKey::new(format!("RATELIMIT#{key_id}#{window}"), "RATELIMIT")
 }
 
+/// Whose budget a rate-limit counter counts: one key's, or all the keys of an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateCounter<'a> {
+    Key(&'a str),
+    Org(&'a str),
+}
+
+/// The counter of `counter` for one 1-second window. Key ids are hex, so `ORG#` cannot
+/// be mistaken for one.
+pub fn rate_counter(counter: RateCounter<'_>, window: u64) -> ItemKey {
+    match counter {
+        RateCounter::Key(key_id) => rate_limit_window(key_id, window),
+        RateCounter::Org(org_id) => {
+            ItemKey::new(format!("RATELIMIT#ORG#{org_id}#{window}"), "RATELIMIT")
+        }
+    }
+}
+
 /// A key no item has: read once at cold start to open the connection.
 pub fn warm_up() -> ItemKey {
     ItemKey::new("WARMUP".to_owned(), "WARMUP")
