@@ -40,6 +40,10 @@ target/debug/bench --binaries target/debug --smoke >/dev/null
 log "API fuzzing: schemathesis from openapi.yaml against the local API (short; make fuzz-api runs longer)"
 bash scripts/fuzz-api.sh 20
 
+# Offline: no GitHub API calls (the audits that need them are skipped); any finding fails.
+log "zizmor: the workflow and its action (template injection, unpinned actions, permissions)"
+"$ZIZMOR_VENV/bin/zizmor" --offline --no-progress .github/
+
 log "sam validate --lint"
 sam validate --lint --template template.yaml --region us-east-1
 

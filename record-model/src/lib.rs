@@ -134,7 +134,7 @@ fn payment(kind: &Kind) -> Option<(Option<&'static str>, Option<String>)> {
 /// The status a `subscription_<suffix>` event sets, if any.
 fn subscription_status(suffix: &str) -> Option<&'static str> {
     match suffix {
-        "started" | "renewed" | "resumed" => Some("active"),
+        "started" | "renewed" | "resumed" | "reactivated" | "restarted" => Some("active"),
         "cancelled" | "canceled" => Some("cancelled"),
         "expired" => Some("expired"),
         "paused" => Some("paused"),

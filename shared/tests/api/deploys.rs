@@ -112,10 +112,12 @@ fn every_function_has_its_log_group_alarms_and_canary() {
             .map(|name| format!("{name}{suffix}"))
             .collect()
     };
-    assert_eq!(
-        ids_of_type(&template, "AWS::Logs::LogGroup"),
-        per_function("LogGroup")
+    let mut log_groups = ids_of_type(&template, "AWS::Logs::LogGroup");
+    assert!(
+        log_groups.remove(API_ACCESS_LOG_GROUP),
+        "the API's access logs"
     );
+    assert_eq!(log_groups, per_function("LogGroup"));
     let alarms = ids_of_type(&template, "AWS::CloudWatch::Alarm");
     for alarm in ["Errors", "Throttles", "Duration"] {
         let suffix = format!("{alarm}Alarm");
@@ -414,11 +416,17 @@ fn the_api_and_the_table_have_their_alarms() {
     }
 }
 
-/// The deploy job's steps, in order, as (name, `if`, run script).
+const WORKFLOW: &str = ".github/workflows/deploy.yml";
+/// The steps both deploy jobs run after checkout (`uses: $/.github/actions/deploy-stack`).
+const DEPLOY_ACTION: &str = ".github/actions/deploy-stack/action.yml";
+
+fn yaml_file(name: &str) -> Value {
+    serde_yaml_ng::from_str(&repo_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The deploy action's steps, in order, as (name, `if`, run script).
 fn deploy_steps() -> Vec<(String, String, String)> {
-    let workflow: Value =
-        serde_yaml_ng::from_str(&repo_file(".github/workflows/deploy.yml")).unwrap();
-    workflow["jobs"]["deploy"]["steps"]
+    yaml_file(DEPLOY_ACTION)["runs"]["steps"]
         .as_sequence()
         .unwrap()
         .iter()
@@ -480,4 +488,341 @@ fn the_smoke_test_calls_every_endpoint_with_and_without_the_slash() {
     let local = repo_file("scripts/smoke-local.sh");
     assert!(local.contains("scripts/smoke.sh"));
     assert!(repo_file("scripts/test.sh").contains("scripts/smoke-local.sh"));
+}
+
+// Who may deploy prod, what reaches a shell, what the API logs, what keeps prod's table.
+
+const API_ACCESS_LOG_GROUP: &str = "ApiAccessLogGroup";
+const BRANCH_ROLE: &str = "secrets.AWS_BRANCH_DEPLOY_ROLE_ARN";
+const PROD_ROLE: &str = "secrets.AWS_PROD_DEPLOY_ROLE_ARN";
+
+fn json_file(name: &str) -> serde_json::Value {
+    serde_json::from_str(&repo_file(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A job's text as YAML, to find the expressions it uses wherever they stand.
+fn job_text(job: &Value) -> String {
+    serde_yaml_ng::to_string(job).unwrap()
+}
+
+fn string_list(value: &serde_json::Value) -> Vec<&str> {
+    match value {
+        serde_json::Value::String(one) => vec![one.as_str()],
+        serde_json::Value::Array(many) => many.iter().map(|v| v.as_str().unwrap()).collect(),
+        _ => panic!("expected a string or a list: {value}"),
+    }
+}
+
+/// IAM's ARN matching: `*` any run of characters, `?` any one.
+fn iam_glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| iam_glob(rest, &text[skip..])),
+        Some((&p, rest)) => {
+            text.first().is_some_and(|&t| p == b'?' || p == t) && iam_glob(rest, &text[1..])
+        }
+    }
+}
+
+/// Whether an unconditional statement of this effect in the policy names this action on this
+/// resource. A resource of `*` alone does not count: it is for the actions that name no
+/// resource, checked apart.
+fn names(policy: &serde_json::Value, effect: &str, (action, arn): &(&str, String)) -> bool {
+    let matches = |patterns: &serde_json::Value, text: &str| {
+        string_list(patterns)
+            .iter()
+            .any(|pattern| iam_glob(pattern.as_bytes(), text.as_bytes()))
+    };
+    policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == effect && s.get("Condition").is_none() && s["Resource"] != "*")
+        .any(|s| matches(&s["Action"], action) && matches(&s["Resource"], arn))
+}
+
+/// One write to each kind of resource a stack of this stage holds, as the deploy roles do it.
+fn stack_writes(stage: &str) -> Vec<(&'static str, String)> {
+    let at = "REGION:ACCOUNT_ID";
+    vec![
+        ("cloudformation:ExecuteChangeSet", format!("arn:aws:cloudformation:{at}:stack/developer-ingest-{stage}/0f1e2d")),
+        ("dynamodb:PutItem", format!("arn:aws:dynamodb:{at}:table/developer-ingest-{stage}")),
+        ("dynamodb:Query", format!("arn:aws:dynamodb:{at}:table/developer-ingest-{stage}/index/GSI1")),
+        ("dynamodb:UpdateTable", format!("arn:aws:dynamodb:{at}:table/developer-ingest-{stage}")),
+        ("lambda:UpdateFunctionCode", format!("arn:aws:lambda:{at}:function:developer-ingest-{stage}-health")),
+        ("iam:PutRolePolicy", format!("arn:aws:iam::ACCOUNT_ID:role/developer-ingest-{stage}-HealthFunctionRole-AB12")),
+        ("logs:PutRetentionPolicy", format!("arn:aws:logs:{at}:log-group:/developer-ingest/{stage}/ApiAccess:*")),
+        ("cloudwatch:PutMetricAlarm", format!("arn:aws:cloudwatch:{at}:alarm:developer-ingest-{stage}-HealthErrorsAlarm-AB12")),
+        ("codedeploy:CreateDeployment", format!("arn:aws:codedeploy:{at}:deploymentgroup:developer-ingest-{stage}-ServerlessDeploymentApplication-AB12/developer-ingest-{stage}-HealthDeploymentGroup-AB12")),
+        ("s3:PutObject", format!("arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-ab12/developer-ingest/{stage}/0f1e2d")),
+    ]
+}
+
+/// The GitHub OIDC `sub` claims a trust policy accepts, as (condition operator, value).
+fn trusted_subjects(trust: &serde_json::Value) -> Vec<(String, String)> {
+    let statements = trust["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "one way in: {trust}");
+    let statement = &statements[0];
+    assert_eq!(statement["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(
+        statement["Principal"]["Federated"],
+        "arn:aws:iam::ACCOUNT_ID:oidc-provider/token.actions.githubusercontent.com"
+    );
+    let conditions = statement["Condition"].as_object().unwrap();
+    assert_eq!(
+        conditions["StringEquals"]["token.actions.githubusercontent.com:aud"],
+        "sts.amazonaws.com"
+    );
+    conditions
+        .iter()
+        .filter_map(|(operator, keys)| {
+            let sub = keys.get("token.actions.githubusercontent.com:sub")?;
+            Some((operator.clone(), sub.as_str().unwrap().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn prod_deploys_only_from_main_through_its_environment_and_role() {
+    let workflow = yaml_file(WORKFLOW);
+    let jobs = workflow["jobs"].as_mapping().unwrap();
+    let text = repo_file(WORKFLOW) + &repo_file(DEPLOY_ACTION);
+    assert!(
+        !text.contains("AWS_DEPLOY_ROLE_ARN"),
+        "no role shared by branches and prod"
+    );
+
+    // Exactly one job can assume the prod role: on main, in the environment `production`.
+    let prod_jobs: Vec<&str> = jobs
+        .iter()
+        .filter(|(_, job)| job_text(job).contains(PROD_ROLE))
+        .map(|(id, _)| id.as_str().unwrap())
+        .collect();
+    assert_eq!(prod_jobs, ["deploy-prod"]);
+    for (id, job) in jobs {
+        let id = id.as_str().unwrap();
+        let condition = job["if"].as_str().unwrap_or_default();
+        let in_production = job["environment"] == "production";
+        let assumes_a_role = job["permissions"]["id-token"] == "write";
+        if id == "deploy-prod" {
+            assert!(in_production, "{id}: in the environment its role trusts");
+            assert!(
+                condition.contains("github.ref == 'refs/heads/main'"),
+                "{id}: main only"
+            );
+            assert!(!job_text(job).contains(BRANCH_ROLE), "{id}");
+        } else {
+            assert!(!in_production, "{id}: only deploy-prod is in production");
+            assert!(
+                !assumes_a_role || job_text(job).contains(BRANCH_ROLE),
+                "{id}: assumes the branch role"
+            );
+        }
+    }
+    assert!(workflow["jobs"]["deploy-branch"]["if"]
+        .as_str()
+        .unwrap()
+        .contains("github.ref != 'refs/heads/main'"));
+    // Both deploy through the same steps, so what prod runs is what every branch tried.
+    for id in ["deploy-branch", "deploy-prod"] {
+        assert!(
+            job_text(&workflow["jobs"][id]).contains("uses: $/.github/actions/deploy-stack"),
+            "{id}"
+        );
+    }
+
+    // The roles' trust: prod's only the environment's token, the branch role any branch's.
+    let prod_trust = json_file("deploy/iam/prod-deploy-role.trust.json");
+    assert_eq!(
+        trusted_subjects(&prod_trust),
+        [(
+            "StringEquals".to_owned(),
+            "repo:OWNER/REPO:environment:production".to_owned()
+        )]
+    );
+    let branch_trust = json_file("deploy/iam/branch-deploy-role.trust.json");
+    assert_eq!(
+        trusted_subjects(&branch_trust),
+        [(
+            "StringLike".to_owned(),
+            "repo:OWNER/REPO:ref:refs/heads/*".to_owned()
+        )]
+    );
+
+    // Their permissions: the branch role is denied every kind of prod resource by name,
+    // explicitly (so nothing else it is granted can reach them); prod's reaches only prod's.
+    let prod = json_file("deploy/iam/prod-deploy-role.permissions.json");
+    let branch = json_file("deploy/iam/branch-deploy-role.permissions.json");
+    for write in stack_writes("prod") {
+        assert!(names(&prod, "Allow", &write), "prod role: {write:?}");
+        assert!(names(&branch, "Deny", &write), "branch role: {write:?}");
+    }
+    for write in stack_writes("my-branch") {
+        assert!(names(&branch, "Allow", &write), "branch role: {write:?}");
+        assert!(!names(&branch, "Deny", &write), "branch role: {write:?}");
+        assert!(!names(&prod, "Allow", &write), "prod role: {write:?}");
+    }
+    // What CloudFormation tags with prod's stack name is denied too, whatever its name.
+    let by_tag = branch["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Effect"] == "Deny" && s["Resource"] == "*")
+        .expect("a Deny by the stack's tag");
+    assert_eq!(
+        by_tag["Condition"]["StringEquals"]["aws:ResourceTag/aws:cloudformation:stack-name"],
+        "developer-ingest-prod"
+    );
+    // On any resource: only actions that name none (validating a template, the access log
+    // delivery API Gateway sets up), never a stack's, function's, role's or table's.
+    for policy in [&prod, &branch] {
+        for statement in policy["Statement"].as_array().unwrap() {
+            if statement["Effect"] == "Allow" && statement["Resource"] == "*" {
+                for action in string_list(&statement["Action"]) {
+                    assert!(
+                        action == "cloudformation:ValidateTemplate" || action.starts_with("logs:"),
+                        "{action} on any resource"
+                    );
+                }
+            }
+        }
+    }
+    let prod_actions: Vec<&str> = prod["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| string_list(&s["Action"]))
+        .collect();
+    for never in ["cloudformation:DeleteStack", "dynamodb:DeleteTable", "*"] {
+        assert!(!prod_actions.contains(&never), "prod role: {never}");
+    }
+}
+
+/// Every `uses:` line of the workflow and its action: third-party ones by commit, with the tag.
+#[test]
+fn the_workflow_pins_its_actions_and_passes_no_expression_to_a_shell() {
+    for file in [WORKFLOW, DEPLOY_ACTION] {
+        for line in repo_file(file).lines() {
+            let Some((_, used)) = line.split_once("uses: ") else {
+                continue;
+            };
+            if used.starts_with("$/") {
+                continue;
+            }
+            let (action, rest) = used.split_once('@').unwrap_or((used, ""));
+            let (sha, tag) = rest.split_once(" # ").unwrap_or((rest, ""));
+            assert!(
+                action.split('/').count() == 2
+                    && sha.len() == 40
+                    && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{file}: `{line}` is not pinned to a commit"
+            );
+            assert!(tag.starts_with('v'), "{file}: `{line}` names no tag");
+        }
+    }
+
+    // Branch names may hold `'`, `$` and `|`: every value reaches a script through env:.
+    let workflow = yaml_file(WORKFLOW);
+    let workflow_steps = workflow["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|job| job["steps"].as_sequence().unwrap());
+    let action = yaml_file(DEPLOY_ACTION);
+    let action_steps = action["runs"]["steps"].as_sequence().unwrap();
+    for step in workflow_steps.chain(action_steps) {
+        let run = step["run"].as_str().unwrap_or_default();
+        assert!(!run.contains("${{"), "an expression in a script: {run}");
+        if step["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout@"))
+        {
+            assert_eq!(step["with"]["persist-credentials"], false, "{step:?}");
+        }
+    }
+
+    // Least privilege: nothing by default, each job what it uses.
+    assert_eq!(workflow["permissions"], Value::Mapping(Default::default()));
+    for (id, job) in workflow["jobs"].as_mapping().unwrap() {
+        let permissions = job["permissions"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{id:?}"));
+        for (scope, level) in permissions {
+            let allowed = matches!(
+                (scope.as_str().unwrap(), level.as_str().unwrap()),
+                ("contents", "read") | ("id-token", "write")
+            );
+            assert!(allowed, "{id:?}: {scope:?}: {level:?}");
+        }
+    }
+
+    // make test lints them with a pinned zizmor (zero findings), offline.
+    assert!(repo_file("scripts/tools.sh").contains("ZIZMOR_VERSION=\""));
+    assert!(repo_file("scripts/test.sh").contains("zizmor\" --offline --no-progress .github/"));
+}
+
+#[test]
+fn the_api_logs_each_request_without_its_path_headers_or_body() {
+    let template = template();
+    let settings = &resource(&template, "HttpApi")["Properties"]["AccessLogSettings"];
+    let destination = tagged(&settings["DestinationArn"], "GetAtt");
+    assert_eq!(destination, &format!("{API_ACCESS_LOG_GROUP}.Arn"));
+    let log_group = resource(&template, API_ACCESS_LOG_GROUP);
+    assert_retained_on_prod(API_ACCESS_LOG_GROUP, log_group);
+    assert!(
+        is_ref_to(
+            &log_group["Properties"]["RetentionInDays"],
+            "LogRetentionDays"
+        ),
+        "kept as long as the functions' logs"
+    );
+
+    let format: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(settings["Format"].as_str().unwrap())
+            .expect("the format is one JSON object");
+    for field in [
+        "requestId",
+        "ip",
+        "requestTime",
+        "httpMethod",
+        "routeKey",
+        "status",
+        "protocol",
+        "responseLength",
+        "integrationLatency",
+        "integrationErrorMessage",
+    ] {
+        assert!(format.contains_key(field), "access log: no {field}");
+    }
+    let docs = repo_file("docs/operations.md");
+    for (field, value) in &format {
+        assert!(
+            docs.contains(&format!("`{field}`")),
+            "docs/operations.md: no `{field}`"
+        );
+        let value = value.as_str().unwrap();
+        assert!(value.starts_with("$context."), "{field}: {value}");
+        // A path can hold an email (users/{external_user_id}); the route key says the same
+        // without it. Headers carry the API key.
+        let lower = value.to_ascii_lowercase();
+        for never in ["path", "header", "authorization", "body", "querystring"] {
+            assert!(!lower.contains(never), "access log: {field} is {value}");
+        }
+    }
+}
+
+#[test]
+fn the_prod_table_refuses_to_be_deleted() {
+    let template = template();
+    let table = resource(&template, "Table");
+    assert_retained_on_prod("Table", table);
+    let protection = tagged(&table["Properties"]["DeletionProtectionEnabled"], "If");
+    assert_eq!(
+        protection.as_sequence().unwrap(),
+        &[
+            Value::from("IsProduction"),
+            Value::from(true),
+            Value::from(false)
+        ]
+    );
 }

@@ -61,6 +61,8 @@ fn kind() -> impl Strategy<Value = Kind> {
                     "trial_started",
                     "expired",
                     "resumed",
+                    "reactivated",
+                    "restarted",
                     "paused",
                     "canceled"
                 ][..]
