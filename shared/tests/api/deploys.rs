@@ -285,8 +285,8 @@ const WRITES: [&str; 4] = [
 /// Every write a function may make is scoped with `dynamodb:LeadingKeys` (endpoints.toml,
 /// write_keys): tenant writes to the tenant items of keys.rs only, so no function can mint
 /// or delete an API key, or change an org. The one write outside tenant items is the key's
-/// own bookkeeping, UpdateItem on `APIKEY#` (last use) and `RATELIMIT#` (the limiter, on
-/// every authenticated request), and only functions that take a key have it.
+/// own bookkeeping, UpdateItem on `APIKEY#` (last use) and `RATELIMIT#` (the limiter's key and
+/// org counters, on every authenticated request), and only functions that take a key have it.
 #[test]
 fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
     use shared::input::UserIdentity;
@@ -309,7 +309,11 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
         keys::event(org, "e1").pk,
     ];
     let api_key = keys::api_key("k1").pk;
-    let counter = keys::rate_limit_window("k1", 1_795_514_400).pk;
+    let window = 1_795_514_400;
+    let counters = [
+        keys::rate_counter(keys::RateCounter::Key("k1"), window).pk,
+        keys::rate_counter(keys::RateCounter::Org(org), window).pk,
+    ];
     let never = [keys::org(org).pk, keys::warm_up().pk];
 
     let template = template();
@@ -329,7 +333,7 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
             }
             // The key's bookkeeping: UpdateItem only, for the functions that take a key.
             let bookkeeping = action == "dynamodb:UpdateItem" && endpoint.requires_api_key();
-            for pk in [&api_key, &counter] {
+            for pk in [&api_key, &counters[0], &counters[1]] {
                 assert_eq!(
                     may(function, action, pk),
                     bookkeeping,
@@ -349,7 +353,7 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
     }
     // The matcher itself.
     assert!(like("ORG#*#*", &tenant[0]) && !like("ORG#*#*", &never[0]));
-    assert!(like("APIKEY#*", &api_key) && !like("APIKEY#*", &counter));
+    assert!(like("APIKEY#*", &api_key) && !like("APIKEY#*", &counters[0]));
 }
 
 #[test]
