@@ -24,9 +24,10 @@ use shared::facts;
 use shared::fields::Timestamp;
 use shared::input;
 use shared::ratelimit::SimulatedLeases;
-use shared::store::events_write::REVENUE_PREFIX;
-use shared::store::events_write::{event_attribute, stored_offer, EVENT_INSTALLS, EVENT_PAYMENTS};
 use shared::store::keys::ItemKey;
+use shared::store::schema::attributes::{
+    event_attribute, stored_offer, EVENT_INSTALLS, EVENT_PAYMENTS, REVENUE_PREFIX,
+};
 use shared::store::{items, n, s, Item, Upsert};
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -5,8 +5,8 @@
 
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
-use crate::store::admin::{KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf};
 use crate::store::keys::OrgList;
+use crate::store::ops::orgs::{KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf};
 use crate::store::Store;
 use serde::Serialize;
 use std::time::Duration;

@@ -13,7 +13,7 @@
 
 use crate::error::ApiError;
 use crate::store::keys::{org_prefix, Index, TABLE_PK};
-use crate::store::reads::Position;
+use crate::store::ops::queries::Position;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};

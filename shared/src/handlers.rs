@@ -10,11 +10,11 @@ use crate::idempotency::{Existing, Idempotency, IdempotencyKey};
 use crate::input::{self, Channel, Event, User, UserIdentity};
 use crate::store::identity::Resolution;
 use crate::store::items;
-use crate::store::reads::ERASED_EVENT;
 use crate::store::records::{
     BookingView, ChannelView, EventRecord, EventView, MessageView, ProductView, SaleView, Stored,
     ThreadView, UserView,
 };
+use crate::store::schema::attributes::ERASED_EVENT;
 use crate::store::{EventOutcome, EventWrite, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
 use lambda_http::http::{HeaderMap, StatusCode};

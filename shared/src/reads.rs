@@ -7,7 +7,7 @@ use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
 use crate::store::keys::{self, Index, ItemKey, OrgList};
-use crate::store::reads::{Page, Query, SortKey};
+use crate::store::ops::queries::{Page, Query, SortKey};
 use crate::store::records::{
     BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
     ThreadView, UserRecord, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,

@@ -1,62 +1,50 @@
 //! The DynamoDB store: the only module that talks to DynamoDB and knows its attributes.
+//! It reads bottom-up; each layer uses only the ones below it (`store_modules_form_no_cycle`
+//! in `lib.rs`'s tests checks there is no import cycle):
 //!
-//! - [`client`]: the SDK client (credentials, TLS roots, timeouts, retries).
-//! - [`keys`]: the key schema and index names; [`table`]: the table definition.
-//! - [`expr`]: the expression builder every call with an expression uses.
-//! - [`write`]: the request path's conditional writes; [`reads`]: queries, batches, deletes.
-//! - [`events_write`]: an event and its client's counts in one transaction.
-//! - [`items`]: domain values as writes; [`records`]: stored items as typed records;
-//!   [`client_record`]: a user item merged into the client record clients see;
-//!   [`threads`]: a thread's inbox state from its messages, and where a message is;
-//!   [`identity`]: emails and external ids naming one client (aliases, the merge).
-//! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys.
+//! 1. [`schema`], no I/O: [`schema::keys`] (every key and index name),
+//!    [`schema::table`] (the table definition), [`schema::attributes`] (the attributes and
+//!    encodings shared by several parts: `ev_*`, `rev_*`, `merged_into`, offers, money).
+//! 2. Support, no I/O either: [`expr`] (the expression builder every call with an
+//!    expression uses), [`error`] (SDK errors as [`ApiError`]s), [`client`] (the SDK client's
+//!    configuration).
+//! 3. [`codec`]: [`codec::items`] (domain values as writes), [`codec::upsert`] (what one
+//!    write is), [`codec::records`] (stored items as typed records and views),
+//!    [`codec::client_record`] (a user item merged into the client record clients see).
+//! 4. [`ops`], the calls: [`ops::write`] (the request path's conditional writes),
+//!    [`ops::events_write`] (an event and its client's counts in one transaction),
+//!    [`ops::identity`] (emails and external ids naming one client), [`ops::threads`] (a
+//!    thread's inbox state), [`ops::queries`] (queries, batches, deletes), [`ops::orgs`]
+//!    (orgs and API keys), [`ops::table`] (creating the table).
 
-pub mod admin;
 pub mod client;
-pub mod client_record;
+pub mod codec;
 pub mod error;
-pub mod events_write;
 pub mod expr;
-pub mod identity;
-pub mod items;
-pub mod keys;
-pub mod reads;
-pub mod records;
-pub mod table;
-pub mod threads;
-pub mod write;
+pub mod ops;
+pub mod schema;
 
 pub use client::{
     https_client_trusting_amazon_roots, AMAZON_ROOT_CAS_PEM, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT,
     DEFAULT_TABLE_NAME, INITIAL_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF, OPERATION_TIMEOUT,
     REQUEST_DEADLINE,
 };
+pub use codec::upsert::{Advance, Upsert};
+pub use codec::{items, records};
 pub use error::storage_error;
-pub use events_write::{EventOutcome, EventWrite};
-pub use write::{Advance, PutOutcome, Upsert, UpsertOutcome};
+pub use ops::events_write::{EventOutcome, EventWrite};
+pub use ops::write::{PutOutcome, UpsertOutcome};
+pub use ops::{identity, table};
+pub use schema::{keys, n, s, Item};
 
 use crate::error::ApiError;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use keys::ItemKey;
-use std::collections::HashMap;
-
-pub type Item = HashMap<String, AttributeValue>;
+use schema::keys::ItemKey;
 
 #[derive(Clone, Debug)]
 pub struct Store {
     client: Client,
     table: String,
-}
-
-/// A string attribute value.
-pub fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-/// A number attribute value.
-pub fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
 }
 
 impl Store {

@@ -10,7 +10,7 @@ use crate::common::*;
 use serde_json::{json, Value};
 use shared::admin;
 use shared::store::keys::{self, Index, OrgList};
-use shared::store::reads::{Query, SortKey};
+use shared::store::ops::queries::{Query, SortKey};
 use shared::store::{s, Item};
 use shared::Endpoint;
 use std::collections::HashSet;

@@ -10,12 +10,12 @@
 //!   profile's plus the events' revenue in `lifetime_value_currency`, the currency of the
 //!   first payment event.
 
-use super::events_write::{
-    event_attribute, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS, REVENUE_PREFIX,
-};
-use super::records::money_string;
-use super::{n, s, Item};
 use crate::facts::Field;
+use crate::store::schema::attributes::{
+    event_attribute, money_string, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS,
+    REVENUE_PREFIX,
+};
+use crate::store::schema::{n, s, Item};
 use aws_sdk_dynamodb::types::AttributeValue;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -138,8 +138,8 @@ fn merge_counts(item: &mut Item) {
 mod tests {
     use super::*;
     use crate::facts::{Latest, Offer};
-    use crate::store::events_write::stored_offer;
-    use crate::store::records::{decode, UserView};
+    use crate::store::codec::records::{decode, UserView};
+    use crate::store::schema::attributes::stored_offer;
     use serde_json::json;
 
     fn offer(field: Field, at: &str, value: Latest) -> (String, AttributeValue) {

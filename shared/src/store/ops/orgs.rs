@@ -2,16 +2,16 @@
 //! reads and writes. Not on the request path; every write is still conditional so two
 //! admins cannot silently overwrite each other.
 
-use super::error::is_condition_failure;
-use super::error::storage_error;
-use super::expr::{Expr, WithExpression};
-use super::keys::{self, Index, ItemKey, OrgList};
-use super::reads::{Query, SortKey};
-use super::records::Stored;
+use super::queries::{Query, SortKey};
 use super::write::PutOutcome;
-use super::{n, s, Store};
 use crate::auth::ApiKeyRecord;
 use crate::error::ApiError;
+use crate::store::codec::records::Stored;
+use crate::store::error::{conditional_check_item, is_condition_failure, storage_error};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::keys::{self, Index, ItemKey, OrgList};
+use crate::store::schema::{n, s, Item};
+use crate::store::Store;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +141,7 @@ impl Store {
     /// Stores a new API key; `false` if its id is taken.
     pub async fn create_api_key(&self, key: &NewApiKey<'_>) -> Result<bool, ApiError> {
         let item_key = keys::api_key(key.key_id);
-        let mut item: super::Item = serde_dynamo::to_item(key).map_err(|error| {
+        let mut item: Item = serde_dynamo::to_item(key).map_err(|error| {
             tracing::error!(%error, "API key item");
             ApiError::Internal
         })?;
@@ -199,7 +199,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(KeyEnded::Ended),
-            Err(error) => match super::error::conditional_check_item(&error) {
+            Err(error) => match conditional_check_item(&error) {
                 Some(old) if old.contains_key("revoked_at") => Ok(KeyEnded::AlreadyRevoked),
                 Some(old) if !old.is_empty() => Ok(KeyEnded::AlreadyExpired),
                 Some(_) => Ok(KeyEnded::NoSuchKey),

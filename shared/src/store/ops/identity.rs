@@ -25,22 +25,22 @@
 //! just before the merge) is refused by its condition and answered 503: its retry resolves
 //! the email again, to the identified client.
 
-use super::error::{is_condition_failure, throttled_transaction};
-use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, REVENUE_PREFIX};
-use super::expr::{Expr, WithExpression};
-use super::keys::{self, key_item, ItemKey};
-use super::{n, s, storage_error, Item, Store};
 use crate::error::ApiError;
 use crate::facts::{wins, Field};
 use crate::fields::{Email, Id, Timestamp};
 use crate::input::UserIdentity;
+use crate::store::error::{is_condition_failure, throttled_transaction};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::attributes::{
+    event_attribute, stored_position, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS,
+    MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
+};
+use crate::store::schema::keys::{self, key_item, ItemKey};
+use crate::store::schema::{n, s, Item};
+use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
 
-/// The attribute marking an email-only record merged into an identified one (its PK).
-pub const MERGED_INTO: &str = "merged_into";
-/// The identified record's list of the email-only records merged into it (their PKs).
-pub const MERGED_IDENTITIES: &str = "merged_identities";
 /// Most email-only records merged into one client (`merged_identities` lists their keys, at
 /// most about 340 bytes each: this keeps the list under 17 KB of the item's 400 KB). One
 /// more is refused with 409 `too_many_identities`: the email is not claimed and the
@@ -70,8 +70,8 @@ const COUNTS: [&str; 5] = [
     "install_count",
     "total_payments_count",
     "lifetime_value",
-    super::events_write::EVENT_INSTALLS,
-    super::events_write::EVENT_PAYMENTS,
+    EVENT_INSTALLS,
+    EVENT_PAYMENTS,
 ];
 
 fn text(item: &Item, name: &str) -> Option<String> {

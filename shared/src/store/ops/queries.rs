@@ -1,13 +1,15 @@
 //! Reads and deletes: Query (one page, or a bounded walk), BatchGetItem and BatchWriteItem
 //! deletes with bounded retries of what DynamoDB leaves unprocessed. Never a Scan.
 
-use super::client_record;
-use super::events_write::event_attribute;
-use super::expr::Expr;
-use super::keys::{key_item, Index, ItemKey};
-use super::records::{decode, Stored};
-use super::{n, s, storage_error, Item, Store};
 use crate::error::ApiError;
+use crate::store::codec::client_record;
+use crate::store::codec::records::{decode, Erasure, Stored};
+use crate::store::expr::Expr;
+use crate::store::schema::attributes::{event_attribute, ERASED_EVENT, ERASED_KEY_RETENTION_SECS};
+use crate::store::schema::keys::{self, key_item, Index, ItemKey};
+use crate::store::schema::table::TTL_ATTRIBUTE;
+use crate::store::schema::{n, s, Item};
+use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
@@ -39,9 +41,9 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    /// The children of one kind under a parent (see [`super::keys::kind_prefix`]).
+    /// The children of one kind under a parent (see [`keys::kind_prefix`]).
     pub fn children(kind: &str) -> Self {
-        SortKey::BeginsWith(super::keys::kind_prefix(kind))
+        SortKey::BeginsWith(keys::kind_prefix(kind))
     }
 }
 
@@ -162,7 +164,7 @@ impl MergeOrder {
     fn compare(&self, a: &Item, b: &Item) -> std::cmp::Ordering {
         let (_, sort) = self.index.key();
         let key = |item: &Item| {
-            [sort, super::keys::TABLE_PK, super::keys::TABLE_SK]
+            [sort, keys::TABLE_PK, keys::TABLE_SK]
                 .map(|name| item.get(name).and_then(|v| v.as_s().ok()).cloned())
         };
         let order = key(a).cmp(&key(b));
@@ -340,7 +342,7 @@ impl Store {
     }
 
     /// One page of a list spread over `partitions` (the shards of a list, see
-    /// [`super::keys::OrgList`]), in the order one partition holding them all would give.
+    /// [`keys::OrgList`]), in the order one partition holding them all would give.
     ///
     /// Each shard is read concurrently from the page's start with [`Store::query_page`]'s
     /// rules (one Query of `limit + 1` items, up to three with filters), and the pages are
@@ -444,7 +446,7 @@ impl Store {
             .await?;
         let mut pair = [None, None];
         for item in found {
-            let position = super::keys::item_key(&item)
+            let position = keys::item_key(&item)
                 .and_then(|key| keys.iter().position(|wanted| **wanted == key));
             if let Some(position) = position {
                 pair[position] = Some(item);
@@ -529,7 +531,7 @@ impl Store {
                     Erasure::Tombstone(key) => {
                         let mut item = key_item(key);
                         item.insert("entity".into(), s(ERASED_EVENT));
-                        item.insert("expires_at_epoch".into(), n(expires));
+                        item.insert(TTL_ATTRIBUTE.into(), n(expires));
                         let put = PutRequest::builder()
                             .set_item(Some(item))
                             .build()
@@ -573,21 +575,23 @@ impl Store {
     }
 }
 
-/// What erasing does to one item.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Erasure {
-    Delete(ItemKey),
-    /// An erased event that had an `Idempotency-Key`: replaced by an item holding nothing
-    /// but its key (no personal data), so a retry of the request that stored it cannot
-    /// bring the client back (`events/` answers 410 `client_erased`), until DynamoDB's TTL
-    /// removes it after [`ERASED_KEY_RETENTION_SECS`].
-    Tombstone(ItemKey),
-}
+impl Store {
+    /// The record at `key`, decoded as `T`.
+    pub async fn get_record<T: DeserializeOwned>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<T>, ApiError> {
+        self.get(key).await?.map(decode).transpose()
+    }
 
-/// How long an erased event's `Idempotency-Key` is remembered: 90 days.
-pub const ERASED_KEY_RETENTION_SECS: u64 = 90 * 86_400;
-/// The `entity` of an erased event's tombstone.
-pub const ERASED_EVENT: &str = "erased_event";
+    /// [`Store::get_record`] with a strongly consistent read.
+    pub async fn get_consistent_record<T: DeserializeOwned>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<T>, ApiError> {
+        self.get_consistent(key).await?.map(decode).transpose()
+    }
+}
 
 /// Nothing before the first call, then 25, 50, 100, 200 ms: DynamoDB's advice for
 /// unprocessed batch items, bounded well inside the operation timeout.

@@ -1,14 +1,15 @@
 //! How domain values become DynamoDB writes (stored items become typed records in
 //! `records.rs`).
 
-use super::keys::{self, ItemKey, ParentIndexKey};
-use super::records::{Stored, NUMERIC_MONEY_ATTRIBUTES};
-use super::threads::message_stamp;
-use super::{n, s, Advance, Upsert};
+use super::records::Stored;
+use super::upsert::{Advance, Upsert};
 use crate::fields::{Id, Timestamp};
 use crate::input::{
     Booking, Channel, Conversation, Direction, Event, Message, Product, Sale, User, UserIdentity,
 };
+use crate::store::schema::attributes::{message_stamp, MERGED_INTO, NUMERIC_MONEY_ATTRIBUTES};
+use crate::store::schema::keys::{self, ItemKey, ParentIndexKey};
+use crate::store::schema::{n, s};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde_json::Value;
@@ -96,7 +97,7 @@ pub fn user(org_id: &str, user: &User) -> Upsert {
         &user.fields,
     )
     .with("GSI2PK", s(keys::users_by_activity(org_id, &user.identity)));
-    write.absent = vec![super::identity::MERGED_INTO];
+    write.absent = vec![MERGED_INTO];
     write.set_if_absent = vec![
         ("last_activity_at".to_owned(), s(first_seen.to_stored())),
         (
@@ -406,7 +407,7 @@ mod tests {
 
     use super::*;
     use crate::input;
-    use crate::store::records::{
+    use crate::store::codec::records::{
         decode, BookingView, MessageView, SaleView, ThreadView, UserView, View,
     };
     use serde_json::json;
@@ -424,7 +425,7 @@ mod tests {
             .chain(advanced)
             .cloned()
             .collect();
-        let mut item: crate::store::Item = written.iter().cloned().collect();
+        let mut item: crate::store::schema::Item = written.iter().cloned().collect();
         item.insert("entity".into(), s(write.entity));
         let view = serde_json::to_value(decode::<R>(item).unwrap()).unwrap();
         for (name, _) in &written {

@@ -7,6 +7,7 @@
 //! API keys are the one platform-level item (`APIKEY#<key_id>`): a request finds its org
 //! through them, so they cannot be under an org.
 
+use super::{s, Item};
 use crate::fields::{Email, Id, Timestamp};
 use crate::input::UserIdentity;
 
@@ -17,15 +18,15 @@ pub struct ItemKey {
 }
 
 /// The table key as the map DynamoDB takes (`Key` of GetItem, UpdateItem, DeleteItem...).
-pub fn key_item(key: &ItemKey) -> super::Item {
-    super::Item::from([
-        (TABLE_PK.to_owned(), super::s(&key.pk)),
-        (TABLE_SK.to_owned(), super::s(&key.sk)),
+pub fn key_item(key: &ItemKey) -> Item {
+    Item::from([
+        (TABLE_PK.to_owned(), s(&key.pk)),
+        (TABLE_SK.to_owned(), s(&key.sk)),
     ])
 }
 
 /// The table key of a stored item.
-pub fn item_key(item: &super::Item) -> Option<ItemKey> {
+pub fn item_key(item: &Item) -> Option<ItemKey> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Some(ItemKey {
         pk: text(TABLE_PK)?,
