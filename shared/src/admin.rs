@@ -274,7 +274,7 @@ pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
     if get_org(store, org_id).await?.is_none() {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
-    let keys = store.org_api_keys(org_id).await?;
+    let keys = store.org_api_keys::<ApiKeyRecord>(org_id).await?;
     Ok(keys.into_iter().map(KeyListing::from).collect())
 }
 
@@ -382,7 +382,7 @@ pub async fn set_org_rate_limit(store: &Store, org_id: &str, limit: Option<u32>)
     {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
-    let org_keys = store.org_api_keys(org_id).await?;
+    let org_keys = store.org_api_keys::<ApiKeyRecord>(org_id).await?;
     for key in &org_keys {
         store
             .set_rate_limit(RateLimitOf::KeysOrg(&key.key_id), limit)

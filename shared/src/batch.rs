@@ -176,9 +176,9 @@ struct Item {
 
 /// Reads `type` and `idempotency_key` and rebuilds the rest as the single endpoint's body.
 fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
-    if raw.get().len() > crate::http::MAX_BODY_BYTES {
+    if raw.get().len() > crate::encoding::MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
-            limit: crate::http::MAX_BODY_BYTES,
+            limit: crate::encoding::MAX_BODY_BYTES,
         });
     }
     let Members(members) = serde_json::from_str(raw.get())
@@ -368,11 +368,7 @@ fn success(kind: Kind, reply: &Reply) -> Value {
         "object": kind.name(),
         "id": id,
     });
-    if reply
-        .headers
-        .iter()
-        .any(|(name, _)| *name == "idempotent-replayed")
-    {
+    if reply.replayed {
         result["replayed"] = json!(true);
     }
     result

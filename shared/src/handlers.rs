@@ -32,6 +32,9 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub headers: Vec<(&'static str, String)>,
+    /// Answered from what an earlier request stored (an event's replay): `http` says so in
+    /// a header and in the metrics, `batch` in the item's result.
+    pub replayed: bool,
 }
 
 impl Reply {
@@ -40,6 +43,7 @@ impl Reply {
             status: StatusCode::OK,
             body,
             headers: Vec::new(),
+            replayed: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl Reply {
             status,
             body: Value::Object(body),
             headers: Vec::new(),
+            replayed: false,
         }
     }
 }
@@ -368,10 +373,6 @@ pub async fn events_with_key(
         }
     };
     let mut reply = Reply::upserted(true, "event", json(&stored), Map::new());
-    if replayed {
-        reply
-            .headers
-            .push(("idempotent-replayed", "true".to_owned()));
-    }
+    reply.replayed = replayed;
     Ok(reply)
 }

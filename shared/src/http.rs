@@ -17,9 +17,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Largest accepted request body; far below Lambda's 6 MB so a 413 is ours, with our shape.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub use crate::encoding::MAX_BODY_BYTES;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Set on an event answered from the stored event of an earlier request (a replay).
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// What a warm function instance keeps between requests.
 #[derive(Debug)]
@@ -205,8 +206,16 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
             tracing::warn!(request_id, "request deadline passed waiting for storage");
             Err(ApiError::StorageUnavailable)
         });
+    let replayed = result.as_ref().is_ok_and(|reply| reply.replayed);
     let (status, body, mut headers, code) = match result {
-        Ok(reply) => (reply.status, reply.body, reply.headers, None),
+        Ok(mut reply) => {
+            if reply.replayed {
+                reply
+                    .headers
+                    .push((IDEMPOTENT_REPLAYED_HEADER, "true".to_owned()));
+            }
+            (reply.status, reply.body, reply.headers, None)
+        }
         Err(error) => {
             let mut headers = Vec::new();
             match &error {
@@ -248,7 +257,6 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
         duration_ms = started.elapsed().as_millis() as u64,
         "request"
     );
-    let replayed = response.headers().contains_key("idempotent-replayed");
     app.metrics.record(endpoint, response.status(), replayed);
     response
 }

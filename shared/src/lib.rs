@@ -33,6 +33,8 @@ pub mod http;
 pub mod idempotency;
 pub mod input;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod query;
 pub mod ratelimit;
 pub mod reads;

@@ -4,7 +4,6 @@
 
 use super::queries::{Query, SortKey};
 use super::write::PutOutcome;
-use crate::auth::ApiKeyRecord;
 use crate::error::ApiError;
 use crate::store::codec::records::Stored;
 use crate::store::error::{conditional_check_item, is_condition_failure, storage_error};
@@ -13,6 +12,7 @@ use crate::store::schema::keys::{self, Index, ItemKey, OrgList};
 use crate::store::schema::{n, s, Item};
 use crate::store::Store;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Most orgs, or keys of one org, a list reads (bounded, like every read).
@@ -158,12 +158,17 @@ impl Store {
         Ok(outcome == PutOutcome::Created)
     }
 
-    pub async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+    /// The key's record, decoded as the caller's type (`auth::ApiKeyRecord`: what a key
+    /// means is `auth`'s, where it is stored the store's).
+    pub async fn api_key<R: DeserializeOwned>(&self, key_id: &str) -> Result<Option<R>, ApiError> {
         self.get_record(&keys::api_key(key_id)).await
     }
 
     /// The keys of an org, oldest first.
-    pub async fn org_api_keys(&self, org_id: &str) -> Result<Vec<ApiKeyRecord>, ApiError> {
+    pub async fn org_api_keys<R: DeserializeOwned>(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<R>, ApiError> {
         let query = Query::new(Index::Gsi1, keys::org_api_keys(org_id), SortKey::Any);
         Ok(self.query_up_to(&query, MAX_LISTED).await?.0)
     }
