@@ -5,8 +5,6 @@
 use crate::error::ApiError;
 use crate::fields::{Email, Id};
 use lambda_http::http::Method;
-use serde::de::IntoDeserializer;
-use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -164,6 +162,17 @@ impl Endpoint {
         self != Endpoint::Health
     }
 
+    /// The org-wide list the endpoint pages through, if it is one of those.
+    pub fn org_list(self) -> Option<crate::store::keys::OrgList> {
+        use crate::store::keys::OrgList;
+        match self {
+            Endpoint::UsersList => Some(OrgList::Users),
+            Endpoint::Inbox => Some(OrgList::Inbox),
+            Endpoint::BookingsList => Some(OrgList::Bookings),
+            _ => None,
+        }
+    }
+
     pub fn from_function_name(name: &str) -> Option<Endpoint> {
         Endpoint::ALL
             .into_iter()
@@ -254,12 +263,7 @@ impl PathParams {
     }
 }
 
-/// An id from a string (a path segment, a stored reference), checked like one in a body.
-pub fn parse_id(raw: &str) -> Result<Id, serde::de::value::Error> {
-    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-        raw.into_deserializer();
-    Id::deserialize(deserializer)
-}
+pub use crate::fields::parse_id;
 
 #[cfg(test)]
 mod tests {

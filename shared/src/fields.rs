@@ -30,6 +30,11 @@ fn reject_control_chars<E: de::Error>(value: &str, allow_newlines: bool) -> Resu
     Ok(())
 }
 
+/// Most UTF-8 bytes of an id: what every key it goes into leaves for it (`store::keys`
+/// derives it and fails to compile if the two differ). Ids are limited in characters for
+/// people and in bytes for DynamoDB.
+pub const MAX_ID_BYTES: usize = 991;
+
 fn check_length<E: de::Error>(value: &str, max_chars: usize) -> Result<(), E> {
     if value.chars().count() > max_chars {
         return Err(E::custom(format!("must be at most {max_chars} characters")));
@@ -55,11 +60,22 @@ impl Id {
     }
 }
 
+/// An id from a string (a path segment, a stored reference), checked like one in a body.
+pub fn parse_id(raw: &str) -> Result<Id, serde::de::value::Error> {
+    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        serde::de::IntoDeserializer::into_deserializer(raw);
+    Id::deserialize(deserializer)
+}
+
 impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
         let trimmed = raw.trim();
-        check_length(trimmed, MAX_ID_CHARS)?;
+        if trimmed.chars().count() > MAX_ID_CHARS || trimmed.len() > MAX_ID_BYTES {
+            return Err(de::Error::custom(format!(
+                "must be at most {MAX_ID_CHARS} characters and {MAX_ID_BYTES} bytes (UTF-8)"
+            )));
+        }
         reject_control_chars(trimmed, false)?;
         Ok(Id(trimmed.to_owned()))
     }

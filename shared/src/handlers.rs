@@ -18,6 +18,7 @@ use crate::store::schema::attributes::ERASED_EVENT;
 use crate::store::{EventOutcome, EventWrite, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
 use lambda_http::http::{HeaderMap, StatusCode};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// The version `health/` reports; the workspace version in Cargo.toml is the one place it is set.
@@ -65,6 +66,56 @@ impl Reply {
             headers: Vec::new(),
             replayed: false,
         }
+    }
+}
+
+/// Something in a request that was left out while the rest was stored: an entry of the
+/// answer's `warnings` (`{code, param, message}`; the codes are stable, see openapi.yaml).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub code: &'static str,
+    pub param: String,
+    pub message: String,
+}
+
+/// Every warning code (openapi.yaml's `Warnings` lists the same).
+pub const WARNING_CODES: [&str; 2] = [EMAIL_CONFLICT, TOO_MANY_IDENTITIES];
+const EMAIL_CONFLICT: &str = "email_conflict";
+const TOO_MANY_IDENTITIES: &str = "too_many_identities";
+
+impl Warning {
+    /// A nested user's email that could not be claimed (see [`resolve`]): another
+    /// `external_user_id` owns it, or the client has as many merged email-only records as
+    /// it may keep. `None` for any other error.
+    fn email_not_claimed(slot: &str, error: &ApiError) -> Option<Self> {
+        let (code, why) = match error {
+            ApiError::IdentityConflict { .. } => (
+                EMAIL_CONFLICT,
+                "This email identifies another user (another `external_user_id`)",
+            ),
+            ApiError::TooManyIdentities { .. } => (
+                TOO_MANY_IDENTITIES,
+                "This client already has as many email-only records merged into it as it keeps",
+            ),
+            _ => return None,
+        };
+        Some(Warning {
+            code,
+            param: format!("{slot}.email"),
+            message: format!(
+                "{why}: the object was stored under `{slot}.external_user_id`, without this email."
+            ),
+        })
+    }
+}
+
+impl Reply {
+    /// The answer with its `warnings`, when there are any.
+    fn warned(mut self, warning: Option<Warning>) -> Self {
+        if let (Some(warning), Some(body)) = (warning, self.body.as_object_mut()) {
+            body.insert("warnings".to_owned(), json!([warning]));
+        }
+        self
     }
 }
 
@@ -148,31 +199,52 @@ async fn write_all(
 /// Resolves a user mention to its client (`store::identity`): an email-only mention of an
 /// identified user's email names that user; a mention with both claims the email. `slot`
 /// names where a nested user sits, for errors.
+///
+/// A nested user whose email another `external_user_id` owns does not cost the app its
+/// fact (an install, a purchase, a message): the fact is stored under the
+/// `external_user_id` it names, the stronger identifier, without the email (not claimed,
+/// not written on the record), and the answer warns. `users/upsert`, where the user is the
+/// object itself, keeps its 409.
 async fn resolve(
     store: &Store,
     org: &str,
     user: &mut User,
     slot: Option<&str>,
-) -> Result<Resolution, ApiError> {
-    let resolution = store
+) -> Result<(Resolution, Option<Warning>), ApiError> {
+    let resolved = store
         .resolve_identity(org, &user.identity, user.fields.email.as_ref())
-        .await
-        .map_err(|error| slot.map_or(error.clone(), |slot| error.within(slot)))?;
+        .await;
+    let (resolution, warning) = match (resolved, slot) {
+        (Ok(resolution), _) => (resolution, None),
+        (Err(error), Some(slot)) => match Warning::email_not_claimed(slot, &error) {
+            Some(warning) => {
+                user.fields.email = None;
+                let resolution = Resolution {
+                    identity: user.identity.clone(),
+                    replaced_email: None,
+                    claimed: None,
+                };
+                (resolution, Some(warning))
+            }
+            None => return Err(error.within(slot)),
+        },
+        (Err(error), None) => return Err(error),
+    };
     user.identity = resolution.identity.clone();
-    Ok(resolution)
+    Ok((resolution, warning))
 }
 
-/// [`resolve`] for a nested user, if the request has one.
+/// [`resolve`] for a nested user, if the request has one: its warning, if any.
 async fn resolve_nested(
     store: &Store,
     org: &str,
     user: Option<&mut User>,
     slot: &str,
-) -> Result<(), ApiError> {
-    if let Some(user) = user {
-        resolve(store, org, user, Some(slot)).await?;
+) -> Result<Option<Warning>, ApiError> {
+    match user {
+        Some(user) => Ok(resolve(store, org, user, Some(slot)).await?.1),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// The profile's upsert: the authority on the user's fields. Sending another email for an
@@ -180,7 +252,7 @@ async fn resolve_nested(
 pub async fn users_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let mut user = input::parse_user(body)?;
-    let resolution = resolve(store, org, &mut user, None).await?;
+    let (resolution, _) = resolve(store, org, &mut user, None).await?;
     let write = items::user(org, &user);
     let (object, created) = written(store.upsert(write).await?, USER)?;
     if let (Some(previous), UserIdentity::External(id)) =
@@ -205,7 +277,7 @@ pub async fn products_upsert(
 pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let mut sale = input::parse_sale(body)?;
-    resolve_nested(store, org, sale.buyer.as_mut(), "buyer").await?;
+    let warning = resolve_nested(store, org, sale.buyer.as_mut(), "buyer").await?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
         related.push((Slot::One("buyer", USER), items::user_mention(org, buyer)));
@@ -218,7 +290,7 @@ pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
     }
     let (object, created, related) =
         write_all(store, related, items::sale(org, &sale), SALE).await?;
-    Ok(Reply::upserted(created, "sale", object, related))
+    Ok(Reply::upserted(created, "sale", object, related).warned(warning))
 }
 
 /// The nested `contact` and `channel` writes of a conversation or message.
@@ -245,7 +317,7 @@ pub async fn conversations_upsert(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let mut conversation = input::parse_conversation(body)?;
-    resolve_nested(store, org, conversation.contact.as_mut(), "contact").await?;
+    let warning = resolve_nested(store, org, conversation.contact.as_mut(), "contact").await?;
     let related = contact_and_channel(
         org,
         conversation.contact.as_ref(),
@@ -253,7 +325,7 @@ pub async fn conversations_upsert(
     );
     let (object, created, related) =
         write_all(store, related, items::thread(org, &conversation), THREAD).await?;
-    Ok(Reply::upserted(created, "conversation", object, related))
+    Ok(Reply::upserted(created, "conversation", object, related).warned(warning))
 }
 
 /// A message, its contact and channel, and its thread. The thread is written after the
@@ -267,7 +339,7 @@ pub async fn messages_upsert(
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let mut message = input::parse_message(body)?;
-    resolve_nested(store, org, message.contact.as_mut(), "contact").await?;
+    let warning = resolve_nested(store, org, message.contact.as_mut(), "contact").await?;
     let (id, thread_id) = (&message.message_id, &message.thread_id);
     let related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
     let (moved_from, (object, created, mut related)) = futures::try_join!(
@@ -287,17 +359,17 @@ pub async fn messages_upsert(
     if let Some(old_thread) = moved_from {
         store.move_message(org, id, &old_thread, thread_id).await?;
     }
-    Ok(Reply::upserted(created, "message", object, related))
+    Ok(Reply::upserted(created, "message", object, related).warned(warning))
 }
 
+/// `booking` is parsed by the caller: its cost depends on its services.
 pub async fn bookings_upsert(
     store: &Store,
     caller: &Caller,
-    body: &[u8],
+    mut booking: input::Booking,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let mut booking = input::parse_booking(body)?;
-    resolve_nested(store, org, booking.client.as_mut(), "client").await?;
+    let warning = resolve_nested(store, org, booking.client.as_mut(), "client").await?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {
         related.push((Slot::One("client", USER), items::user_mention(org, client)));
@@ -310,7 +382,7 @@ pub async fn bookings_upsert(
     }
     let (object, created, related) =
         write_all(store, related, items::booking(org, &booking), BOOKING).await?;
-    Ok(Reply::upserted(created, "booking", object, related))
+    Ok(Reply::upserted(created, "booking", object, related).warned(warning))
 }
 
 /// Stores an event and adds what it says to its client (see [`crate::facts`]).
@@ -339,7 +411,7 @@ pub async fn events_with_key(
     let org = caller.org_id.as_str();
     let received_at = Timestamp::now();
     let mut event: Event = input::parse_event(body, received_at)?;
-    let resolution = resolve(store, org, &mut event.user, Some("user")).await?;
+    let (resolution, warning) = resolve(store, org, &mut event.user, Some("user")).await?;
     let contribution = facts::contribution(&event)?;
     let idempotency = Idempotency::of(key, body)?;
     let write = EventWrite {
@@ -372,7 +444,7 @@ pub async fn events_with_key(
             }
         }
     };
-    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new());
+    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new()).warned(warning);
     reply.replayed = replayed;
     Ok(reply)
 }

@@ -15,7 +15,8 @@
 //!    [`ops::events_write`] (an event and its client's counts in one transaction),
 //!    [`ops::identity`] (emails and external ids naming one client), [`ops::threads`] (a
 //!    thread's inbox state), [`ops::queries`] (queries, batches, deletes), [`ops::orgs`]
-//!    (orgs and API keys), [`ops::table`] (creating the table).
+//!    (orgs and API keys), [`ops::table`] (creating the table), [`ops::backfill`] (index
+//!    keys for erasure on items written before it listed them).
 
 pub mod client;
 pub mod codec;

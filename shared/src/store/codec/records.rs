@@ -354,7 +354,7 @@ impl Listed {
 
     /// What goes with the item when it is deleted: a message's locator.
     pub fn companion(&self, org_id: &str) -> Option<ItemKey> {
-        let id = crate::endpoint::parse_id(self.message_id.as_deref()?).ok()?;
+        let id = crate::fields::parse_id(self.message_id.as_deref()?).ok()?;
         (self.entity.as_deref() == Some("message")).then(|| keys::message_locator(org_id, &id))
     }
 

@@ -32,8 +32,8 @@ use crate::input::UserIdentity;
 use crate::store::error::{is_condition_failure, throttled_transaction};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::attributes::{
-    event_attribute, stored_position, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS,
-    MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
+    event_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX, EVENT_INSTALLS,
+    EVENT_PAYMENTS, MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
 };
 use crate::store::schema::keys::{self, key_item, ItemKey};
 use crate::store::schema::{n, s, Item};
@@ -159,9 +159,15 @@ impl Store {
     async fn claim_email(&self, org_id: &str, email: &Email, id: &Id) -> Result<Claim, ApiError> {
         let mut expr = Expr::new();
         let owner = s(id.as_str());
-        expr.set("entity", s("email_alias"))
+        let listed = keys::alias_under_user(
+            keys::user_pk(org_id, &UserIdentity::External(id.clone())),
+            email,
+        );
+        expr.set("entity", s(EMAIL_ALIAS))
             .set("org_id", s(org_id))
-            .set("external_user_id", owner.clone());
+            .set("external_user_id", owner.clone())
+            .set("GSI1PK", s(listed.gsi1pk))
+            .set("GSI1SK", s(listed.gsi1sk));
         let unowned = expr.not_exists("external_user_id");
         let mine = expr.equals("external_user_id", owner);
         expr.condition(format!("({unowned} OR {mine})"));
@@ -196,6 +202,12 @@ impl Store {
         previous: &Email,
         id: &Id,
     ) -> Result<(), ApiError> {
+        self.release_alias_at(keys::email_alias(org_id, previous), id)
+            .await
+    }
+
+    /// Deletes the alias at `key` if it names the user `id` (erasure lists them by key).
+    pub async fn release_alias_at(&self, key: ItemKey, id: &Id) -> Result<(), ApiError> {
         let mut expr = Expr::new();
         let mine = expr.equals("external_user_id", s(id.as_str()));
         expr.condition(mine);
@@ -204,7 +216,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(&keys::email_alias(org_id, previous))))
+            .set_key(Some(key_item(&key)))
             .set_condition_expression(expression.condition)
             .set_expression_attribute_names(expression.names)
             .set_expression_attribute_values(expression.values)
@@ -286,7 +298,7 @@ impl Store {
 
 /// An id as stored (valid when it was written).
 fn stored_id(raw: &str) -> Result<Id, ApiError> {
-    crate::endpoint::parse_id(raw).map_err(|error| {
+    crate::fields::parse_id(raw).map_err(|error| {
         tracing::error!(%error, "stored external_user_id");
         ApiError::Internal
     })

@@ -1,5 +1,6 @@
 //! The store's calls to DynamoDB, over the schema and codec layers.
 
+pub mod backfill;
 pub mod events_write;
 pub mod identity;
 pub mod orgs;

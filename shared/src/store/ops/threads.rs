@@ -172,7 +172,7 @@ impl Store {
         from: &str,
         to: &Id,
     ) -> Result<(), ApiError> {
-        let from = crate::endpoint::parse_id(from).map_err(|error| {
+        let from = crate::fields::parse_id(from).map_err(|error| {
             tracing::error!(%error, "stored thread id");
             ApiError::Internal
         })?;

@@ -24,6 +24,8 @@ pub fn event_attribute(field: Field) -> String {
 pub const MERGED_INTO: &str = "merged_into";
 /// The identified record's list of the email-only records merged into it (their PKs).
 pub const MERGED_IDENTITIES: &str = "merged_identities";
+/// The `entity` of an email's alias item.
+pub const EMAIL_ALIAS: &str = "email_alias";
 
 /// Money totals kept as DynamoDB numbers (so events can increment them atomically).
 pub const NUMERIC_MONEY_ATTRIBUTES: [&str; 1] = ["lifetime_value"];
