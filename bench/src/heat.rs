@@ -357,7 +357,7 @@ impl Model {
             .filter(|a| advance && current(a.attribute).is_none_or(|v| v < a.value));
         let mut item = old
             .cloned()
-            .unwrap_or_else(|| shared::store::keys::key_item(&upsert.key));
+            .unwrap_or_else(|| shared::store::keys::key_attributes(&upsert.key));
         item.insert("entity".into(), s(upsert.entity));
         item.insert("org_id".into(), s(&upsert.org_id));
         item.entry("ingested_at".into())
@@ -438,7 +438,7 @@ impl Model {
             .items
             .get(&key)
             .cloned()
-            .unwrap_or_else(|| shared::store::keys::key_item(&key));
+            .unwrap_or_else(|| shared::store::keys::key_attributes(&key));
         item.insert("entity".into(), s("message_locator"));
         item.insert("thread_id".into(), s(thread_id));
         self.store(&key, item, 1.0);

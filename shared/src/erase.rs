@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 /// Most items one request deletes (about 40 BatchWriteItem calls).
 pub const MAX_DELETED_PER_REQUEST: usize = 1_000;
-/// No new batch starts after this long: the function's timeout is 10 s, and each DynamoDB
-/// call is bounded by the client's 5 s operation timeout.
+/// No new batch starts after this long, 2 s before [`crate::store::REQUEST_DEADLINE`] (6 s;
+/// past it the answer is a 503, inside the function's 10 s timeout): the last batch's calls
+/// usually take far less (each is cut at [`crate::store::OPERATION_TIMEOUT`], 4 s, when
+/// DynamoDB is in trouble), and a request cut short is repeated like an incomplete one.
 const TIME_BUDGET: Duration = Duration::from_secs(4);
 /// Keys read per Query page while listing what to delete.
 const LISTING_PAGE: usize = 250;

@@ -70,7 +70,7 @@ impl Store {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(keys::key_item(key)))
+            .set_key(Some(keys::key_attributes(key)))
     }
 
     pub fn table(&self) -> &str {
@@ -98,7 +98,7 @@ impl Store {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(keys::key_item(key)))
+            .set_key(Some(keys::key_attributes(key)))
             .consistent_read(consistent)
             .send()
             .await

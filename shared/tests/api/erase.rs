@@ -363,7 +363,7 @@ async fn aliases_and_messages_from_before_the_erasure_listing_are_indexed_by_adm
             .client()
             .update_item()
             .table_name(org.store().table())
-            .set_key(Some(keys::key_item(key)))
+            .set_key(Some(keys::key_attributes(key)))
             .update_expression(format!("REMOVE {index}PK, {index}SK"))
             .send()
             .await

@@ -385,7 +385,7 @@ pub fn event(
         event_id,
     );
     let now = received_at.to_stored();
-    let mut item = keys::key_item(&key);
+    let mut item = keys::key_attributes(&key);
     item.extend([
         ("GSI1PK".to_owned(), s(index.gsi1pk)),
         ("GSI1SK".to_owned(), s(index.gsi1sk)),

@@ -47,7 +47,7 @@ impl Stored {
 
     /// The table key of the item (every stored item has one).
     pub fn key(&self) -> Option<ItemKey> {
-        keys::item_key(&self.0)
+        keys::key_of(&self.0)
     }
 
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError> {

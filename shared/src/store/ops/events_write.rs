@@ -25,7 +25,7 @@ use crate::store::schema::attributes::{
     event_attribute, stored_offer, stored_position, tie_name, EVENT_INSTALLS, EVENT_PAYMENTS,
     REVENUE_PREFIX,
 };
-use crate::store::schema::keys::key_item;
+use crate::store::schema::keys::key_attributes;
 use crate::store::schema::{n, s, Item};
 use crate::store::Store;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -119,7 +119,7 @@ impl Store {
             .map_err(internal)?;
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_item(&write.user.key)))
+            .set_key(Some(key_attributes(&write.user.key)))
             .with(user_expression(write, parts).finish())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()

@@ -35,7 +35,7 @@ use crate::store::schema::attributes::{
     event_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX, EVENT_INSTALLS,
     EVENT_PAYMENTS, MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
 };
-use crate::store::schema::keys::{self, key_item, ItemKey};
+use crate::store::schema::keys::{self, key_attributes, ItemKey};
 use crate::store::schema::{n, s, Item};
 use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -216,7 +216,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
+            .set_key(Some(key_attributes(&key)))
             .set_condition_expression(expression.condition)
             .set_expression_attribute_names(expression.names)
             .set_expression_attribute_values(expression.values)
@@ -395,7 +395,7 @@ impl Merge<'_> {
         let build = |key: &ItemKey, expr: Expr| {
             Update::builder()
                 .table_name(self.table)
-                .set_key(Some(key_item(key)))
+                .set_key(Some(key_attributes(key)))
                 .with(expr.finish())
         };
         let (from_update, into_update) = (build(from_key, mark), build(into_key, give));

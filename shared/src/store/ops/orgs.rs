@@ -123,7 +123,7 @@ impl Store {
         created_at: &str,
     ) -> Result<bool, ApiError> {
         let key = keys::org(id);
-        let mut item = keys::key_item(&key);
+        let mut item = keys::key_attributes(&key);
         item.extend([
             ("GSI1PK".to_owned(), s(keys::ORGS_LIST)),
             ("GSI1SK".to_owned(), s(id)),
@@ -147,12 +147,12 @@ impl Store {
 
     /// Stores a new API key; `false` if its id is taken.
     pub async fn create_api_key(&self, key: &NewApiKey<'_>) -> Result<bool, ApiError> {
-        let item_key = keys::api_key(key.key_id);
+        let key_of = keys::api_key(key.key_id);
         let mut item: Item = serde_dynamo::to_item(key).map_err(|error| {
             tracing::error!(%error, "API key item");
             ApiError::Internal
         })?;
-        item.extend(keys::key_item(&item_key));
+        item.extend(keys::key_attributes(&key_of));
         item.extend([
             ("GSI1PK".to_owned(), s(keys::org_api_keys(key.org_id))),
             (

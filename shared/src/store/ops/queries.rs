@@ -6,7 +6,7 @@ use crate::store::codec::client_record;
 use crate::store::codec::records::{decode, Erasure, Stored};
 use crate::store::expr::Expr;
 use crate::store::schema::attributes::{event_attribute, ERASED_EVENT, ERASED_KEY_RETENTION_SECS};
-use crate::store::schema::keys::{self, key_item, Index, ItemKey};
+use crate::store::schema::keys::{self, key_attributes, Index, ItemKey};
 use crate::store::schema::table::TTL_ATTRIBUTE;
 use crate::store::schema::{n, s, Item};
 use crate::store::{storage_error, Store};
@@ -428,7 +428,7 @@ impl Store {
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<&ItemKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
         let chunks = unique.chunks(BATCH_GET_KEYS).map(|chunk| {
-            let keys: Vec<Item> = chunk.iter().map(|key| key_item(key)).collect();
+            let keys: Vec<Item> = chunk.iter().map(|key| key_attributes(key)).collect();
             self.batch_get_chunk(keys, false)
         });
         let found = futures::future::try_join_all(chunks).await?;
@@ -442,12 +442,12 @@ impl Store {
         keys: [&ItemKey; 2],
     ) -> Result<[Option<Item>; 2], ApiError> {
         let found = self
-            .batch_get_chunk(keys.iter().map(|key| key_item(key)).collect(), true)
+            .batch_get_chunk(keys.iter().map(|key| key_attributes(key)).collect(), true)
             .await?;
         let mut pair = [None, None];
         for item in found {
-            let position = keys::item_key(&item)
-                .and_then(|key| keys.iter().position(|wanted| **wanted == key));
+            let position =
+                keys::key_of(&item).and_then(|key| keys.iter().position(|wanted| **wanted == key));
             if let Some(position) = position {
                 pair[position] = Some(item);
             }
@@ -503,7 +503,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(key)))
+            .set_key(Some(key_attributes(key)))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
@@ -523,13 +523,13 @@ impl Store {
                 .map(|erasure| match erasure {
                     Erasure::Delete(key) => {
                         let delete = DeleteRequest::builder()
-                            .set_key(Some(key_item(key)))
+                            .set_key(Some(key_attributes(key)))
                             .build()
                             .expect("the key is set");
                         WriteRequest::builder().delete_request(delete).build()
                     }
                     Erasure::Tombstone(key) => {
-                        let mut item = key_item(key);
+                        let mut item = key_attributes(key);
                         item.insert("entity".into(), s(ERASED_EVENT));
                         item.insert(TTL_ATTRIBUTE.into(), n(expires));
                         let put = PutRequest::builder()

@@ -18,7 +18,7 @@ pub struct ItemKey {
 }
 
 /// The table key as the map DynamoDB takes (`Key` of GetItem, UpdateItem, DeleteItem...).
-pub fn key_item(key: &ItemKey) -> Item {
+pub fn key_attributes(key: &ItemKey) -> Item {
     Item::from([
         (TABLE_PK.to_owned(), s(&key.pk)),
         (TABLE_SK.to_owned(), s(&key.sk)),
@@ -26,7 +26,7 @@ pub fn key_item(key: &ItemKey) -> Item {
 }
 
 /// The table key of a stored item.
-pub fn item_key(item: &Item) -> Option<ItemKey> {
+pub fn key_of(item: &Item) -> Option<ItemKey> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Some(ItemKey {
         pk: text(TABLE_PK)?,
