@@ -19,10 +19,9 @@ use crate::error::ApiError;
 use crate::fields::{Email, Id};
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
-use crate::store::keys::{self, Index};
-use crate::store::ops::queries::{Query, SortKey};
-use crate::store::records::Erasure;
-use crate::store::records::{Listed, UserRecord};
+use crate::store::keys;
+use crate::store::ops::lists::Listing;
+use crate::store::records::{Erasure, UserRecord};
 use crate::store::schema::attributes::EMAIL_ALIAS;
 use crate::store::Store;
 use serde_json::json;
@@ -90,11 +89,11 @@ impl Budget {
     }
 }
 
-/// Deletes what `query` lists, page by page, within the budget. Whether it got to the end.
+/// Deletes what `listing` lists, page by page, within the budget. Whether it got to the end.
 async fn delete_listed(
     store: &Store,
     org_id: &str,
-    query: &Query,
+    listing: &Listing,
     budget: &mut Budget,
     erased: &mut Erased,
 ) -> Result<bool, ApiError> {
@@ -103,9 +102,7 @@ async fn delete_listed(
         if budget.exhausted() {
             return Ok(false);
         }
-        let page = store
-            .query_page::<Listed>(query, budget.page(), start)
-            .await?;
+        let page = store.listing_page(listing, budget.page(), start).await?;
         let mut keys: Vec<Erasure> = Vec::new();
         for item in &page.items {
             let entity = item.entity.as_deref();
@@ -121,7 +118,7 @@ async fn delete_listed(
             if entity == Some("conversation") {
                 // The thread's messages first: if they do not all fit, the thread stays
                 // and the next request finds it again.
-                let messages = listing(Index::Table, item.key().pk, keys::MESSAGE);
+                let messages = Listing::messages_of(&item.key().pk);
                 if !Box::pin(delete_listed(store, org_id, &messages, budget, erased)).await? {
                     store.batch_delete(&keys).await?;
                     return Ok(false);
@@ -148,15 +145,13 @@ async fn release_aliases(
     id: &Id,
     budget: &mut Budget,
 ) -> Result<bool, ApiError> {
-    let aliases = listing(Index::Gsi1, user_pk.to_owned(), keys::EMAIL);
+    let aliases = Listing::aliases_of(user_pk);
     let mut start = None;
     loop {
         if budget.exhausted() {
             return Ok(false);
         }
-        let page = store
-            .query_page::<Listed>(&aliases, budget.page(), start)
-            .await?;
+        let page = store.listing_page(&aliases, budget.page(), start).await?;
         let releases = page
             .items
             .iter()
@@ -187,18 +182,6 @@ async fn recompute_touched(
     Ok(())
 }
 
-/// Keys (and entity) of the items of one partition: all, or the children of one `kind`.
-fn listing(index: Index, partition: String, kind: &str) -> Query {
-    let sort = if kind.is_empty() {
-        SortKey::Any
-    } else {
-        SortKey::children(kind)
-    };
-    let mut query = Query::new(index, partition, sort);
-    query.projection = Some(Listed::ATTRIBUTES.to_vec());
-    query
-}
-
 pub async fn users_delete(
     store: &Store,
     caller: &Caller,
@@ -222,8 +205,8 @@ pub async fn users_delete(
         .unwrap_or_default();
     let mut complete = true;
     for pk in merged.iter().chain([&user_key.pk]) {
-        let children = listing(Index::Gsi1, pk.clone(), "");
-        let messages = listing(Index::Gsi2, pk.clone(), keys::MESSAGE);
+        let children = Listing::under_user(pk);
+        let messages = Listing::messages_with_contact(pk);
         complete = delete_listed(store, org, &children, &mut budget, &mut erased).await?
             && delete_listed(store, org, &messages, &mut budget, &mut erased).await?;
         recompute_touched(store, org, &mut erased).await?;

@@ -126,20 +126,10 @@ impl TestOrg {
 
     /// How many events the table holds for the user `external_user_id` (GSI1).
     pub async fn count_events(&self, external_user_id: &str) -> usize {
-        let user_pk = keys::user_pk(&self.org_id, &external_identity(external_user_id));
-        let output = self
-            .store()
-            .client()
-            .query()
-            .table_name(self.store().table())
-            .index_name("GSI1")
-            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
-            .expression_attribute_values(":pk", shared::store::s(user_pk))
-            .expression_attribute_values(":event", shared::store::s("EVENT#"))
-            .send()
+        self.store()
+            .count_user_events(&self.org_id, &external_identity(external_user_id))
             .await
-            .unwrap();
-        output.count as usize
+            .unwrap()
     }
 }
 

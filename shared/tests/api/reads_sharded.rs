@@ -9,8 +9,8 @@
 use crate::common::*;
 use serde_json::{json, Value};
 use shared::admin;
-use shared::store::keys::{self, Index, OrgList};
-use shared::store::ops::queries::{Query, SortKey};
+use shared::store::keys::{self, OrgList};
+use shared::store::testing::{Index, Query, SortKey};
 use shared::store::{s, Item};
 use shared::Endpoint;
 use std::collections::HashSet;

@@ -3,8 +3,10 @@
 pub mod backfill;
 pub mod events_write;
 pub mod identity;
+pub mod lists;
 pub mod orgs;
-pub mod queries;
+// Raw queries: only the store builds them (`lists` names every read made outside it).
+pub(crate) mod queries;
 pub mod table;
 pub mod threads;
 pub mod write;

@@ -181,15 +181,15 @@ fn decode_all<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, ApiError>
 }
 
 /// The expressions of one Query, and the maps they refer to.
-struct QueryExpression {
-    key_condition: String,
-    filter: Option<String>,
-    projection: Option<String>,
-    names: Option<HashMap<String, String>>,
-    values: Option<HashMap<String, AttributeValue>>,
+pub(super) struct QueryExpression {
+    pub(super) key_condition: String,
+    pub(super) filter: Option<String>,
+    pub(super) projection: Option<String>,
+    pub(super) names: Option<HashMap<String, String>>,
+    pub(super) values: Option<HashMap<String, AttributeValue>>,
 }
 
-fn query_expression(query: &Query) -> QueryExpression {
+pub(super) fn query_expression(query: &Query) -> QueryExpression {
     let (pk, sk) = query.index.key();
     let mut expr = Expr::new();
     let mut key_condition = expr.equals(pk, s(&query.partition));
