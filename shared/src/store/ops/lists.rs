@@ -270,15 +270,8 @@ impl Store {
         let mut count = 0;
         let mut start = None;
         loop {
-            let expression = super::queries::query_expression(&query);
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(query.index.name().map(str::to_owned))
-                .key_condition_expression(expression.key_condition)
-                .set_expression_attribute_names(expression.names)
-                .set_expression_attribute_values(expression.values)
+                .query_request(&query)
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()

@@ -181,15 +181,15 @@ fn decode_all<T: DeserializeOwned>(items: Vec<Item>) -> Result<Vec<T>, ApiError>
 }
 
 /// The expressions of one Query, and the maps they refer to.
-pub(super) struct QueryExpression {
-    pub(super) key_condition: String,
-    pub(super) filter: Option<String>,
-    pub(super) projection: Option<String>,
-    pub(super) names: Option<HashMap<String, String>>,
-    pub(super) values: Option<HashMap<String, AttributeValue>>,
+struct QueryExpression {
+    key_condition: String,
+    filter: Option<String>,
+    projection: Option<String>,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
 }
 
-pub(super) fn query_expression(query: &Query) -> QueryExpression {
+fn query_expression(query: &Query) -> QueryExpression {
     let (pk, sk) = query.index.key();
     let mut expr = Expr::new();
     let mut key_condition = expr.equals(pk, s(&query.partition));
@@ -253,17 +253,13 @@ fn filter(expr: &mut Expr, name: &str, value: &AttributeValue) -> String {
 }
 
 impl Store {
-    /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
-    async fn query_once(
+    /// The Query request of `query`, from its first item.
+    pub(super) fn query_request(
         &self,
         query: &Query,
-        limit: usize,
-        start: Option<Item>,
-    ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let expression = query_expression(query);
-        let resumed = start.is_some();
-        let result = self
-            .client
+        self.client
             .query()
             .table_name(&self.table)
             .set_index_name(query.index.name().map(str::to_owned))
@@ -274,6 +270,18 @@ impl Store {
             .set_expression_attribute_values(expression.values)
             .scan_index_forward(query.ascending)
             .consistent_read(query.consistent)
+    }
+
+    /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
+    async fn query_once(
+        &self,
+        query: &Query,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+        let resumed = start.is_some();
+        let result = self
+            .query_request(query)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
