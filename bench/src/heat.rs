@@ -28,7 +28,8 @@ use shared::store::keys::ItemKey;
 use shared::store::schema::attributes::{
     event_attribute, stored_offer, EVENT_INSTALLS, EVENT_PAYMENTS, REVENUE_PREFIX,
 };
-use shared::store::{items, n, s, Item, Upsert};
+use shared::store::testing::{n, s, Item};
+use shared::store::{items, Upsert};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use time::OffsetDateTime;

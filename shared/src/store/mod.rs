@@ -37,19 +37,22 @@ pub use ops::events_write::{EventOutcome, EventWrite};
 pub use ops::queries::{Page, Position, FILTERED_PAGE_CALLS};
 pub use ops::write::{PutOutcome, UpsertOutcome};
 pub use ops::{identity, table};
-pub use schema::{keys, n, s, Item};
+pub use schema::keys;
+use schema::Item;
 
 use crate::error::ApiError;
 use aws_sdk_dynamodb::Client;
 use schema::keys::ItemKey;
 
-/// The raw query machinery, for the test that compares a merged sharded page with
-/// DynamoDB's own order over one partition (`tests/api/reads_sharded.rs`); nothing else
-/// outside the store builds a query.
+/// Raw items and queries, for what inspects the table beside the store: the test that
+/// compares a merged sharded page with DynamoDB's own order over one partition
+/// (`tests/api/reads_sharded.rs`), tests that read or plant raw items, and `make bench`'s
+/// heat simulation. Nothing in the crate outside the store uses them.
 #[doc(hidden)]
 pub mod testing {
     pub use super::ops::queries::{Query, SortKey};
     pub use super::schema::keys::Index;
+    pub use super::schema::{n, s, Item};
 }
 
 #[derive(Clone, Debug)]

@@ -276,8 +276,8 @@ impl TestOrg {
             .client()
             .get_item()
             .table_name(self.store().table())
-            .key("PK", shared::store::s(&key.pk))
-            .key("SK", shared::store::s(&key.sk))
+            .key("PK", shared::store::testing::s(&key.pk))
+            .key("SK", shared::store::testing::s(&key.sk))
             .consistent_read(true)
             .send()
             .await
