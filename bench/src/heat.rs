@@ -338,7 +338,7 @@ impl Model {
         self.charge(Place::Table, &key.pk, units(size));
     }
 
-    /// The item after `upsert` (as `store::write::upsert_expression` builds it), or `None`
+    /// The item after `upsert` (as `store::ops::write::upsert_expression` builds it), or `None`
     /// if its condition refuses it. With `advance`, only when the advance's guard holds.
     fn updated(&self, upsert: &Upsert, advance: bool) -> Option<Item> {
         let old = self.items.get(&upsert.key);

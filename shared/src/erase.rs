@@ -165,7 +165,7 @@ async fn release_aliases(
     }
 }
 
-/// Recomputes the threads that lost a message and still exist (`store::threads`).
+/// Recomputes the threads that lost a message and still exist (`store::ops::threads`).
 async fn recompute_touched(
     store: &Store,
     org_id: &str,

@@ -330,7 +330,7 @@ pub async fn conversations_upsert(
 
 /// A message, its contact and channel, and its thread. The thread is written after the
 /// message, so that when the message is not the thread's newest (late, or re-sent) the
-/// thread is recomputed from a set that includes it (`store::threads`). A message id is
+/// thread is recomputed from a set that includes it (`store::ops::threads`). A message id is
 /// unique in the org: re-sent with another `thread_id`, the message moves.
 pub async fn messages_upsert(
     store: &Store,
@@ -387,7 +387,7 @@ pub async fn bookings_upsert(
 
 /// Stores an event and adds what it says to its client (see [`crate::facts`]).
 ///
-/// The event item and its user's update are one transaction (`store::events_write`), so
+/// The event item and its user's update are one transaction (`store::ops::events_write`), so
 /// an event is stored with its counts or not at all. Idempotency (see
 /// [`crate::idempotency`]): with an `Idempotency-Key` the event item is the idempotency
 /// record, and a retry gets the stored event back, its counts already in.

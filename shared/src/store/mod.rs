@@ -1,22 +1,22 @@
 //! The DynamoDB store: the only module that talks to DynamoDB and knows its attributes.
-//! It reads bottom-up; each layer uses only the ones below it (`store_modules_form_no_cycle`
-//! in `lib.rs`'s tests checks there is no import cycle):
+//! It reads bottom-up; each layer uses only the ones below it (`module_graph`'s tests fail
+//! on an import cycle or a layer that looks up; docs/data-model.md shows the graph):
 //!
 //! 1. [`schema`], no I/O: [`schema::keys`] (every key and index name),
 //!    [`schema::table`] (the table definition), [`schema::attributes`] (the attributes and
 //!    encodings shared by several parts: `ev_*`, `rev_*`, `merged_into`, offers, money).
 //! 2. Support, no I/O either: [`expr`] (the expression builder every call with an
-//!    expression uses), [`error`] (SDK errors as [`ApiError`]s), [`client`] (the SDK client's
-//!    configuration).
+//!    expression uses), [`error`] (SDK errors as [`ApiError`]s).
 //! 3. [`codec`]: [`codec::items`] (domain values as writes), [`codec::upsert`] (what one
 //!    write is), [`codec::records`] (stored items as typed records and views),
 //!    [`codec::client_record`] (a user item merged into the client record clients see).
-//! 4. [`ops`], the calls: [`ops::write`] (the request path's conditional writes),
-//!    [`ops::events_write`] (an event and its client's counts in one transaction),
-//!    [`ops::identity`] (emails and external ids naming one client), [`ops::threads`] (a
-//!    thread's inbox state), [`ops::queries`] (queries, batches, deletes), [`ops::orgs`]
-//!    (orgs and API keys), [`ops::table`] (creating the table), [`ops::backfill`] (index
-//!    keys for erasure on items written before it listed them).
+//! 4. The calls: [`client`] (the SDK client's configuration), [`ops::write`] (the request
+//!    path's conditional writes), [`ops::events_write`] (an event and its client's counts in
+//!    one transaction), [`ops::identity`] (emails and external ids naming one client),
+//!    [`ops::threads`] (a thread's inbox state), `ops::queries` (the query machinery,
+//!    batches, deletes), [`ops::lists`] (every read made outside the store, by name),
+//!    [`ops::orgs`] (orgs and API keys), [`ops::table`] (creating the table),
+//!    [`ops::backfill`] (index keys for erasure on items written before it listed them).
 
 pub mod client;
 pub mod codec;

@@ -1,5 +1,5 @@
 //! The client record as clients see it: what `users/upsert` sent (the profile) merged with
-//! what events say (the `ev_*` fields and counters written by `events_write`), computed
+//! what events say (the `ev_*` fields and counters written by `ops::events_write`), computed
 //! when a user item is read, so it is a function of both and of nothing else:
 //!
 //! - a timestamp is the later of the profile's and the events' (`installed_at`...);

@@ -117,7 +117,7 @@ pub fn user_mention(org_id: &str, user: &User) -> Upsert {
 }
 
 /// The user write of an event: the nested user as a mention, and the event's time as the
-/// user's last activity when it is the newest event (see `events_write` for the rest).
+/// user's last activity when it is the newest event (see `ops::events_write` for the rest).
 /// The index key follows [`keys::user_activity_sort`]: the same value for a whole day of
 /// events, so that only one event per user and day moves the index entry; the partition
 /// key is set too (a record written before the lists were sharded moves to its shard).
@@ -233,7 +233,7 @@ pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
     });
     let mut write = write.indexed(index);
     // The stated `last_message_at` only moves the thread's forward; the inbox follows the
-    // messages themselves (`store::threads`), never this.
+    // messages themselves (`store::ops::threads`), never this.
     if let Some(at) = conversation.fields.last_message_at {
         write.set.retain(|(name, _)| name != "last_message_at");
         write.advance = Some(last_message_at(at.to_stored()));
@@ -242,7 +242,7 @@ pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
 }
 
 /// The thread write of a message: creates the thread if it is missing and, when the
-/// message is the thread's newest (see `store::threads`), makes it the last message and
+/// message is the thread's newest (see `store::ops::threads`), makes it the last message and
 /// keeps the inbox: an inbound message puts the thread in it (waiting since the first
 /// inbound message after the last reply), any other takes it out. Guarded by the thread's
 /// `newest_message`: a message that is not the newest is `Stale` here, and the caller

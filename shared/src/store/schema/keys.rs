@@ -1,5 +1,5 @@
 //! The key schema: every item's PK/SK and index keys, and the index names, are defined
-//! here and nowhere else (`table.rs` declares the same indexes for table creation).
+//! here and nowhere else (`table.rs` beside it declares the same indexes for table creation).
 //!
 //! Tenant data is always under `ORG#<org_id>#...`. Org ids cannot contain `#` (the admin
 //! CLI enforces `[a-z0-9_-]`), and every app-chosen id is the *last* component of its key,
@@ -315,7 +315,7 @@ impl Index {
 // Each list is spread over a fixed number of partition keys (shards), `<list>#<shard>`,
 // the shard a hash of the record's id, so that one org's writes spread over that many
 // partitions (DynamoDB takes at most 1,000 write units per second per partition key).
-// Reads query every shard and merge them (`store::reads::Store::sharded_page`).
+// Reads query every shard and merge them (`ops::queries`, `Store::sharded_page`).
 
 /// An org-wide list of GSI2, spread over shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
