@@ -241,6 +241,22 @@ fn store_layers_only_look_down() {
 }
 
 #[test]
+fn only_the_store_builds_queries() {
+    for (module, source) in sources() {
+        if module == "store" || module.starts_with("store::") || module == "module_graph" {
+            continue;
+        }
+        let code = code(&source);
+        for raw in ["ops::queries", "store::testing", "SortKey", "Index::"] {
+            assert!(
+                !code.contains(raw),
+                "`{module}` names `{raw}`: add a `Store` method to `ops::lists`"
+            );
+        }
+    }
+}
+
+#[test]
 fn module_graph_lists_the_store() {
     for (from, targets) in store_graph(&graph()) {
         let targets: Vec<_> = targets.into_iter().collect();
