@@ -47,7 +47,7 @@ const PRODUCT_TYPE_FIELD: &str = "product_type";
 /// The object types an item may be, with the name of the object in the single endpoint's
 /// answer and the field that identifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum ObjectType {
     User,
     Event,
     Product,
@@ -57,44 +57,44 @@ pub enum Kind {
     Booking,
 }
 
-impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::User,
-        Kind::Event,
-        Kind::Product,
-        Kind::Sale,
-        Kind::Conversation,
-        Kind::Message,
-        Kind::Booking,
+impl ObjectType {
+    pub const ALL: [ObjectType; 7] = [
+        ObjectType::User,
+        ObjectType::Event,
+        ObjectType::Product,
+        ObjectType::Sale,
+        ObjectType::Conversation,
+        ObjectType::Message,
+        ObjectType::Booking,
     ];
 
     /// The value of `type`, which is also the object's key in the single endpoint's answer.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::User => "user",
-            Kind::Event => "event",
-            Kind::Product => "product",
-            Kind::Sale => "sale",
-            Kind::Conversation => "conversation",
-            Kind::Message => "message",
-            Kind::Booking => "booking",
+            ObjectType::User => "user",
+            ObjectType::Event => "event",
+            ObjectType::Product => "product",
+            ObjectType::Sale => "sale",
+            ObjectType::Conversation => "conversation",
+            ObjectType::Message => "message",
+            ObjectType::Booking => "booking",
         }
     }
 
-    fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    fn from_name(name: &str) -> Option<ObjectType> {
+        ObjectType::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     /// The fields of the stored object that give the item's `id`, first present wins.
     fn id_fields(self) -> &'static [&'static str] {
         match self {
-            Kind::User => &["external_user_id", "email"],
-            Kind::Event => &["id"],
-            Kind::Product => &["external_product_id"],
-            Kind::Sale => &["sale_id"],
-            Kind::Conversation => &["thread_id"],
-            Kind::Message => &["message_id"],
-            Kind::Booking => &["booking_id"],
+            ObjectType::User => &["external_user_id", "email"],
+            ObjectType::Event => &["id"],
+            ObjectType::Product => &["external_product_id"],
+            ObjectType::Sale => &["sale_id"],
+            ObjectType::Conversation => &["thread_id"],
+            ObjectType::Message => &["message_id"],
+            ObjectType::Booking => &["booking_id"],
         }
     }
 }
@@ -148,7 +148,7 @@ fn item_cost(raw: &RawValue) -> u32 {
         Ok(Priced {
             kind: Some(kind),
             services: Some(services),
-        }) if kind == Kind::Booking.name() => crate::cost::booking(services.len()),
+        }) if kind == ObjectType::Booking.name() => crate::cost::booking(services.len()),
         _ => 1,
     }
 }
@@ -214,7 +214,7 @@ impl<'de> Deserialize<'de> for Members {
 /// One item, ready for its handler.
 #[derive(Debug)]
 struct Item {
-    kind: Kind,
+    kind: ObjectType,
     idempotency_key: Option<IdempotencyKey>,
     /// The single endpoint's body.
     body: Vec<u8>,
@@ -248,7 +248,7 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
         param: TYPE_FIELD.into(),
     })?;
     let idempotency_key = match (kind, idempotency_key) {
-        (Kind::Event, Some(raw)) => match serde_json::from_str::<Option<String>>(raw.get()) {
+        (ObjectType::Event, Some(raw)) => match serde_json::from_str::<Option<String>>(raw.get()) {
             Ok(Some(key)) => Some(IdempotencyKey::parse(&key)?),
             Ok(None) => None,
             Err(_) => {
@@ -267,7 +267,7 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
             body.push(b',');
         }
         let name = match (kind, name.as_str()) {
-            (Kind::Product, PRODUCT_TYPE_FIELD) => TYPE_FIELD,
+            (ObjectType::Product, PRODUCT_TYPE_FIELD) => TYPE_FIELD,
             _ => name.as_str(),
         };
         serde_json::to_writer(&mut body, name).expect("a string serializes");
@@ -283,16 +283,16 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
 }
 
 /// The item's `type`; `null` counts as absent.
-fn item_kind(value: &RawValue) -> Result<Option<Kind>, ApiError> {
+fn item_kind(value: &RawValue) -> Result<Option<ObjectType>, ApiError> {
     let invalid = || {
-        let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.name()).collect();
+        let names: Vec<&str> = ObjectType::ALL.iter().map(|kind| kind.name()).collect();
         ApiError::invalid_field(
             TYPE_FIELD,
             format!("`type` must be one of {}", names.join(", ")),
         )
     };
     match serde_json::from_str::<Option<String>>(value.get()) {
-        Ok(Some(name)) => Kind::from_name(&name).map(Some).ok_or_else(invalid),
+        Ok(Some(name)) => ObjectType::from_name(&name).map(Some).ok_or_else(invalid),
         Ok(None) => Ok(None),
         Err(_) => Err(invalid()),
     }
@@ -313,8 +313,8 @@ fn records(item: &Item) -> Vec<String> {
     let body = item.body.as_slice();
     let mut names = Vec::new();
     match item.kind {
-        Kind::User => names.extend(input::parse_user(body).ok().map(|u| user(&u))),
-        Kind::Event => {
+        ObjectType::User => names.extend(input::parse_user(body).ok().map(|u| user(&u))),
+        ObjectType::Event => {
             if let Ok(event) = input::parse_event(body, Timestamp::now()) {
                 names.push(user(&event.user));
             }
@@ -322,29 +322,31 @@ fn records(item: &Item) -> Vec<String> {
                 names.push(format!("event:{}", key.as_str()));
             }
         }
-        Kind::Product => names.extend(input::parse_product(body).ok().map(|p| product(&p.id))),
-        Kind::Sale => {
+        ObjectType::Product => {
+            names.extend(input::parse_product(body).ok().map(|p| product(&p.id)))
+        }
+        ObjectType::Sale => {
             if let Ok(sale) = input::parse_sale(body) {
                 names.push(format!("sale:{}", sale.id.as_str()));
                 names.extend(sale.buyer.as_ref().map(user));
                 names.extend(sale.product.as_ref().map(|p| product(&p.id)));
             }
         }
-        Kind::Conversation => {
+        ObjectType::Conversation => {
             if let Ok(conversation) = input::parse_conversation(body) {
                 names.push(thread(&conversation.thread_id));
                 names.extend(conversation.contact.as_ref().map(user));
                 names.extend(conversation.channel.as_ref().map(|c| channel(&c.id)));
             }
         }
-        Kind::Message => {
+        ObjectType::Message => {
             if let Ok(message) = input::parse_message(body) {
                 names.push(thread(&message.thread_id));
                 names.extend(message.contact.as_ref().map(user));
                 names.extend(message.channel.as_ref().map(|c| channel(&c.id)));
             }
         }
-        Kind::Booking => {
+        ObjectType::Booking => {
             if let Ok(booking) = input::parse_booking(body) {
                 names.push(format!("booking:{}", booking.id.as_str()));
                 names.extend(booking.client.as_ref().map(user));
@@ -389,20 +391,22 @@ async fn call_handler(
 ) -> Result<Reply, ApiError> {
     let body = item.body.as_slice();
     match item.kind {
-        Kind::User => handlers::users_upsert(store, caller, body).await,
-        Kind::Event => handlers::events_with_key(store, caller, item.idempotency_key, body).await,
-        Kind::Product => handlers::products_upsert(store, caller, body).await,
-        Kind::Sale => handlers::sales_upsert(store, caller, body).await,
-        Kind::Conversation => handlers::conversations_upsert(store, caller, body).await,
-        Kind::Message => handlers::messages_upsert(store, caller, body).await,
-        Kind::Booking => {
+        ObjectType::User => handlers::users_upsert(store, caller, body).await,
+        ObjectType::Event => {
+            handlers::events_with_key(store, caller, item.idempotency_key, body).await
+        }
+        ObjectType::Product => handlers::products_upsert(store, caller, body).await,
+        ObjectType::Sale => handlers::sales_upsert(store, caller, body).await,
+        ObjectType::Conversation => handlers::conversations_upsert(store, caller, body).await,
+        ObjectType::Message => handlers::messages_upsert(store, caller, body).await,
+        ObjectType::Booking => {
             handlers::bookings_upsert(store, caller, input::parse_booking(body)?).await
         }
     }
 }
 
 /// One entry of `results`: what the single endpoint would have answered, in short.
-fn success(kind: Kind, reply: &Reply) -> Value {
+fn success(kind: ObjectType, reply: &Reply) -> Value {
     let object = &reply.body[kind.name()];
     let id = kind
         .id_fields()
@@ -427,11 +431,11 @@ fn success(kind: Kind, reply: &Reply) -> Value {
 
 /// An item's error, with `param` relative to the item: the header of the single endpoint
 /// is the item's `idempotency_key` field, a product's `type` its `product_type`.
-fn failure(kind: Option<Kind>, error: &ApiError) -> Value {
+fn failure(kind: Option<ObjectType>, error: &ApiError) -> Value {
     let mut body = json!({ "code": error.code(), "message": error.to_string() });
     let param = match (kind, error.param()) {
         (_, Some("Idempotency-Key")) => Some(IDEMPOTENCY_KEY_FIELD),
-        (Some(Kind::Product), Some(TYPE_FIELD)) => Some(PRODUCT_TYPE_FIELD),
+        (Some(ObjectType::Product), Some(TYPE_FIELD)) => Some(PRODUCT_TYPE_FIELD),
         (_, param) => param,
     };
     if let Some(param) = param {
@@ -459,7 +463,7 @@ pub async fn run(
     let count = batch.items.len();
     let mut results: Vec<Value> = vec![Value::Null; count];
     let mut ready: Vec<Option<Item>> = Vec::with_capacity(count);
-    let mut kinds: Vec<Option<Kind>> = Vec::with_capacity(count);
+    let mut kinds: Vec<Option<ObjectType>> = Vec::with_capacity(count);
     for (index, raw) in batch.items.iter().enumerate() {
         match prepare(raw) {
             Ok(item) if index >= admitted => {
@@ -562,7 +566,7 @@ mod tests {
             "user": {"external_user_id": "u"}
         })))
         .unwrap();
-        assert_eq!(item.kind, Kind::Event);
+        assert_eq!(item.kind, ObjectType::Event);
         assert_eq!(
             item.idempotency_key.as_ref().map(IdempotencyKey::as_str),
             Some("k1")
