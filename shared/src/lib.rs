@@ -15,7 +15,7 @@
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
 //! - [`ratelimit`], [`cost`]: per-key and per-org limits in tokens, shared by all instances
 //!   through leased token blocks; what each request costs.
-//! - [`store`]: the only code that talks to DynamoDB (key schema in [`store::keys`]).
+//! - [`store`]: the only code that talks to DynamoDB (key schema in `store::schema::keys`).
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`admin`]: orgs and API keys, for the `admin` CLI (never on the request path).
 

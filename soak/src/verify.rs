@@ -6,7 +6,8 @@ use futures::stream::{self, StreamExt};
 use record_model as model;
 use serde_json::{json, Value};
 use shared::store::records::{ProductView, SaleView, UserView, View};
-use shared::store::{keys, Store};
+use shared::store::testing::keys;
+use shared::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Concurrent reads while verifying.

@@ -23,7 +23,7 @@ pub mod codec;
 pub mod error;
 pub mod expr;
 pub mod ops;
-pub mod schema;
+pub(crate) mod schema;
 
 pub use client::{
     https_client_trusting_amazon_roots, AMAZON_ROOT_CAS_PEM, ATTEMPT_TIMEOUT, CONNECT_TIMEOUT,
@@ -37,22 +37,22 @@ pub use ops::events_write::{EventOutcome, EventWrite};
 pub use ops::queries::{Page, Position, FILTERED_PAGE_CALLS};
 pub use ops::write::{PutOutcome, UpsertOutcome};
 pub use ops::{identity, table};
-pub use schema::keys;
+pub(crate) use schema::keys;
+pub use schema::keys::{ItemKey, OrgList};
 use schema::Item;
 
 use crate::error::ApiError;
 use aws_sdk_dynamodb::Client;
-use schema::keys::ItemKey;
 
-/// Raw items and queries, for what inspects the table beside the store: the test that
-/// compares a merged sharded page with DynamoDB's own order over one partition
-/// (`tests/api/reads_sharded.rs`), tests that read or plant raw items, and `make bench`'s
-/// heat simulation. Nothing in the crate outside the store uses them.
+/// Keys, raw items and queries, for what inspects the table beside the store: the tests
+/// that read or plant raw items (and the one that compares a merged sharded page with
+/// DynamoDB's own order over one partition), the soak's checks and `make bench`'s heat
+/// simulation. Nothing in the crate outside the store uses the raw items and queries.
 #[doc(hidden)]
 pub mod testing {
     pub use super::ops::queries::{Query, SortKey};
     pub use super::schema::keys::Index;
-    pub use super::schema::{n, s, Item};
+    pub use super::schema::{attributes, keys, n, s, Item};
 }
 
 #[derive(Clone, Debug)]

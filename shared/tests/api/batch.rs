@@ -503,7 +503,7 @@ async fn the_rate_limit_counts_items() {
     assert_eq!(reply.headers["retry-after"], "1");
     // The refused items were not written.
     let refused = items[14]["external_user_id"].as_str().unwrap();
-    let key = shared::store::keys::user(&org.org_id, &external_identity(refused));
+    let key = shared::store::testing::keys::user(&org.org_id, &external_identity(refused));
     assert_eq!(org.store().get(&key).await, Ok(None));
 }
 

@@ -6,7 +6,8 @@ use lambda_http::{Body, Request};
 use serde_json::Value;
 use shared::admin;
 use shared::http::{handle, App};
-use shared::store::{keys, Store};
+use shared::store::testing::keys;
+use shared::store::Store;
 use shared::Endpoint;
 use tokio::sync::OnceCell;
 

@@ -3,7 +3,7 @@
 use crate::common::*;
 use futures::StreamExt;
 use serde_json::json;
-use shared::store::keys;
+use shared::store::testing::keys;
 use shared::Endpoint;
 
 /// A client with one of everything attached, plus records of another client.

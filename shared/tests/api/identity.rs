@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use shared::store::keys;
+use shared::store::testing::keys;
 use shared::Endpoint;
 
 fn purchase(user: Value, amount: &str) -> Value {

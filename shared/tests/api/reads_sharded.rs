@@ -9,7 +9,7 @@
 use crate::common::*;
 use serde_json::{json, Value};
 use shared::admin;
-use shared::store::keys::{self, OrgList};
+use shared::store::testing::keys::{self, OrgList};
 use shared::store::testing::{s, Index, Item, Query, SortKey};
 use shared::Endpoint;
 use std::collections::HashSet;
