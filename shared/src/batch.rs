@@ -1,26 +1,29 @@
 //! `POST batch/`: up to [`MAX_BATCH_ITEMS`] objects of any type in one request.
 //!
-//! Each item is turned into exactly the body its single endpoint gets (the item without
-//! `type` and `idempotency_key`) and handed to that endpoint's very handler, so validation,
-//! error codes, nested upserts, identity, idempotency and counters cannot differ. Items
-//! that touch a common record (the same user, product, sale, thread, message, booking,
-//! channel or idempotency key, nested ones included) form a group that is applied in
-//! request order; groups run concurrently, at most [`MAX_CONCURRENT_ITEMS`] at a time, until
-//! the request deadline. What was not stored because of storage trouble or the deadline is
+//! Each item is parsed once, as exactly the body its single endpoint gets (the item without
+//! `type` and `idempotency_key`), into the value that endpoint's very handler takes, so
+//! validation, error codes, nested upserts, identity, idempotency and counters cannot
+//! differ. The email-only user mentions are then resolved (one BatchGetItem for all), and
+//! items that touch a common record (the same user, however named, product, sale, thread,
+//! message, booking, channel or idempotency key, nested ones included) form a group that is
+//! applied in request order; groups run concurrently, at most [`MAX_CONCURRENT_ITEMS`] at a
+//! time, until the request deadline. What was not stored because of storage trouble or the deadline is
 //! 503 `storage_unavailable`, never a 2xx, so the client resends only those items.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::fields::Timestamp;
+use crate::fields::{json_without_repeated_keys, Email, Id};
 use crate::handlers::{self, Reply};
 use crate::idempotency::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
 use crate::input::{self, User, UserIdentity};
+use crate::request::WriteRequest;
+use crate::store::Store;
 use futures::StreamExt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -81,7 +84,7 @@ impl Kind {
         }
     }
 
-    fn from_name(name: &str) -> Option<Kind> {
+    pub(crate) fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
@@ -165,22 +168,83 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
-/// One item, ready for its handler.
+/// An item as its single endpoint would get it.
 #[derive(Debug)]
-struct Item {
+struct Prepared {
     kind: Kind,
     idempotency_key: Option<IdempotencyKey>,
     /// The single endpoint's body.
     body: Vec<u8>,
 }
 
-/// Reads `type` and `idempotency_key` and rebuilds the rest as the single endpoint's body.
-fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
+fn within_size(raw: &RawValue) -> Result<(), ApiError> {
     if raw.get().len() > crate::http::MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
             limit: crate::http::MAX_BODY_BYTES,
         });
     }
+    Ok(())
+}
+
+/// One item, parsed for its handler.
+#[derive(Debug)]
+struct Item {
+    kind: Kind,
+    request: WriteRequest,
+    /// Its email-only mention could not be resolved (storage trouble): what it answers.
+    unresolved: Option<ApiError>,
+}
+
+/// Parses an item once: as JSON, then its members (but `type` and `idempotency_key`) as
+/// the body of its type. An item that does not make it that way (a bad `type`, a repeated
+/// key, a field error) goes through [`prepare`] and the single endpoint's byte parser,
+/// whose error is the one the item answers.
+/// The error comes with the item's type when it has a valid one.
+fn parse_item(raw: &RawValue) -> Result<Item, (Option<Kind>, ApiError)> {
+    within_size(raw).map_err(|error| (None, error))?;
+    let parsed = match json_without_repeated_keys(raw.get().as_bytes()) {
+        Some(Value::Object(members)) => from_members(members),
+        _ => None,
+    };
+    let (kind, request) = match parsed {
+        Some(parsed) => parsed,
+        None => {
+            let item = prepare(raw).map_err(|error| (None, error))?;
+            let request = WriteRequest::parse(item.kind, &item.body, item.idempotency_key);
+            (item.kind, request)
+        }
+    };
+    Ok(Item {
+        kind,
+        request: request.map_err(|error| (Some(kind), error))?,
+        unresolved: None,
+    })
+}
+
+/// [`parse_item`]'s one parse; `None` sends the item to the byte parser.
+fn from_members(
+    mut members: serde_json::Map<String, Value>,
+) -> Option<(Kind, Result<WriteRequest, ApiError>)> {
+    let kind = Kind::from_name(members.remove(TYPE_FIELD)?.as_str()?)?;
+    let key = match (kind, members.remove(IDEMPOTENCY_KEY_FIELD)) {
+        (Kind::Event, Some(Value::String(key))) => Some(IdempotencyKey::parse(&key).ok()?),
+        (Kind::Event, Some(Value::Null)) | (_, None) => None,
+        (Kind::Event, Some(_)) => return None,
+        // Like any unknown field, ignored on other types.
+        (_, Some(_)) => None,
+    };
+    if kind == Kind::Product {
+        if let Some(product_type) = members.remove(PRODUCT_TYPE_FIELD) {
+            members.insert(TYPE_FIELD.to_owned(), product_type);
+        }
+    }
+    let request = WriteRequest::from_value(kind, Value::Object(members), key)?;
+    Some((kind, request))
+}
+
+/// Reads `type` and `idempotency_key` and rebuilds the rest as the single endpoint's body.
+fn prepare(raw: &RawValue) -> Result<Prepared, ApiError> {
+    within_size(raw)?;
     let Members(members) = serde_json::from_str(raw.get())
         .map_err(|_| ApiError::InvalidJson("each item must be a JSON object".into()))?;
     let mut kind = None;
@@ -229,7 +293,7 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
         body.extend_from_slice(value.get().as_bytes());
     }
     body.push(b'}');
-    Ok(Item {
+    Ok(Prepared {
         kind,
         idempotency_key,
         body,
@@ -250,63 +314,6 @@ fn item_kind(value: &RawValue) -> Result<Option<Kind>, ApiError> {
         Ok(None) => Ok(None),
         Err(_) => Err(invalid()),
     }
-}
-
-/// The records an item writes, as opaque names: items sharing one are applied in order.
-/// An item that does not parse writes nothing and has none.
-fn records(item: &Item) -> Vec<String> {
-    fn user(user: &User) -> String {
-        match &user.identity {
-            UserIdentity::External(id) => format!("user:id:{}", id.as_str()),
-            UserIdentity::Email(email) => format!("user:email:{}", email.as_str()),
-        }
-    }
-    let product = |id: &crate::fields::Id| format!("product:{}", id.as_str());
-    let thread = |id: &crate::fields::Id| format!("thread:{}", id.as_str());
-    let channel = |id: &crate::fields::Id| format!("channel:{}", id.as_str());
-    let body = item.body.as_slice();
-    let mut names = Vec::new();
-    match item.kind {
-        Kind::User => names.extend(input::parse_user(body).ok().map(|u| user(&u))),
-        Kind::Event => {
-            if let Ok(event) = input::parse_event(body, Timestamp::now()) {
-                names.push(user(&event.user));
-            }
-            if let Some(key) = &item.idempotency_key {
-                names.push(format!("event:{}", key.as_str()));
-            }
-        }
-        Kind::Product => names.extend(input::parse_product(body).ok().map(|p| product(&p.id))),
-        Kind::Sale => {
-            if let Ok(sale) = input::parse_sale(body) {
-                names.push(format!("sale:{}", sale.id.as_str()));
-                names.extend(sale.buyer.as_ref().map(user));
-                names.extend(sale.product.as_ref().map(|p| product(&p.id)));
-            }
-        }
-        Kind::Conversation => {
-            if let Ok(conversation) = input::parse_conversation(body) {
-                names.push(thread(&conversation.thread_id));
-                names.extend(conversation.contact.as_ref().map(user));
-                names.extend(conversation.channel.as_ref().map(|c| channel(&c.id)));
-            }
-        }
-        Kind::Message => {
-            if let Ok(message) = input::parse_message(body) {
-                names.push(thread(&message.thread_id));
-                names.extend(message.contact.as_ref().map(user));
-                names.extend(message.channel.as_ref().map(|c| channel(&c.id)));
-            }
-        }
-        Kind::Booking => {
-            if let Ok(booking) = input::parse_booking(body) {
-                names.push(format!("booking:{}", booking.id.as_str()));
-                names.extend(booking.client.as_ref().map(user));
-                names.extend(booking.services.iter().map(|p| product(&p.id)));
-            }
-        }
-    }
-    names
 }
 
 /// Splits item indexes into groups of items connected by a common record (union-find),
@@ -334,23 +341,6 @@ fn groups(records: &[Vec<String>]) -> Vec<Vec<usize>> {
         by_root[group].push(index);
     }
     by_root.into_iter().filter(|g| !g.is_empty()).collect()
-}
-
-async fn call_handler(
-    store: &crate::store::Store,
-    caller: &Caller,
-    item: Item,
-) -> Result<Reply, ApiError> {
-    let body = item.body.as_slice();
-    match item.kind {
-        Kind::User => handlers::users_upsert(store, caller, body).await,
-        Kind::Event => handlers::events_with_key(store, caller, item.idempotency_key, body).await,
-        Kind::Product => handlers::products_upsert(store, caller, body).await,
-        Kind::Sale => handlers::sales_upsert(store, caller, body).await,
-        Kind::Conversation => handlers::conversations_upsert(store, caller, body).await,
-        Kind::Message => handlers::messages_upsert(store, caller, body).await,
-        Kind::Booking => handlers::bookings_upsert(store, caller, body).await,
-    }
 }
 
 /// One entry of `results`: what the single endpoint would have answered, in short.
@@ -397,7 +387,7 @@ fn failure(kind: Option<Kind>, error: &ApiError) -> Value {
 /// others answered 429. `deadline` is the request's; `retry_after_secs` goes into
 /// `Retry-After` when some items should be resent.
 pub async fn run(
-    store: &crate::store::Store,
+    store: &Store,
     caller: &Caller,
     batch: Batch,
     admitted: usize,
@@ -410,26 +400,37 @@ pub async fn run(
     let mut ready: Vec<Option<Item>> = Vec::with_capacity(count);
     let mut kinds: Vec<Option<Kind>> = Vec::with_capacity(count);
     for (index, raw) in batch.items.iter().enumerate() {
-        match prepare(raw) {
-            Ok(item) if index >= admitted => {
-                results[index] = failure(Some(item.kind), &ApiError::RateLimited);
-                kinds.push(Some(item.kind));
-                ready.push(None);
+        // Past what the rate limit granted, an item is only read for its type.
+        let parsed = if index < admitted {
+            parse_item(raw).map(|item| (item.kind, Some(item)))
+        } else {
+            prepare(raw)
+                .map(|item| (item.kind, None))
+                .map_err(|error| (None, error))
+        };
+        match parsed {
+            Ok((kind, item)) => {
+                if item.is_none() {
+                    results[index] = failure(Some(kind), &ApiError::RateLimited);
+                }
+                kinds.push(Some(kind));
+                ready.push(item);
             }
-            Ok(item) => {
-                kinds.push(Some(item.kind));
-                ready.push(Some(item));
-            }
-            Err(error) => {
-                results[index] = failure(None, &error);
-                kinds.push(None);
+            Err((kind, error)) => {
+                results[index] = failure(kind, &error);
+                kinds.push(kind);
                 ready.push(None);
             }
         }
     }
+    resolve_emails(store, &caller.org_id, &mut ready, deadline).await;
     let records: Vec<Vec<String>> = ready
         .iter()
-        .map(|item| item.as_ref().map(records).unwrap_or_default())
+        .map(|item| {
+            item.as_ref()
+                .map(|item| item.request.records())
+                .unwrap_or_default()
+        })
         .collect();
     let work: Vec<Vec<(usize, Item)>> = groups(&records)
         .into_iter()
@@ -448,7 +449,7 @@ pub async fn run(
         .collect()
         .await;
     for (index, outcome) in outcomes.into_iter().flatten() {
-        let kind = kinds[index].expect("a prepared item has a kind");
+        let kind = kinds[index].expect("a parsed item has a kind");
         results[index] = match outcome {
             Ok(reply) => success(kind, &reply),
             Err(error) => failure(Some(kind), &error),
@@ -467,26 +468,117 @@ pub async fn run(
     Ok(reply)
 }
 
+/// The email of an email-only user mention.
+fn email_only(user: &User) -> Option<&Email> {
+    match &user.identity {
+        UserIdentity::Email(email) => Some(email),
+        UserIdentity::External(_) => None,
+    }
+}
+
+/// Resolves the items' email-only user mentions before they are grouped, so that a person
+/// named by email in one item and by id in another is one group: the read each of them
+/// made in its handler, here in BatchGetItem calls of 100 (one read per distinct email).
+/// When it fails, those items answer its error.
+async fn resolve_emails(store: &Store, org: &str, items: &mut [Option<Item>], deadline: Instant) {
+    let emails: Vec<Email> = items
+        .iter()
+        .flatten()
+        .filter_map(|item| item.request.user().and_then(email_only).cloned())
+        .collect();
+    if emails.is_empty() {
+        return;
+    }
+    let owners = tokio::time::timeout_at(deadline, store.email_owners(org, &emails))
+        .await
+        .unwrap_or(Err(ApiError::StorageUnavailable));
+    for item in items.iter_mut().flatten() {
+        let Some(user) = item.request.user_mut() else {
+            continue;
+        };
+        let Some(email) = email_only(user) else {
+            continue;
+        };
+        match &owners {
+            Ok(owners) => {
+                if let Some(owner) = owners.get(email) {
+                    user.identity = UserIdentity::External(owner.clone());
+                }
+                user.resolved = true;
+            }
+            Err(error) => item.unresolved = Some(error.clone()),
+        }
+    }
+}
+
+/// What the items of a group applied so far may have changed about emails: the ones they
+/// claimed, and the users whose email `users/upsert` moved (releasing the old one).
+#[derive(Default)]
+struct Claims {
+    emails: HashSet<Email>,
+    movers: HashSet<Id>,
+}
+
+impl Claims {
+    /// Notes what `item` may change (before it runs: it is consumed).
+    fn note(&mut self, item: &Item) {
+        let Some(user) = item.request.user() else {
+            return;
+        };
+        if let (Some(id), Some(email)) = (&user.fields.external_user_id, &user.fields.email) {
+            self.emails.insert(email.clone());
+            if item.kind == Kind::User {
+                self.movers.insert(id.clone());
+            }
+        }
+    }
+
+    /// A mention resolved before the group ran is looked up again when an earlier item may
+    /// have changed what its email names.
+    fn refresh(&self, item: &mut Item) {
+        let Some(user) = item.request.user_mut() else {
+            return;
+        };
+        let Some(email) = user.fields.email.clone().filter(|_| user.resolved) else {
+            return;
+        };
+        let moved =
+            matches!(&user.identity, UserIdentity::External(id) if self.movers.contains(id));
+        if moved || self.emails.contains(&email) {
+            user.identity = UserIdentity::Email(email);
+            user.resolved = false;
+        }
+    }
+}
+
 /// Applies one group's items one after the other. Once one is unavailable (storage trouble,
 /// or the deadline), the rest are not attempted: a resend of that item must not apply it
 /// after a later one of the same record.
 async fn apply_in_order(
-    store: &crate::store::Store,
+    store: &Store,
     caller: &Caller,
     group: Vec<(usize, Item)>,
     deadline: Instant,
 ) -> Vec<(usize, Result<Reply, ApiError>)> {
     let mut outcomes = Vec::with_capacity(group.len());
     let mut stopped = false;
-    for (index, item) in group {
+    let mut claims = Claims::default();
+    for (index, mut item) in group {
         if stopped || Instant::now() >= deadline {
             outcomes.push((index, Err(ApiError::StorageUnavailable)));
             continue;
         }
-        let outcome =
-            tokio::time::timeout_at(deadline, Box::pin(call_handler(store, caller, item)))
-                .await
-                .unwrap_or(Err(ApiError::StorageUnavailable));
+        claims.refresh(&mut item);
+        claims.note(&item);
+        let outcome = match item.unresolved {
+            Some(error) => Err(error),
+            None => {
+                let write = Box::pin(handlers::write(store, caller, item.request));
+                tokio::time::timeout_at(deadline, write)
+                    .await
+                    .unwrap_or(Err(ApiError::StorageUnavailable))
+            }
+        };
         stopped = matches!(
             outcome,
             Err(ApiError::StorageUnavailable | ApiError::Internal)

@@ -2,12 +2,15 @@
 //! a response with the request id, and logs one structured line per request (plus its
 //! metrics, [`crate::metrics`]).
 
-use crate::auth::{self, KeyCache};
+use crate::auth::{self, Caller, KeyCache};
+use crate::batch::Kind;
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
 use crate::handlers::{self, Reply};
+use crate::idempotency::IdempotencyKey;
 use crate::metrics::{self, Metrics};
 use crate::ratelimit::{Decision, RateLimiter};
+use crate::request::WriteRequest;
 use crate::store::Store;
 use crate::{batch, encoding, erase, reads};
 use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -75,6 +78,24 @@ fn body_within(request: &Request, limit: usize) -> Result<Cow<'_, [u8]>, ApiErro
     encoding::decode_body(encoding, request.body().as_ref(), limit)
 }
 
+/// A write endpoint: its body parsed once, then its handler. An event's `Idempotency-Key`
+/// is checked after the body is decoded and before it is parsed.
+async fn write(
+    store: &Store,
+    caller: &Caller,
+    kind: Kind,
+    request: &Request,
+) -> Result<Reply, ApiError> {
+    let body = body_bytes(request)?;
+    let key = match kind {
+        Kind::Event => IdempotencyKey::from_headers(request.headers())?,
+        _ => None,
+    };
+    let parsed = WriteRequest::parse(kind, &body, key)?;
+    // Boxed: the handlers' futures hold the parsed body and are as large as the largest one.
+    Box::pin(handlers::write(store, caller, parsed)).await
+}
+
 async fn dispatch(
     app: &App,
     endpoint: Endpoint,
@@ -127,27 +148,13 @@ async fn dispatch(
     match endpoint {
         Endpoint::Health => Ok(handlers::health()),
         Endpoint::Me => Ok(handlers::me(&caller)),
-        Endpoint::UsersUpsert => {
-            handlers::users_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::Events => {
-            handlers::events(store, &caller, request.headers(), &body_bytes(request)?).await
-        }
-        Endpoint::ProductsUpsert => {
-            handlers::products_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::SalesUpsert => {
-            handlers::sales_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::ConversationsUpsert => {
-            handlers::conversations_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::MessagesUpsert => {
-            handlers::messages_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::BookingsUpsert => {
-            handlers::bookings_upsert(store, &caller, &body_bytes(request)?).await
-        }
+        Endpoint::UsersUpsert => write(store, &caller, Kind::User, request).await,
+        Endpoint::Events => write(store, &caller, Kind::Event, request).await,
+        Endpoint::ProductsUpsert => write(store, &caller, Kind::Product, request).await,
+        Endpoint::SalesUpsert => write(store, &caller, Kind::Sale, request).await,
+        Endpoint::ConversationsUpsert => write(store, &caller, Kind::Conversation, request).await,
+        Endpoint::MessagesUpsert => write(store, &caller, Kind::Message, request).await,
+        Endpoint::BookingsUpsert => write(store, &caller, Kind::Booking, request).await,
         Endpoint::Batch => {
             let batch = batch.expect("parsed above")?;
             let admitted = rate.granted as usize;

@@ -390,3 +390,37 @@ async fn a_client_known_by_email_is_read_and_erased_by_its_email() {
         .await
         .assert_error(404, "user_not_found");
 }
+
+#[tokio::test]
+async fn a_replayed_event_claims_no_email() {
+    let org = TestOrg::new().await;
+    let event = json!({"event": "app_installed", "event_timestamp": "2026-03-01T10:00:00Z",
+                       "user": {"external_user_id": "rp1", "email": "first@x.com"}});
+    let headers = [("idempotency-key", "rp1-install")];
+    org.call_with(Endpoint::Events, &headers, event.to_string())
+        .await
+        .assert_status(201);
+    // The user moves to another email: the first one names nobody now.
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "rp1", "email": "second@x.com"}),
+    )
+    .await
+    .assert_status(200);
+    let reply = org
+        .call_with(Endpoint::Events, &headers, event.to_string())
+        .await;
+    reply.assert_status(201);
+    assert_eq!(reply.headers["idempotent-replayed"], "true");
+    // The replay is answered before identity is resolved: the old email stays free.
+    let email = "first@x.com".parse().unwrap();
+    let alias = org.stored(&keys::email_alias(&org.org_id, &email)).await;
+    assert!(alias.is_none(), "{alias:?}");
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "rp2", "email": "first@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    assert_eq!(org.context("rp1").await["user"]["email"], "second@x.com");
+}
