@@ -616,6 +616,30 @@ mod tests {
     }
 
     #[test]
+    fn an_item_parses_once_into_what_its_single_body_gives() {
+        for item in [
+            json!({"type": "product", "external_product_id": "p", "product_type": "service",
+                   "idempotency_key": 5}),
+            json!({"type": "event", "idempotency_key": " k ", "event": "e", "n": [1.0, {"b": 1, "a": 2}],
+                   "event_timestamp": "2026-01-01T00:00:00Z", "user": {"email": "A@x.io"}}),
+            json!({"type": "user", "external_user_id": "u", "product_type": "x"}),
+        ] {
+            let raw = raw(item);
+            let parsed = parse_item(&raw).unwrap();
+            let single = prepare(&raw).unwrap();
+            let single = WriteRequest::parse(single.kind, &single.body, single.idempotency_key);
+            assert_eq!(
+                format!("{:?}", parsed.request),
+                format!("{:?}", single.unwrap())
+            );
+        }
+        let bad =
+            raw(json!({"type": "product", "external_product_id": "p", "product_type": "gift"}));
+        let (kind, error) = parse_item(&bad).unwrap_err();
+        assert_eq!((kind, error.param()), (Some(Kind::Product), Some("type")));
+    }
+
+    #[test]
     fn a_products_own_type_is_product_type() {
         let item = prepare(&raw(json!({
             "type": "product", "external_product_id": "p", "product_type": "service"

@@ -190,3 +190,89 @@ impl EventRequest {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The one-parse path (a JSON value, then the type) and the byte parser agree on every
+    /// valid body, and a body the value path does not take is left to the byte parser.
+    #[test]
+    fn a_value_reads_as_its_bytes_do() {
+        let bodies = [
+            (
+                Kind::User,
+                json!({"external_user_id": " u1 ", "email": "A@x.io", "install_count": 3.0,
+                       "lifetime_value": "9.50", "last_payment_currency": "usd",
+                       "metadata": {"b": [1, 2.5, null], "a": "é\n"}, "unknown": {"x": 1}}),
+            ),
+            (
+                Kind::Product,
+                json!({"external_product_id": "p", "type": "service", "price": "1.00"}),
+            ),
+            (
+                Kind::Sale,
+                json!({"sale_id": "s", "total": "5.00", "currency": "EUR",
+                       "buyer": {"email": "b@x.io"}, "product": {"external_product_id": "p"}}),
+            ),
+            (
+                Kind::Conversation,
+                json!({"thread_id": "t", "channel": {"external_channel_id": "c", "type": "chat"},
+                       "contact": {"external_user_id": "u"}, "last_message_at": "2026-01-01T00:00:00Z"}),
+            ),
+            (
+                Kind::Message,
+                json!({"message_id": "m", "thread_id": "t", "direction": "in", "text": "hi",
+                       "media": [{"url": "x"}], "sent_at": "2026-01-01T00:00:00+02:00"}),
+            ),
+            (
+                Kind::Booking,
+                json!({"booking_id": "b", "scheduled_at": "2026-03-25T10:30:00Z",
+                       "service_external_ids": ["a"], "services": [{"external_product_id": "c"}],
+                       "client": {"external_user_id": "u", "email": "c@x.io"}}),
+            ),
+        ];
+        for (kind, body) in bodies {
+            let bytes = body.to_string().into_bytes();
+            let value = json_without_repeated_keys(&bytes).unwrap();
+            let from_value = WriteRequest::from_value(kind, value, None)
+                .unwrap()
+                .unwrap();
+            let from_bytes = WriteRequest::parse(kind, &bytes, None).unwrap();
+            assert_eq!(
+                format!("{from_value:?}"),
+                format!("{from_bytes:?}"),
+                "{kind:?}"
+            );
+        }
+        // Not an object, or a field error: no value-path answer.
+        for body in [json!([1]), json!({"external_user_id": 5})] {
+            assert!(WriteRequest::from_value(Kind::User, body, None).is_none());
+        }
+    }
+
+    #[test]
+    fn a_keyed_event_is_fingerprinted_from_its_parse() {
+        let key = || Some(IdempotencyKey::parse("k").unwrap());
+        let body = br#"{"event":"user_purchased","event_timestamp":"2026-03-01T10:00:00Z",
+            "user":{"external_user_id":"u","email":"a@x.io"},
+            "properties":{"amount":"9.50","currency":"USD"},"extra":[1.5,{"z":1,"a":2}]}"#;
+        let WriteRequest::Event(parsed) = WriteRequest::parse(Kind::Event, body, key()).unwrap()
+        else {
+            panic!("an event");
+        };
+        let fingerprint = body_fingerprint(body).unwrap();
+        assert_eq!(
+            parsed.idempotency.stored(),
+            Some(("k", fingerprint.as_str()))
+        );
+        let from_bytes = input::parse_event(body, Timestamp::now()).unwrap();
+        assert_eq!(format!("{:?}", parsed.event), format!("{from_bytes:?}"));
+        // A repeated key is the byte parser's error, as it always was.
+        let repeated = br#"{"event":"a","event":"b","user":{"external_user_id":"u"}}"#;
+        let error = WriteRequest::parse(Kind::Event, repeated, key()).unwrap_err();
+        let expected = input::parse_event(repeated, Timestamp::now()).unwrap_err();
+        assert_eq!(error, expected);
+    }
+}
