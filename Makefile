@@ -1,5 +1,5 @@
 # The two commands: `make run` serves the API locally, `make test` proves it.
-.PHONY: run test test-properties smoke soak fuzz-api admin import bench fuzz events template sam-build clean
+.PHONY: run test test-properties smoke soak soak-tenants fuzz-api admin import bench fuzz events template sam-build clean
 
 run: ## Serve all functions at http://127.0.0.1:$${API_PORT:-9000}/api/developer/ over DynamoDB Local
 	@bash scripts/run.sh
@@ -15,6 +15,9 @@ smoke: ## scripts/smoke.sh (what runs after every deploy) and a few `cargo lambd
 
 soak: ## 10,000 requests from 32 clients against the local API, then the stored state checked (SOAK_REQUESTS=...)
 	@bash scripts/soak.sh
+
+soak-tenants: ## One org floods the local API past its limit while another's success and latency are checked (TENANT_SECONDS=...)
+	@bash scripts/soak-tenants.sh
 
 fuzz-api: ## schemathesis against the local API from openapi.yaml, longer than make test's run (EXAMPLES=1000)
 	@bash scripts/fuzz-api.sh $${EXAMPLES:-1000}

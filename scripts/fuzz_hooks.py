@@ -15,9 +15,21 @@ sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
 
 # Times that move a record forward may be at most 24 hours ahead of the server's clock
 # (input.rs, MAX_CLOCK_SKEW): a limit relative to "now" that JSON Schema cannot state.
-# Later generated times are moved into the past so a valid request stays valid; the limit
+# Later generated times are moved into the past so a valid request stays valid, at any depth
+# (a nested user's lifecycle times: `contact.installed_at`, `user.created_at`, ...); the limit
 # itself is tested in shared/tests/api/limits.rs.
-NOT_IN_FUTURE = ("event_timestamp", "sent_at", "last_message_at")
+NOT_IN_FUTURE = (
+    "event_timestamp",
+    "sent_at",
+    "last_message_at",
+    # A user's lifecycle times (input.rs, UserFields::lifecycle_times).
+    "installed_at",
+    "last_opened_at",
+    "uninstalled_at",
+    "last_payment_at",
+    "subscription_started_at",
+    "created_at",
+)
 PAST = "2020-01-01T00:00:00Z"
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
@@ -38,16 +50,57 @@ def _into_past(obj: object) -> None:
         for name in NOT_IN_FUTURE:
             if _in_future(obj.get(name)):
                 obj[name] = PAST
+        for value in obj.values():
+            _into_past(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            _into_past(value)
+
+
+# Ids are at most 256 characters (the spec's pattern) and 991 bytes of UTF-8 (what the
+# longest DynamoDB key leaves for one, store/keys.rs), a limit JSON Schema cannot state:
+# a generated id past it is cut to 991 bytes at a character boundary. The limit itself is
+# tested in shared/tests/api/limits.rs.
+MAX_ID_BYTES = 991
+ID_FIELDS = (
+    "external_user_id", "external_product_id", "external_channel_id", "sale_id",
+    "thread_id", "message_id", "booking_id",
+)
+
+
+def _fit_id(value: object) -> object:
+    if not isinstance(value, str) or len(value.encode("utf-8")) <= MAX_ID_BYTES:
+        return value
+    return value.encode("utf-8")[:MAX_ID_BYTES].decode("utf-8", errors="ignore")
+
+
+def _fit_ids(obj: object) -> None:
+    if isinstance(obj, dict):
+        for name, value in obj.items():
+            if name in ID_FIELDS:
+                obj[name] = _fit_id(value)
+            elif name == "service_external_ids" and isinstance(value, list):
+                obj[name] = [_fit_id(item) for item in value]
+            else:
+                _fit_ids(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            _fit_ids(item)
 
 
 @schemathesis.hook
 def map_body(context, body):
+    # Both walk the whole body: nested users and batch/'s items (each a single endpoint's body).
     _into_past(body)
-    # batch/: each item is a single endpoint's body.
-    if isinstance(body, dict) and isinstance(body.get("batch"), list):
-        for item in body["batch"]:
-            _into_past(item)
+    _fit_ids(body)
     return body
+
+
+@schemathesis.hook
+def map_path_parameters(context, path_parameters):
+    if isinstance(path_parameters, dict):
+        _fit_ids(path_parameters)
+    return path_parameters
 
 
 # `cargo lambda watch` (the local stand-in for API Gateway) answers a JSON body that is not

@@ -66,6 +66,13 @@ enum OrgsCommand {
         /// Requests per second, or "default" (100) to remove the org's setting.
         limit: RateLimitArg,
     },
+    /// Set the requests per second of all the org's keys together (each request also
+    /// counts against its key's own limit).
+    SetTotalRateLimit {
+        org: String,
+        /// Tokens per second (most requests cost one), or "default" (4 times each key's limit).
+        limit: RateLimitArg,
+    },
 }
 
 /// A rate limit on the command line: a positive number, or "default".
@@ -149,11 +156,15 @@ enum TableCommand {
         #[arg(long)]
         org: Option<String>,
     },
+    /// Give the email aliases and messages written before erasure listed them (by owner,
+    /// by contact) their index keys, so erasing a client finds them all. One pass over the
+    /// table (a Scan); idempotent: run it once after deploying, again until it changes nothing.
+    IndexForErasure,
 }
 
 fn describe_limit(limit: Option<u32>) -> String {
     match limit {
-        Some(limit) => format!("{limit} requests/s"),
+        Some(limit) => format!("{limit} tokens/s"),
         None => "default".to_owned(),
     }
 }
@@ -191,6 +202,16 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
                 println!("some records changed while moved: run the command again");
             }
         }
+        Command::Table(TableCommand::IndexForErasure) => {
+            let indexed = admin::index_for_erasure(&store).await?;
+            println!(
+                "{} aliases and {} messages indexed, {} changed meanwhile, {} skipped",
+                indexed.aliases, indexed.messages, indexed.changed_meanwhile, indexed.skipped
+            );
+            if indexed.changed_meanwhile > 0 {
+                println!("some items changed while indexed: run the command again");
+            }
+        }
         Command::Fixtures(FixturesCommand::Register) => {
             if std::env::var_os("DYNAMODB_ENDPOINT").is_none() {
                 eprintln!("admin: the fixtures' key is public: registered only in DynamoDB Local (set DYNAMODB_ENDPOINT)");
@@ -215,6 +236,13 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
             let updated = admin::set_org_rate_limit(&store, &org, limit.0).await?;
             println!(
                 "org {org}: rate limit {} ({updated} keys updated)",
+                describe_limit(limit.0)
+            );
+        }
+        Command::Orgs(OrgsCommand::SetTotalRateLimit { org, limit }) => {
+            let updated = admin::set_org_total_rate_limit(&store, &org, limit.0).await?;
+            println!(
+                "org {org}: total rate limit {} ({updated} keys updated)",
                 describe_limit(limit.0)
             );
         }

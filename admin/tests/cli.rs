@@ -207,3 +207,49 @@ fn fixtures_register_is_idempotent_and_local_only() {
     let stderr = String::from_utf8(against_aws.stderr).unwrap();
     assert!(stderr.contains("DynamoDB Local"), "{stderr}");
 }
+
+#[test]
+fn an_orgs_total_rate_limit_is_set_and_shown_on_its_keys() {
+    let table = unique_table();
+    stdout(&admin(&table, &["table", "create"]));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&admin(
+        &table,
+        &[
+            "keys",
+            "create",
+            "--org",
+            "busy",
+            "--name",
+            "a",
+            "--create-org",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let listed = |table: &str| -> serde_json::Value {
+        serde_json::from_str(&stdout(&admin(
+            table,
+            &["keys", "list", "--org", "busy", "--json"],
+        )))
+        .unwrap()
+    };
+    assert_eq!(
+        listed(&table)[0]["org_rate_limit"],
+        400,
+        "4 x the key's 100"
+    );
+    let set = stdout(&admin(
+        &table,
+        &["orgs", "set-total-rate-limit", "busy", "250"],
+    ));
+    assert!(set.contains("250 tokens/s (1 keys updated)"), "{set}");
+    assert_eq!(listed(&table)[0]["org_rate_limit"], 250);
+    assert_eq!(listed(&table)[0]["key_id"], created["key_id"]);
+    stdout(&admin(
+        &table,
+        &["orgs", "set-total-rate-limit", "busy", "default"],
+    ));
+    assert_eq!(listed(&table)[0]["org_rate_limit"], 400);
+    let help = stdout(&admin(&table, &["orgs", "set-total-rate-limit", "--help"]));
+    assert!(help.contains("all the org's keys together"), "{help}");
+}

@@ -154,12 +154,14 @@ impl Client {
     }
 }
 
-/// `q` of `"default";q=100;w=1`.
+/// The smallest `q` of `"key";q=100;w=1, "org";q=400;w=1`: the key's quota, or its org's
+/// when that is lower (the org's keys share it, so this is an upper bound).
 fn policy_quota(policy: &str) -> Option<u32> {
     policy
-        .split(';')
-        .find_map(|part| part.trim().strip_prefix("q="))
-        .and_then(|q| q.parse().ok())
+        .split([';', ','])
+        .filter_map(|part| part.trim().strip_prefix("q="))
+        .filter_map(|q| q.parse().ok())
+        .min()
 }
 
 fn compress(body: &[u8]) -> Vec<u8> {
@@ -185,6 +187,8 @@ mod tests {
     #[test]
     fn the_quota_is_read_from_the_policy() {
         assert_eq!(super::policy_quota("\"default\";q=250;w=1"), Some(250));
+        let both = "\"key\";q=250;w=1, \"org\";q=100;w=1";
+        assert_eq!(super::policy_quota(both), Some(100));
         assert_eq!(super::policy_quota("nonsense"), None);
     }
 }

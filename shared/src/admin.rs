@@ -52,6 +52,9 @@ pub struct Org {
     pub created_at: String,
     /// Requests per second for each of its keys that sets none itself.
     pub rate_limit: Option<u32>,
+    /// Requests per second of all its keys together (unset: see
+    /// [`ApiKeyRecord::effective_org_rate_limit`]).
+    pub total_rate_limit: Option<u32>,
 }
 
 impl From<OrgRecord> for Org {
@@ -61,6 +64,7 @@ impl From<OrgRecord> for Org {
             name: record.name,
             created_at: record.created_at,
             rate_limit: record.rate_limit,
+            total_rate_limit: record.total_rate_limit,
         }
     }
 }
@@ -86,12 +90,15 @@ pub struct KeyListing {
     pub expires_at: Option<String>,
     /// The requests per second the key gets (its own, its org's, or the default).
     pub rate_limit: u32,
+    /// The requests per second all the org's keys get together, as this key sees it.
+    pub org_rate_limit: u32,
 }
 
 impl From<ApiKeyRecord> for KeyListing {
     fn from(record: ApiKeyRecord) -> Self {
         KeyListing {
             rate_limit: record.effective_rate_limit(),
+            org_rate_limit: record.effective_org_rate_limit(),
             key_id: record.key_id,
             name: record.name,
             prefix: record.prefix,
@@ -124,6 +131,12 @@ pub async fn create_table(store: &Store) -> Result<bool> {
             table: store.table().to_owned(),
             detail,
         })
+}
+
+/// Gives email aliases and messages written before erasure listed them their index keys
+/// (see `store::backfill`): one pass over the table, idempotent.
+pub async fn index_for_erasure(store: &Store) -> Result<crate::store::backfill::Indexed> {
+    Ok(store.index_for_erasure().await?)
 }
 
 /// Moves every record of the org-wide lists (segment, inbox, bookings) written before
@@ -163,6 +176,7 @@ pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
         name: name.to_owned(),
         created_at,
         rate_limit: None,
+        total_rate_limit: None,
     })
 }
 
@@ -252,6 +266,7 @@ async fn store_key(
         created_at: &created_at,
         rate_limit,
         org_rate_limit: org.rate_limit,
+        org_total_rate_limit: org.total_rate_limit,
     };
     if store.create_api_key(&key).await? {
         return Ok(());
@@ -375,18 +390,49 @@ pub async fn set_key_rate_limit(store: &Store, key_id: &str, limit: Option<u32>)
 /// Sets the rate limit of every key of an org that has none of its own (and of keys
 /// created later). Returns how many keys it updated.
 pub async fn set_org_rate_limit(store: &Store, org_id: &str, limit: Option<u32>) -> Result<usize> {
+    set_org_limit(
+        store,
+        org_id,
+        limit,
+        |o| RateLimitOf::Org(o),
+        |k| RateLimitOf::KeysOrg(k),
+    )
+    .await
+}
+
+/// Sets the rate limit of all the org's keys together (`None`: back to the default, a
+/// multiple of each key's limit). Returns how many keys it updated.
+pub async fn set_org_total_rate_limit(
+    store: &Store,
+    org_id: &str,
+    limit: Option<u32>,
+) -> Result<usize> {
+    set_org_limit(
+        store,
+        org_id,
+        limit,
+        |o| RateLimitOf::OrgTotal(o),
+        |k| RateLimitOf::KeysOrgTotal(k),
+    )
+    .await
+}
+
+/// Sets a limit on the org item and its copy on each of its keys: the request path reads
+/// only the key's item.
+async fn set_org_limit(
+    store: &Store,
+    org_id: &str,
+    limit: Option<u32>,
+    on_org: fn(&str) -> RateLimitOf<'_>,
+    on_key: fn(&str) -> RateLimitOf<'_>,
+) -> Result<usize> {
     validate_org_id(org_id)?;
-    if !store
-        .set_rate_limit(RateLimitOf::Org(org_id), limit)
-        .await?
-    {
+    if !store.set_rate_limit(on_org(org_id), limit).await? {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
     let org_keys = store.org_api_keys(org_id).await?;
     for key in &org_keys {
-        store
-            .set_rate_limit(RateLimitOf::KeysOrg(&key.key_id), limit)
-            .await?;
+        store.set_rate_limit(on_key(&key.key_id), limit).await?;
     }
     Ok(org_keys.len())
 }

@@ -43,6 +43,8 @@ pub struct ApiKeyRecord {
     pub rate_limit: Option<u32>,
     /// Requests per second for each key of the org (`admin orgs set-rate-limit`).
     pub org_rate_limit: Option<u32>,
+    /// Requests per second of all the org's keys together (`admin orgs set-total-rate-limit`).
+    pub org_total_rate_limit: Option<u32>,
 }
 
 impl ApiKeyRecord {
@@ -51,6 +53,16 @@ impl ApiKeyRecord {
         self.rate_limit
             .or(self.org_rate_limit)
             .unwrap_or(crate::ratelimit::DEFAULT_RATE_LIMIT)
+    }
+
+    /// The limit of all the org's keys together: the org's total, else
+    /// [`crate::ratelimit::DEFAULT_ORG_FACTOR`] times the key's limit (so that a key given
+    /// a high limit of its own is not held back by a default it never chose).
+    pub fn effective_org_rate_limit(&self) -> u32 {
+        self.org_total_rate_limit.unwrap_or_else(|| {
+            self.effective_rate_limit()
+                .saturating_mul(crate::ratelimit::DEFAULT_ORG_FACTOR)
+        })
     }
 
     /// Whether the key may be used at `now` (stored timestamps compare as strings).
@@ -259,6 +271,7 @@ mod tests {
             last_used_at: None,
             rate_limit: None,
             org_rate_limit: None,
+            org_total_rate_limit: None,
         };
         assert!(record.is_active_at("2026-05-31T23:59:59.999Z"));
         assert!(!record.is_active_at("2026-06-01T00:00:00.000Z"));

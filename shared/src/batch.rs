@@ -102,10 +102,12 @@ impl Kind {
     }
 }
 
-/// The body of `batch/`: the items, not yet looked into.
+/// The body of `batch/`: the items, not yet looked into but for their cost.
 #[derive(Debug)]
 pub struct Batch {
     items: Vec<Box<RawValue>>,
+    /// Each item's rate-limit tokens.
+    costs: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -131,10 +133,54 @@ pub fn parse(body: &[u8]) -> Result<Batch, ApiError> {
             format!("`batch` must hold 1 to {MAX_BATCH_ITEMS} items"),
         ));
     }
-    Ok(Batch { items })
+    let costs = items.iter().map(|item| item_cost(item)).collect();
+    Ok(Batch { items, costs })
+}
+
+/// An item's tokens: a booking's by its services ([`crate::cost::booking`]), any other
+/// item's one, as on its single endpoint. An item that does not parse costs one (it is
+/// refused in [`run`]).
+fn item_cost(raw: &RawValue) -> u32 {
+    #[derive(Deserialize)]
+    struct Priced {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        services: Option<Vec<serde::de::IgnoredAny>>,
+    }
+    match serde_json::from_str::<Priced>(raw.get()) {
+        Ok(Priced {
+            kind: Some(kind),
+            services: Some(services),
+        }) if kind == Kind::Booking.name() => crate::cost::booking(services.len()),
+        _ => 1,
+    }
 }
 
 impl Batch {
+    /// Tokens of all the items.
+    pub fn cost(&self) -> u32 {
+        self.costs.iter().sum()
+    }
+
+    /// Tokens of the first item: fewer are not worth having.
+    pub fn first_cost(&self) -> u32 {
+        self.costs.first().copied().unwrap_or(1)
+    }
+
+    /// How many items, from the first, `tokens` pay for.
+    pub fn paid_by(&self, tokens: u32) -> (usize, u32) {
+        let mut spent = 0;
+        let mut items = 0;
+        for cost in &self.costs {
+            if spent + cost > tokens {
+                break;
+            }
+            spent += cost;
+            items += 1;
+        }
+        (items, spent)
+    }
+
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -365,6 +411,9 @@ fn success(kind: Kind, reply: &Reply) -> Value {
     {
         result["replayed"] = json!(true);
     }
+    if let Some(warnings) = reply.body.get("warnings") {
+        result["warnings"] = warnings.clone();
+    }
     result
 }
 
@@ -380,20 +429,24 @@ fn failure(kind: Option<Kind>, error: &ApiError) -> Value {
     if let Some(param) = param {
         body["param"] = json!(param);
     }
+    if let Some(detail) = error.rate_limit() {
+        body["rate_limit"] = detail;
+    }
     json!({ "status": error.status().as_u16(), "error": body })
 }
 
 /// Applies the items: the first `admitted` (what the rate limit granted) are written, the
-/// others answered 429. `deadline` is the request's; `retry_after_secs` goes into
-/// `Retry-After` when some items should be resent.
+/// others answered 429 as `rate` says. `deadline` is the request's; `rate.reset_secs` goes
+/// into `Retry-After` when some items should be resent.
 pub async fn run(
     store: &Store,
     caller: &Caller,
     batch: Batch,
     admitted: usize,
+    rate: &crate::ratelimit::Decision,
     deadline: Instant,
-    retry_after_secs: u64,
 ) -> Result<Reply, ApiError> {
+    let retry_after_secs = rate.reset_secs;
     let deadline = deadline - ANSWER_MARGIN;
     let count = batch.items.len();
     let mut results: Vec<Value> = vec![Value::Null; count];
@@ -411,7 +464,7 @@ pub async fn run(
         match parsed {
             Ok((kind, item)) => {
                 if item.is_none() {
-                    results[index] = failure(Some(kind), &ApiError::RateLimited);
+                    results[index] = failure(Some(kind), &rate.refusal(batch.costs[index]));
                 }
                 kinds.push(Some(kind));
                 ready.push(item);

@@ -164,6 +164,17 @@ impl Endpoint {
         self != Endpoint::Health
     }
 
+    /// The org-wide list the endpoint pages through, if it is one of those.
+    pub fn org_list(self) -> Option<crate::store::keys::OrgList> {
+        use crate::store::keys::OrgList;
+        match self {
+            Endpoint::UsersList => Some(OrgList::Users),
+            Endpoint::Inbox => Some(OrgList::Inbox),
+            Endpoint::BookingsList => Some(OrgList::Bookings),
+            _ => None,
+        }
+    }
+
     pub fn from_function_name(name: &str) -> Option<Endpoint> {
         Endpoint::ALL
             .into_iter()

@@ -2,24 +2,30 @@
 //! privacy requests.
 //!
 //! Everything attached to a user is listed under the user's PK in GSI1: its events (which
-//! are also the idempotency records), sales, bookings and the threads it is the contact
-//! of; a thread's messages are in the thread's partition. Children are deleted first
-//! (a thread's messages before the thread), the user item last, so a repeated request
-//! still finds whatever a cut-short one left. The work per request is bounded; when
+//! are also the idempotency records), sales, bookings, the threads it is the contact of,
+//! and the aliases of the emails it owns; a thread's messages are in the thread's
+//! partition. The messages naming it as their contact are also listed under its PK in
+//! GSI2, so those in threads whose contact is someone else now go too (those threads are
+//! then recomputed from the messages they keep). Children are deleted first (a thread's
+//! messages before the thread), the user item last, so a repeated request still finds
+//! whatever a cut-short one left. The work per request is bounded; when
 //! something remains the answer says `"complete": false` and the client repeats the
 //! request. Products, services and channels are shared catalog records: kept.
 
 use crate::auth::Caller;
+use crate::endpoint::parse_id;
 use crate::endpoint::PathParams;
 use crate::error::ApiError;
-use crate::fields::Email;
+use crate::fields::{Email, Id};
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
+use crate::store::identity::EMAIL_ALIAS;
 use crate::store::keys::{self, Index};
 use crate::store::reads::{Erasure, Query, SortKey};
 use crate::store::records::{Listed, UserRecord};
 use crate::store::Store;
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Most items one request deletes (about 40 BatchWriteItem calls).
@@ -38,6 +44,10 @@ struct Erased {
     bookings: usize,
     conversations: usize,
     messages: usize,
+    /// PKs of the threads deleted, and of those that lost a message (recomputed unless
+    /// deleted).
+    deleted_threads: BTreeSet<String>,
+    touched_threads: BTreeSet<String>,
 }
 
 impl Erased {
@@ -96,6 +106,15 @@ async fn delete_listed(
         let mut keys: Vec<Erasure> = Vec::new();
         for item in &page.items {
             let entity = item.entity.as_deref();
+            if entity == Some(EMAIL_ALIAS) {
+                // Released one by one, only while they name this client (below).
+                continue;
+            }
+            match entity {
+                Some("message") => erased.touched_threads.insert(item.key().pk),
+                Some("conversation") => erased.deleted_threads.insert(item.key().pk),
+                _ => false,
+            };
             if entity == Some("conversation") {
                 // The thread's messages first: if they do not all fit, the thread stays
                 // and the next request finds it again.
@@ -116,6 +135,53 @@ async fn delete_listed(
             None => return Ok(true),
         }
     }
+}
+
+/// Releases the aliases listed under the client `id` (every email it ever claimed), each
+/// only if it still names it. Whether it got to the end.
+async fn release_aliases(
+    store: &Store,
+    user_pk: &str,
+    id: &Id,
+    budget: &mut Budget,
+) -> Result<bool, ApiError> {
+    let aliases = listing(Index::Gsi1, user_pk.to_owned(), keys::EMAIL);
+    let mut start = None;
+    loop {
+        if budget.exhausted() {
+            return Ok(false);
+        }
+        let page = store
+            .query_page::<Listed>(&aliases, budget.page(), start)
+            .await?;
+        let releases = page
+            .items
+            .iter()
+            .map(|alias| store.release_alias_at(alias.key(), id));
+        futures::future::try_join_all(releases).await?;
+        budget.left = budget.left.saturating_sub(page.items.len());
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return Ok(true),
+        }
+    }
+}
+
+/// Recomputes the threads that lost a message and still exist (`store::threads`).
+async fn recompute_touched(
+    store: &Store,
+    org_id: &str,
+    erased: &mut Erased,
+) -> Result<(), ApiError> {
+    let touched = std::mem::take(&mut erased.touched_threads);
+    for pk in touched.difference(&erased.deleted_threads) {
+        let Some(thread_id) = keys::thread_id_of(org_id, pk).and_then(|id| parse_id(id).ok())
+        else {
+            continue;
+        };
+        store.recompute_thread(org_id, &thread_id).await?;
+    }
+    Ok(())
 }
 
 /// Keys (and entity) of the items of one partition: all, or the children of one `kind`.
@@ -154,7 +220,10 @@ pub async fn users_delete(
     let mut complete = true;
     for pk in merged.iter().chain([&user_key.pk]) {
         let children = listing(Index::Gsi1, pk.clone(), "");
-        complete = delete_listed(store, org, &children, &mut budget, &mut erased).await?;
+        let messages = listing(Index::Gsi2, pk.clone(), keys::MESSAGE);
+        complete = delete_listed(store, org, &children, &mut budget, &mut erased).await?
+            && delete_listed(store, org, &messages, &mut budget, &mut erased).await?;
+        recompute_touched(store, org, &mut erased).await?;
         if !complete {
             break;
         }
@@ -162,15 +231,15 @@ pub async fn users_delete(
             store.delete(&keys::user_key_of(pk)).await?;
         }
     }
-    if complete {
-        if let (Some(email), UserIdentity::External(id)) = (
-            user.as_ref().and_then(|user| user.view.email.as_deref()),
-            &identity,
-        ) {
-            if let Ok(email) = email.parse::<Email>() {
-                store.release_email(org, &email, id).await?;
-            }
+    if let (true, UserIdentity::External(id)) = (complete, &identity) {
+        complete = release_aliases(store, &user_key.pk, id, &mut budget).await?;
+        // The current email's alias also when it was claimed before aliases were listed.
+        let email = user.as_ref().and_then(|user| user.view.email.as_deref());
+        if let Some(email) = email.and_then(|email| email.parse::<Email>().ok()) {
+            store.release_email(org, &email, id).await?;
         }
+    }
+    if complete {
         erased.user = store.delete(&user_key).await?;
     }
     tracing::info!(

@@ -67,10 +67,14 @@ pub enum ApiError {
     InvalidCursor,
     #[error("This endpoint does not accept that method.")]
     MethodNotAllowed { allow: &'static str },
-    #[error(
-        "Too many requests for this API key: retry after the Retry-After seconds, backing off."
-    )]
-    RateLimited,
+    /// `limit` tokens per second of the key (or of its org, all its keys together) are
+    /// spent for this second; the request costs `cost`.
+    #[error("The {} limit of {limit} tokens per second is used up (this request costs {cost}): retry after the Retry-After seconds, backing off.", scope.describe())]
+    RateLimited {
+        scope: crate::ratelimit::Scope,
+        limit: u32,
+        cost: u32,
+    },
     #[error("Storage is temporarily unavailable; retry the request.")]
     StorageUnavailable,
     #[error("Something went wrong on our side; the request id identifies it in our logs.")]
@@ -148,7 +152,7 @@ impl ApiError {
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -184,7 +188,7 @@ impl ApiError {
             ThreadNotFound => "thread_not_found",
             InvalidCursor => "invalid_cursor",
             MethodNotAllowed { .. } => "method_not_allowed",
-            RateLimited => "rate_limited",
+            RateLimited { .. } => "rate_limited",
             StorageUnavailable => "storage_unavailable",
             Internal => "internal_error",
         }
@@ -219,7 +223,8 @@ impl ApiError {
         }
     }
 
-    /// The JSON body: `{"error": {"code", "message", "param"?, "request_id"}}`.
+    /// The JSON body: `{"error": {"code", "message", "param"?, "request_id"}}`, and for a
+    /// 429 `"rate_limit": {"scope", "limit", "cost"}`.
     pub fn body(&self, request_id: &str) -> serde_json::Value {
         let mut error = json!({
             "code": self.code(),
@@ -229,7 +234,21 @@ impl ApiError {
         if let Some(param) = self.param() {
             error["param"] = json!(param);
         }
+        if let Some(detail) = self.rate_limit() {
+            error["rate_limit"] = detail;
+        }
         json!({ "error": error })
+    }
+
+    /// A 429's `rate_limit`: which limit was hit (`key` or `org`), its tokens per second,
+    /// and what the request costs.
+    pub fn rate_limit(&self) -> Option<serde_json::Value> {
+        match self {
+            ApiError::RateLimited { scope, limit, cost } => {
+                Some(json!({ "scope": scope, "limit": limit, "cost": cost }))
+            }
+            _ => None,
+        }
     }
 
     /// Nests a field error found inside a nested object under that object's name,
@@ -279,6 +298,24 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("sale_id"));
+    }
+
+    #[test]
+    fn a_429_says_which_limit_and_the_cost() {
+        let error = ApiError::RateLimited {
+            scope: crate::ratelimit::Scope::Org,
+            limit: 400,
+            cost: 26,
+        };
+        let body = error.body("r");
+        assert_eq!(
+            body["error"]["rate_limit"],
+            json!({"scope": "org", "limit": 400, "cost": 26})
+        );
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("org's limit of 400"));
     }
 
     #[test]

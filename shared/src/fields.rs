@@ -30,6 +30,10 @@ fn reject_control_chars<E: de::Error>(value: &str, allow_newlines: bool) -> Resu
     Ok(())
 }
 
+/// Most UTF-8 bytes of an id: what every key it goes into leaves for it (derived in
+/// `store::keys`). Ids are limited in characters for people and in bytes for DynamoDB.
+pub const MAX_ID_BYTES: usize = crate::store::keys::MAX_ID_BYTES;
+
 fn check_length<E: de::Error>(value: &str, max_chars: usize) -> Result<(), E> {
     if value.chars().count() > max_chars {
         return Err(E::custom(format!("must be at most {max_chars} characters")));
@@ -59,7 +63,11 @@ impl<'de> Deserialize<'de> for Id {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
         let trimmed = raw.trim();
-        check_length(trimmed, MAX_ID_CHARS)?;
+        if trimmed.chars().count() > MAX_ID_CHARS || trimmed.len() > MAX_ID_BYTES {
+            return Err(de::Error::custom(format!(
+                "must be at most {MAX_ID_CHARS} characters and {MAX_ID_BYTES} bytes (UTF-8)"
+            )));
+        }
         reject_control_chars(trimmed, false)?;
         Ok(Id(trimmed.to_owned()))
     }

@@ -19,6 +19,7 @@ use crate::store::records::{
 use crate::store::{EventOutcome, EventWrite, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
 use lambda_http::http::StatusCode;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// The version `health/` reports; the workspace version in Cargo.toml is the one place it is set.
@@ -61,6 +62,56 @@ impl Reply {
             body: Value::Object(body),
             headers: Vec::new(),
         }
+    }
+}
+
+/// Something in a request that was left out while the rest was stored: an entry of the
+/// answer's `warnings` (`{code, param, message}`; the codes are stable, see openapi.yaml).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub code: &'static str,
+    pub param: String,
+    pub message: String,
+}
+
+/// Every warning code (openapi.yaml's `Warnings` lists the same).
+pub const WARNING_CODES: [&str; 2] = [EMAIL_CONFLICT, TOO_MANY_IDENTITIES];
+const EMAIL_CONFLICT: &str = "email_conflict";
+const TOO_MANY_IDENTITIES: &str = "too_many_identities";
+
+impl Warning {
+    /// A nested user's email that could not be claimed (see [`resolve`]): another
+    /// `external_user_id` owns it, or the client has as many merged email-only records as
+    /// it may keep. `None` for any other error.
+    fn email_not_claimed(slot: &str, error: &ApiError) -> Option<Self> {
+        let (code, why) = match error {
+            ApiError::IdentityConflict { .. } => (
+                EMAIL_CONFLICT,
+                "This email identifies another user (another `external_user_id`)",
+            ),
+            ApiError::TooManyIdentities { .. } => (
+                TOO_MANY_IDENTITIES,
+                "This client already has as many email-only records merged into it as it keeps",
+            ),
+            _ => return None,
+        };
+        Some(Warning {
+            code,
+            param: format!("{slot}.email"),
+            message: format!(
+                "{why}: the object was stored under `{slot}.external_user_id`, without this email."
+            ),
+        })
+    }
+}
+
+impl Reply {
+    /// The answer with its `warnings`, when there are any.
+    fn warned(mut self, warning: Option<Warning>) -> Self {
+        if let (Some(warning), Some(body)) = (warning, self.body.as_object_mut()) {
+            body.insert("warnings".to_owned(), json!([warning]));
+        }
+        self
     }
 }
 
@@ -143,39 +194,70 @@ async fn write_all(
 
 /// Resolves a user mention to its client (`store::identity`): an email-only mention of an
 /// identified user's email names that user; a mention with both claims the email. `slot`
-/// names where a nested user sits, for errors.
+/// names where a nested user sits, for errors. A mention a batch resolved already is taken
+/// as it is.
+///
+/// A nested user whose email another `external_user_id` owns does not cost the app its
+/// fact (an install, a purchase, a message): the fact is stored under the
+/// `external_user_id` it names, the stronger identifier, without the email (not claimed,
+/// not written on the record), and the answer warns. `users/upsert`, where the user is the
+/// object itself, keeps its 409.
 async fn resolve(
     store: &Store,
     org: &str,
     user: &mut User,
     slot: Option<&str>,
-) -> Result<Resolution, ApiError> {
+) -> Result<(Resolution, Option<Warning>), ApiError> {
     if user.resolved {
-        return Ok(Resolution {
-            identity: user.identity.clone(),
-            replaced_email: None,
-            claimed: None,
-        });
+        return Ok((unresolved(user), None));
     }
-    let resolution = store
+    let resolved = store
         .resolve_identity(org, &user.identity, user.fields.email.as_ref())
-        .await
-        .map_err(|error| slot.map_or(error.clone(), |slot| error.within(slot)))?;
-    user.identity = resolution.identity.clone();
-    Ok(resolution)
+        .await;
+    resolved_as(user, slot, resolved)
 }
 
-/// [`resolve`] for a nested user, if the request has one.
+/// A mention's identity as it stands, claiming nothing.
+fn unresolved(user: &User) -> Resolution {
+    Resolution {
+        identity: user.identity.clone(),
+        replaced_email: None,
+        claimed: None,
+    }
+}
+
+/// What a resolution means for `user` (see [`resolve`]): its identity, or a warning.
+fn resolved_as(
+    user: &mut User,
+    slot: Option<&str>,
+    resolved: Result<Resolution, ApiError>,
+) -> Result<(Resolution, Option<Warning>), ApiError> {
+    let (resolution, warning) = match (resolved, slot) {
+        (Ok(resolution), _) => (resolution, None),
+        (Err(error), Some(slot)) => match Warning::email_not_claimed(slot, &error) {
+            Some(warning) => {
+                user.fields.email = None;
+                (unresolved(user), Some(warning))
+            }
+            None => return Err(error.within(slot)),
+        },
+        (Err(error), None) => return Err(error),
+    };
+    user.identity = resolution.identity.clone();
+    Ok((resolution, warning))
+}
+
+/// [`resolve`] for a nested user, if the request has one: its warning, if any.
 async fn resolve_nested(
     store: &Store,
     org: &str,
     user: Option<&mut User>,
     slot: &str,
-) -> Result<(), ApiError> {
-    if let Some(user) = user {
-        resolve(store, org, user, Some(slot)).await?;
+) -> Result<Option<Warning>, ApiError> {
+    match user {
+        Some(user) => Ok(resolve(store, org, user, Some(slot)).await?.1),
+        None => Ok(None),
     }
-    Ok(())
 }
 
 /// The handler of a parsed write request.
@@ -205,7 +287,7 @@ pub async fn users_upsert(
     mut user: User,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let resolution = resolve(store, org, &mut user, None).await?;
+    let (resolution, _) = resolve(store, org, &mut user, None).await?;
     let write = items::user(org, &user);
     let (object, created) = written(store.upsert(write).await?, USER)?;
     if let (Some(previous), UserIdentity::External(id)) =
@@ -232,7 +314,7 @@ pub async fn sales_upsert(
     mut sale: Sale,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    resolve_nested(store, org, sale.buyer.as_mut(), "buyer").await?;
+    let warning = resolve_nested(store, org, sale.buyer.as_mut(), "buyer").await?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
         related.push((Slot::One("buyer", USER), items::user_mention(org, buyer)));
@@ -245,7 +327,7 @@ pub async fn sales_upsert(
     }
     let (object, created, related) =
         write_all(store, related, items::sale(org, &sale), SALE).await?;
-    Ok(Reply::upserted(created, "sale", object, related))
+    Ok(Reply::upserted(created, "sale", object, related).warned(warning))
 }
 
 /// The nested `contact` and `channel` writes of a conversation or message.
@@ -271,7 +353,7 @@ pub async fn conversations_upsert(
     mut conversation: Conversation,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    resolve_nested(store, org, conversation.contact.as_mut(), "contact").await?;
+    let warning = resolve_nested(store, org, conversation.contact.as_mut(), "contact").await?;
     let related = contact_and_channel(
         org,
         conversation.contact.as_ref(),
@@ -279,7 +361,7 @@ pub async fn conversations_upsert(
     );
     let (object, created, related) =
         write_all(store, related, items::thread(org, &conversation), THREAD).await?;
-    Ok(Reply::upserted(created, "conversation", object, related))
+    Ok(Reply::upserted(created, "conversation", object, related).warned(warning))
 }
 
 /// A message, its contact and channel, and its thread. The thread is written after the
@@ -292,7 +374,7 @@ pub async fn messages_upsert(
     mut message: Message,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    resolve_nested(store, org, message.contact.as_mut(), "contact").await?;
+    let warning = resolve_nested(store, org, message.contact.as_mut(), "contact").await?;
     let (id, thread_id) = (&message.message_id, &message.thread_id);
     let related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
     let (moved_from, (object, created, mut related)) = futures::try_join!(
@@ -312,7 +394,7 @@ pub async fn messages_upsert(
     if let Some(old_thread) = moved_from {
         store.move_message(org, id, &old_thread, thread_id).await?;
     }
-    Ok(Reply::upserted(created, "message", object, related))
+    Ok(Reply::upserted(created, "message", object, related).warned(warning))
 }
 
 pub async fn bookings_upsert(
@@ -321,7 +403,7 @@ pub async fn bookings_upsert(
     mut booking: Booking,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    resolve_nested(store, org, booking.client.as_mut(), "client").await?;
+    let warning = resolve_nested(store, org, booking.client.as_mut(), "client").await?;
     let mut related = Vec::new();
     if let Some(client) = &booking.client {
         related.push((Slot::One("client", USER), items::user_mention(org, client)));
@@ -334,7 +416,7 @@ pub async fn bookings_upsert(
     }
     let (object, created, related) =
         write_all(store, related, items::booking(org, &booking), BOOKING).await?;
-    Ok(Reply::upserted(created, "booking", object, related))
+    Ok(Reply::upserted(created, "booking", object, related).warned(warning))
 }
 
 /// Stores an event and adds what it says to its client (see [`crate::facts`]).
@@ -357,7 +439,7 @@ pub async fn events(
     } = request;
     let received_at = Timestamp::now();
     event.received(received_at);
-    let resolution = if idempotency.keyed.is_some() && !event.user.resolved {
+    let (resolution, warning) = if idempotency.keyed.is_some() && !event.user.resolved {
         let user = &mut event.user;
         let found = store
             .resolve_event_user(
@@ -366,20 +448,28 @@ pub async fn events(
                 user.fields.email.as_ref(),
                 &idempotency.event_id,
             )
-            .await
-            .map_err(|error| error.within("user"))?;
-        match found {
-            EventUser::Resolved(resolution) => {
-                user.identity = resolution.identity.clone();
-                resolution
-            }
-            EventUser::Stored(existing) => {
-                // A body the transaction would have refused is refused as before.
+            .await;
+        let resolved = match found {
+            Ok(EventUser::Stored {
+                event: existing,
+                conflict,
+            }) => {
+                // A body the transaction would have refused is refused as before, and the
+                // replay warns as the first answer did when the email is another's.
                 facts::contribution(&event)?;
                 let stored = already_stored(store, org, existing, &idempotency, None, None).await?;
-                return Ok(event_reply(stored));
+                let refused = ApiError::IdentityConflict {
+                    param: "email".into(),
+                };
+                let warning = conflict
+                    .then(|| Warning::email_not_claimed("user", &refused))
+                    .flatten();
+                return Ok(event_reply(stored, warning));
             }
-        }
+            Ok(EventUser::Resolved(resolution)) => Ok(resolution),
+            Err(error) => Err(error),
+        };
+        resolved_as(user, Some("user"), resolved)?
     } else {
         resolve(store, org, &mut event.user, Some("user")).await?
     };
@@ -402,7 +492,7 @@ pub async fn events(
             already_stored(store, org, existing, &idempotency, Some(&resolution), own).await?
         }
     };
-    Ok(event_reply(stored))
+    Ok(event_reply(stored, warning))
 }
 
 /// What an event already stored at the request's id answers: its view and whether it is a
@@ -436,8 +526,8 @@ async fn already_stored(
     }
 }
 
-fn event_reply((stored, replayed): (EventView, bool)) -> Reply {
-    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new());
+fn event_reply((stored, replayed): (EventView, bool), warning: Option<Warning>) -> Reply {
+    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new()).warned(warning);
     if replayed {
         reply
             .headers

@@ -9,10 +9,12 @@ use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
 use crate::handlers::{self, Reply};
 use crate::idempotency::IdempotencyKey;
 use crate::metrics::{self, Metrics};
-use crate::ratelimit::{Decision, RateLimiter};
+use crate::query::QueryParams;
+use crate::ratelimit::{Budgets, Decision, RateLimiter};
 use crate::request::WriteRequest;
+use crate::store::keys::OrgList;
 use crate::store::Store;
-use crate::{batch, encoding, erase, reads};
+use crate::{batch, cost, encoding, erase, reads};
 use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -96,6 +98,46 @@ async fn write(
     Box::pin(handlers::write(store, caller, parsed)).await
 }
 
+/// What is parsed before the rate limit, because the request's cost depends on it (and
+/// then handed to its handler). What does not parse costs one token and is answered once
+/// that is spent.
+enum Priced {
+    Batch(Result<batch::Batch, ApiError>),
+    /// Parsed once, for its cost and its handler.
+    Booking(Result<WriteRequest, ApiError>),
+    List(Result<(OrgList, QueryParams), ApiError>),
+    Other,
+}
+
+impl Priced {
+    fn of(endpoint: Endpoint, request: &Request) -> Priced {
+        if let Some(list) = endpoint.org_list() {
+            let params = reads::list_params(list, request.uri().query());
+            return Priced::List(params.map(|params| (list, params)));
+        }
+        match endpoint {
+            Endpoint::Batch => Priced::Batch(
+                body_within(request, batch::MAX_BATCH_BODY_BYTES).and_then(|b| batch::parse(&b)),
+            ),
+            Endpoint::BookingsUpsert => Priced::Booking(
+                body_bytes(request).and_then(|b| WriteRequest::parse(Kind::Booking, &b, None)),
+            ),
+            _ => Priced::Other,
+        }
+    }
+
+    /// Tokens of a request that is admitted whole (all but a batch).
+    fn cost(&self) -> u32 {
+        match self {
+            Priced::Booking(Ok(WriteRequest::Booking(booking))) => {
+                cost::booking(booking.services.len())
+            }
+            Priced::List(Ok((list, params))) => cost::list_page(*list, params),
+            _ => 1,
+        }
+    }
+}
+
 async fn dispatch(
     app: &App,
     endpoint: Endpoint,
@@ -123,27 +165,28 @@ async fn dispatch(
     let caller = auth::authenticate(&app.store, &app.keys, authorization).await?;
     facts.org_id = Some(caller.org_id.clone());
     // After authentication: a request without a valid key never spends a key's budget.
-    // A batch spends one token per item (a malformed one, one token).
-    let batch = (endpoint == Endpoint::Batch)
-        .then(|| body_within(request, batch::MAX_BATCH_BODY_BYTES).and_then(|b| batch::parse(&b)));
-    let tokens = match &batch {
-        Some(Ok(batch)) => batch.len() as u32,
-        _ => 1,
+    // A batch spends its items' tokens (a malformed one, one token).
+    let budgets = Budgets {
+        key_id: &caller.key_id,
+        key_limit: caller.effective_rate_limit(),
+        org_id: &caller.org_id,
+        org_limit: caller.effective_org_rate_limit(),
     };
-    let rate = app
-        .limiter
-        .acquire(
-            &app.store,
-            &caller.key_id,
-            caller.effective_rate_limit(),
-            tokens,
-        )
-        .await;
+    let store = &app.store;
+    let priced = Priced::of(endpoint, request);
+    let rate = match &priced {
+        Priced::Batch(Ok(batch)) => {
+            let limiter = &app.limiter;
+            limiter
+                .acquire(store, &budgets, batch.cost(), batch.first_cost())
+                .await
+        }
+        other => app.limiter.check(store, &budgets, other.cost()).await,
+    };
     facts.rate = Some(rate);
     if !rate.admitted {
-        return Err(ApiError::RateLimited);
+        return Err(rate.refusal(rate.cost));
     }
-    let store = &app.store;
     let query = request.uri().query();
     match endpoint {
         Endpoint::Health => Ok(handlers::health()),
@@ -154,30 +197,48 @@ async fn dispatch(
         Endpoint::SalesUpsert => write(store, &caller, Kind::Sale, request).await,
         Endpoint::ConversationsUpsert => write(store, &caller, Kind::Conversation, request).await,
         Endpoint::MessagesUpsert => write(store, &caller, Kind::Message, request).await,
-        Endpoint::BookingsUpsert => write(store, &caller, Kind::Booking, request).await,
+        Endpoint::BookingsUpsert => {
+            let Priced::Booking(booking) = priced else {
+                unreachable!("priced above")
+            };
+            Box::pin(handlers::write(store, &caller, booking?)).await
+        }
         Endpoint::Batch => {
-            let batch = batch.expect("parsed above")?;
-            let admitted = rate.granted as usize;
-            Box::pin(batch::run(
-                store,
-                &caller,
-                batch,
-                admitted,
-                deadline,
-                rate.reset_secs,
-            ))
-            .await
+            let Priced::Batch(batch) = priced else {
+                unreachable!("priced above")
+            };
+            let batch = batch?;
+            // A first item that costs more than a limit was granted the whole limit.
+            let (paid, spent) = batch.paid_by(rate.granted);
+            if paid > 0 && spent < rate.granted {
+                let unspent = rate.granted - spent;
+                app.limiter.give_back(&budgets, rate.window, unspent);
+                if let Some(reported) = &mut facts.rate {
+                    reported.key.remaining += unspent;
+                    reported.org.remaining += unspent;
+                }
+            }
+            let admitted = paid.max(1);
+            Box::pin(batch::run(store, &caller, batch, admitted, &rate, deadline)).await
         }
         // Boxed: their futures (several concurrent queries each) are large, and every
         // function's request future is as large as the largest handler's.
         Endpoint::UsersGet => Box::pin(reads::users_get(store, &caller, &params)).await,
-        Endpoint::UsersList => Box::pin(reads::users_list(store, &caller, query)).await,
+        Endpoint::UsersList | Endpoint::Inbox | Endpoint::BookingsList => {
+            let Priced::List(list) = priced else {
+                unreachable!("priced above")
+            };
+            let (list, params) = list?;
+            match list {
+                OrgList::Users => Box::pin(reads::users_list(store, &caller, &params)).await,
+                OrgList::Inbox => Box::pin(reads::inbox(store, &caller, &params)).await,
+                OrgList::Bookings => Box::pin(reads::bookings_list(store, &caller, &params)).await,
+            }
+        }
         Endpoint::UsersDelete => Box::pin(erase::users_delete(store, &caller, &params)).await,
         Endpoint::ConversationsGet => {
             Box::pin(reads::conversations_get(store, &caller, &params, query)).await
         }
-        Endpoint::Inbox => Box::pin(reads::inbox(store, &caller, query)).await,
-        Endpoint::BookingsList => Box::pin(reads::bookings_list(store, &caller, query)).await,
     }
 }
 
@@ -220,7 +281,7 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
                 ApiError::StorageUnavailable => {
                     headers.push((RETRY_AFTER.as_str(), STORAGE_RETRY_AFTER_SECS.to_string()));
                 }
-                ApiError::RateLimited => {
+                ApiError::RateLimited { .. } => {
                     let wait = facts.rate.map_or(1, |rate| rate.reset_secs);
                     headers.push((RETRY_AFTER.as_str(), wait.to_string()));
                 }

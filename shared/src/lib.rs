@@ -14,7 +14,8 @@
 //! - [`input`], [`fields`]: request bodies parsed into validated domain values.
 //! - [`facts`]: what an event tells about its client, in a form that combines in any order.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
-//! - [`ratelimit`]: per-key limits shared by all instances through leased token blocks.
+//! - [`ratelimit`], [`cost`]: per-key and per-org limits in tokens, shared by all instances
+//!   through leased token blocks; what each request costs.
 //! - [`store`]: the only code that talks to DynamoDB (key schema in [`store::keys`]).
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`admin`]: orgs and API keys, for the `admin` CLI (never on the request path).
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod auth;
 pub mod batch;
+pub mod cost;
 pub mod cursor;
 pub mod encoding;
 pub mod endpoint;

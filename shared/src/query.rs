@@ -54,6 +54,13 @@ impl QueryParams {
             .filter(|value| !value.is_empty())
     }
 
+    /// Whether any parameter besides `limit` and `cursor` has a value.
+    pub fn any_besides_pagination(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(name, value)| !value.is_empty() && !PAGINATION.contains(&name.as_str()))
+    }
+
     /// `limit`: 1 to 100, 25 when absent.
     pub fn limit(&self) -> Result<usize, ApiError> {
         Ok(self

@@ -325,19 +325,30 @@ pub async fn users_get(
     })))
 }
 
+/// The query string of an org-wide list's endpoint, parsed once: its cost
+/// ([`crate::cost::list_page`]) is priced from it before its handler reads it.
+pub fn list_params(list: OrgList, raw_query: Option<&str>) -> Result<QueryParams, ApiError> {
+    match list {
+        OrgList::Users => {
+            let allowed: Vec<&str> = std::iter::once("inactive_days")
+                .chain(USER_TEXT_FILTERS)
+                .chain(USER_FLAG_FILTERS)
+                .collect();
+            QueryParams::parse(raw_query, &allowed)
+        }
+        OrgList::Inbox => QueryParams::parse(raw_query, &["status"]),
+        OrgList::Bookings => QueryParams::parse(raw_query, &["from", "to"]),
+    }
+}
+
 /// `GET users/`: the org's users, least recently active first, optionally only those
 /// inactive for `inactive_days` and matching the field filters. Paginated.
 pub async fn users_list(
     store: &Store,
     caller: &Caller,
-    raw_query: Option<&str>,
+    params: &QueryParams,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let allowed: Vec<&str> = std::iter::once("inactive_days")
-        .chain(USER_TEXT_FILTERS)
-        .chain(USER_FLAG_FILTERS)
-        .collect();
-    let params = QueryParams::parse(raw_query, &allowed)?;
     let inactive_days = params.integer("inactive_days", 1, MAX_INACTIVE_DAYS)?;
     let cutoff = inactive_days.map(|days| {
         let at = time::OffsetDateTime::now_utc() - time::Duration::days(days.into());
@@ -362,7 +373,7 @@ pub async fn users_list(
         }
     }
     let (page, next) =
-        list_page::<UserView>(store, org, &params, ("users", OrgList::Users), &query).await?;
+        list_page::<UserView>(store, org, params, ("users", OrgList::Users), &query).await?;
     let users = page.items.iter().map(json).collect();
     let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
@@ -459,15 +470,14 @@ pub async fn conversations_get(
 pub async fn inbox(
     store: &Store,
     caller: &Caller,
-    raw_query: Option<&str>,
+    params: &QueryParams,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let params = QueryParams::parse(raw_query, &["status"])?;
     // The one inbox list kept so far; the parameter names it so others can be added.
     params.choice("status", &["awaiting_reply"])?;
     let query = Query::new(Index::Gsi2, String::new(), SortKey::Any);
     let list = ("inbox", OrgList::Inbox);
-    let (page, next) = list_page::<ThreadView>(store, org, &params, list, &query).await?;
+    let (page, next) = list_page::<ThreadView>(store, org, params, list, &query).await?;
     let contacts: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -494,10 +504,9 @@ pub async fn inbox(
 pub async fn bookings_list(
     store: &Store,
     caller: &Caller,
-    raw_query: Option<&str>,
+    params: &QueryParams,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let params = QueryParams::parse(raw_query, &["from", "to"])?;
     let from = params.required_timestamp("from")?;
     let to = params.required_timestamp("to")?;
     if to <= from {
@@ -508,7 +517,7 @@ pub async fn bookings_list(
     let window = SortKey::Between(from.to_stored(), to.to_stored());
     let query = Query::new(Index::Gsi2, String::new(), window);
     let list = ("bookings", OrgList::Bookings);
-    let (page, next) = list_page::<BookingView>(store, org, &params, list, &query).await?;
+    let (page, next) = list_page::<BookingView>(store, org, params, list, &query).await?;
     let clients: Vec<Option<ItemKey>> = page
         .items
         .iter()

@@ -11,6 +11,7 @@
 //! `--duration-limit`.
 
 mod expect;
+mod tenants;
 mod verify;
 
 use clap::Parser;
@@ -48,6 +49,27 @@ struct Args {
     /// more wait; bursts and storms of duplicates would otherwise get there.
     #[arg(long, default_value_t = 64)]
     max_in_flight: usize,
+    /// Two orgs instead (`make soak-tenants`, see `tenants`): a file with the keys of an org
+    /// that floods, one a line; `--api-key-file` is then the quiet org's key.
+    #[arg(long)]
+    flood_key_file: Option<PathBuf>,
+    /// The flooding org's total tokens per second (`admin orgs set-total-rate-limit`).
+    #[arg(long, default_value_t = 104)]
+    flood_total: u32,
+    /// Seconds of each phase (the quiet org alone, then with the flood).
+    #[arg(long, default_value_t = 8)]
+    tenant_seconds: u64,
+    /// Requests per second of the quiet org.
+    #[arg(long, default_value_t = 30)]
+    quiet_rate: u32,
+    /// Threads flooding, each sending back to back.
+    #[arg(long, default_value_t = 8)]
+    flood_threads: usize,
+    /// How much slower the quiet org's p50 and p99 may be with the flood: locally the
+    /// flood's requests, even refused, take CPU from the same machine (in Lambda they run
+    /// on instances of their own).
+    #[arg(long, default_value_t = 3.0)]
+    latency_factor: f64,
 }
 
 /// A counting semaphore: at most `limit` holders at once.
@@ -720,7 +742,48 @@ fn main() {
     }
 }
 
+/// The two-org mode: `Err` when it failed.
+fn run_tenants(args: &Args, flood_key_file: &std::path::Path) -> Result<(), String> {
+    let (authority, path_prefix) = loopback_url(&args.base_url)?;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let flood_keys: Vec<String> = read(flood_key_file)?
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if flood_keys.is_empty() {
+        return Err(format!("{}: no keys", flood_key_file.display()));
+    }
+    let tenants = tenants::Tenants {
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into(),
+        base: format!("http://{authority}{path_prefix}/"),
+        quiet_key: read(&args.api_key_file)?.trim().to_owned(),
+        flood_keys,
+        seconds: args.tenant_seconds,
+        quiet_rate: args.quiet_rate,
+        flood_threads: args.flood_threads,
+        latency_factor: args.latency_factor,
+        flood_total: args.flood_total,
+        in_flight: Gate::new(args.max_in_flight),
+    };
+    tenants.run()
+}
+
 fn run(args: Args) -> Result<(), String> {
+    if let Some(flood_key_file) = &args.flood_key_file {
+        if let Err(failure) = run_tenants(&args, flood_key_file) {
+            println!("soak tenants FAILED: {failure}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let (authority, path_prefix) = loopback_url(&args.base_url)?;
     let endpoint = std::env::var("DYNAMODB_ENDPOINT")
         .map_err(|_| "DYNAMODB_ENDPOINT must name the local API's DynamoDB Local".to_owned())?;

@@ -56,6 +56,8 @@ pub struct OrgRecord {
     pub created_at: String,
     /// Requests per second for each of its keys that sets none itself.
     pub rate_limit: Option<u32>,
+    /// Requests per second of all its keys together.
+    pub total_rate_limit: Option<u32>,
 }
 
 /// A new API key item, as `admin keys create` stores it.
@@ -72,6 +74,8 @@ pub struct NewApiKey<'a> {
     pub rate_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_rate_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org_total_rate_limit: Option<u32>,
 }
 
 /// How a key ends: revoked now, or expiring at the end of a rotation's grace period.
@@ -91,12 +95,15 @@ pub enum KeyEnded {
     AlreadyExpired,
 }
 
-/// A rate limit an admin sets: on a key itself, on an org, or the org's copy on its keys.
+/// A rate limit an admin sets: on a key itself, on an org (for each of its keys, or for
+/// all of them together), or the org's copies of those on one of its keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimitOf<'a> {
     Key(&'a str),
     Org(&'a str),
     KeysOrg(&'a str),
+    OrgTotal(&'a str),
+    KeysOrgTotal(&'a str),
 }
 
 impl Store {
@@ -218,6 +225,8 @@ impl Store {
             RateLimitOf::Key(key_id) => (keys::api_key(key_id), "rate_limit"),
             RateLimitOf::Org(org_id) => (keys::org(org_id), "rate_limit"),
             RateLimitOf::KeysOrg(key_id) => (keys::api_key(key_id), "org_rate_limit"),
+            RateLimitOf::OrgTotal(org_id) => (keys::org(org_id), "total_rate_limit"),
+            RateLimitOf::KeysOrgTotal(key_id) => (keys::api_key(key_id), "org_total_rate_limit"),
         };
         let mut expr = Expr::new();
         match limit {

@@ -43,6 +43,8 @@ use std::collections::HashMap;
 pub const MERGED_INTO: &str = "merged_into";
 /// The identified record's list of the email-only records merged into it (their PKs).
 pub const MERGED_IDENTITIES: &str = "merged_identities";
+/// The `entity` of an email's alias item.
+pub const EMAIL_ALIAS: &str = "email_alias";
 /// Most email-only records merged into one client (`merged_identities` lists their keys, at
 /// most about 340 bytes each: this keeps the list under 17 KB of the item's 400 KB). One
 /// more is refused with 409 `too_many_identities`: the email is not claimed and the
@@ -105,7 +107,12 @@ pub struct Resolution {
 pub enum EventUser {
     Resolved(Resolution),
     /// An event is stored at the request's id already: nothing was resolved (nor claimed).
-    Stored(Stored),
+    /// `conflict`: another `external_user_id` owns the mention's email (what a claim would
+    /// have been refused for).
+    Stored {
+        event: Stored,
+        conflict: bool,
+    },
 }
 
 impl Store {
@@ -145,10 +152,12 @@ impl Store {
         let [alias, event] = self
             .get_pair_consistent([&alias_key, &keys::event(org_id, event_id)])
             .await?;
-        if let Some(event) = event {
-            return Ok(EventUser::Stored(Stored::new(event)));
-        }
         let owner = alias.and_then(|alias| text(&alias, "external_user_id"));
+        if let Some(event) = event {
+            let conflict = matches!((identity, &owner), (UserIdentity::External(id), Some(owner)) if owner != id.as_str());
+            let event = Stored::new(event);
+            return Ok(EventUser::Stored { event, conflict });
+        }
         let resolution = self
             .resolve_with_owner(org_id, identity, email, owner)
             .await?;
@@ -239,9 +248,15 @@ impl Store {
     async fn claim_email(&self, org_id: &str, email: &Email, id: &Id) -> Result<Claim, ApiError> {
         let mut expr = Expr::new();
         let owner = s(id.as_str());
-        expr.set("entity", s("email_alias"))
+        let listed = keys::alias_under_user(
+            keys::user_pk(org_id, &UserIdentity::External(id.clone())),
+            email,
+        );
+        expr.set("entity", s(EMAIL_ALIAS))
             .set("org_id", s(org_id))
-            .set("external_user_id", owner.clone());
+            .set("external_user_id", owner.clone())
+            .set("GSI1PK", s(listed.gsi1pk))
+            .set("GSI1SK", s(listed.gsi1sk));
         let unowned = expr.not_exists("external_user_id");
         let mine = expr.equals("external_user_id", owner);
         expr.condition(format!("({unowned} OR {mine})"));
@@ -276,6 +291,12 @@ impl Store {
         previous: &Email,
         id: &Id,
     ) -> Result<(), ApiError> {
+        self.release_alias_at(keys::email_alias(org_id, previous), id)
+            .await
+    }
+
+    /// Deletes the alias at `key` if it names the user `id` (erasure lists them by key).
+    pub async fn release_alias_at(&self, key: ItemKey, id: &Id) -> Result<(), ApiError> {
         let mut expr = Expr::new();
         let mine = expr.equals("external_user_id", s(id.as_str()));
         expr.condition(mine);
@@ -284,7 +305,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(&keys::email_alias(org_id, previous))))
+            .set_key(Some(key_item(&key)))
             .set_condition_expression(expression.condition)
             .set_expression_attribute_names(expression.names)
             .set_expression_attribute_values(expression.values)

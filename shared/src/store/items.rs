@@ -317,7 +317,15 @@ fn last_message_at(at: String) -> Advance {
 pub fn message(org_id: &str, message: &Message) -> Upsert {
     let key = keys::message(org_id, &message.thread_id, &message.message_id);
     let write = upsert(org_id, key, "message", &message.fields);
-    let write = with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
+    let mut write =
+        with_contact_and_channel(write, message.contact.as_ref(), message.channel.as_ref());
+    if let Some(contact) = &message.contact {
+        let (pk, sort) = keys::message_under_contact(
+            keys::user_pk(org_id, &contact.identity),
+            &message.message_id,
+        );
+        write = write.with("GSI2PK", s(pk)).with("GSI2SK", s(sort));
+    }
     let index = message.fields.sent_at.map(|sent_at| {
         let parent = keys::thread_pk(org_id, &message.thread_id);
         keys::under_parent(

@@ -33,6 +33,21 @@ pub fn item_key(item: &super::Item) -> Option<ItemKey> {
     })
 }
 
+/// DynamoDB's limits on a key attribute, in UTF-8 bytes: the table's and every GSI's.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2_048;
+pub const MAX_SORT_KEY_BYTES: usize = 1_024;
+/// A stored time: `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+const STORED_TIME_BYTES: usize = 24;
+/// Org ids are at most 64 bytes (`admin::validate_org_id`).
+pub const MAX_ORG_ID_BYTES: usize = 64;
+/// The most bytes a sort key adds around an app id: `BOOKING#<time>#<id>` ([`child_sort`],
+/// the longest kind). Partition keys add `ORG#<org>#MESSAGEID#` at most, far below 2,048
+/// minus an id: the sort keys decide.
+const LONGEST_SORT_KEY_AROUND_AN_ID: usize = "BOOKING#".len() + STORED_TIME_BYTES + 1;
+/// Most UTF-8 bytes of an app-chosen id (991), so that every key it goes into fits
+/// (`every_key_of_the_longest_ids_fits` below builds them all).
+pub const MAX_ID_BYTES: usize = MAX_SORT_KEY_BYTES - LONGEST_SORT_KEY_AROUND_AN_ID;
+
 /// The table's key attributes.
 pub const TABLE_PK: &str = "PK";
 pub const TABLE_SK: &str = "SK";
@@ -85,6 +100,24 @@ pub fn api_key(key_id: &str) -> ItemKey {
 /// A key's rate-limit counter for one 1-second window (platform-level, like API keys).
 pub fn rate_limit_window(key_id: &str, window: u64) -> ItemKey {
     ItemKey::new(format!("RATELIMIT#{key_id}#{window}"), "RATELIMIT")
+}
+
+/// Whose budget a rate-limit counter counts: one key's, or all the keys of an org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateCounter<'a> {
+    Key(&'a str),
+    Org(&'a str),
+}
+
+/// The counter of `counter` for one 1-second window. Key ids are hex, so `ORG#` cannot
+/// be mistaken for one.
+pub fn rate_counter(counter: RateCounter<'_>, window: u64) -> ItemKey {
+    match counter {
+        RateCounter::Key(key_id) => rate_limit_window(key_id, window),
+        RateCounter::Org(org_id) => {
+            ItemKey::new(format!("RATELIMIT#ORG#{org_id}#{window}"), "RATELIMIT")
+        }
+    }
 }
 
 /// A key no item has: read once at cold start to open the connection.
@@ -176,6 +209,8 @@ pub const SALE: &str = "SALE";
 pub const BOOKING: &str = "BOOKING";
 pub const THREAD: &str = "THREAD";
 pub const MESSAGE: &str = "MESSAGE";
+/// Email aliases, under the client they name.
+pub const EMAIL: &str = "EMAIL";
 
 /// What the sort keys of one kind of child start with.
 pub fn kind_prefix(kind: &str) -> String {
@@ -205,6 +240,27 @@ pub fn thread_under_user(user_pk: String, thread_id: &Id) -> ParentIndexKey {
         gsi1pk: user_pk,
         gsi1sk: format!("{THREAD}#{thread_id}"),
     }
+}
+
+/// The email aliases a client owns are listed under it in GSI1 (`EMAIL#<email>`), so its
+/// erasure finds every one of them, not only its current email's.
+pub fn alias_under_user(user_pk: String, email: &Email) -> ParentIndexKey {
+    ParentIndexKey {
+        gsi1pk: user_pk,
+        gsi1sk: format!("{EMAIL}#{}", email.as_str()),
+    }
+}
+
+/// A message is listed under its contact in GSI2 (`(<contact's PK>, MESSAGE#<message_id>)`;
+/// message ids are unique in an org), so erasing the contact finds its messages whatever
+/// thread they are in, and whoever that thread's contact is now.
+pub fn message_under_contact(contact_pk: String, message_id: &Id) -> (String, String) {
+    (contact_pk, format!("{MESSAGE}#{message_id}"))
+}
+
+/// The thread id in a message's or thread's PK (`ORG#<org>#THREAD#<thread_id>`).
+pub fn thread_id_of<'a>(org_id: &str, pk: &'a str) -> Option<&'a str> {
+    pk.strip_prefix(&format!("ORG#{org_id}#THREAD#"))
 }
 
 /// An index the store queries, and the attributes of its keys (a page's cursor holds
@@ -250,7 +306,8 @@ impl Index {
 
 // GSI2: org-wide lists ordered by time. Each item type that has GSI2 keys uses them for
 // one list only: users (the segment, by last activity), threads awaiting a reply (the
-// inbox, by waiting time) and bookings (by scheduled time).
+// inbox, by waiting time) and bookings (by scheduled time). Besides, messages are listed
+// under their contact's PK ([`message_under_contact`]), which is no list's partition.
 //
 // Each list is spread over a fixed number of partition keys (shards), `<list>#<shard>`,
 // the shard a hash of the record's id, so that one org's writes spread over that many
@@ -414,6 +471,63 @@ mod tests {
 
     fn id(raw: &str) -> Id {
         serde_json::from_value(serde_json::json!(raw)).unwrap()
+    }
+
+    #[test]
+    fn every_key_of_the_longest_ids_fits() {
+        // An id of MAX_ID_BYTES (4-byte characters and one ASCII byte), the longest org.
+        let raw: String = std::iter::repeat_n('𝄞', MAX_ID_BYTES / 4)
+            .chain(std::iter::repeat_n('x', MAX_ID_BYTES % 4))
+            .collect();
+        assert_eq!(raw.len(), MAX_ID_BYTES);
+        let id = id(&raw);
+        let org = "o".repeat(MAX_ORG_ID_BYTES);
+        let email: Email = format!("{}@x.co", "e".repeat(240)).parse().unwrap();
+        let latest =
+            Timestamp::from_offset_date_time(time::macros::datetime!(9999-12-31 23:59:59.999 UTC));
+        let at = latest.to_stored();
+        assert_eq!(at.len(), STORED_TIME_BYTES);
+        let ext = UserIdentity::External(id.clone());
+        let by_email = UserIdentity::Email(email.clone());
+        let mut partitions = vec![
+            users_by_activity(&org, &ext),
+            inbox_awaiting_reply(&org, &id),
+            bookings_by_schedule(&org, &id),
+            user_pk(&org, &by_email),
+        ];
+        let mut sorts = vec![
+            user_activity_sort(latest, &ext),
+            user_activity_sort(latest, &by_email),
+            inbox_sort(&at, &id),
+            booking_schedule_sort(&at, &id),
+            thread_under_user(user_pk(&org, &ext), &id).gsi1sk,
+            alias_under_user(user_pk(&org, &ext), &email).gsi1sk,
+            message_under_contact(user_pk(&org, &ext), &id).1,
+        ];
+        for kind in [EVENT, SALE, BOOKING, THREAD, MESSAGE] {
+            sorts.push(child_sort(kind, &at, id.as_str()));
+        }
+        let table_keys = [
+            user(&org, &ext),
+            product(&org, &id),
+            sale(&org, &id),
+            channel(&org, &id),
+            thread(&org, &id),
+            message(&org, &id, &id),
+            email_alias(&org, &email),
+            message_locator(&org, &id),
+            booking(&org, &id),
+        ];
+        for key in table_keys {
+            partitions.push(key.pk);
+            sorts.push(key.sk);
+        }
+        for pk in partitions {
+            assert!(pk.len() <= MAX_PARTITION_KEY_BYTES, "{}", pk.len());
+        }
+        for sk in sorts {
+            assert!(sk.len() <= MAX_SORT_KEY_BYTES, "{}: {sk}", sk.len());
+        }
     }
 
     #[test]

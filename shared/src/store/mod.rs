@@ -9,9 +9,11 @@
 //!   [`client_record`]: a user item merged into the client record clients see;
 //!   [`threads`]: a thread's inbox state from its messages, and where a message is;
 //!   [`identity`]: emails and external ids naming one client (aliases, the merge).
-//! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys.
+//! - [`error`]: SDK errors as [`ApiError`]s; [`admin`]: orgs and API keys; [`backfill`]:
+//!   index keys for erasure on items written before it listed them.
 
 pub mod admin;
+pub mod backfill;
 pub mod client;
 pub mod client_record;
 pub mod error;

@@ -24,7 +24,7 @@ const BATCH_WRITE_ITEMS: usize = 25;
 /// Calls per batch operation, the first one included, before unprocessed keys are a 503.
 const BATCH_ATTEMPTS: u32 = 5;
 /// Query calls one page may make to fill itself when a filter drops items.
-const FILTERED_PAGE_CALLS: usize = 3;
+pub const FILTERED_PAGE_CALLS: usize = 3;
 /// Query calls (of up to 1 MB each) one read of a whole collection may make.
 const COLLECTION_CALLS: usize = 10;
 

@@ -106,11 +106,11 @@ impl Store {
         }
     }
 
-    /// Rate limiting (see `crate::ratelimit`): adds `wanted` to the key's counter of `window` unless the window is already full.
+    /// Rate limiting (see `crate::ratelimit`): adds `wanted` to the key's or org's counter of `window` unless the window is already full.
     /// `Ok(Some(count after))`, `Ok(None)` when full, `Err` when storage failed (logged).
     pub async fn lease_tokens(
         &self,
-        key_id: &str,
+        counter: keys::RateCounter<'_>,
         window: u64,
         wanted: u32,
         limit: u32,
@@ -123,7 +123,7 @@ impl Store {
         let below = expr.below("used", &limit);
         expr.condition(format!("{unused} OR {below}"));
         let result = self
-            .update_item(&keys::rate_limit_window(key_id, window))
+            .update_item(&keys::rate_counter(counter, window))
             .with(expr.finish())
             .return_values(ReturnValue::UpdatedNew)
             .send()

@@ -488,8 +488,18 @@ async fn the_rate_limit_counts_items() {
         .collect();
     assert_eq!(statuses, [vec![201; 10], vec![429; 5]].concat());
     assert_eq!(results[14]["error"]["code"], "rate_limited");
-    assert_eq!(reply.headers["ratelimit"], "\"default\";r=0;t=1");
-    assert_eq!(reply.headers["ratelimit-policy"], "\"default\";q=10;w=1");
+    assert_eq!(
+        results[14]["error"]["rate_limit"],
+        json!({"scope": "key", "limit": 10, "cost": 1})
+    );
+    assert_eq!(
+        reply.headers["ratelimit"],
+        "\"key\";r=0;t=1, \"org\";r=30;t=1"
+    );
+    assert_eq!(
+        reply.headers["ratelimit-policy"],
+        "\"key\";q=10;w=1, \"org\";q=40;w=1"
+    );
     assert_eq!(reply.headers["retry-after"], "1");
     // The refused items were not written.
     let refused = items[14]["external_user_id"].as_str().unwrap();
@@ -505,7 +515,10 @@ async fn a_batch_within_the_limit_leaves_the_rest_of_the_budget() {
     assert!(results(&reply).iter().all(|r| r["status"] == 201));
     assert!(reply.headers.get("retry-after").is_none());
     // The batch took its 20 tokens at once, in one window.
-    assert_eq!(reply.headers["ratelimit"], "\"default\";r=30;t=1");
+    assert_eq!(
+        reply.headers["ratelimit"],
+        "\"key\";r=30;t=1, \"org\";r=180;t=1"
+    );
 }
 
 #[tokio::test]

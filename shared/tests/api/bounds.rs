@@ -88,6 +88,22 @@ async fn merged_identities_are_bounded_and_past_the_bound_nothing_is_lost() {
     );
     assert_eq!(client["email"], email(MAX_MERGED_IDENTITIES - 1));
 
+    // A fact naming the client with that email is kept, under the client, with a warning.
+    let event = purchase(
+        json!({"external_user_id": user, "email": past}),
+        "3.00",
+        "USD",
+    );
+    let reply = org.call(Endpoint::Events, event).await;
+    let stored = reply.assert_status(201);
+    assert_eq!(
+        stored["warnings"][0]["code"], "too_many_identities",
+        "{stored}"
+    );
+    assert_eq!(stored["warnings"][0]["param"], "user.email");
+    let client = org.stored_user(&user).await;
+    assert_eq!(client["total_payments_count"], MAX_MERGED_IDENTITIES + 1);
+
     // The email-only record past the bound is whole and still named by its email.
     org.call(
         Endpoint::Events,

@@ -246,3 +246,138 @@ async fn an_erasure_larger_than_one_request_finishes_on_repeat() {
         .await
         .assert_error(404, "user_not_found");
 }
+
+#[tokio::test]
+async fn erasing_a_client_deletes_its_messages_in_threads_now_someone_elses() {
+    let org = TestOrg::new().await;
+    // `gone` writes in, then the thread's contact becomes `stays` (a later message
+    // names another contact): the thread is no longer listed under `gone`.
+    for (id, contact, direction, days) in [
+        ("m1", "gone", "in", 2.0),
+        ("m2", "stays", "out", 1.5),
+        ("m3", "gone", "in", 1.0),
+    ] {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({"message_id": id, "thread_id": "shared", "direction": direction,
+                   "text": "private", "sent_at": days_ago(days),
+                   "contact": {"external_user_id": contact}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    org.call(
+        Endpoint::MessagesUpsert,
+        json!({"message_id": "m4", "thread_id": "shared", "direction": "out",
+               "sent_at": days_ago(0.5), "contact": {"external_user_id": "stays"}}),
+    )
+    .await
+    .assert_status(201);
+    let reply = org.read(Endpoint::UsersDelete, &["gone"], "").await;
+    let body = reply.assert_status(200);
+    assert_eq!(body["complete"], true);
+    assert_eq!(body["deleted"]["messages"], 2, "{body}");
+    assert_eq!(body["deleted"]["conversations"], 0, "{body}");
+    let body = org.read(Endpoint::ConversationsGet, &["shared"], "").await;
+    let body = body.assert_status(200);
+    let ids: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["m2", "m4"]);
+    assert_eq!(body["contact"]["external_user_id"], "stays");
+    assert_eq!(body["summary"]["inbound_count"], 0);
+    // The erased messages' ids are free again (their locators went with them).
+    let locator = keys::message_locator(&org.org_id, &shared::endpoint::parse_id("m1").unwrap());
+    assert_eq!(org.store().get(&locator).await, Ok(None));
+}
+
+#[tokio::test]
+async fn erasing_a_client_recomputes_a_thread_whose_newest_message_was_its_own() {
+    let org = TestOrg::new().await;
+    for (id, contact, direction, days) in [("n1", "stays", "out", 2.0), ("n2", "gone", "in", 1.0)] {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({"message_id": id, "thread_id": "t", "direction": direction,
+                   "sent_at": days_ago(days), "contact": {"external_user_id": contact}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    // The thread moves to `stays`: erasing `gone` leaves it, without `gone`'s message.
+    org.call(
+        Endpoint::ConversationsUpsert,
+        json!({"thread_id": "t", "contact": {"external_user_id": "stays"}}),
+    )
+    .await
+    .assert_status(200);
+    let inbox = org
+        .read_all(Endpoint::Inbox, &[], "", "conversations")
+        .await;
+    assert_eq!(inbox.len(), 1, "n2 is inbound and newest");
+    org.read(Endpoint::UsersDelete, &["gone"], "")
+        .await
+        .assert_status(200);
+    let body = org.read(Endpoint::ConversationsGet, &["t"], "").await;
+    let body = body.assert_status(200);
+    assert_eq!(body["conversation"]["last_message_id"], "n1", "{body}");
+    assert_eq!(body["conversation"]["awaiting_reply"], false);
+    let inbox = org
+        .read_all(Endpoint::Inbox, &[], "", "conversations")
+        .await;
+    assert!(inbox.is_empty(), "{inbox:?}");
+}
+
+#[tokio::test]
+async fn aliases_and_messages_from_before_the_erasure_listing_are_indexed_by_admin() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "old", "email": "old-first@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    org.call(
+        Endpoint::SalesUpsert,
+        json!({"sale_id": "s", "buyer": {"external_user_id": "old", "email": "old-second@x.com"}}),
+    )
+    .await
+    .assert_status(201);
+    for (id, contact) in [("m1", "old"), ("m2", "other")] {
+        org.call(
+            Endpoint::MessagesUpsert,
+            json!({"message_id": id, "thread_id": "t", "sent_at": days_ago(1.0),
+                   "contact": {"external_user_id": contact}}),
+        )
+        .await
+        .assert_status(201);
+    }
+    // As written before: the second alias and the message without their listing keys.
+    let id = |raw: &str| shared::endpoint::parse_id(raw).unwrap();
+    let alias = keys::email_alias(&org.org_id, &"old-second@x.com".parse().unwrap());
+    let message = keys::message(&org.org_id, &id("t"), &id("m1"));
+    for (key, index) in [(&alias, "GSI1"), (&message, "GSI2")] {
+        org.store()
+            .client()
+            .update_item()
+            .table_name(org.store().table())
+            .set_key(Some(keys::key_item(key)))
+            .update_expression(format!("REMOVE {index}PK, {index}SK"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let indexed = shared::admin::index_for_erasure(org.store()).await.unwrap();
+    assert!(indexed.aliases >= 1 && indexed.messages >= 1, "{indexed:?}");
+    // Idempotent: a second run finds nothing left to index.
+    let again = shared::admin::index_for_erasure(org.store()).await.unwrap();
+    assert_eq!((again.aliases, again.messages), (0, 0), "{again:?}");
+    let listed = org.store().get(&alias).await.unwrap().unwrap();
+    assert_eq!(listed["GSI1SK"].as_s().unwrap(), "EMAIL#old-second@x.com");
+    let body = org.read(Endpoint::UsersDelete, &["old"], "").await;
+    assert_eq!(body.assert_status(200)["deleted"]["messages"], 1);
+    assert_eq!(org.store().get(&alias).await, Ok(None));
+    assert_eq!(org.store().get(&message).await, Ok(None));
+}

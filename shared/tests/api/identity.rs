@@ -166,7 +166,7 @@ async fn mentions_racing_the_identifying_upsert_all_count_once() {
 }
 
 #[tokio::test]
-async fn an_email_of_another_identified_user_is_a_conflict() {
+async fn an_email_of_another_identified_user_is_a_conflict_for_the_profile_only() {
     let org = TestOrg::new().await;
     org.call(
         Endpoint::UsersUpsert,
@@ -182,17 +182,149 @@ async fn an_email_of_another_identified_user_is_a_conflict() {
         .await;
     reply.assert_error(409, "identity_conflict");
     assert_eq!(reply.param(), "email");
-    let reply = org
-        .call(
-            Endpoint::SalesUpsert,
-            json!({"sale_id": "s", "buyer": {"external_user_id": "other", "email": "taken@x.com"}}),
-        )
-        .await;
-    reply.assert_error(409, "identity_conflict");
-    assert_eq!(reply.param(), "buyer.email");
     org.read(Endpoint::UsersGet, &["other"], "")
         .await
         .assert_error(404, "user_not_found");
+
+    // A fact naming `other` with the owner's email is stored under `other`, without the
+    // email, and says so; in a batch item likewise.
+    let other = json!({"external_user_id": "other", "email": "taken@x.com"});
+    let at = "2026-03-01T10:00:00Z";
+    let facts = [
+        (
+            Endpoint::SalesUpsert,
+            "sale",
+            "buyer",
+            json!({"sale_id": "s", "total": "2.00", "buyer": other}),
+        ),
+        (
+            Endpoint::Events,
+            "event",
+            "user",
+            purchase(other.clone(), "3.00"),
+        ),
+        (
+            Endpoint::MessagesUpsert,
+            "message",
+            "contact",
+            json!({"message_id": "m", "thread_id": "t", "sent_at": at, "contact": other}),
+        ),
+        (
+            Endpoint::ConversationsUpsert,
+            "conversation",
+            "contact",
+            json!({"thread_id": "t2", "contact": other}),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            "booking",
+            "client",
+            json!({"booking_id": "b", "scheduled_at": at, "client": other}),
+        ),
+    ];
+    for (endpoint, object, slot, body) in facts.clone() {
+        let reply = org.call(endpoint, body).await;
+        let body = reply.assert_status(201);
+        assert_eq!(
+            body["warnings"],
+            json!([{"code": "email_conflict", "param": format!("{slot}.email"),
+                    "message": body["warnings"][0]["message"]}]),
+            "{object}: {body}"
+        );
+        assert!(body["warnings"][0]["message"].is_string());
+        if let Some(user) = body.get(slot) {
+            assert_eq!(user["external_user_id"], "other");
+            assert!(user.get("email").is_none(), "{user}");
+        }
+    }
+    let context = org.context("other").await;
+    assert_eq!(context["user"]["lifetime_value"], "3.00");
+    assert!(context["user"].get("email").is_none());
+    assert_eq!(context["sales"].as_array().unwrap().len(), 1);
+    assert_eq!(context["bookings"].as_array().unwrap().len(), 1);
+    // The email still names its owner only.
+    assert!(org.context("owner").await["user"]
+        .get("lifetime_value")
+        .is_none());
+    let alias = org
+        .store()
+        .get(&keys::email_alias(
+            &org.org_id,
+            &"taken@x.com".parse().unwrap(),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alias["external_user_id"].as_s().unwrap(), "owner");
+
+    // A client with its own email keeps it.
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "third", "email": "mine@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    let third = json!({"external_user_id": "third", "email": "taken@x.com"});
+    let reply = org
+        .call(
+            Endpoint::Batch,
+            json!({"batch": [
+                {"type": "sale", "sale_id": "s3", "buyer": third},
+                {"type": "user", "external_user_id": "third", "email": "taken@x.com"},
+            ]}),
+        )
+        .await;
+    let results = &reply.assert_status(200)["results"];
+    assert_eq!(results[0]["status"], 201, "{results}");
+    assert_eq!(results[0]["warnings"][0]["code"], "email_conflict");
+    assert_eq!(results[0]["warnings"][0]["param"], "buyer.email");
+    assert_eq!(results[1]["status"], 409, "{results}");
+    assert_eq!(results[1]["error"]["code"], "identity_conflict");
+    assert_eq!(org.context("third").await["user"]["email"], "mine@x.com");
+}
+
+#[tokio::test]
+async fn erasing_a_client_releases_every_email_it_claimed() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "u", "email": "first@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    // A nested mention with another email claims that one too.
+    org.call(
+        Endpoint::Events,
+        purchase(
+            json!({"external_user_id": "u", "email": "second@x.com"}),
+            "1.00",
+        ),
+    )
+    .await
+    .assert_status(201);
+    let body = org.read(Endpoint::UsersDelete, &["u"], "").await;
+    assert_eq!(body.assert_status(200)["complete"], true);
+    for email in ["first@x.com", "second@x.com"] {
+        let alias = keys::email_alias(&org.org_id, &email.parse().unwrap());
+        assert_eq!(org.store().get(&alias).await, Ok(None), "{email}");
+    }
+    // Either email is free: another user takes it, and an email-only mention no longer
+    // brings back the erased client.
+    org.call(
+        Endpoint::Events,
+        purchase(json!({"email": "first@x.com"}), "2.00"),
+    )
+    .await
+    .assert_status(201);
+    org.read(Endpoint::UsersGet, &["u"], "")
+        .await
+        .assert_error(404, "user_not_found");
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "v", "email": "second@x.com"}),
+    )
+    .await
+    .assert_status(201);
 }
 
 #[tokio::test]

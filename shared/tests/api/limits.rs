@@ -375,3 +375,146 @@ async fn lists_and_strings_one_past_their_limit_are_refused() {
         assert_eq!(reply.param(), field);
     }
 }
+
+/// 256 four-byte characters: within the character limit, past the bytes a key leaves.
+fn wide_id() -> String {
+    wide(MAX_ID_CHARS)
+}
+
+#[tokio::test]
+async fn every_id_is_limited_in_bytes_before_anything_is_written() {
+    let org = TestOrg::new().await;
+    let at = "2026-01-01T00:00:00Z";
+    // Every other id is valid and the nested users carry a new email: nothing of them
+    // may be stored, nor the email claimed.
+    let user = || json!({"external_user_id": "u-ok", "email": "fresh@x.co"});
+    let wide_user = || json!({"external_user_id": wide_id(), "email": "fresh@x.co"});
+    let cases = [
+        (
+            Endpoint::UsersUpsert,
+            "external_user_id",
+            json!({"external_user_id": wide_id(), "email": "fresh@x.co"}),
+        ),
+        (
+            Endpoint::Events,
+            "user.external_user_id",
+            json!({"event": "app_opened", "user": wide_user()}),
+        ),
+        (
+            Endpoint::ProductsUpsert,
+            "external_product_id",
+            json!({"external_product_id": wide_id()}),
+        ),
+        (
+            Endpoint::SalesUpsert,
+            "sale_id",
+            json!({"sale_id": wide_id(), "date": at, "buyer": user()}),
+        ),
+        (
+            Endpoint::SalesUpsert,
+            "buyer.external_user_id",
+            json!({"sale_id": "s-ok", "buyer": wide_user()}),
+        ),
+        (
+            Endpoint::SalesUpsert,
+            "product.external_product_id",
+            json!({"sale_id": "s-ok", "buyer": user(), "product": {"external_product_id": wide_id()}}),
+        ),
+        (
+            Endpoint::ConversationsUpsert,
+            "thread_id",
+            json!({"thread_id": wide_id(), "contact": user()}),
+        ),
+        (
+            Endpoint::ConversationsUpsert,
+            "contact.external_user_id",
+            json!({"thread_id": "t-ok", "contact": wide_user()}),
+        ),
+        (
+            Endpoint::ConversationsUpsert,
+            "channel.external_channel_id",
+            json!({"thread_id": "t-ok", "contact": user(), "channel": {"external_channel_id": wide_id()}}),
+        ),
+        (
+            Endpoint::MessagesUpsert,
+            "message_id",
+            json!({"message_id": wide_id(), "thread_id": "t-ok", "sent_at": at, "contact": user()}),
+        ),
+        (
+            Endpoint::MessagesUpsert,
+            "thread_id",
+            json!({"message_id": "m-ok", "thread_id": wide_id(), "sent_at": at, "contact": user()}),
+        ),
+        (
+            Endpoint::MessagesUpsert,
+            "contact.external_user_id",
+            json!({"message_id": "m-ok", "thread_id": "t-ok", "sent_at": at, "contact": wide_user()}),
+        ),
+        (
+            Endpoint::MessagesUpsert,
+            "channel.external_channel_id",
+            json!({"message_id": "m-ok", "thread_id": "t-ok", "contact": user(),
+                "channel": {"external_channel_id": wide_id()}}),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            "booking_id",
+            json!({"booking_id": wide_id(), "scheduled_at": at, "client": user()}),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            "client.external_user_id",
+            json!({"booking_id": "b-ok", "scheduled_at": at, "client": wide_user()}),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            "service_external_ids",
+            json!({"booking_id": "b-ok", "scheduled_at": at, "client": user(), "service_external_ids": [wide_id()]}),
+        ),
+        (
+            Endpoint::BookingsUpsert,
+            "services[0].external_product_id",
+            json!({"booking_id": "b-ok", "scheduled_at": at, "client": user(),
+                "services": [{"external_product_id": wide_id()}]}),
+        ),
+    ];
+    for (endpoint, param, body) in cases {
+        let reply = org.call(endpoint, body.clone()).await;
+        reply.assert_error(400, "invalid_field");
+        assert!(reply.param().starts_with(param), "{param}: {}", reply.body);
+        // A batch item gets the same answer.
+        let item = crate::batch::item(endpoint, &body, None);
+        let reply = org.call(Endpoint::Batch, json!({ "batch": [item] })).await;
+        let result = &reply.assert_status(200)["results"][0];
+        assert_eq!(result["status"], 400, "{result}");
+        assert_eq!(result["error"]["code"], "invalid_field");
+        assert!(result["error"]["param"]
+            .as_str()
+            .unwrap()
+            .starts_with(param));
+    }
+    for (endpoint, param) in [
+        (Endpoint::UsersGet, "external_user_id"),
+        (Endpoint::UsersDelete, "external_user_id"),
+        (Endpoint::ConversationsGet, "thread_id"),
+    ] {
+        let reply = org.read(endpoint, &[&wide_id()], "").await;
+        reply.assert_error(400, "invalid_field");
+        assert_eq!(reply.param(), param);
+    }
+    let id = |raw: &str| shared::endpoint::parse_id(raw).unwrap();
+    let org_id = org.org_id.as_str();
+    let email = "fresh@x.co".parse().unwrap();
+    for key in [
+        shared::store::keys::email_alias(org_id, &email),
+        shared::store::keys::user(org_id, &external_identity("u-ok")),
+        shared::store::keys::sale(org_id, &id("s-ok")),
+        shared::store::keys::thread(org_id, &id("t-ok")),
+        shared::store::keys::message_locator(org_id, &id("m-ok")),
+        shared::store::keys::booking(org_id, &id("b-ok")),
+    ] {
+        assert_eq!(org.store().get(&key).await, Ok(None), "{key:?}");
+    }
+    let users = org.read_all(Endpoint::UsersList, &[], "", "users").await;
+    assert!(users.is_empty(), "{users:?}");
+}

@@ -241,6 +241,26 @@ fn the_spec_lists_the_currencies_the_parser_takes() {
 }
 
 #[test]
+fn the_warning_codes_are_the_ones_the_code_can_emit() {
+    let spec = spec();
+    let warning = &spec["components"]["schemas"]["Warnings"]["items"]["properties"]["code"];
+    let enumerated: Vec<&str> = warning["enum"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|code| code.as_str().unwrap())
+        .collect();
+    assert_eq!(enumerated, handlers::WARNING_CODES);
+    let guide = repo_file("docs/api-guide.md");
+    for code in handlers::WARNING_CODES {
+        assert!(
+            guide.contains(&format!("`{code}`")),
+            "{code} in docs/api-guide.md"
+        );
+    }
+}
+
+#[test]
 fn the_spec_version_is_the_api_version() {
     assert_eq!(spec()["info"]["version"], handlers::API_VERSION);
 }

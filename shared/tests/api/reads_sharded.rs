@@ -155,9 +155,14 @@ fn cutoff(days: u32) -> String {
     days_ago(f64::from(days))
 }
 
+/// An org whose key pages fast: large filtered pages cost up to 78 tokens each.
+async fn paging_org() -> TestOrg {
+    TestOrg::with_rate_limit(Some(1_000_000)).await
+}
+
 #[tokio::test]
 async fn the_segment_pages_in_the_unsharded_order_with_filters() {
-    let org = TestOrg::new().await;
+    let org = paging_org().await;
     let mut inactive_users = HashSet::new();
     for n in 0..45u32 {
         let user = format!("u{n:02}");
@@ -225,7 +230,7 @@ async fn message(org: &TestOrg, thread: &str, id: &str, direction: &str, days: f
 
 #[tokio::test]
 async fn the_inbox_pages_in_the_unsharded_order() {
-    let org = TestOrg::new().await;
+    let org = paging_org().await;
     for n in 0..30u32 {
         let thread = format!("t{n:02}");
         message(
@@ -278,7 +283,7 @@ fn booking_ids(items: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_bookings_window_pages_in_the_unsharded_order() {
-    let org = TestOrg::new().await;
+    let org = paging_org().await;
     let same_time = days_ago(-5.0);
     for n in 0..36u32 {
         let at = match n % 6 {
@@ -313,7 +318,7 @@ async fn a_bookings_window_pages_in_the_unsharded_order() {
 
 #[tokio::test]
 async fn cursors_stay_valid_across_writes() {
-    let org = TestOrg::new().await;
+    let org = paging_org().await;
     for n in 0..20u32 {
         booking(&org, &format!("b{n:02}"), &days_ago(-f64::from(n) - 1.0)).await;
     }
@@ -406,7 +411,7 @@ async fn cursors_stay_valid_across_writes() {
 
 #[tokio::test]
 async fn lists_write_every_record_to_its_own_shard() {
-    let org = TestOrg::new().await;
+    let org = paging_org().await;
     event(&org, "u1", &days_ago(3.0)).await;
     let identity = external_identity("u1");
     let user = org.store().get(&keys::user(&org.org_id, &identity)).await;
@@ -453,7 +458,7 @@ async fn unshard(org: &TestOrg, list: OrgList) -> usize {
 
 #[tokio::test]
 async fn the_migration_moves_older_records_to_their_shards_once() {
-    let org = TestOrg::new().await;
+    let org = paging_org().await;
     for n in 0..10u32 {
         event(&org, &format!("u{n}"), &days_ago(40.0 + f64::from(n) * 3.0)).await;
     }
