@@ -102,10 +102,12 @@ impl Kind {
     }
 }
 
-/// The body of `batch/`: the items, not yet looked into but for their cost.
+/// The body of `batch/`: the items, each parsed (before the rate limit: their cost
+/// depends on what they are).
 #[derive(Debug)]
 pub struct Batch {
-    items: Vec<Box<RawValue>>,
+    /// An item's error comes with its type when it has a valid one.
+    items: Vec<Result<Item, (Option<Kind>, ApiError)>>,
     /// Each item's rate-limit tokens.
     costs: Vec<u32>,
 }
@@ -115,8 +117,8 @@ struct Envelope {
     batch: Option<Vec<Box<RawValue>>>,
 }
 
-/// Parses the envelope `{"batch": [...]}`: 1 to [`MAX_BATCH_ITEMS`] items of any JSON
-/// (each item is checked on its own, in [`run`]).
+/// Parses the envelope `{"batch": [...]}`: 1 to [`MAX_BATCH_ITEMS`] items of any JSON,
+/// then each item on its own ([`parse_item`]; its error is its answer, in [`run`]).
 pub fn parse(body: &[u8]) -> Result<Batch, ApiError> {
     let envelope: Envelope = input::parse_json(body)?;
     let items = envelope.batch.ok_or(ApiError::MissingField {
@@ -133,13 +135,23 @@ pub fn parse(body: &[u8]) -> Result<Batch, ApiError> {
             format!("`batch` must hold 1 to {MAX_BATCH_ITEMS} items"),
         ));
     }
-    let costs = items.iter().map(|item| item_cost(item)).collect();
-    Ok(Batch { items, costs })
+    let parsed: Vec<_> = items.iter().map(|raw| parse_item(raw)).collect();
+    let costs = items
+        .iter()
+        .zip(&parsed)
+        .map(|(raw, item)| match item {
+            Ok(item) => item.request.cost(),
+            Err(_) => item_cost(raw),
+        })
+        .collect();
+    Ok(Batch {
+        items: parsed,
+        costs,
+    })
 }
 
-/// An item's tokens: a booking's by its services ([`crate::cost::booking`]), any other
-/// item's one, as on its single endpoint. An item that does not parse costs one (it is
-/// refused in [`run`]).
+/// The tokens of an item that did not parse: a booking's by its `services`, any other
+/// item's one (it is refused in [`run`]).
 fn item_cost(raw: &RawValue) -> u32 {
     #[derive(Deserialize)]
     struct Priced {
@@ -448,30 +460,26 @@ pub async fn run(
 ) -> Result<Reply, ApiError> {
     let retry_after_secs = rate.reset_secs;
     let deadline = deadline - ANSWER_MARGIN;
-    let count = batch.items.len();
+    let Batch { items, costs } = batch;
+    let count = items.len();
     let mut results: Vec<Value> = vec![Value::Null; count];
     let mut ready: Vec<Option<Item>> = Vec::with_capacity(count);
     let mut kinds: Vec<Option<Kind>> = Vec::with_capacity(count);
-    for (index, raw) in batch.items.iter().enumerate() {
-        // Past what the rate limit granted, an item is only read for its type.
-        let parsed = if index < admitted {
-            parse_item(raw).map(|item| (item.kind, Some(item)))
-        } else {
-            prepare(raw)
-                .map(|item| (item.kind, None))
-                .map_err(|error| (None, error))
+    for (index, parsed) in items.into_iter().enumerate() {
+        let kind = match &parsed {
+            Ok(item) => Some(item.kind),
+            Err((kind, _)) => *kind,
         };
+        kinds.push(kind);
         match parsed {
-            Ok((kind, item)) => {
-                if item.is_none() {
-                    results[index] = failure(Some(kind), &rate.refusal(batch.costs[index]));
-                }
-                kinds.push(Some(kind));
-                ready.push(item);
+            // Past what the rate limit granted, an item with a valid type is refused.
+            _ if index >= admitted && kind.is_some() => {
+                results[index] = failure(kind, &rate.refusal(costs[index]));
+                ready.push(None);
             }
+            Ok(item) => ready.push(Some(item)),
             Err((kind, error)) => {
                 results[index] = failure(kind, &error);
-                kinds.push(kind);
                 ready.push(None);
             }
         }

@@ -129,9 +129,7 @@ impl Priced {
     /// Tokens of a request that is admitted whole (all but a batch).
     fn cost(&self) -> u32 {
         match self {
-            Priced::Booking(Ok(WriteRequest::Booking(booking))) => {
-                cost::booking(booking.services.len())
-            }
+            Priced::Booking(Ok(booking)) => booking.cost(),
             Priced::List(Ok((list, params))) => cost::list_page(*list, params),
             _ => 1,
         }

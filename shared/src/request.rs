@@ -101,6 +101,14 @@ impl WriteRequest {
         })
     }
 
+    /// Its rate-limit tokens ([`crate::cost`]): a booking's by its services, others one.
+    pub fn cost(&self) -> u32 {
+        match self {
+            WriteRequest::Booking(booking) => crate::cost::booking(booking.services.len()),
+            _ => 1,
+        }
+    }
+
     /// The user it mentions: the user, an event's `user`, a `buyer`, `contact` or `client`.
     pub fn user(&self) -> Option<&User> {
         match self {
