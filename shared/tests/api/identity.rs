@@ -556,3 +556,26 @@ async fn a_replayed_event_claims_no_email() {
     .assert_status(201);
     assert_eq!(org.context("rp1").await["user"]["email"], "second@x.com");
 }
+
+#[tokio::test]
+async fn a_replay_warns_as_its_first_answer_did() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "owner", "email": "taken@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    let event = json!({"event": "app_opened", "event_timestamp": "2026-03-01T10:00:00Z",
+                       "user": {"external_user_id": "other", "email": "taken@x.com"}});
+    let headers = [("idempotency-key", "warned-1")];
+    for replay in [false, true] {
+        let reply = org
+            .call_with(Endpoint::Events, &headers, event.to_string())
+            .await;
+        let body = reply.assert_status(201);
+        assert_eq!(body["warnings"][0]["code"], "email_conflict", "{body}");
+        assert_eq!(body["warnings"][0]["param"], "user.email");
+        assert_eq!(reply.headers.contains_key("idempotent-replayed"), replay);
+    }
+}
