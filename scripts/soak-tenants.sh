@@ -14,16 +14,8 @@ FLOOD_KEYS="${FLOOD_KEYS:-4}"
 FLOOD_TOTAL="${FLOOD_TOTAL:-104}"
 TENANT_SECONDS="${TENANT_SECONDS:-8}"
 LATENCY_FACTOR="${LATENCY_FACTOR:-3}"
-export TABLE_NAME="${TABLE_NAME:-developer-ingest-soak}"
-export AWS_REGION="${AWS_REGION:-us-east-1}"
-export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
 
-ensure_run_tools
-mkdir -p .local
-scratch_dir_with_cleanup
-use_dynamodb_local
-
-cargo build --workspace --locked --quiet
+prepare_soak
 admin="$REPO_ROOT/target/debug/admin"
 ensure_api_key "$work/quiet-key" "quiet-$(date +%s)"
 flood_org="flood-$(date +%s)"

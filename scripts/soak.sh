@@ -14,17 +14,8 @@ SOAK_CLIENTS="${SOAK_CLIENTS:-32}"
 SOAK_DURATION_LIMIT="${SOAK_DURATION_LIMIT:-300}"
 # cargo lambda watch stalls for good with more than 100 invocations queued (docs/testing.md, Soak test).
 SOAK_MAX_IN_FLIGHT="${SOAK_MAX_IN_FLIGHT:-64}"
-export TABLE_NAME="${TABLE_NAME:-developer-ingest-soak}"
-export AWS_REGION="${AWS_REGION:-us-east-1}"
-# One log line per request would cost more than the requests; warnings and errors still show.
-export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
 
-ensure_run_tools
-mkdir -p .local
-scratch_dir_with_cleanup
-use_dynamodb_local
-
-cargo build --workspace --locked --quiet
+prepare_soak
 ensure_api_key "$work/key" soak 1000000
 
 api_port="$(free_port)"

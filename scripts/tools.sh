@@ -144,6 +144,21 @@ use_dynamodb_local() {
   export DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 }
 
+# prepare_soak: what both soaks (make soak, make soak-tenants) stand on: their table, warn-level
+# function logs (one line per request would cost more than the requests), DynamoDB Local
+# (make test's when DYNAMODB_ENDPOINT is set), a scratch directory `work` cleaned up on exit
+# with whatever was started, and the workspace built.
+prepare_soak() {
+  export TABLE_NAME="${TABLE_NAME:-developer-ingest-soak}"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export LOG_LEVEL="${SOAK_LOG_LEVEL:-warn}"
+  ensure_run_tools
+  mkdir -p "$REPO_ROOT/.local"
+  scratch_dir_with_cleanup
+  use_dynamodb_local
+  cargo build --workspace --locked --quiet
+}
+
 # scratch_dir_with_cleanup: sets `work` to a new scratch directory; on exit, stops the local
 # API and DynamoDB Local that the script started and removes the directory.
 scratch_dir_with_cleanup() {

@@ -15,6 +15,11 @@ fn admin(table: &str, args: &[&str]) -> Output {
         .expect("admin runs")
 }
 
+/// What a `--json` command printed.
+fn json_of(table: &str, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&stdout(&admin(table, args))).unwrap()
+}
+
 fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -68,13 +73,12 @@ fn a_key_lifecycle_through_the_cli() {
     ));
     assert!(stdout(&admin(&table, &["orgs", "list"])).contains("Acme Labs"));
 
-    let created: serde_json::Value = serde_json::from_str(&stdout(&admin(
+    let created: serde_json::Value = json_of(
         &table,
         &[
             "keys", "create", "--org", "acme", "--name", "iOS app", "--json",
         ],
-    )))
-    .unwrap();
+    );
     let secret = created["key"].as_str().unwrap();
     let key_id = created["key_id"].as_str().unwrap();
     assert_eq!(created["org_id"], "acme");
@@ -83,11 +87,10 @@ fn a_key_lifecycle_through_the_cli() {
     let listed = stdout(&admin(&table, &["keys", "list", "--org", "acme"]));
     assert!(listed.contains(key_id) && listed.contains("iOS app") && !listed.contains(secret));
 
-    let rotated: serde_json::Value = serde_json::from_str(&stdout(&admin(
+    let rotated: serde_json::Value = json_of(
         &table,
         &["keys", "rotate", key_id, "--grace", "1h", "--json"],
-    )))
-    .unwrap();
+    );
     assert_eq!(rotated["old_key_id"], key_id);
     assert!(rotated["new"]["key"]
         .as_str()
@@ -143,7 +146,7 @@ fn errors_are_one_line_and_a_non_zero_exit() {
 fn a_key_created_with_expires_in_stops_working_by_itself() {
     let table = unique_table();
     stdout(&admin(&table, &["table", "create"]));
-    let created: serde_json::Value = serde_json::from_str(&stdout(&admin(
+    let created: serde_json::Value = json_of(
         &table,
         &[
             "keys",
@@ -157,8 +160,7 @@ fn a_key_created_with_expires_in_stops_working_by_itself() {
             "2s",
             "--json",
         ],
-    )))
-    .unwrap();
+    );
     let secret = created["key"].as_str().unwrap();
     let verify = || {
         let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
@@ -212,7 +214,7 @@ fn fixtures_register_is_idempotent_and_local_only() {
 fn an_orgs_total_rate_limit_is_set_and_shown_on_its_keys() {
     let table = unique_table();
     stdout(&admin(&table, &["table", "create"]));
-    let created: serde_json::Value = serde_json::from_str(&stdout(&admin(
+    let created: serde_json::Value = json_of(
         &table,
         &[
             "keys",
@@ -224,14 +226,9 @@ fn an_orgs_total_rate_limit_is_set_and_shown_on_its_keys() {
             "--create-org",
             "--json",
         ],
-    )))
-    .unwrap();
+    );
     let listed = |table: &str| -> serde_json::Value {
-        serde_json::from_str(&stdout(&admin(
-            table,
-            &["keys", "list", "--org", "busy", "--json"],
-        )))
-        .unwrap()
+        json_of(table, &["keys", "list", "--org", "busy", "--json"])
     };
     assert_eq!(
         listed(&table)[0]["org_rate_limit"],
