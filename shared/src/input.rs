@@ -1,7 +1,8 @@
 //! Request bodies, parsed into typed, validated values. Unknown fields are ignored; `null`
 //! is the same as an absent field (it leaves the stored value alone). Each `parse_*`
-//! function is the only way to get the domain value a handler works with, so a missing
-//! identity or a wrong type can never reach the store.
+//! function (or its `*_from` / `into_*` half, for a body already deserialized, see
+//! [`crate::request`]) is the only way to get the domain value a handler works with, so a
+//! missing identity or a wrong type can never reach the store.
 //!
 //! The input structs double as the stored form of their scalar fields: serializing one
 //! (nested objects are skipped) gives the attributes its upsert sets.
