@@ -37,8 +37,8 @@ fuzz: ## libFuzzer on every body parser and the parsed headers, FUZZ_SECONDS (60
 events: ## Regenerate events/ from scripts/generate-events.py
 	@python3 scripts/generate-events.py
 
-template: ## Regenerate template.yaml's per-function log groups and alarms, and the table alarms
-	@python3 scripts/generate-template-alarms.py
+template: ## Regenerate from endpoints.toml template.yaml's functions, log groups and alarms, and Cargo.toml's watch router
+	@python3 scripts/generate-template.py
 
 sam-build: ## sam build for this machine's architecture (x86_64); deploys build arm64
 	@bash scripts/sam-build.sh

@@ -10,6 +10,7 @@ import base64
 import gzip
 import json
 import pathlib
+import tomllib
 
 # A test secret (see fixtures.rs), not a key of any deployment.
 FIXTURE_SECRET = "dfk_test_0000000000f1c7e5_" + "f1c7e5" * 8
@@ -63,16 +64,11 @@ REFERENCE = {
     },
 }
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# function -> (method, path below /api/developer/, its other paths), from endpoints.toml.
 PATHS = {
-    "health": ("GET", "health/"), "me": ("GET", "me/"), "users-upsert": ("POST", "users/upsert/"),
-    "events": ("POST", "events/"), "products-upsert": ("POST", "products/upsert/"),
-    "sales-upsert": ("POST", "sales/upsert/"), "conversations-upsert": ("POST", "conversations/upsert/"),
-    "messages-upsert": ("POST", "messages/upsert/"), "bookings-upsert": ("POST", "bookings/upsert/"),
-    "users-get": ("GET", "users/{external_user_id}/"), "users-list": ("GET", "users/"),
-    "users-delete": ("DELETE", "users/{external_user_id}/"),
-    "conversations-get": ("GET", "conversations/{thread_id}/"), "inbox": ("GET", "inbox/"),
-    "bookings-list": ("GET", "bookings/"),
-    "batch": ("POST", "batch/"),
+    endpoint["function"]: (endpoint["method"], endpoint["path"], endpoint.get("also", []))
+    for endpoint in tomllib.loads((ROOT / "endpoints.toml").read_text())["endpoint"]
 }
 
 # batch/: items of several types, one of them refused (its result is a 400, the batch a 200).
@@ -146,9 +142,11 @@ READS = [
 
 
 def event(function, case, body, extra_headers, params=None, query=""):
-    method, relative = PATHS[function]
-    if params and "email" in params:
-        relative = "users/email/{email}/"
+    method, relative, others = PATHS[function]
+    # The path whose parameters are the event's (users/email/{email}/ for an email).
+    relative = next(
+        (path for path in [relative, *others] if all(f"{{{name}}}" in path for name in params or {})), relative
+    )
     route = f"/api/developer/{relative}"
     path = route.format(**(params or {}))
     headers = {"authorization": f"Bearer {FIXTURE_SECRET}", "user-agent": "curl/8.5.0",
@@ -193,7 +191,7 @@ def event(function, case, body, extra_headers, params=None, query=""):
 
 
 def main():
-    out = pathlib.Path(__file__).resolve().parent.parent / "events"
+    out = ROOT / "events"
     out.mkdir(exist_ok=True)
     for old in out.glob("*.json"):
         old.unlink()

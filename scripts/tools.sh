@@ -47,7 +47,7 @@ ensure_cargo_lambda() {
   ensure_venv "$CARGO_LAMBDA_VENV" pip "cargo-lambda==$CARGO_LAMBDA_VERSION"
 }
 
-# The SAM CLI, and cargo-lambda, which `sam build` runs (BuildMethod: rust-cargolambda).
+# The SAM CLI, and cargo-lambda, which `sam build` runs (through lambda/Makefile).
 ensure_python_tools() {
   ensure_cargo_lambda
   ensure_venv "$VENV" sam "aws-sam-cli==$SAM_CLI_VERSION"

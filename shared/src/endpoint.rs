@@ -1,6 +1,7 @@
-//! The endpoints: one Lambda function each. The single list of names, methods and paths
-//! (templates with `{parameters}`) that template.yaml, the watch router and events/ are
-//! checked against, and the matcher that reads path parameters from a request path.
+//! The endpoints: one Lambda function each. Their names, methods and paths (templates with
+//! `{parameters}`) as the code knows them, which a test checks against endpoints.toml (what
+//! template.yaml, the watch router and events/ are generated from), and the matcher that
+//! reads path parameters from a request path.
 
 use crate::error::ApiError;
 use crate::fields::{Email, Id};

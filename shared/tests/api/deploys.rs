@@ -203,22 +203,157 @@ fn every_function_has_its_log_group_alarms_and_canary() {
     }
 }
 
-/// The explicit resources are exactly what scripts/generate-template-alarms.py writes, so
-/// nobody edits 60 near-identical blocks by hand (and the next function gets them too).
+/// The generated parts (template.yaml's functions, log groups and alarms, Cargo.toml's
+/// watch router) are exactly what scripts/generate-template.py writes from endpoints.toml,
+/// so nobody edits 80 near-identical blocks by hand (and the next function gets them too).
 #[test]
 fn the_generated_resources_are_what_make_template_writes() {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/generate-template-alarms.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/generate-template.py");
     let output = Command::new("python3")
         .arg(&script)
         .arg("--check")
         .output()
-        .expect("python3 runs scripts/generate-template-alarms.py");
+        .expect("python3 runs scripts/generate-template.py");
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// IAM `StringLike`: `*` is any run of characters, `?` any one.
+fn like(pattern: &str, value: &str) -> bool {
+    match pattern.chars().next() {
+        None => value.is_empty(),
+        Some('*') => (0..=value.len())
+            .filter(|&i| value.is_char_boundary(i))
+            .any(|i| like(&pattern[1..], &value[i..])),
+        Some(c) => {
+            value.chars().next().is_some_and(|v| c == '?' || c == v)
+                && like(
+                    &pattern[c.len_utf8()..],
+                    &value[value.chars().next().unwrap().len_utf8()..],
+                )
+        }
+    }
+}
+
+/// A function's (actions, LeadingKeys patterns) per statement; no patterns when unconditioned.
+fn statements(function: &Value) -> Vec<(Vec<String>, Option<Vec<String>>)> {
+    let strings = |value: &Value| -> Vec<String> {
+        value
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["Statement"].as_sequence().unwrap())
+        .map(|s| {
+            assert_eq!(s["Effect"], "Allow");
+            let leading = s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                .as_sequence()
+                .map(|_| {
+                    strings(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+                });
+            (strings(&s["Action"]), leading)
+        })
+        .collect()
+}
+
+/// Whether the function may call `action` on an item with this partition key.
+fn may(function: &Value, action: &str, pk: &str) -> bool {
+    statements(function).iter().any(|(actions, leading)| {
+        actions.iter().any(|a| a == action)
+            && leading
+                .as_ref()
+                .is_none_or(|patterns| patterns.iter().any(|p| like(p, pk)))
+    })
+}
+
+const WRITES: [&str; 4] = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+];
+
+/// Every write a function may make is scoped with `dynamodb:LeadingKeys` (endpoints.toml,
+/// write_keys): tenant writes to the tenant items of keys.rs only, so no function can mint
+/// or delete an API key, or change an org. The one write outside tenant items is the key's
+/// own bookkeeping, UpdateItem on `APIKEY#` (last use) and `RATELIMIT#` (the limiter's key and
+/// org counters, on every authenticated request), and only functions that take a key have it.
+#[test]
+fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
+    use shared::input::UserIdentity;
+    use shared::store::keys;
+    let id = |raw: &str| shared::endpoint::parse_id(raw).unwrap();
+    let email: shared::fields::Email = "ann@example.com".parse().unwrap();
+    let org = "acme";
+    // Every tenant item keys.rs makes, and every other item a function must never write.
+    let tenant = [
+        keys::user(org, &UserIdentity::External(id("u1"))).pk,
+        keys::user(org, &UserIdentity::Email(email.clone())).pk,
+        keys::email_alias(org, &email).pk,
+        keys::product(org, &id("p1")).pk,
+        keys::sale(org, &id("s1")).pk,
+        keys::channel(org, &id("c1")).pk,
+        keys::thread(org, &id("t1")).pk,
+        keys::message(org, &id("t1"), &id("m1")).pk,
+        keys::message_locator(org, &id("m1")).pk,
+        keys::booking(org, &id("b1")).pk,
+        keys::event(org, "e1").pk,
+    ];
+    let api_key = keys::api_key("k1").pk;
+    let window = 1_795_514_400;
+    let counters = [
+        keys::rate_counter(keys::RateCounter::Key("k1"), window).pk,
+        keys::rate_counter(keys::RateCounter::Org(org), window).pk,
+    ];
+    let never = [keys::org(org).pk, keys::warm_up().pk];
+
+    let template = template();
+    for endpoint in Endpoint::ALL {
+        let function = resource(&template, &format!("{endpoint:?}Function"));
+        for (actions, leading) in statements(function) {
+            if actions.iter().any(|a| WRITES.contains(&a.as_str())) {
+                assert!(
+                    leading.is_some_and(|p| !p.is_empty()),
+                    "{endpoint:?}: a write without dynamodb:LeadingKeys: {actions:?}"
+                );
+            }
+        }
+        for action in WRITES {
+            for pk in &never {
+                assert!(!may(function, action, pk), "{endpoint:?} {action} {pk}");
+            }
+            // The key's bookkeeping: UpdateItem only, for the functions that take a key.
+            let bookkeeping = action == "dynamodb:UpdateItem" && endpoint.requires_api_key();
+            for pk in [&api_key, &counters[0], &counters[1]] {
+                assert_eq!(
+                    may(function, action, pk),
+                    bookkeeping,
+                    "{endpoint:?} {action} {pk}"
+                );
+            }
+            // A function that writes tenant items may write any of them (the prefixes are
+            // not narrower than keys.rs's shapes: DynamoDB Local ignores IAM, so a too
+            // narrow one would only fail on AWS).
+            let writes_tenant_items = tenant.iter().any(|pk| may(function, action, pk));
+            if writes_tenant_items {
+                for pk in &tenant {
+                    assert!(may(function, action, pk), "{endpoint:?} {action} {pk}");
+                }
+            }
+        }
+    }
+    // The matcher itself.
+    assert!(like("ORG#*#*", &tenant[0]) && !like("ORG#*#*", &never[0]));
+    assert!(like("APIKEY#*", &api_key) && !like("APIKEY#*", &counters[0]));
 }
 
 #[test]
