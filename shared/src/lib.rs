@@ -10,6 +10,7 @@
 //! - [`views`]: the response objects, explicit types over the store's typed records.
 //! - [`idempotency`]: `Idempotency-Key` parsing, event ids, body fingerprints, replays.
 //! - [`query`], [`cursor`]: query-string parameters and opaque page cursors.
+//! - [`request`]: a write body parsed once into what its handler takes (and its fingerprint).
 //! - [`input`], [`fields`]: request bodies parsed into validated domain values.
 //! - [`facts`]: what an event tells about its client, in a form that combines in any order.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
@@ -40,6 +41,7 @@ mod module_graph;
 pub mod query;
 pub mod ratelimit;
 pub mod reads;
+pub mod request;
 pub mod store;
 pub mod views;
 
