@@ -24,10 +24,12 @@ use shared::facts;
 use shared::fields::Timestamp;
 use shared::input;
 use shared::ratelimit::SimulatedLeases;
-use shared::store::events_write::REVENUE_PREFIX;
-use shared::store::events_write::{event_attribute, stored_offer, EVENT_INSTALLS, EVENT_PAYMENTS};
-use shared::store::keys::ItemKey;
-use shared::store::{items, n, s, Item, Upsert};
+use shared::store::testing::attributes::{
+    event_attribute, stored_offer, EVENT_INSTALLS, EVENT_PAYMENTS, REVENUE_PREFIX,
+};
+use shared::store::testing::keys::ItemKey;
+use shared::store::testing::{n, s, Item};
+use shared::store::{items, Upsert};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use time::OffsetDateTime;
@@ -336,7 +338,7 @@ impl Model {
         self.charge(Place::Table, &key.pk, units(size));
     }
 
-    /// The item after `upsert` (as `store::write::upsert_expression` builds it), or `None`
+    /// The item after `upsert` (as `store::ops::write::upsert_expression` builds it), or `None`
     /// if its condition refuses it. With `advance`, only when the advance's guard holds.
     fn updated(&self, upsert: &Upsert, advance: bool) -> Option<Item> {
         let old = self.items.get(&upsert.key);
@@ -356,7 +358,7 @@ impl Model {
             .filter(|a| advance && current(a.attribute).is_none_or(|v| v < a.value));
         let mut item = old
             .cloned()
-            .unwrap_or_else(|| shared::store::keys::key_item(&upsert.key));
+            .unwrap_or_else(|| shared::store::testing::keys::key_attributes(&upsert.key));
         item.insert("entity".into(), s(upsert.entity));
         item.insert("org_id".into(), s(&upsert.org_id));
         item.entry("ingested_at".into())
@@ -437,7 +439,7 @@ impl Model {
             .items
             .get(&key)
             .cloned()
-            .unwrap_or_else(|| shared::store::keys::key_item(&key));
+            .unwrap_or_else(|| shared::store::testing::keys::key_attributes(&key));
         item.insert("entity".into(), s("message_locator"));
         item.insert("thread_id".into(), s(thread_id));
         self.store(&key, item, 1.0);
@@ -537,7 +539,7 @@ fn apply(model: &mut Model, request: &Request, received_at: Timestamp) {
         }
         Request::Message(body) => {
             let message = input::parse_message(body).expect("a valid message");
-            let locator = shared::store::keys::message_locator(ORG, &message.message_id);
+            let locator = shared::store::testing::keys::message_locator(ORG, &message.message_id);
             model.locator(locator, message.thread_id.as_str());
             if let Some(contact) = &message.contact {
                 model.upsert(&items::user_mention(ORG, contact));
@@ -674,7 +676,7 @@ pub fn simulate(workload: &Workload) -> Heat {
             let (_, leased) =
                 leases[function][instance].request(window, workload.rate_limit, &mut counter);
             if leased {
-                let counter_key = shared::store::keys::rate_limit_window("key", window).pk;
+                let counter_key = shared::store::testing::keys::rate_limit_window("key", window).pk;
                 model.charge(Place::RateCounter, &counter_key, 1.0);
             }
             apply(&mut model, request, received_at);

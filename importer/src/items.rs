@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 /// The object types of `batch/`, as `--type` names them (plural) and items do (singular).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Kind {
+pub enum ObjectType {
     Users,
     Events,
     Products,
@@ -19,44 +19,44 @@ pub enum Kind {
     Bookings,
 }
 
-impl Kind {
-    const ALL: [Kind; 7] = [
-        Kind::Users,
-        Kind::Events,
-        Kind::Products,
-        Kind::Sales,
-        Kind::Conversations,
-        Kind::Messages,
-        Kind::Bookings,
+impl ObjectType {
+    const ALL: [ObjectType; 7] = [
+        ObjectType::Users,
+        ObjectType::Events,
+        ObjectType::Products,
+        ObjectType::Sales,
+        ObjectType::Conversations,
+        ObjectType::Messages,
+        ObjectType::Bookings,
     ];
 
     pub fn item_type(self) -> &'static str {
         match self {
-            Kind::Users => "user",
-            Kind::Events => "event",
-            Kind::Products => "product",
-            Kind::Sales => "sale",
-            Kind::Conversations => "conversation",
-            Kind::Messages => "message",
-            Kind::Bookings => "booking",
+            ObjectType::Users => "user",
+            ObjectType::Events => "event",
+            ObjectType::Products => "product",
+            ObjectType::Sales => "sale",
+            ObjectType::Conversations => "conversation",
+            ObjectType::Messages => "message",
+            ObjectType::Bookings => "booking",
         }
     }
 
     pub fn plural(self) -> &'static str {
         match self {
-            Kind::Users => "users",
-            Kind::Events => "events",
-            Kind::Products => "products",
-            Kind::Sales => "sales",
-            Kind::Conversations => "conversations",
-            Kind::Messages => "messages",
-            Kind::Bookings => "bookings",
+            ObjectType::Users => "users",
+            ObjectType::Events => "events",
+            ObjectType::Products => "products",
+            ObjectType::Sales => "sales",
+            ObjectType::Conversations => "conversations",
+            ObjectType::Messages => "messages",
+            ObjectType::Bookings => "bookings",
         }
     }
 
     /// `user` or `users`.
-    fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL
+    fn from_name(name: &str) -> Option<ObjectType> {
+        ObjectType::ALL
             .into_iter()
             .find(|kind| kind.item_type() == name || kind.plural() == name)
     }
@@ -74,13 +74,13 @@ pub struct Item {
 /// Builds items, counting identical event lines so each keeps its own derived key.
 #[derive(Debug, Default)]
 pub struct ItemBuilder {
-    file_kind: Option<Kind>,
+    file_kind: Option<ObjectType>,
     seen_events: HashMap<[u8; 32], u32>,
 }
 
 impl ItemBuilder {
     /// `file_kind`: the `--type` of the whole file, or `None` when each line names its `type`.
-    pub fn new(file_kind: Option<Kind>) -> ItemBuilder {
+    pub fn new(file_kind: Option<ObjectType>) -> ItemBuilder {
         ItemBuilder {
             file_kind,
             seen_events: HashMap::new(),
@@ -92,20 +92,22 @@ impl ItemBuilder {
             Some(kind) => {
                 // In a file of one type, `type` is the object's own field (a product's kind).
                 if let Some(own) = fields.remove("type") {
-                    if kind == Kind::Products {
+                    if kind == ObjectType::Products {
                         fields.insert("product_type".into(), own);
                     }
                 }
                 kind
             }
             None => match fields.remove("type") {
-                Some(Value::String(name)) => Kind::from_name(name.trim()).ok_or_else(|| {
-                    Refusal::new(
-                        "invalid_field",
-                        Some("type"),
-                        format!("unknown `type` {name:?}"),
-                    )
-                })?,
+                Some(Value::String(name)) => {
+                    ObjectType::from_name(name.trim()).ok_or_else(|| {
+                        Refusal::new(
+                            "invalid_field",
+                            Some("type"),
+                            format!("unknown `type` {name:?}"),
+                        )
+                    })?
+                }
                 Some(_) => {
                     return Err(Refusal::new(
                         "invalid_field",
@@ -123,7 +125,7 @@ impl ItemBuilder {
             },
         };
         let absent = |value: Option<&Value>| value.is_none_or(Value::is_null);
-        if kind == Kind::Events && absent(fields.get("idempotency_key")) {
+        if kind == ObjectType::Events && absent(fields.get("idempotency_key")) {
             let key = self.derived_key(&fields);
             fields.insert("idempotency_key".into(), Value::String(key));
         }
@@ -154,7 +156,7 @@ impl ItemBuilder {
 /// What orders an item: the user it belongs to when it has one (a user, an event's user, a
 /// sale's buyer, a thread's or message's contact, a booking's client), else its own id.
 /// Items with the same key go through the same lane, one batch after the other.
-fn lane_key(kind: Kind, fields: &Map<String, Value>) -> String {
+fn lane_key(kind: ObjectType, fields: &Map<String, Value>) -> String {
     let identity = |user: Option<&Value>| {
         let user = user?.as_object()?;
         let text = |name: &str| user.get(name).and_then(Value::as_str).map(str::trim);
@@ -172,13 +174,13 @@ fn lane_key(kind: Kind, fields: &Map<String, Value>) -> String {
     };
     let whole = Value::Object(fields.clone());
     let (user, fallback) = match kind {
-        Kind::Users => (identity(Some(&whole)), "external_user_id"),
-        Kind::Events => (identity(fields.get("user")), "event"),
-        Kind::Products => (None, "external_product_id"),
-        Kind::Sales => (identity(fields.get("buyer")), "sale_id"),
+        ObjectType::Users => (identity(Some(&whole)), "external_user_id"),
+        ObjectType::Events => (identity(fields.get("user")), "event"),
+        ObjectType::Products => (None, "external_product_id"),
+        ObjectType::Sales => (identity(fields.get("buyer")), "sale_id"),
         // A thread's messages in order: the thread decides, not the contact.
-        Kind::Conversations | Kind::Messages => (None, "thread_id"),
-        Kind::Bookings => (identity(fields.get("client")), "booking_id"),
+        ObjectType::Conversations | ObjectType::Messages => (None, "thread_id"),
+        ObjectType::Bookings => (identity(fields.get("client")), "booking_id"),
     };
     user.unwrap_or_else(|| own(fallback))
 }
@@ -203,10 +205,13 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        let first_run = keys(&mut ItemBuilder::new(Some(Kind::Events)));
+        let first_run = keys(&mut ItemBuilder::new(Some(ObjectType::Events)));
         assert_ne!(first_run[0], first_run[1]);
-        assert_eq!(keys(&mut ItemBuilder::new(Some(Kind::Events))), first_run);
-        let mut builder = ItemBuilder::new(Some(Kind::Events));
+        assert_eq!(
+            keys(&mut ItemBuilder::new(Some(ObjectType::Events))),
+            first_run
+        );
+        let mut builder = ItemBuilder::new(Some(ObjectType::Events));
         let own = builder
             .build(
                 1,
@@ -221,7 +226,7 @@ mod tests {
 
     #[test]
     fn types_come_from_the_file_or_the_line() {
-        let mut products = ItemBuilder::new(Some(Kind::Products));
+        let mut products = ItemBuilder::new(Some(ObjectType::Products));
         let item = products
             .build(
                 1,

@@ -23,7 +23,7 @@ mod state;
 use clap::Parser;
 use client::{Answer, Client};
 use input::{Format, Refusal};
-use items::{Item, ItemBuilder, Kind};
+use items::{Item, ItemBuilder, ObjectType};
 use serde_json::Value;
 use state::{Checkpoint, Rejects};
 use std::collections::hash_map::{DefaultHasher, RandomState};
@@ -53,7 +53,7 @@ struct Args {
     /// The object type of every line; without it each NDJSON line names its `type`
     /// (`user`, `event`, ...; a product's own type is then `product_type`).
     #[arg(long = "type", value_enum)]
-    kind: Option<Kind>,
+    kind: Option<ObjectType>,
     /// Default: CSV for `.csv` files, NDJSON otherwise.
     #[arg(long, value_enum)]
     format: Option<Format>,
@@ -386,7 +386,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let key = api_key(args)?;
     let file = &args.file;
     let format = args.format.unwrap_or_else(|| Format::of(file));
-    let kind_name = args.kind.map_or("mixed", Kind::plural);
+    let kind_name = args.kind.map_or("mixed", ObjectType::plural);
     if format == Format::Csv && args.kind.is_none() {
         return Err("CSV files need --type".into());
     }

@@ -10,7 +10,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use shared::http::App;
-use shared::store::{keys, Store};
+use shared::store::testing::keys;
+use shared::store::Store;
 use shared::Endpoint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -279,19 +280,7 @@ async fn state(store: &Store, org: &str) -> Expected {
             continue;
         };
         let view = shared::views::json(&record);
-        let events = store
-            .client()
-            .query()
-            .table_name(store.table())
-            .index_name("GSI1")
-            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
-            .expression_attribute_values(":pk", shared::store::s(keys::user_pk(org, &identity)))
-            .expression_attribute_values(":event", shared::store::s("EVENT#"))
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
-            .await
-            .unwrap()
-            .count as u64;
+        let events = store.count_user_events(org, &identity).await.unwrap() as u64;
         let number = |name: &str| view[name].as_u64().unwrap_or(0);
         let cents = view["lifetime_value"]
             .as_str()

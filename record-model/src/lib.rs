@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 /// What a soak event is, with the properties it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub enum EventKind {
     Install {
         platform: Option<&'static str>,
         version: Option<&'static str>,
@@ -42,7 +42,7 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fact {
     pub at: String,
-    pub kind: Kind,
+    pub kind: EventKind,
 }
 
 impl Fact {
@@ -55,22 +55,22 @@ impl Fact {
             }
         };
         let name = match &self.kind {
-            Kind::Install { platform, version } => {
+            EventKind::Install { platform, version } => {
                 put("install_platform", *platform);
                 put("app_version", *version);
                 "app_installed".to_owned()
             }
-            Kind::Open { version } => {
+            EventKind::Open { version } => {
                 put("app_version", *version);
                 "app_opened".to_owned()
             }
-            Kind::Uninstall => "app_uninstalled".to_owned(),
-            Kind::Purchase { amount, currency } => {
+            EventKind::Uninstall => "app_uninstalled".to_owned(),
+            EventKind::Purchase { amount, currency } => {
                 put("amount", *amount);
                 put("currency", *currency);
                 "user_purchased".to_owned()
             }
-            Kind::Subscription {
+            EventKind::Subscription {
                 suffix,
                 amount,
                 currency,
@@ -81,7 +81,7 @@ impl Fact {
                 put("plan", *plan);
                 format!("subscription_{suffix}")
             }
-            Kind::Custom => "level_up".to_owned(),
+            EventKind::Custom => "level_up".to_owned(),
         };
         (name, Value::Object(properties))
     }
@@ -113,15 +113,15 @@ fn decimal(amount: &str) -> Decimal {
 }
 
 /// The payment an event is, if it is one: its amount as sent and its currency, upper-cased.
-fn payment(kind: &Kind) -> Option<(Option<&'static str>, Option<String>)> {
+fn payment(kind: &EventKind) -> Option<(Option<&'static str>, Option<String>)> {
     let upper = |currency: Option<&str>| currency.map(str::to_ascii_uppercase);
     match *kind {
         // A purchase unless its amount is zero; one without an amount is still counted.
-        Kind::Purchase { amount, currency } if !amount.is_some_and(is_zero) => {
+        EventKind::Purchase { amount, currency } if !amount.is_some_and(is_zero) => {
             Some((amount, upper(currency)))
         }
         // A start or a renewal with an amount above zero (amounts are never negative).
-        Kind::Subscription {
+        EventKind::Subscription {
             suffix: "started" | "renewed",
             amount: Some(amount),
             currency,
@@ -212,7 +212,7 @@ fn offers(fact: &Fact) -> Vec<Offer> {
         list: Vec::new(),
     };
     match &fact.kind {
-        Kind::Install { platform, version } => {
+        EventKind::Install { platform, version } => {
             offers.time("installed_at");
             if let Some(p) = platform {
                 offers.text("install_platform", p);
@@ -222,18 +222,18 @@ fn offers(fact: &Fact) -> Vec<Offer> {
             }
             offers.flag("is_installed", true);
         }
-        Kind::Open { version } => {
+        EventKind::Open { version } => {
             offers.time("last_opened_at");
             if let Some(v) = version {
                 offers.text("app_version", v);
             }
             offers.flag("is_installed", true);
         }
-        Kind::Uninstall => {
+        EventKind::Uninstall => {
             offers.time("uninstalled_at");
             offers.flag("is_installed", false);
         }
-        Kind::Subscription { suffix, plan, .. } => {
+        EventKind::Subscription { suffix, plan, .. } => {
             offers.time("subscription_updated_at");
             if *suffix == "started" {
                 offers.time("subscription_started_at");
@@ -249,7 +249,7 @@ fn offers(fact: &Fact) -> Vec<Offer> {
                 offers.flag("is_active_customer", c);
             }
         }
-        Kind::Purchase { .. } | Kind::Custom => {}
+        EventKind::Purchase { .. } | EventKind::Custom => {}
     }
     if let Some((amount, currency)) = payment(&fact.kind) {
         let value = json!({"amount": amount, "currency": currency});
@@ -321,7 +321,7 @@ pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Record {
     let offers: Vec<Offer> = facts.iter().flat_map(|fact| offers(fact)).collect();
     let installs = facts
         .iter()
-        .filter(|fact| matches!(fact.kind, Kind::Install { .. }))
+        .filter(|fact| matches!(fact.kind, EventKind::Install { .. }))
         .count();
     let payments: Vec<_> = facts
         .iter()
@@ -390,7 +390,7 @@ pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Record {
 mod tests {
     use super::*;
 
-    fn fact(at: &str, kind: Kind) -> Fact {
+    fn fact(at: &str, kind: EventKind) -> Fact {
         Fact {
             at: at.to_owned(),
             kind,
@@ -400,7 +400,7 @@ mod tests {
     fn purchase(at: &str, amount: &'static str, currency: Option<&'static str>) -> Fact {
         fact(
             at,
-            Kind::Purchase {
+            EventKind::Purchase {
                 amount: Some(amount),
                 currency,
             },
@@ -408,8 +408,8 @@ mod tests {
     }
 
     /// A subscription event without an amount: never a payment.
-    fn subscription(suffix: &'static str, plan: Option<&'static str>) -> Kind {
-        Kind::Subscription {
+    fn subscription(suffix: &'static str, plan: Option<&'static str>) -> EventKind {
+        EventKind::Subscription {
             suffix,
             amount: None,
             currency: None,
@@ -444,7 +444,7 @@ mod tests {
         let facts = [
             fact(
                 "2026-03-01T12:00:00.000Z",
-                Kind::Subscription {
+                EventKind::Subscription {
                     suffix: "trial_started",
                     amount: Some("0.00"),
                     currency: Some("USD"),
@@ -453,7 +453,7 @@ mod tests {
             ),
             fact(
                 "2026-03-01T13:00:00.000Z",
-                Kind::Subscription {
+                EventKind::Subscription {
                     suffix: "cancelled",
                     amount: Some("9.99"),
                     currency: Some("USD"),
@@ -475,8 +475,8 @@ mod tests {
         let facts = [
             fact(at, renewed("pro")),
             fact(at, renewed("basic")),
-            fact(at, Kind::Uninstall),
-            fact(at, Kind::Open { version: None }),
+            fact(at, EventKind::Uninstall),
+            fact(at, EventKind::Open { version: None }),
             fact("2026-03-01T11:00:00.000Z", renewed("team")),
         ];
         let record = record(&facts);

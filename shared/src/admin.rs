@@ -5,8 +5,8 @@
 
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
-use crate::store::admin::{KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf};
 use crate::store::keys::OrgList;
+use crate::store::ops::orgs::{KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf};
 use crate::store::Store;
 use serde::Serialize;
 use std::time::Duration;
@@ -134,8 +134,8 @@ pub async fn create_table(store: &Store) -> Result<bool> {
 }
 
 /// Gives email aliases and messages written before erasure listed them their index keys
-/// (see `store::backfill`): one pass over the table, idempotent.
-pub async fn index_for_erasure(store: &Store) -> Result<crate::store::backfill::Indexed> {
+/// (see `store::ops::backfill`): one pass over the table, idempotent.
+pub async fn index_for_erasure(store: &Store) -> Result<crate::store::ops::backfill::Indexed> {
     Ok(store.index_for_erasure().await?)
 }
 
@@ -289,7 +289,7 @@ pub async fn list_keys(store: &Store, org_id: &str) -> Result<Vec<KeyListing>> {
     if get_org(store, org_id).await?.is_none() {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
-    let keys = store.org_api_keys(org_id).await?;
+    let keys = store.org_api_keys::<ApiKeyRecord>(org_id).await?;
     Ok(keys.into_iter().map(KeyListing::from).collect())
 }
 
@@ -430,7 +430,7 @@ async fn set_org_limit(
     if !store.set_rate_limit(on_org(org_id), limit).await? {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
-    let org_keys = store.org_api_keys(org_id).await?;
+    let org_keys = store.org_api_keys::<ApiKeyRecord>(org_id).await?;
     for key in &org_keys {
         store.set_rate_limit(on_key(&key.key_id), limit).await?;
     }

@@ -190,7 +190,7 @@ pub async fn authenticate(
         Some(record) => record,
         None => {
             let record = store
-                .api_key(key_id)
+                .api_key::<ApiKeyRecord>(key_id)
                 .await?
                 .filter(|record| record.secret_hash == hash)
                 .map(Arc::new);

@@ -1,26 +1,29 @@
 //! `POST batch/`: up to [`MAX_BATCH_ITEMS`] objects of any type in one request.
 //!
-//! Each item is turned into exactly the body its single endpoint gets (the item without
-//! `type` and `idempotency_key`) and handed to that endpoint's very handler, so validation,
-//! error codes, nested upserts, identity, idempotency and counters cannot differ. Items
-//! that touch a common record (the same user, product, sale, thread, message, booking,
-//! channel or idempotency key, nested ones included) form a group that is applied in
-//! request order; groups run concurrently, at most [`MAX_CONCURRENT_ITEMS`] at a time, until
-//! the request deadline. What was not stored because of storage trouble or the deadline is
+//! Each item is parsed once, as exactly the body its single endpoint gets (the item without
+//! `type` and `idempotency_key`), into the value that endpoint's very handler takes, so
+//! validation, error codes, nested upserts, identity, idempotency and counters cannot
+//! differ. The email-only user mentions are then resolved (one BatchGetItem for all), and
+//! items that touch a common record (the same user, however named, product, sale, thread,
+//! message, booking, channel or idempotency key, nested ones included) form a group that is
+//! applied in request order; groups run concurrently, at most [`MAX_CONCURRENT_ITEMS`] at a
+//! time, until the request deadline. What was not stored because of storage trouble or the deadline is
 //! 503 `storage_unavailable`, never a 2xx, so the client resends only those items.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::fields::Timestamp;
+use crate::fields::{json_without_repeated_keys, Email, Id};
 use crate::handlers::{self, Reply};
 use crate::idempotency::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_CHARS};
 use crate::input::{self, User, UserIdentity};
+use crate::request::{ObjectType, WriteRequest};
+use crate::store::Store;
 use futures::StreamExt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -44,65 +47,12 @@ const IDEMPOTENCY_KEY_FIELD: &str = "idempotency_key";
 /// A product's own `type` (product or service) inside a batch item, where `type` is taken.
 const PRODUCT_TYPE_FIELD: &str = "product_type";
 
-/// The object types an item may be, with the name of the object in the single endpoint's
-/// answer and the field that identifies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    User,
-    Event,
-    Product,
-    Sale,
-    Conversation,
-    Message,
-    Booking,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::User,
-        Kind::Event,
-        Kind::Product,
-        Kind::Sale,
-        Kind::Conversation,
-        Kind::Message,
-        Kind::Booking,
-    ];
-
-    /// The value of `type`, which is also the object's key in the single endpoint's answer.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::User => "user",
-            Kind::Event => "event",
-            Kind::Product => "product",
-            Kind::Sale => "sale",
-            Kind::Conversation => "conversation",
-            Kind::Message => "message",
-            Kind::Booking => "booking",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-
-    /// The fields of the stored object that give the item's `id`, first present wins.
-    fn id_fields(self) -> &'static [&'static str] {
-        match self {
-            Kind::User => &["external_user_id", "email"],
-            Kind::Event => &["id"],
-            Kind::Product => &["external_product_id"],
-            Kind::Sale => &["sale_id"],
-            Kind::Conversation => &["thread_id"],
-            Kind::Message => &["message_id"],
-            Kind::Booking => &["booking_id"],
-        }
-    }
-}
-
-/// The body of `batch/`: the items, not yet looked into but for their cost.
+/// The body of `batch/`: the items, each parsed (before the rate limit: their cost
+/// depends on what they are).
 #[derive(Debug)]
 pub struct Batch {
-    items: Vec<Box<RawValue>>,
+    /// An item's error comes with its type when it has a valid one.
+    items: Vec<Result<Item, (Option<ObjectType>, ApiError)>>,
     /// Each item's rate-limit tokens.
     costs: Vec<u32>,
 }
@@ -112,8 +62,8 @@ struct Envelope {
     batch: Option<Vec<Box<RawValue>>>,
 }
 
-/// Parses the envelope `{"batch": [...]}`: 1 to [`MAX_BATCH_ITEMS`] items of any JSON
-/// (each item is checked on its own, in [`run`]).
+/// Parses the envelope `{"batch": [...]}`: 1 to [`MAX_BATCH_ITEMS`] items of any JSON,
+/// then each item on its own ([`parse_item`]; its error is its answer, in [`run`]).
 pub fn parse(body: &[u8]) -> Result<Batch, ApiError> {
     let envelope: Envelope = input::parse_json(body)?;
     let items = envelope.batch.ok_or(ApiError::MissingField {
@@ -130,13 +80,23 @@ pub fn parse(body: &[u8]) -> Result<Batch, ApiError> {
             format!("`batch` must hold 1 to {MAX_BATCH_ITEMS} items"),
         ));
     }
-    let costs = items.iter().map(|item| item_cost(item)).collect();
-    Ok(Batch { items, costs })
+    let parsed: Vec<_> = items.iter().map(|raw| parse_item(raw)).collect();
+    let costs = items
+        .iter()
+        .zip(&parsed)
+        .map(|(raw, item)| match item {
+            Ok(item) => item.request.cost(),
+            Err(_) => item_cost(raw),
+        })
+        .collect();
+    Ok(Batch {
+        items: parsed,
+        costs,
+    })
 }
 
-/// An item's tokens: a booking's by its services ([`crate::cost::booking`]), any other
-/// item's one, as on its single endpoint. An item that does not parse costs one (it is
-/// refused in [`run`]).
+/// The tokens of an item that did not parse: a booking's by its `services`, any other
+/// item's one (it is refused in [`run`]).
 fn item_cost(raw: &RawValue) -> u32 {
     #[derive(Deserialize)]
     struct Priced {
@@ -148,7 +108,7 @@ fn item_cost(raw: &RawValue) -> u32 {
         Ok(Priced {
             kind: Some(kind),
             services: Some(services),
-        }) if kind == Kind::Booking.name() => crate::cost::booking(services.len()),
+        }) if kind == ObjectType::Booking.name() => crate::cost::booking(services.len()),
         _ => 1,
     }
 }
@@ -211,22 +171,83 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
-/// One item, ready for its handler.
+/// An item as its single endpoint would get it.
 #[derive(Debug)]
-struct Item {
-    kind: Kind,
+struct Prepared {
+    kind: ObjectType,
     idempotency_key: Option<IdempotencyKey>,
     /// The single endpoint's body.
     body: Vec<u8>,
 }
 
-/// Reads `type` and `idempotency_key` and rebuilds the rest as the single endpoint's body.
-fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
-    if raw.get().len() > crate::http::MAX_BODY_BYTES {
+fn within_size(raw: &RawValue) -> Result<(), ApiError> {
+    if raw.get().len() > crate::encoding::MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge {
-            limit: crate::http::MAX_BODY_BYTES,
+            limit: crate::encoding::MAX_BODY_BYTES,
         });
     }
+    Ok(())
+}
+
+/// One item, parsed for its handler.
+#[derive(Debug)]
+struct Item {
+    kind: ObjectType,
+    request: WriteRequest,
+    /// Its email-only mention could not be resolved (storage trouble): what it answers.
+    unresolved: Option<ApiError>,
+}
+
+/// Parses an item once: as JSON, then its members (but `type` and `idempotency_key`) as
+/// the body of its type. An item that does not make it that way (a bad `type`, a repeated
+/// key, a field error) goes through [`prepare`] and the single endpoint's byte parser,
+/// whose error is the one the item answers.
+/// The error comes with the item's type when it has a valid one.
+fn parse_item(raw: &RawValue) -> Result<Item, (Option<ObjectType>, ApiError)> {
+    within_size(raw).map_err(|error| (None, error))?;
+    let parsed = match json_without_repeated_keys(raw.get().as_bytes()) {
+        Some(Value::Object(members)) => from_members(members),
+        _ => None,
+    };
+    let (kind, request) = match parsed {
+        Some(parsed) => parsed,
+        None => {
+            let item = prepare(raw).map_err(|error| (None, error))?;
+            let request = WriteRequest::parse(item.kind, &item.body, item.idempotency_key);
+            (item.kind, request)
+        }
+    };
+    Ok(Item {
+        kind,
+        request: request.map_err(|error| (Some(kind), error))?,
+        unresolved: None,
+    })
+}
+
+/// [`parse_item`]'s one parse; `None` sends the item to the byte parser.
+fn from_members(
+    mut members: serde_json::Map<String, Value>,
+) -> Option<(ObjectType, Result<WriteRequest, ApiError>)> {
+    let kind = ObjectType::from_name(members.remove(TYPE_FIELD)?.as_str()?)?;
+    let key = match (kind, members.remove(IDEMPOTENCY_KEY_FIELD)) {
+        (ObjectType::Event, Some(Value::String(key))) => Some(IdempotencyKey::parse(&key).ok()?),
+        (ObjectType::Event, Some(Value::Null)) | (_, None) => None,
+        (ObjectType::Event, Some(_)) => return None,
+        // Like any unknown field, ignored on other types.
+        (_, Some(_)) => None,
+    };
+    if kind == ObjectType::Product {
+        if let Some(product_type) = members.remove(PRODUCT_TYPE_FIELD) {
+            members.insert(TYPE_FIELD.to_owned(), product_type);
+        }
+    }
+    let request = WriteRequest::from_value(kind, Value::Object(members), key)?;
+    Some((kind, request))
+}
+
+/// Reads `type` and `idempotency_key` and rebuilds the rest as the single endpoint's body.
+fn prepare(raw: &RawValue) -> Result<Prepared, ApiError> {
+    within_size(raw)?;
     let Members(members) = serde_json::from_str(raw.get())
         .map_err(|_| ApiError::InvalidJson("each item must be a JSON object".into()))?;
     let mut kind = None;
@@ -248,7 +269,7 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
         param: TYPE_FIELD.into(),
     })?;
     let idempotency_key = match (kind, idempotency_key) {
-        (Kind::Event, Some(raw)) => match serde_json::from_str::<Option<String>>(raw.get()) {
+        (ObjectType::Event, Some(raw)) => match serde_json::from_str::<Option<String>>(raw.get()) {
             Ok(Some(key)) => Some(IdempotencyKey::parse(&key)?),
             Ok(None) => None,
             Err(_) => {
@@ -267,7 +288,7 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
             body.push(b',');
         }
         let name = match (kind, name.as_str()) {
-            (Kind::Product, PRODUCT_TYPE_FIELD) => TYPE_FIELD,
+            (ObjectType::Product, PRODUCT_TYPE_FIELD) => TYPE_FIELD,
             _ => name.as_str(),
         };
         serde_json::to_writer(&mut body, name).expect("a string serializes");
@@ -275,7 +296,7 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
         body.extend_from_slice(value.get().as_bytes());
     }
     body.push(b'}');
-    Ok(Item {
+    Ok(Prepared {
         kind,
         idempotency_key,
         body,
@@ -283,76 +304,19 @@ fn prepare(raw: &RawValue) -> Result<Item, ApiError> {
 }
 
 /// The item's `type`; `null` counts as absent.
-fn item_kind(value: &RawValue) -> Result<Option<Kind>, ApiError> {
+fn item_kind(value: &RawValue) -> Result<Option<ObjectType>, ApiError> {
     let invalid = || {
-        let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.name()).collect();
+        let names: Vec<&str> = ObjectType::ALL.iter().map(|kind| kind.name()).collect();
         ApiError::invalid_field(
             TYPE_FIELD,
             format!("`type` must be one of {}", names.join(", ")),
         )
     };
     match serde_json::from_str::<Option<String>>(value.get()) {
-        Ok(Some(name)) => Kind::from_name(&name).map(Some).ok_or_else(invalid),
+        Ok(Some(name)) => ObjectType::from_name(&name).map(Some).ok_or_else(invalid),
         Ok(None) => Ok(None),
         Err(_) => Err(invalid()),
     }
-}
-
-/// The records an item writes, as opaque names: items sharing one are applied in order.
-/// An item that does not parse writes nothing and has none.
-fn records(item: &Item) -> Vec<String> {
-    fn user(user: &User) -> String {
-        match &user.identity {
-            UserIdentity::External(id) => format!("user:id:{}", id.as_str()),
-            UserIdentity::Email(email) => format!("user:email:{}", email.as_str()),
-        }
-    }
-    let product = |id: &crate::fields::Id| format!("product:{}", id.as_str());
-    let thread = |id: &crate::fields::Id| format!("thread:{}", id.as_str());
-    let channel = |id: &crate::fields::Id| format!("channel:{}", id.as_str());
-    let body = item.body.as_slice();
-    let mut names = Vec::new();
-    match item.kind {
-        Kind::User => names.extend(input::parse_user(body).ok().map(|u| user(&u))),
-        Kind::Event => {
-            if let Ok(event) = input::parse_event(body, Timestamp::now()) {
-                names.push(user(&event.user));
-            }
-            if let Some(key) = &item.idempotency_key {
-                names.push(format!("event:{}", key.as_str()));
-            }
-        }
-        Kind::Product => names.extend(input::parse_product(body).ok().map(|p| product(&p.id))),
-        Kind::Sale => {
-            if let Ok(sale) = input::parse_sale(body) {
-                names.push(format!("sale:{}", sale.id.as_str()));
-                names.extend(sale.buyer.as_ref().map(user));
-                names.extend(sale.product.as_ref().map(|p| product(&p.id)));
-            }
-        }
-        Kind::Conversation => {
-            if let Ok(conversation) = input::parse_conversation(body) {
-                names.push(thread(&conversation.thread_id));
-                names.extend(conversation.contact.as_ref().map(user));
-                names.extend(conversation.channel.as_ref().map(|c| channel(&c.id)));
-            }
-        }
-        Kind::Message => {
-            if let Ok(message) = input::parse_message(body) {
-                names.push(thread(&message.thread_id));
-                names.extend(message.contact.as_ref().map(user));
-                names.extend(message.channel.as_ref().map(|c| channel(&c.id)));
-            }
-        }
-        Kind::Booking => {
-            if let Ok(booking) = input::parse_booking(body) {
-                names.push(format!("booking:{}", booking.id.as_str()));
-                names.extend(booking.client.as_ref().map(user));
-                names.extend(booking.services.iter().map(|p| product(&p.id)));
-            }
-        }
-    }
-    names
 }
 
 /// Splits item indexes into groups of items connected by a common record (union-find),
@@ -382,27 +346,8 @@ fn groups(records: &[Vec<String>]) -> Vec<Vec<usize>> {
     by_root.into_iter().filter(|g| !g.is_empty()).collect()
 }
 
-async fn call_handler(
-    store: &crate::store::Store,
-    caller: &Caller,
-    item: Item,
-) -> Result<Reply, ApiError> {
-    let body = item.body.as_slice();
-    match item.kind {
-        Kind::User => handlers::users_upsert(store, caller, body).await,
-        Kind::Event => handlers::events_with_key(store, caller, item.idempotency_key, body).await,
-        Kind::Product => handlers::products_upsert(store, caller, body).await,
-        Kind::Sale => handlers::sales_upsert(store, caller, body).await,
-        Kind::Conversation => handlers::conversations_upsert(store, caller, body).await,
-        Kind::Message => handlers::messages_upsert(store, caller, body).await,
-        Kind::Booking => {
-            handlers::bookings_upsert(store, caller, input::parse_booking(body)?).await
-        }
-    }
-}
-
 /// One entry of `results`: what the single endpoint would have answered, in short.
-fn success(kind: Kind, reply: &Reply) -> Value {
+fn success(kind: ObjectType, reply: &Reply) -> Value {
     let object = &reply.body[kind.name()];
     let id = kind
         .id_fields()
@@ -416,11 +361,7 @@ fn success(kind: Kind, reply: &Reply) -> Value {
         "object": kind.name(),
         "id": id,
     });
-    if reply
-        .headers
-        .iter()
-        .any(|(name, _)| *name == "idempotent-replayed")
-    {
+    if reply.replayed {
         result["replayed"] = json!(true);
     }
     if let Some(warnings) = reply.body.get("warnings") {
@@ -431,11 +372,11 @@ fn success(kind: Kind, reply: &Reply) -> Value {
 
 /// An item's error, with `param` relative to the item: the header of the single endpoint
 /// is the item's `idempotency_key` field, a product's `type` its `product_type`.
-fn failure(kind: Option<Kind>, error: &ApiError) -> Value {
+fn failure(kind: Option<ObjectType>, error: &ApiError) -> Value {
     let mut body = json!({ "code": error.code(), "message": error.to_string() });
     let param = match (kind, error.param()) {
         (_, Some("Idempotency-Key")) => Some(IDEMPOTENCY_KEY_FIELD),
-        (Some(Kind::Product), Some(TYPE_FIELD)) => Some(PRODUCT_TYPE_FIELD),
+        (Some(ObjectType::Product), Some(TYPE_FIELD)) => Some(PRODUCT_TYPE_FIELD),
         (_, param) => param,
     };
     if let Some(param) = param {
@@ -451,7 +392,7 @@ fn failure(kind: Option<Kind>, error: &ApiError) -> Value {
 /// others answered 429 as `rate` says. `deadline` is the request's; `rate.reset_secs` goes
 /// into `Retry-After` when some items should be resent.
 pub async fn run(
-    store: &crate::store::Store,
+    store: &Store,
     caller: &Caller,
     batch: Batch,
     admitted: usize,
@@ -460,31 +401,38 @@ pub async fn run(
 ) -> Result<Reply, ApiError> {
     let retry_after_secs = rate.reset_secs;
     let deadline = deadline - ANSWER_MARGIN;
-    let count = batch.items.len();
+    let Batch { items, costs } = batch;
+    let count = items.len();
     let mut results: Vec<Value> = vec![Value::Null; count];
     let mut ready: Vec<Option<Item>> = Vec::with_capacity(count);
-    let mut kinds: Vec<Option<Kind>> = Vec::with_capacity(count);
-    for (index, raw) in batch.items.iter().enumerate() {
-        match prepare(raw) {
-            Ok(item) if index >= admitted => {
-                results[index] = failure(Some(item.kind), &rate.refusal(batch.costs[index]));
-                kinds.push(Some(item.kind));
+    let mut kinds: Vec<Option<ObjectType>> = Vec::with_capacity(count);
+    for (index, parsed) in items.into_iter().enumerate() {
+        let kind = match &parsed {
+            Ok(item) => Some(item.kind),
+            Err((kind, _)) => *kind,
+        };
+        kinds.push(kind);
+        match parsed {
+            // Past what the rate limit granted, an item with a valid type is refused.
+            _ if index >= admitted && kind.is_some() => {
+                results[index] = failure(kind, &rate.refusal(costs[index]));
                 ready.push(None);
             }
-            Ok(item) => {
-                kinds.push(Some(item.kind));
-                ready.push(Some(item));
-            }
-            Err(error) => {
-                results[index] = failure(None, &error);
-                kinds.push(None);
+            Ok(item) => ready.push(Some(item)),
+            Err((kind, error)) => {
+                results[index] = failure(kind, &error);
                 ready.push(None);
             }
         }
     }
+    resolve_emails(store, &caller.org_id, &mut ready, deadline).await;
     let records: Vec<Vec<String>> = ready
         .iter()
-        .map(|item| item.as_ref().map(records).unwrap_or_default())
+        .map(|item| {
+            item.as_ref()
+                .map(|item| item.request.records())
+                .unwrap_or_default()
+        })
         .collect();
     let work: Vec<Vec<(usize, Item)>> = groups(&records)
         .into_iter()
@@ -503,7 +451,7 @@ pub async fn run(
         .collect()
         .await;
     for (index, outcome) in outcomes.into_iter().flatten() {
-        let kind = kinds[index].expect("a prepared item has a kind");
+        let kind = kinds[index].expect("a parsed item has a kind");
         results[index] = match outcome {
             Ok(reply) => success(kind, &reply),
             Err(error) => failure(Some(kind), &error),
@@ -522,26 +470,117 @@ pub async fn run(
     Ok(reply)
 }
 
+/// The email of an email-only user mention.
+fn email_only(user: &User) -> Option<&Email> {
+    match &user.identity {
+        UserIdentity::Email(email) => Some(email),
+        UserIdentity::External(_) => None,
+    }
+}
+
+/// Resolves the items' email-only user mentions before they are grouped, so that a person
+/// named by email in one item and by id in another is one group: the read each of them
+/// made in its handler, here in BatchGetItem calls of 100 (one read per distinct email).
+/// When it fails, those items answer its error.
+async fn resolve_emails(store: &Store, org: &str, items: &mut [Option<Item>], deadline: Instant) {
+    let emails: Vec<Email> = items
+        .iter()
+        .flatten()
+        .filter_map(|item| item.request.user().and_then(email_only).cloned())
+        .collect();
+    if emails.is_empty() {
+        return;
+    }
+    let owners = tokio::time::timeout_at(deadline, store.email_owners(org, &emails))
+        .await
+        .unwrap_or(Err(ApiError::StorageUnavailable));
+    for item in items.iter_mut().flatten() {
+        let Some(user) = item.request.user_mut() else {
+            continue;
+        };
+        let Some(email) = email_only(user) else {
+            continue;
+        };
+        match &owners {
+            Ok(owners) => {
+                if let Some(owner) = owners.get(email) {
+                    user.identity = UserIdentity::External(owner.clone());
+                }
+                user.resolved = true;
+            }
+            Err(error) => item.unresolved = Some(error.clone()),
+        }
+    }
+}
+
+/// What the items of a group applied so far may have changed about emails: the ones they
+/// claimed, and the users whose email `users/upsert` moved (releasing the old one).
+#[derive(Default)]
+struct Claims {
+    emails: HashSet<Email>,
+    movers: HashSet<Id>,
+}
+
+impl Claims {
+    /// Notes what `item` may change (before it runs: it is consumed).
+    fn note(&mut self, item: &Item) {
+        let Some(user) = item.request.user() else {
+            return;
+        };
+        if let (Some(id), Some(email)) = (&user.fields.external_user_id, &user.fields.email) {
+            self.emails.insert(email.clone());
+            if item.kind == ObjectType::User {
+                self.movers.insert(id.clone());
+            }
+        }
+    }
+
+    /// A mention resolved before the group ran is looked up again when an earlier item may
+    /// have changed what its email names.
+    fn refresh(&self, item: &mut Item) {
+        let Some(user) = item.request.user_mut() else {
+            return;
+        };
+        let Some(email) = user.fields.email.clone().filter(|_| user.resolved) else {
+            return;
+        };
+        let moved =
+            matches!(&user.identity, UserIdentity::External(id) if self.movers.contains(id));
+        if moved || self.emails.contains(&email) {
+            user.identity = UserIdentity::Email(email);
+            user.resolved = false;
+        }
+    }
+}
+
 /// Applies one group's items one after the other. Once one is unavailable (storage trouble,
 /// or the deadline), the rest are not attempted: a resend of that item must not apply it
 /// after a later one of the same record.
 async fn apply_in_order(
-    store: &crate::store::Store,
+    store: &Store,
     caller: &Caller,
     group: Vec<(usize, Item)>,
     deadline: Instant,
 ) -> Vec<(usize, Result<Reply, ApiError>)> {
     let mut outcomes = Vec::with_capacity(group.len());
     let mut stopped = false;
-    for (index, item) in group {
+    let mut claims = Claims::default();
+    for (index, mut item) in group {
         if stopped || Instant::now() >= deadline {
             outcomes.push((index, Err(ApiError::StorageUnavailable)));
             continue;
         }
-        let outcome =
-            tokio::time::timeout_at(deadline, Box::pin(call_handler(store, caller, item)))
-                .await
-                .unwrap_or(Err(ApiError::StorageUnavailable));
+        claims.refresh(&mut item);
+        claims.note(&item);
+        let outcome = match item.unresolved {
+            Some(error) => Err(error),
+            None => {
+                let write = Box::pin(handlers::write(store, caller, item.request));
+                tokio::time::timeout_at(deadline, write)
+                    .await
+                    .unwrap_or(Err(ApiError::StorageUnavailable))
+            }
+        };
         stopped = matches!(
             outcome,
             Err(ApiError::StorageUnavailable | ApiError::Internal)
@@ -566,7 +605,7 @@ mod tests {
             "user": {"external_user_id": "u"}
         })))
         .unwrap();
-        assert_eq!(item.kind, Kind::Event);
+        assert_eq!(item.kind, ObjectType::Event);
         assert_eq!(
             item.idempotency_key.as_ref().map(IdempotencyKey::as_str),
             Some("k1")
@@ -575,6 +614,33 @@ mod tests {
         assert_eq!(
             body,
             json!({"event": "app_opened", "user": {"external_user_id": "u"}})
+        );
+    }
+
+    #[test]
+    fn an_item_parses_once_into_what_its_single_body_gives() {
+        for item in [
+            json!({"type": "product", "external_product_id": "p", "product_type": "service",
+                   "idempotency_key": 5}),
+            json!({"type": "event", "idempotency_key": " k ", "event": "e", "n": [1.0, {"b": 1, "a": 2}],
+                   "event_timestamp": "2026-01-01T00:00:00Z", "user": {"email": "A@x.io"}}),
+            json!({"type": "user", "external_user_id": "u", "product_type": "x"}),
+        ] {
+            let raw = raw(item);
+            let parsed = parse_item(&raw).unwrap();
+            let single = prepare(&raw).unwrap();
+            let single = WriteRequest::parse(single.kind, &single.body, single.idempotency_key);
+            assert_eq!(
+                format!("{:?}", parsed.request),
+                format!("{:?}", single.unwrap())
+            );
+        }
+        let bad =
+            raw(json!({"type": "product", "external_product_id": "p", "product_type": "gift"}));
+        let (kind, error) = parse_item(&bad).unwrap_err();
+        assert_eq!(
+            (kind, error.param()),
+            (Some(ObjectType::Product), Some("type"))
         );
     }
 

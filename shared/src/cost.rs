@@ -5,7 +5,7 @@
 
 use crate::query::{QueryParams, DEFAULT_LIMIT};
 use crate::store::keys::OrgList;
-use crate::store::reads::FILTERED_PAGE_CALLS;
+use crate::store::FILTERED_PAGE_CALLS;
 
 /// Items a list page may read per token: an ordinary request reads or writes a handful.
 pub const ITEMS_PER_TOKEN: usize = 250;

@@ -12,8 +12,8 @@
 //! `Store::sharded_page`), held as the key of the item there, in that item's shard.
 
 use crate::error::ApiError;
-use crate::store::keys::{org_prefix, Index, TABLE_PK};
-use crate::store::reads::Position;
+use crate::store::ops::lists::PageScope;
+use crate::store::Position;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -32,14 +32,13 @@ struct Cursor {
     k: BTreeMap<String, String>,
 }
 
-/// Where a cursor belongs: one org's one query over some partitions of an index (one,
+/// Where a cursor belongs: one org's one query over the pages of `pages` (one partition,
 /// or the shards of a list).
 #[derive(Debug, Clone)]
 pub struct CursorScope<'a> {
     pub org_id: &'a str,
     pub query: String,
-    pub index: Index,
-    pub partitions: &'a [String],
+    pub pages: &'a PageScope,
 }
 
 impl CursorScope<'_> {
@@ -61,14 +60,8 @@ impl CursorScope<'_> {
             .decode(raw.trim_end_matches('='))
             .map_err(|_| ApiError::InvalidCursor)?;
         let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidCursor)?;
-        let attributes = self.index.position_attributes();
-        let (partition_attribute, _) = self.index.key();
-        let valid = cursor.o == self.org_id
-            && cursor.q == self.query
-            && cursor.k.len() == attributes.len()
-            && attributes.iter().all(|name| cursor.k.contains_key(*name))
-            && cursor.k[TABLE_PK].starts_with(&org_prefix(self.org_id))
-            && self.partitions.contains(&cursor.k[partition_attribute]);
+        let valid =
+            cursor.o == self.org_id && cursor.q == self.query && self.pages.holds(&cursor.k);
         if !valid {
             return Err(ApiError::InvalidCursor);
         }
@@ -90,12 +83,12 @@ impl CursorScope<'_> {
 mod tests {
     use super::*;
 
-    fn scope<'a>(org: &'a str, partitions: &'a [String]) -> CursorScope<'a> {
+    fn scope<'a>(org: &'a str, partitions: &[String]) -> CursorScope<'a> {
+        let pages = PageScope::org_list_partitions(org, partitions.to_vec());
         CursorScope {
             org_id: org,
             query: "q1".into(),
-            index: Index::Gsi2,
-            partitions,
+            pages: Box::leak(Box::new(pages)),
         }
     }
 

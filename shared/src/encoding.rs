@@ -5,6 +5,10 @@ use crate::error::ApiError;
 use std::borrow::Cow;
 use std::io::Read;
 
+/// Largest accepted request body (after inflating); far below Lambda's 6 MB so a 413 is
+/// ours, with our shape. A batch item is held to it too.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
 /// The body as the handler sees it: as sent, or inflated when `content_encoding` is gzip.
 /// Over `limit` bytes (after inflating) is 413 `payload_too_large`; a corrupt gzip stream is
 /// 400 `invalid_encoding`; any encoding but `gzip`/`x-gzip`/`identity` is 415

@@ -6,8 +6,6 @@
 use crate::error::ApiError;
 use crate::fields::{Email, Id};
 use lambda_http::http::Method;
-use serde::de::IntoDeserializer;
-use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -266,12 +264,7 @@ impl PathParams {
     }
 }
 
-/// An id from a string (a path segment, a stored reference), checked like one in a body.
-pub fn parse_id(raw: &str) -> Result<Id, serde::de::value::Error> {
-    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
-        raw.into_deserializer();
-    Id::deserialize(deserializer)
-}
+pub use crate::fields::parse_id;
 
 #[cfg(test)]
 mod tests {

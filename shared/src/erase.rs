@@ -19,10 +19,10 @@ use crate::error::ApiError;
 use crate::fields::{Email, Id};
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
-use crate::store::identity::EMAIL_ALIAS;
-use crate::store::keys::{self, Index};
-use crate::store::reads::{Erasure, Query, SortKey};
-use crate::store::records::{Listed, UserRecord};
+use crate::store::keys;
+use crate::store::ops::lists::Listing;
+use crate::store::records::{Erasure, UserRecord};
+use crate::store::schema::attributes::EMAIL_ALIAS;
 use crate::store::Store;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -30,8 +30,10 @@ use std::time::{Duration, Instant};
 
 /// Most items one request deletes (about 40 BatchWriteItem calls).
 pub const MAX_DELETED_PER_REQUEST: usize = 1_000;
-/// No new batch starts after this long: the function's timeout is 10 s, and each DynamoDB
-/// call is bounded by the client's 5 s operation timeout.
+/// No new batch starts after this long, 2 s before [`crate::store::REQUEST_DEADLINE`] (6 s;
+/// past it the answer is a 503, inside the function's 10 s timeout): the last batch's calls
+/// usually take far less (each is cut at [`crate::store::OPERATION_TIMEOUT`], 4 s, when
+/// DynamoDB is in trouble), and a request cut short is repeated like an incomplete one.
 const TIME_BUDGET: Duration = Duration::from_secs(4);
 /// Keys read per Query page while listing what to delete.
 const LISTING_PAGE: usize = 250;
@@ -87,11 +89,11 @@ impl Budget {
     }
 }
 
-/// Deletes what `query` lists, page by page, within the budget. Whether it got to the end.
+/// Deletes what `listing` lists, page by page, within the budget. Whether it got to the end.
 async fn delete_listed(
     store: &Store,
     org_id: &str,
-    query: &Query,
+    listing: &Listing,
     budget: &mut Budget,
     erased: &mut Erased,
 ) -> Result<bool, ApiError> {
@@ -100,9 +102,7 @@ async fn delete_listed(
         if budget.exhausted() {
             return Ok(false);
         }
-        let page = store
-            .query_page::<Listed>(query, budget.page(), start)
-            .await?;
+        let page = store.listing_page(listing, budget.page(), start).await?;
         let mut keys: Vec<Erasure> = Vec::new();
         for item in &page.items {
             let entity = item.entity.as_deref();
@@ -118,7 +118,7 @@ async fn delete_listed(
             if entity == Some("conversation") {
                 // The thread's messages first: if they do not all fit, the thread stays
                 // and the next request finds it again.
-                let messages = listing(Index::Table, item.key().pk, keys::MESSAGE);
+                let messages = Listing::messages_of(&item.key().pk);
                 if !Box::pin(delete_listed(store, org_id, &messages, budget, erased)).await? {
                     store.batch_delete(&keys).await?;
                     return Ok(false);
@@ -145,15 +145,13 @@ async fn release_aliases(
     id: &Id,
     budget: &mut Budget,
 ) -> Result<bool, ApiError> {
-    let aliases = listing(Index::Gsi1, user_pk.to_owned(), keys::EMAIL);
+    let aliases = Listing::aliases_of(user_pk);
     let mut start = None;
     loop {
         if budget.exhausted() {
             return Ok(false);
         }
-        let page = store
-            .query_page::<Listed>(&aliases, budget.page(), start)
-            .await?;
+        let page = store.listing_page(&aliases, budget.page(), start).await?;
         let releases = page
             .items
             .iter()
@@ -167,7 +165,7 @@ async fn release_aliases(
     }
 }
 
-/// Recomputes the threads that lost a message and still exist (`store::threads`).
+/// Recomputes the threads that lost a message and still exist (`store::ops::threads`).
 async fn recompute_touched(
     store: &Store,
     org_id: &str,
@@ -182,18 +180,6 @@ async fn recompute_touched(
         store.recompute_thread(org_id, &thread_id).await?;
     }
     Ok(())
-}
-
-/// Keys (and entity) of the items of one partition: all, or the children of one `kind`.
-fn listing(index: Index, partition: String, kind: &str) -> Query {
-    let sort = if kind.is_empty() {
-        SortKey::Any
-    } else {
-        SortKey::children(kind)
-    };
-    let mut query = Query::new(index, partition, sort);
-    query.projection = Some(Listed::ATTRIBUTES.to_vec());
-    query
 }
 
 pub async fn users_delete(
@@ -219,8 +205,8 @@ pub async fn users_delete(
         .unwrap_or_default();
     let mut complete = true;
     for pk in merged.iter().chain([&user_key.pk]) {
-        let children = listing(Index::Gsi1, pk.clone(), "");
-        let messages = listing(Index::Gsi2, pk.clone(), keys::MESSAGE);
+        let children = Listing::under_user(pk);
+        let messages = Listing::messages_with_contact(pk);
         complete = delete_listed(store, org, &children, &mut budget, &mut erased).await?
             && delete_listed(store, org, &messages, &mut budget, &mut erased).await?;
         recompute_touched(store, org, &mut erased).await?;

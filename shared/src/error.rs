@@ -71,7 +71,7 @@ pub enum ApiError {
     /// spent for this second; the request costs `cost`.
     #[error("The {} limit of {limit} tokens per second is used up (this request costs {cost}): retry after the Retry-After seconds, backing off.", scope.describe())]
     RateLimited {
-        scope: crate::ratelimit::Scope,
+        scope: RateLimitScope,
         limit: u32,
         cost: u32,
     },
@@ -275,6 +275,33 @@ impl ApiError {
     }
 }
 
+/// Which limit: the key's own, or its org's (all its keys together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitScope {
+    #[default]
+    Key,
+    Org,
+}
+
+impl RateLimitScope {
+    /// How a 429's message names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RateLimitScope::Key => "API key's",
+            RateLimitScope::Org => "org's",
+        }
+    }
+
+    /// The policy's name in the `RateLimit-Policy` / `RateLimit` headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateLimitScope::Key => "key",
+            RateLimitScope::Org => "org",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,7 +330,7 @@ mod tests {
     #[test]
     fn a_429_says_which_limit_and_the_cost() {
         let error = ApiError::RateLimited {
-            scope: crate::ratelimit::Scope::Org,
+            scope: RateLimitScope::Org,
             limit: 400,
             cost: 26,
         };

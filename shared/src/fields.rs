@@ -30,9 +30,10 @@ fn reject_control_chars<E: de::Error>(value: &str, allow_newlines: bool) -> Resu
     Ok(())
 }
 
-/// Most UTF-8 bytes of an id: what every key it goes into leaves for it (derived in
-/// `store::keys`). Ids are limited in characters for people and in bytes for DynamoDB.
-pub const MAX_ID_BYTES: usize = crate::store::keys::MAX_ID_BYTES;
+/// Most UTF-8 bytes of an id: what every key it goes into leaves for it (`store::keys`
+/// derives it and fails to compile if the two differ). Ids are limited in characters for
+/// people and in bytes for DynamoDB.
+pub const MAX_ID_BYTES: usize = 991;
 
 fn check_length<E: de::Error>(value: &str, max_chars: usize) -> Result<(), E> {
     if value.chars().count() > max_chars {
@@ -57,6 +58,13 @@ impl Id {
     pub fn present(id: Option<Id>) -> Option<Id> {
         id.filter(|id| !id.0.is_empty())
     }
+}
+
+/// An id from a string (a path segment, a stored reference), checked like one in a body.
+pub fn parse_id(raw: &str) -> Result<Id, serde::de::value::Error> {
+    let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        serde::de::IntoDeserializer::into_deserializer(raw);
+    Id::deserialize(deserializer)
 }
 
 impl<'de> Deserialize<'de> for Id {
@@ -106,7 +114,7 @@ impl<'de, const MAX: usize, const MULTILINE: bool> Deserialize<'de> for Text<MAX
 
 /// An email address, trimmed and lower-cased: the normalized form is what identifies a
 /// user who has no `external_user_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
 
@@ -357,9 +365,11 @@ fn check_json_size<E: de::Error>(value: &serde_json::Value) -> Result<String, E>
 
 /// Reads free-form JSON with two rules serde_json's `Value` does not apply: an object may
 /// not repeat a key (JSON parsers disagree on which copy wins, so we refuse to guess), and
-/// nesting is at most [`MAX_JSON_DEPTH`] deep.
+/// nesting is at most `max_depth` deep ([`MAX_JSON_DEPTH`] for free-form fields).
+#[derive(Clone, Copy)]
 struct StrictJson {
     depth: usize,
+    max_depth: usize,
 }
 
 impl<'de> de::DeserializeSeed<'de> for StrictJson {
@@ -372,13 +382,15 @@ impl<'de> de::DeserializeSeed<'de> for StrictJson {
 
 impl StrictJson {
     fn nested<E: de::Error>(&self) -> Result<StrictJson, E> {
-        if self.depth >= MAX_JSON_DEPTH {
+        if self.depth >= self.max_depth {
             return Err(E::custom(format!(
-                "must be nested at most {MAX_JSON_DEPTH} levels deep"
+                "must be nested at most {} levels deep",
+                self.max_depth
             )));
         }
         Ok(StrictJson {
             depth: self.depth + 1,
+            ..*self
         })
     }
 }
@@ -439,7 +451,24 @@ impl<'de> de::Visitor<'de> for StrictJson {
 }
 
 fn strict_json<'de, D: Deserializer<'de>>(deserializer: D) -> Result<serde_json::Value, D::Error> {
-    de::DeserializeSeed::deserialize(StrictJson { depth: 0 }, deserializer)
+    let strict = StrictJson {
+        depth: 0,
+        max_depth: MAX_JSON_DEPTH,
+    };
+    de::DeserializeSeed::deserialize(strict, deserializer)
+}
+
+/// A whole JSON document with no object repeating a key at any depth (serde_json's own
+/// nesting limit applies), or `None`. Otherwise the very `Value` serde_json would build.
+pub fn json_without_repeated_keys(bytes: &[u8]) -> Option<serde_json::Value> {
+    let strict = StrictJson {
+        depth: 0,
+        max_depth: usize::MAX,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = de::DeserializeSeed::deserialize(strict, &mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
 }
 
 /// Any JSON value (message `media`), bounded in size and stored as given, as one JSON

@@ -1,23 +1,24 @@
-//! One function per endpoint: parse the body into domain values, write the related
-//! entities concurrently, then the request's primary record last (so a retry after a
-//! partial failure converges), and answer with the stored objects.
+//! One function per write endpoint: it takes the body parsed ([`crate::request`]), writes
+//! the related entities concurrently, then the request's primary record last (so a retry
+//! after a partial failure converges), and answers with the stored objects.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::facts;
 use crate::fields::Timestamp;
-use crate::idempotency::{Existing, Idempotency, IdempotencyKey};
-use crate::input::{self, Channel, Event, User, UserIdentity};
-use crate::store::identity::Resolution;
+use crate::idempotency::{Existing, Idempotency};
+use crate::input::{Booking, Channel, Conversation, Message, Product, Sale, User, UserIdentity};
+use crate::request::{EventRequest, WriteRequest};
+use crate::store::identity::{EventUser, Resolution};
 use crate::store::items;
-use crate::store::reads::ERASED_EVENT;
 use crate::store::records::{
     BookingView, ChannelView, EventRecord, EventView, MessageView, ProductView, SaleView, Stored,
     ThreadView, UserView,
 };
+use crate::store::schema::attributes::ERASED_EVENT;
 use crate::store::{EventOutcome, EventWrite, Store, Upsert, UpsertOutcome};
 use crate::views::{json, view_as};
-use lambda_http::http::{HeaderMap, StatusCode};
+use lambda_http::http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -33,6 +34,9 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub headers: Vec<(&'static str, String)>,
+    /// Answered from what an earlier request stored (an event's replay): `http` says so in
+    /// a header and in the metrics, `batch` in the item's result.
+    pub replayed: bool,
 }
 
 impl Reply {
@@ -41,6 +45,7 @@ impl Reply {
             status: StatusCode::OK,
             body,
             headers: Vec::new(),
+            replayed: false,
         }
     }
 
@@ -60,6 +65,7 @@ impl Reply {
             status,
             body: Value::Object(body),
             headers: Vec::new(),
+            replayed: false,
         }
     }
 }
@@ -193,7 +199,8 @@ async fn write_all(
 
 /// Resolves a user mention to its client (`store::identity`): an email-only mention of an
 /// identified user's email names that user; a mention with both claims the email. `slot`
-/// names where a nested user sits, for errors.
+/// names where a nested user sits, for errors. A mention a batch resolved already is taken
+/// as it is.
 ///
 /// A nested user whose email another `external_user_id` owns does not cost the app its
 /// fact (an install, a purchase, a message): the fact is stored under the
@@ -206,20 +213,36 @@ async fn resolve(
     user: &mut User,
     slot: Option<&str>,
 ) -> Result<(Resolution, Option<Warning>), ApiError> {
+    if user.resolved {
+        return Ok((unresolved(user), None));
+    }
     let resolved = store
         .resolve_identity(org, &user.identity, user.fields.email.as_ref())
         .await;
+    resolved_as(user, slot, resolved)
+}
+
+/// A mention's identity as it stands, claiming nothing.
+fn unresolved(user: &User) -> Resolution {
+    Resolution {
+        identity: user.identity.clone(),
+        replaced_email: None,
+        claimed: None,
+    }
+}
+
+/// What a resolution means for `user` (see [`resolve`]): its identity, or a warning.
+fn resolved_as(
+    user: &mut User,
+    slot: Option<&str>,
+    resolved: Result<Resolution, ApiError>,
+) -> Result<(Resolution, Option<Warning>), ApiError> {
     let (resolution, warning) = match (resolved, slot) {
         (Ok(resolution), _) => (resolution, None),
         (Err(error), Some(slot)) => match Warning::email_not_claimed(slot, &error) {
             Some(warning) => {
                 user.fields.email = None;
-                let resolution = Resolution {
-                    identity: user.identity.clone(),
-                    replaced_email: None,
-                    claimed: None,
-                };
-                (resolution, Some(warning))
+                (unresolved(user), Some(warning))
             }
             None => return Err(error.within(slot)),
         },
@@ -242,11 +265,33 @@ async fn resolve_nested(
     }
 }
 
+/// The handler of a parsed write request.
+pub async fn write(
+    store: &Store,
+    caller: &Caller,
+    request: WriteRequest,
+) -> Result<Reply, ApiError> {
+    match request {
+        WriteRequest::User(user) => users_upsert(store, caller, *user).await,
+        WriteRequest::Event(event) => events(store, caller, *event).await,
+        WriteRequest::Product(product) => products_upsert(store, caller, *product).await,
+        WriteRequest::Sale(sale) => sales_upsert(store, caller, *sale).await,
+        WriteRequest::Conversation(conversation) => {
+            conversations_upsert(store, caller, *conversation).await
+        }
+        WriteRequest::Message(message) => messages_upsert(store, caller, *message).await,
+        WriteRequest::Booking(booking) => bookings_upsert(store, caller, *booking).await,
+    }
+}
+
 /// The profile's upsert: the authority on the user's fields. Sending another email for an
 /// identified user moves its alias: the old email no longer names it.
-pub async fn users_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn users_upsert(
+    store: &Store,
+    caller: &Caller,
+    mut user: User,
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let mut user = input::parse_user(body)?;
     let (resolution, _) = resolve(store, org, &mut user, None).await?;
     let write = items::user(org, &user);
     let (object, created) = written(store.upsert(write).await?, USER)?;
@@ -261,17 +306,19 @@ pub async fn users_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result
 pub async fn products_upsert(
     store: &Store,
     caller: &Caller,
-    body: &[u8],
+    product: Product,
 ) -> Result<Reply, ApiError> {
-    let product = input::parse_product(body)?;
     let write = items::product(&caller.org_id, &product);
     let (object, created) = written(store.upsert(write).await?, PRODUCT)?;
     Ok(Reply::upserted(created, "product", object, Map::new()))
 }
 
-pub async fn sales_upsert(store: &Store, caller: &Caller, body: &[u8]) -> Result<Reply, ApiError> {
+pub async fn sales_upsert(
+    store: &Store,
+    caller: &Caller,
+    mut sale: Sale,
+) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let mut sale = input::parse_sale(body)?;
     let warning = resolve_nested(store, org, sale.buyer.as_mut(), "buyer").await?;
     let mut related = Vec::new();
     if let Some(buyer) = &sale.buyer {
@@ -308,10 +355,9 @@ fn contact_and_channel(
 pub async fn conversations_upsert(
     store: &Store,
     caller: &Caller,
-    body: &[u8],
+    mut conversation: Conversation,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let mut conversation = input::parse_conversation(body)?;
     let warning = resolve_nested(store, org, conversation.contact.as_mut(), "contact").await?;
     let related = contact_and_channel(
         org,
@@ -325,15 +371,14 @@ pub async fn conversations_upsert(
 
 /// A message, its contact and channel, and its thread. The thread is written after the
 /// message, so that when the message is not the thread's newest (late, or re-sent) the
-/// thread is recomputed from a set that includes it (`store::threads`). A message id is
+/// thread is recomputed from a set that includes it (`store::ops::threads`). A message id is
 /// unique in the org: re-sent with another `thread_id`, the message moves.
 pub async fn messages_upsert(
     store: &Store,
     caller: &Caller,
-    body: &[u8],
+    mut message: Message,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let mut message = input::parse_message(body)?;
     let warning = resolve_nested(store, org, message.contact.as_mut(), "contact").await?;
     let (id, thread_id) = (&message.message_id, &message.thread_id);
     let related = contact_and_channel(org, message.contact.as_ref(), message.channel.as_ref());
@@ -357,11 +402,10 @@ pub async fn messages_upsert(
     Ok(Reply::upserted(created, "message", object, related).warned(warning))
 }
 
-/// `booking` is parsed by the caller: its cost depends on its services.
 pub async fn bookings_upsert(
     store: &Store,
     caller: &Caller,
-    mut booking: input::Booking,
+    mut booking: Booking,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
     let warning = resolve_nested(store, org, booking.client.as_mut(), "client").await?;
@@ -382,33 +426,59 @@ pub async fn bookings_upsert(
 
 /// Stores an event and adds what it says to its client (see [`crate::facts`]).
 ///
-/// The event item and its user's update are one transaction (`store::events_write`), so
+/// The event item and its user's update are one transaction (`store::ops::events_write`), so
 /// an event is stored with its counts or not at all. Idempotency (see
-/// [`crate::idempotency`]): with an `Idempotency-Key` the event item is the idempotency
-/// record, and a retry gets the stored event back, its counts already in.
+/// [`crate::idempotency`]): with an `Idempotency-Key` (the header, or a batch item's
+/// `idempotency_key`) the event item is the idempotency record, and a retry gets the stored
+/// event back, its counts already in. A retry that would claim an email finds the stored
+/// event first (`Store::resolve_event_user`) and claims nothing.
 pub async fn events(
     store: &Store,
     caller: &Caller,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Reply, ApiError> {
-    events_with_key(store, caller, IdempotencyKey::from_headers(headers)?, body).await
-}
-
-/// [`events`] with the idempotency key already read (from the header, or from a batch
-/// item's `idempotency_key`).
-pub async fn events_with_key(
-    store: &Store,
-    caller: &Caller,
-    key: Option<IdempotencyKey>,
-    body: &[u8],
+    request: EventRequest,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
+    let EventRequest {
+        mut event,
+        idempotency,
+    } = request;
     let received_at = Timestamp::now();
-    let mut event: Event = input::parse_event(body, received_at)?;
-    let (resolution, warning) = resolve(store, org, &mut event.user, Some("user")).await?;
+    event.received(received_at);
+    let (resolution, warning) = if idempotency.keyed.is_some() && !event.user.resolved {
+        let user = &mut event.user;
+        let found = store
+            .resolve_event_user(
+                org,
+                &user.identity,
+                user.fields.email.as_ref(),
+                &idempotency.event_id,
+            )
+            .await;
+        let resolved = match found {
+            Ok(EventUser::Stored {
+                event: existing,
+                conflict,
+            }) => {
+                // A body the transaction would have refused is refused as before, and the
+                // replay warns as the first answer did when the email is another's.
+                facts::contribution(&event)?;
+                let stored = already_stored(store, org, existing, &idempotency, None, None).await?;
+                let refused = ApiError::IdentityConflict {
+                    param: "email".into(),
+                };
+                let warning = conflict
+                    .then(|| Warning::email_not_claimed("user", &refused))
+                    .flatten();
+                return Ok(event_reply(stored, warning));
+            }
+            Ok(EventUser::Resolved(resolution)) => Ok(resolution),
+            Err(error) => Err(error),
+        };
+        resolved_as(user, Some("user"), resolved)?
+    } else {
+        resolve(store, org, &mut event.user, Some("user")).await?
+    };
     let contribution = facts::contribution(&event)?;
-    let idempotency = Idempotency::of(key, body)?;
     let write = EventWrite {
         event: items::event(
             org,
@@ -420,30 +490,49 @@ pub async fn events_with_key(
         user: items::user_for_event(org, &event.user, event.occurred_at),
         contribution,
     };
-    let (stored, replayed) = match store.record_event(&write).await? {
+    let stored = match store.record_event(&write).await? {
         EventOutcome::Recorded => (write.event.decode::<EventView>()?, false),
         EventOutcome::Exists(existing) => {
-            let existing: EventRecord = existing.decode()?;
-            // Its client was erased: a retry does not bring the client back, nor its email.
-            if existing.view.object == ERASED_EVENT {
-                if let (Some(email), UserIdentity::External(id)) =
-                    (&resolution.claimed, &resolution.identity)
-                {
-                    store.release_email(org, email, id).await?;
-                }
-                return Err(ApiError::ClientErased);
-            }
-            match idempotency.existing(existing.request_hash.as_deref())? {
-                Existing::OwnWrite => (write.event.decode::<EventView>()?, false),
-                Existing::Replay => (existing.view, true),
-            }
+            let own = Some(&write.event);
+            already_stored(store, org, existing, &idempotency, Some(&resolution), own).await?
         }
     };
-    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new()).warned(warning);
-    if replayed {
-        reply
-            .headers
-            .push(("idempotent-replayed", "true".to_owned()));
+    Ok(event_reply(stored, warning))
+}
+
+/// What an event already stored at the request's id answers: its view and whether it is a
+/// replay. `resolution` is the request's, if it resolved its user; `own` its event item, if
+/// it built one (without a key, an existing item is its own write retried by the SDK).
+async fn already_stored(
+    store: &Store,
+    org: &str,
+    existing: Stored,
+    idempotency: &Idempotency,
+    resolution: Option<&Resolution>,
+    own: Option<&Stored>,
+) -> Result<(EventView, bool), ApiError> {
+    let existing: EventRecord = existing.decode()?;
+    // Its client was erased: a retry does not bring the client back, nor its email.
+    if existing.view.object == ERASED_EVENT {
+        if let Some((Some(email), UserIdentity::External(id))) =
+            resolution.map(|r| (&r.claimed, &r.identity))
+        {
+            store.release_email(org, email, id).await?;
+        }
+        return Err(ApiError::ClientErased);
     }
-    Ok(reply)
+    match (idempotency.existing(existing.request_hash.as_deref())?, own) {
+        (Existing::OwnWrite, Some(own)) => Ok((own.decode::<EventView>()?, false)),
+        (Existing::Replay, _) => Ok((existing.view, true)),
+        (Existing::OwnWrite, None) => {
+            tracing::error!("an event without a key found stored before it was written");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+fn event_reply((stored, replayed): (EventView, bool), warning: Option<Warning>) -> Reply {
+    let mut reply = Reply::upserted(true, "event", json(&stored), Map::new()).warned(warning);
+    reply.replayed = replayed;
+    reply
 }

@@ -2,16 +2,19 @@
 //! a response with the request id, and logs one structured line per request (plus its
 //! metrics, [`crate::metrics`]).
 
-use crate::auth::{self, KeyCache};
+use crate::auth::{self, Caller, KeyCache};
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, STORAGE_RETRY_AFTER_SECS};
 use crate::handlers::{self, Reply};
+use crate::idempotency::IdempotencyKey;
 use crate::metrics::{self, Metrics};
 use crate::query::QueryParams;
 use crate::ratelimit::{Budgets, Decision, RateLimiter};
+use crate::request::ObjectType;
+use crate::request::WriteRequest;
 use crate::store::keys::OrgList;
 use crate::store::Store;
-use crate::{batch, cost, encoding, erase, input, reads};
+use crate::{batch, cost, encoding, erase, reads};
 use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -19,9 +22,10 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Largest accepted request body; far below Lambda's 6 MB so a 413 is ours, with our shape.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub use crate::encoding::MAX_BODY_BYTES;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Set on an event answered from the stored event of an earlier request (a replay).
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// What a warm function instance keeps between requests.
 #[derive(Debug)]
@@ -77,13 +81,31 @@ fn body_within(request: &Request, limit: usize) -> Result<Cow<'_, [u8]>, ApiErro
     encoding::decode_body(encoding, request.body().as_ref(), limit)
 }
 
+/// A write endpoint: its body parsed once, then its handler. An event's `Idempotency-Key`
+/// is checked after the body is decoded and before it is parsed.
+async fn write(
+    store: &Store,
+    caller: &Caller,
+    kind: ObjectType,
+    request: &Request,
+) -> Result<Reply, ApiError> {
+    let body = body_bytes(request)?;
+    let key = match kind {
+        ObjectType::Event => IdempotencyKey::from_headers(request.headers())?,
+        _ => None,
+    };
+    let parsed = WriteRequest::parse(kind, &body, key)?;
+    // Boxed: the handlers' futures hold the parsed body and are as large as the largest one.
+    Box::pin(handlers::write(store, caller, parsed)).await
+}
+
 /// What is parsed before the rate limit, because the request's cost depends on it (and
 /// then handed to its handler). What does not parse costs one token and is answered once
 /// that is spent.
 enum Priced {
     Batch(Result<batch::Batch, ApiError>),
-    // Boxed: a booking is large, and this lives across the request's awaits.
-    Booking(Result<Box<input::Booking>, ApiError>),
+    /// Parsed once, for its cost and its handler.
+    Booking(Result<WriteRequest, ApiError>),
     List(Result<(OrgList, QueryParams), ApiError>),
     Other,
 }
@@ -99,7 +121,8 @@ impl Priced {
                 body_within(request, batch::MAX_BATCH_BODY_BYTES).and_then(|b| batch::parse(&b)),
             ),
             Endpoint::BookingsUpsert => Priced::Booking(
-                body_bytes(request).and_then(|b| input::parse_booking(&b).map(Box::new)),
+                body_bytes(request)
+                    .and_then(|b| WriteRequest::parse(ObjectType::Booking, &b, None)),
             ),
             _ => Priced::Other,
         }
@@ -108,7 +131,7 @@ impl Priced {
     /// Tokens of a request that is admitted whole (all but a batch).
     fn cost(&self) -> u32 {
         match self {
-            Priced::Booking(Ok(booking)) => cost::booking(booking.services.len()),
+            Priced::Booking(Ok(booking)) => booking.cost(),
             Priced::List(Ok((list, params))) => cost::list_page(*list, params),
             _ => 1,
         }
@@ -168,29 +191,19 @@ async fn dispatch(
     match endpoint {
         Endpoint::Health => Ok(handlers::health()),
         Endpoint::Me => Ok(handlers::me(&caller)),
-        Endpoint::UsersUpsert => {
-            handlers::users_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::Events => {
-            handlers::events(store, &caller, request.headers(), &body_bytes(request)?).await
-        }
-        Endpoint::ProductsUpsert => {
-            handlers::products_upsert(store, &caller, &body_bytes(request)?).await
-        }
-        Endpoint::SalesUpsert => {
-            handlers::sales_upsert(store, &caller, &body_bytes(request)?).await
-        }
+        Endpoint::UsersUpsert => write(store, &caller, ObjectType::User, request).await,
+        Endpoint::Events => write(store, &caller, ObjectType::Event, request).await,
+        Endpoint::ProductsUpsert => write(store, &caller, ObjectType::Product, request).await,
+        Endpoint::SalesUpsert => write(store, &caller, ObjectType::Sale, request).await,
         Endpoint::ConversationsUpsert => {
-            handlers::conversations_upsert(store, &caller, &body_bytes(request)?).await
+            write(store, &caller, ObjectType::Conversation, request).await
         }
-        Endpoint::MessagesUpsert => {
-            handlers::messages_upsert(store, &caller, &body_bytes(request)?).await
-        }
+        Endpoint::MessagesUpsert => write(store, &caller, ObjectType::Message, request).await,
         Endpoint::BookingsUpsert => {
             let Priced::Booking(booking) = priced else {
                 unreachable!("priced above")
             };
-            handlers::bookings_upsert(store, &caller, *booking?).await
+            Box::pin(handlers::write(store, &caller, booking?)).await
         }
         Endpoint::Batch => {
             let Priced::Batch(batch) = priced else {
@@ -262,8 +275,16 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
             tracing::warn!(request_id, "request deadline passed waiting for storage");
             Err(ApiError::StorageUnavailable)
         });
+    let replayed = result.as_ref().is_ok_and(|reply| reply.replayed);
     let (status, body, mut headers, code) = match result {
-        Ok(reply) => (reply.status, reply.body, reply.headers, None),
+        Ok(mut reply) => {
+            if reply.replayed {
+                reply
+                    .headers
+                    .push((IDEMPOTENT_REPLAYED_HEADER, "true".to_owned()));
+            }
+            (reply.status, reply.body, reply.headers, None)
+        }
         Err(error) => {
             let mut headers = Vec::new();
             match &error {
@@ -305,7 +326,6 @@ pub async fn handle(app: &App, endpoint: Endpoint, request: Request) -> Response
         duration_ms = started.elapsed().as_millis() as u64,
         "request"
     );
-    let replayed = response.headers().contains_key("idempotent-replayed");
     app.metrics.record(endpoint, response.status(), replayed);
     response
 }

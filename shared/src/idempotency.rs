@@ -71,7 +71,12 @@ pub fn new_event_id() -> String {
 pub fn body_fingerprint(body: &[u8]) -> Result<String, ApiError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    Ok(sha256_hex(value.to_string().as_bytes()))
+    Ok(fingerprint(&value))
+}
+
+/// [`body_fingerprint`] of a body already parsed: the hash stored events hold.
+pub fn fingerprint(body: &Value) -> String {
+    sha256_hex(body.to_string().as_bytes())
 }
 
 /// An event request's idempotency: the event id to store, and with a key, the key and
@@ -93,11 +98,15 @@ pub enum Existing {
 }
 
 impl Idempotency {
-    pub fn of(key: Option<IdempotencyKey>, body: &[u8]) -> Result<Self, ApiError> {
+    /// `fingerprint` (the body's) is only computed with a key.
+    pub fn of(
+        key: Option<IdempotencyKey>,
+        fingerprint: impl FnOnce() -> Result<String, ApiError>,
+    ) -> Result<Self, ApiError> {
         Ok(match key {
             Some(key) => Idempotency {
                 event_id: key.event_id(),
-                keyed: Some((key, body_fingerprint(body)?)),
+                keyed: Some((key, fingerprint()?)),
             },
             None => Idempotency {
                 event_id: new_event_id(),
@@ -163,7 +172,8 @@ mod tests {
 
     #[test]
     fn the_replay_decision() {
-        let keyed = Idempotency::of(Some(IdempotencyKey("k".into())), b"{}").unwrap();
+        let keyed =
+            Idempotency::of(Some(IdempotencyKey("k".into())), || body_fingerprint(b"{}")).unwrap();
         let fingerprint = keyed.stored().unwrap().1.to_owned();
         assert_eq!(keyed.existing(Some(&fingerprint)), Ok(Existing::Replay));
         assert_eq!(
@@ -171,8 +181,24 @@ mod tests {
             Err(ApiError::IdempotencyKeyReused)
         );
         assert_eq!(keyed.existing(None), Err(ApiError::IdempotencyKeyReused));
-        let keyless = Idempotency::of(None, b"{}").unwrap();
+        let keyless = Idempotency::of(None, || unreachable!("no key, no fingerprint")).unwrap();
         assert!(keyless.event_id.starts_with("evt_"));
         assert_eq!(keyless.existing(None), Ok(Existing::OwnWrite));
+    }
+
+    #[test]
+    fn a_parsed_body_has_the_fingerprint_of_its_bytes() {
+        // Stored events hold `body_fingerprint` of the raw body: a retry parsed once must
+        // still match them.
+        for body in [
+            &br#"{"event":"app_opened","user":{"external_user_id":"u"}}"#[..],
+            br#"{ "user": {"email": "A@x.io", "external_user_id": "u"}, "event": "x" }"#,
+            br#"{"event":"p","properties":{"amount":"9.50","n":1.0,"big":18446744073709551615,"neg":-3,"s":"\u00e9\n"},"user":{"external_user_id":"u"}}"#,
+            br#"{"event":"e","unknown":[1,{"b":null,"a":true}],"user":{"external_user_id":"u"}}"#,
+        ] {
+            let parsed = crate::fields::json_without_repeated_keys(body).unwrap();
+            assert_eq!(Ok(fingerprint(&parsed)), body_fingerprint(body));
+        }
+        assert!(crate::fields::json_without_repeated_keys(br#"{"a":{"b":1,"b":2}}"#).is_none());
     }
 }

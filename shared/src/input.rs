@@ -1,7 +1,8 @@
 //! Request bodies, parsed into typed, validated values. Unknown fields are ignored; `null`
 //! is the same as an absent field (it leaves the stored value alone). Each `parse_*`
-//! function is the only way to get the domain value a handler works with, so a missing
-//! identity or a wrong type can never reach the store.
+//! function (or its `*_from` / `into_*` half, for a body already deserialized, see
+//! [`crate::request`]) is the only way to get the domain value a handler works with, so a
+//! missing identity or a wrong type can never reach the store.
 //!
 //! The input structs double as the stored form of their scalar fields: serializing one
 //! (nested objects are skipped) gives the attributes its upsert sets.
@@ -145,6 +146,9 @@ pub struct UserFields {
 pub struct User {
     pub identity: UserIdentity,
     pub fields: UserFields,
+    /// `identity` is the resolved one already (a batch resolves email-only mentions before
+    /// grouping its items): the handler does not look it up again.
+    pub resolved: bool,
 }
 
 impl UserFields {
@@ -184,6 +188,7 @@ impl UserFields {
         Ok(User {
             identity,
             fields: self,
+            resolved: false,
         })
     }
 }
@@ -280,10 +285,26 @@ pub struct Event {
     pub properties: Option<Metadata>,
     /// When it happened: `event_timestamp`, or the time it was received.
     pub occurred_at: Timestamp,
+    /// Whether `event_timestamp` was sent.
+    pub timestamped: bool,
+}
+
+impl Event {
+    /// Stamps an event sent without `event_timestamp` with the time its handler took it (a
+    /// batch parses all its items first, then handles them in order).
+    pub fn received(&mut self, at: Timestamp) {
+        if !self.timestamped {
+            self.occurred_at = at;
+        }
+    }
 }
 
 pub fn parse_event(body: &[u8], received_at: Timestamp) -> Result<Event, ApiError> {
-    let input: EventInput = parse_json(body)?;
+    event_from(parse_json(body)?, received_at)
+}
+
+/// [`parse_event`] of a body already deserialized (and so for each type below).
+pub fn event_from(input: EventInput, received_at: Timestamp) -> Result<Event, ApiError> {
     not_in_future(input.event_timestamp, "event_timestamp", received_at)?;
     let name = Id::present(input.event).ok_or(ApiError::MissingField {
         param: "event".into(),
@@ -296,6 +317,7 @@ pub fn parse_event(body: &[u8], received_at: Timestamp) -> Result<Event, ApiErro
         user,
         properties: input.properties,
         occurred_at: input.event_timestamp.unwrap_or(received_at),
+        timestamped: input.event_timestamp.is_some(),
     })
 }
 
@@ -335,7 +357,10 @@ pub struct Sale {
 }
 
 pub fn parse_sale(body: &[u8]) -> Result<Sale, ApiError> {
-    let mut fields: SaleFields = parse_json(body)?;
+    sale_from(parse_json(body)?)
+}
+
+pub fn sale_from(mut fields: SaleFields) -> Result<Sale, ApiError> {
     let id = Id::present(fields.sale_id.clone()).ok_or(ApiError::MissingSaleIdentity)?;
     let buyer = nested_user(fields.buyer.take(), "buyer")?;
     let product = fields
@@ -375,7 +400,10 @@ pub struct Conversation {
 }
 
 pub fn parse_conversation(body: &[u8]) -> Result<Conversation, ApiError> {
-    let mut fields: ConversationFields = parse_json(body)?;
+    conversation_from(parse_json(body)?)
+}
+
+pub fn conversation_from(mut fields: ConversationFields) -> Result<Conversation, ApiError> {
     not_in_future(fields.last_message_at, "last_message_at", Timestamp::now())?;
     let thread_id = Id::present(fields.thread_id.clone()).ok_or(ApiError::MissingThreadIdentity)?;
     let channel = nested_channel(fields.channel.take())?;
@@ -426,7 +454,10 @@ pub struct Message {
 }
 
 pub fn parse_message(body: &[u8]) -> Result<Message, ApiError> {
-    let mut fields: MessageFields = parse_json(body)?;
+    message_from(parse_json(body)?)
+}
+
+pub fn message_from(mut fields: MessageFields) -> Result<Message, ApiError> {
     not_in_future(fields.sent_at, "sent_at", Timestamp::now())?;
     let message_id =
         Id::present(fields.message_id.clone()).ok_or(ApiError::MissingMessageIdentity)?;
@@ -477,7 +508,10 @@ pub struct Booking {
 }
 
 pub fn parse_booking(body: &[u8]) -> Result<Booking, ApiError> {
-    let mut fields: BookingFields = parse_json(body)?;
+    booking_from(parse_json(body)?)
+}
+
+pub fn booking_from(mut fields: BookingFields) -> Result<Booking, ApiError> {
     let id = Id::present(fields.booking_id.clone()).ok_or(ApiError::MissingBookingIdentity)?;
     let scheduled_at = fields
         .scheduled_at

@@ -10,12 +10,13 @@
 //! - [`views`]: the response objects, explicit types over the store's typed records.
 //! - [`idempotency`]: `Idempotency-Key` parsing, event ids, body fingerprints, replays.
 //! - [`query`], [`cursor`]: query-string parameters and opaque page cursors.
+//! - [`request`]: a write body parsed once into what its handler takes (and its fingerprint).
 //! - [`input`], [`fields`]: request bodies parsed into validated domain values.
 //! - [`facts`]: what an event tells about its client, in a form that combines in any order.
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
 //! - [`ratelimit`], [`cost`]: per-key and per-org limits in tokens, shared by all instances
 //!   through leased token blocks; what each request costs.
-//! - [`store`]: the only code that talks to DynamoDB (key schema in [`store::keys`]).
+//! - [`store`]: the only code that talks to DynamoDB (key schema in `store::schema::keys`).
 //! - [`error`]: the one error type and its JSON shape.
 //! - [`admin`]: orgs and API keys, for the `admin` CLI (never on the request path).
 
@@ -35,9 +36,12 @@ pub mod http;
 pub mod idempotency;
 pub mod input;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod query;
 pub mod ratelimit;
 pub mod reads;
+pub mod request;
 pub mod store;
 pub mod views;
 

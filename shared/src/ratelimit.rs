@@ -25,7 +25,6 @@
 
 use crate::store::keys::RateCounter;
 use crate::store::Store;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -36,32 +35,8 @@ pub const DEFAULT_RATE_LIMIT: u32 = 100;
 /// When an org sets no total, its keys together get this many times a key's limit.
 pub const DEFAULT_ORG_FACTOR: u32 = 4;
 
-/// Which limit: the key's own, or its org's (all its keys together).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    #[default]
-    Key,
-    Org,
-}
-
-impl Scope {
-    /// How a 429's message names it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Scope::Key => "API key's",
-            Scope::Org => "org's",
-        }
-    }
-
-    /// The policy's name in the `RateLimit-Policy` / `RateLimit` headers.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Key => "key",
-            Scope::Org => "org",
-        }
-    }
-}
+// Defined with the error that names it (`error` sits below the store this module uses).
+pub use crate::error::RateLimitScope as Scope;
 
 /// The budgets a request spends from.
 #[derive(Debug, Clone, Copy)]

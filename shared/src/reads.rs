@@ -6,40 +6,38 @@ use crate::fields::Timestamp;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
-use crate::store::keys::{self, Index, ItemKey, OrgList};
-use crate::store::reads::{Page, Query, SortKey};
+use crate::store::keys::{self, ItemKey, OrgList};
+use crate::store::ops::lists::{PageScope, UserFilter, UserList};
 use crate::store::records::{
     BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
     ThreadView, UserRecord, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
 };
 use crate::store::Store;
+use crate::store::{Page, Position};
 use crate::views::{json, BookingWithLinks, SaleWithProduct, ThreadWithContext};
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// One page of the org-wide `list` (`query` in each of its shards, merged: its own
-/// `partition` is not used), resumed from
-/// the request's `cursor` (refused unless it was issued for this org and this `name` with
-/// the same parameters), with the next page's cursor.
-async fn list_page<T: DeserializeOwned>(
-    store: &Store,
+/// One page of the org-wide `list`, read by `read` (from a position, `limit` items)
+/// from the request's `cursor` (refused unless it was issued for this org and this `name`
+/// with the same parameters), with the next page's cursor.
+async fn list_page<T, Read>(
     org: &str,
     params: &QueryParams,
     (name, list): (&str, OrgList),
-    query: &Query,
-) -> Result<(Page<T>, Option<String>), ApiError> {
-    let partitions = list.partitions(org);
+    read: impl FnOnce(Option<Position>, usize) -> Read,
+) -> Result<(Page<T>, Option<String>), ApiError>
+where
+    Read: std::future::Future<Output = Result<Page<T>, ApiError>>,
+{
+    let pages = PageScope::list(org, list);
     let scope = CursorScope {
         org_id: org,
         query: params.fingerprint(name),
-        index: query.index,
-        partitions: &partitions,
+        pages: &pages,
     };
     let start = scope.start(params.cursor())?;
-    let page = store
-        .sharded_page(query, &partitions, params.limit()?, start)
-        .await?;
+    let page = read(start, params.limit()?).await?;
     let next = scope.next(page.next.as_ref());
     Ok((page, next))
 }
@@ -171,16 +169,15 @@ struct History {
 
 impl History {
     async fn read(store: &Store, user_pk: &str) -> Result<Self, ApiError> {
-        let under_user = |kind: &str| {
-            Query::new(Index::Gsi1, user_pk.to_owned(), SortKey::children(kind)).newest_first()
-        };
-        let [events, sales, bookings, threads] =
-            [keys::EVENT, keys::SALE, keys::BOOKING, keys::THREAD].map(under_user);
         let (events, sales, bookings, threads) = futures::try_join!(
-            store.query_up_to::<EventView>(&events, USER_CONTEXT_ITEMS),
-            store.query_up_to::<SaleView>(&sales, USER_CONTEXT_ITEMS),
-            store.query_up_to::<BookingView>(&bookings, USER_CONTEXT_ITEMS),
-            store.query_up_to::<ThreadView>(&threads, USER_CONTEXT_THREADS_READ),
+            store.user_list::<EventView>(user_pk, UserList::Events, USER_CONTEXT_ITEMS),
+            store.user_list::<SaleView>(user_pk, UserList::Sales, USER_CONTEXT_ITEMS),
+            store.user_list::<BookingView>(user_pk, UserList::Bookings, USER_CONTEXT_ITEMS),
+            store.user_list::<ThreadView>(
+                user_pk,
+                UserList::Conversations,
+                USER_CONTEXT_THREADS_READ
+            ),
         )?;
         Ok(History {
             events,
@@ -274,10 +271,7 @@ pub async fn users_get(
         let Some(thread_id) = thread.thread_id.as_deref().and_then(|id| parse_id(id).ok()) else {
             return Ok(None);
         };
-        let pk = keys::thread_pk(org, &thread_id);
-        let query = Query::new(Index::Gsi1, pk, SortKey::children(keys::MESSAGE)).newest_first();
-        let (mut found, _) = store.query_up_to::<MessageView>(&query, 1).await?;
-        Ok::<_, ApiError>(found.pop())
+        store.last_message::<MessageView>(org, &thread_id).await
     }));
     let products = Related::read(
         store,
@@ -354,26 +348,23 @@ pub async fn users_list(
         let at = time::OffsetDateTime::now_utc() - time::Duration::days(days.into());
         Timestamp::from_offset_date_time(at).to_stored()
     });
-    // Sort keys are `<start of the user's activity period>#<identity>`, at most a day
-    // before the exact `last_activity_at` (`keys::user_activity_sort`): every user inactive
-    // since the cutoff is below it, and the filter drops those active since their key.
-    let sort = cutoff.clone().map_or(SortKey::Any, SortKey::Below);
-    let mut query = Query::new(Index::Gsi2, String::new(), sort);
-    if let Some(cutoff) = &cutoff {
-        query.filter_before("last_activity_at", cutoff);
-    }
+    let mut filter = UserFilter {
+        inactive_since: cutoff.clone(),
+        ..UserFilter::default()
+    };
     for name in USER_TEXT_FILTERS {
         if let Some(value) = params.text(name)? {
-            query.filter_text(name, value.as_str());
+            filter.text.push((name, value.as_str().to_owned()));
         }
     }
     for name in USER_FLAG_FILTERS {
         if let Some(value) = params.boolean(name)? {
-            query.filter_flag(name, value);
+            filter.flags.push((name, value));
         }
     }
-    let (page, next) =
-        list_page::<UserView>(store, org, params, ("users", OrgList::Users), &query).await?;
+    let list = ("users", OrgList::Users);
+    let read = |start, limit| store.users_page::<UserView>(org, &filter, limit, start);
+    let (page, next) = list_page(org, params, list, read).await?;
     let users = page.items.iter().map(json).collect();
     let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
@@ -393,32 +384,20 @@ pub async fn conversations_get(
     let thread_id = params.id("thread_id")?;
     let query = QueryParams::parse(raw_query, &[])?;
     let limit = query.limit()?;
-    let thread_pk = keys::thread_pk(org, &thread_id);
+    let pages = PageScope::thread_messages(org, &thread_id);
     let scope = CursorScope {
         org_id: org,
         query: query.fingerprint(&format!("conversation\0{thread_id}")),
-        index: Index::Gsi1,
-        partitions: std::slice::from_ref(&thread_pk),
+        pages: &pages,
     };
     let start = scope.start(query.cursor())?;
-    let messages = Query::new(
-        Index::Gsi1,
-        thread_pk.clone(),
-        SortKey::children(keys::MESSAGE),
-    );
-    // Counts at read time, over the thread's own partition with a small projection:
-    // exact however often, concurrently or out of order messages were upserted.
-    let mut all_messages = Query::new(
-        Index::Table,
-        thread_pk.clone(),
-        SortKey::children(keys::MESSAGE),
-    );
-    all_messages.projection = Some(MessageTally::ATTRIBUTES.to_vec());
     let thread_key = keys::thread(org, &thread_id);
+    // Counts at read time, over all the thread's messages: exact however often,
+    // concurrently or out of order messages were upserted.
     let (thread, page, (counted, more)) = futures::try_join!(
         store.get_record::<ThreadView>(&thread_key),
-        store.query_page::<MessageView>(&messages, limit, start),
-        store.query_up_to::<MessageTally>(&all_messages, MAX_COUNTED_MESSAGES),
+        store.messages_page::<MessageView>(org, &thread_id, limit, start),
+        store.message_tally(org, &thread_id, MAX_COUNTED_MESSAGES),
     )?;
     let thread = thread.ok_or(ApiError::ThreadNotFound)?;
 
@@ -475,9 +454,9 @@ pub async fn inbox(
     let org = caller.org_id.as_str();
     // The one inbox list kept so far; the parameter names it so others can be added.
     params.choice("status", &["awaiting_reply"])?;
-    let query = Query::new(Index::Gsi2, String::new(), SortKey::Any);
     let list = ("inbox", OrgList::Inbox);
-    let (page, next) = list_page::<ThreadView>(store, org, params, list, &query).await?;
+    let read = |start, limit| store.inbox_page::<ThreadView>(org, limit, start);
+    let (page, next) = list_page(org, params, list, read).await?;
     let contacts: Vec<Option<ItemKey>> = page
         .items
         .iter()
@@ -512,12 +491,10 @@ pub async fn bookings_list(
     if to <= from {
         return Err(ApiError::invalid_field("to", "`to` must be after `from`"));
     }
-    // Sort keys are `<scheduled_at>#<booking_id>`: `from` itself sorts before every key
-    // at `from`, and `to` before every key at `to`, so BETWEEN gives [from, to).
-    let window = SortKey::Between(from.to_stored(), to.to_stored());
-    let query = Query::new(Index::Gsi2, String::new(), window);
+    let (from, to) = (from.to_stored(), to.to_stored());
     let list = ("bookings", OrgList::Bookings);
-    let (page, next) = list_page::<BookingView>(store, org, params, list, &query).await?;
+    let read = |start, limit| store.bookings_page::<BookingView>(org, (&from, &to), limit, start);
+    let (page, next) = list_page(org, params, list, read).await?;
     let clients: Vec<Option<ItemKey>> = page
         .items
         .iter()

@@ -267,7 +267,10 @@ async fn personal_data_requests(org: &TestOrg) -> Vec<String> {
         .assert_status(201);
     let parsed: shared::fields::Email = merged_email.parse().unwrap();
     org.store()
-        .delete(&shared::store::keys::email_alias(&org.org_id, &parsed))
+        .delete(&shared::store::testing::keys::email_alias(
+            &org.org_id,
+            &parsed,
+        ))
         .await
         .unwrap();
     org.call(Endpoint::Events, email_only("2.00"))

@@ -17,7 +17,7 @@
 //! successful retry) may or may not have been applied: it widens what is accepted instead of
 //! being ignored, so the checks stay exact when every request is acknowledged.
 
-use record_model::{Fact, Kind};
+use record_model::{EventKind, Fact};
 use std::collections::{BTreeMap, HashMap};
 
 /// One field of one user, written by one client in sequence.
@@ -128,8 +128,8 @@ impl Expected {
             for (fact, _) in events.values() {
                 *names.entry(fact.name_and_properties().0).or_default() += 1;
                 *at_time.entry(&fact.at).or_default() += 1;
-                if let Kind::Purchase { currency, .. } | Kind::Subscription { currency, .. } =
-                    &fact.kind
+                if let EventKind::Purchase { currency, .. }
+                | EventKind::Subscription { currency, .. } = &fact.kind
                 {
                     *currencies.entry(currency.unwrap_or("none")).or_default() += 1;
                 }

@@ -16,7 +16,7 @@ mod verify;
 
 use clap::Parser;
 use expect::{Expected, Mention};
-use record_model::{Fact, Kind};
+use record_model::{EventKind, Fact};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -463,21 +463,21 @@ impl Client<'_> {
         self.target.time(offset)
     }
 
-    fn lifecycle_kind(&mut self) -> Kind {
+    fn lifecycle_kind(&mut self) -> EventKind {
         match self.rng.u32(0..11) {
-            0..2 => Kind::Install {
+            0..2 => EventKind::Install {
                 platform: self.maybe(&["ios", "android"]),
                 version: self.maybe(&VERSIONS),
             },
-            2..4 => Kind::Open {
+            2..4 => EventKind::Open {
                 version: self.maybe(&VERSIONS),
             },
-            4 => Kind::Uninstall,
-            5..8 => Kind::Purchase {
+            4 => EventKind::Uninstall,
+            5..8 => EventKind::Purchase {
                 amount: self.maybe(&AMOUNTS),
                 currency: self.maybe(&CURRENCIES),
             },
-            8..10 => Kind::Subscription {
+            8..10 => EventKind::Subscription {
                 suffix: [
                     "started",
                     "renewed",
@@ -489,7 +489,7 @@ impl Client<'_> {
                 currency: self.maybe(&CURRENCIES),
                 plan: self.maybe(&PLANS),
             },
-            _ => Kind::Custom,
+            _ => EventKind::Custom,
         }
     }
 
@@ -601,7 +601,7 @@ impl Client<'_> {
         let user = self.owned_user();
         let fact = Fact {
             at: self.event_time(),
-            kind: Kind::Custom,
+            kind: EventKind::Custom,
         };
         let (nested, mention) = self.nested_user(&user, seq, 10);
         let body = json!({
@@ -633,7 +633,7 @@ impl Client<'_> {
         );
         let fact = Fact {
             at: self.target.time(self.rng.u64(0..30 * 24 * 3600 * 1000)),
-            kind: Kind::Open { version: None },
+            kind: EventKind::Open { version: None },
         };
         let body = json!({"event": "app_opened", "user": {"external_user_id": user}, "event_timestamp": fact.at});
         let key = self

@@ -2,12 +2,12 @@
 //! what the acknowledged requests imply.
 
 use crate::expect::{Expected, FieldValues};
-use aws_sdk_dynamodb::types::Select;
 use futures::stream::{self, StreamExt};
 use record_model as model;
 use serde_json::{json, Value};
 use shared::store::records::{ProductView, SaleView, UserView, View};
-use shared::store::{keys, s, Store};
+use shared::store::testing::keys;
+use shared::store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Concurrent reads while verifying.
@@ -71,28 +71,10 @@ fn id(value: &str) -> shared::fields::Id {
 }
 
 async fn count_events(store: &Store, org_id: &str, user: &str) -> Result<usize, String> {
-    let mut count = 0;
-    let mut start = None;
-    loop {
-        let page = store
-            .client()
-            .query()
-            .table_name(store.table())
-            .index_name("GSI1")
-            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
-            .expression_attribute_values(":pk", s(keys::user_pk(org_id, &identity(user))))
-            .expression_attribute_values(":event", s("EVENT#"))
-            .select(Select::Count)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| format!("query events of {user}: {e}"))?;
-        count += page.count as usize;
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return Ok(count);
-        }
-    }
+    store
+        .count_user_events(org_id, &identity(user))
+        .await
+        .map_err(|e| format!("query events of {user}: {e}"))
 }
 
 /// The public view of the record of type `R` at `key`.

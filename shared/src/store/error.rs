@@ -1,6 +1,6 @@
 //! SDK errors as API errors, and the item a failed condition returns.
 
-use super::Item;
+use super::schema::Item;
 use crate::error::ApiError;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::CancellationReason;

@@ -92,7 +92,7 @@ async fn keys_are_stored_only_as_a_hash() {
     let org = TestOrg::new().await;
     let item = org
         .store()
-        .get(&shared::store::keys::api_key(&org.key_id))
+        .get(&shared::store::testing::keys::api_key(&org.key_id))
         .await
         .unwrap()
         .unwrap();

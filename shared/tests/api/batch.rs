@@ -503,7 +503,7 @@ async fn the_rate_limit_counts_items() {
     assert_eq!(reply.headers["retry-after"], "1");
     // The refused items were not written.
     let refused = items[14]["external_user_id"].as_str().unwrap();
-    let key = shared::store::keys::user(&org.org_id, &external_identity(refused));
+    let key = shared::store::testing::keys::user(&org.org_id, &external_identity(refused));
     assert_eq!(org.store().get(&key).await, Ok(None));
 }
 
@@ -519,4 +519,57 @@ async fn a_batch_within_the_limit_leaves_the_rest_of_the_budget() {
         reply.headers["ratelimit"],
         "\"key\";r=30;t=1, \"org\";r=180;t=1"
     );
+}
+
+#[tokio::test]
+async fn a_person_named_by_email_and_by_id_is_one_group() {
+    let org = TestOrg::with_rate_limit(Some(100_000)).await;
+    for round in 0..3 {
+        let (user, old, new) = (unique("usr"), unique("old"), unique("new"));
+        let (old, new) = (format!("{old}@x.com"), format!("{new}@x.com"));
+        org.call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": user, "email": old}),
+        )
+        .await
+        .assert_status(201);
+        let items = [
+            // By email only: the identified user (the alias), so it comes first.
+            item(
+                Endpoint::UsersUpsert,
+                &json!({"email": old, "plan": "by email"}),
+                None,
+            ),
+            item(
+                Endpoint::UsersUpsert,
+                &json!({"external_user_id": user, "plan": "by id"}),
+                None,
+            ),
+            // The user moves to a new email; then the old one names nobody: a new client.
+            item(
+                Endpoint::UsersUpsert,
+                &json!({"external_user_id": user, "email": new}),
+                None,
+            ),
+            item(
+                Endpoint::SalesUpsert,
+                &json!({"sale_id": unique("sale"), "total": "5.00", "currency": "USD",
+                        "buyer": {"email": old, "name": "someone else"}}),
+                None,
+            ),
+        ];
+        let reply = send_batch(&org, &items).await;
+        let results = results(&reply);
+        assert!(
+            results
+                .iter()
+                .all(|r| r["status"].as_u64().unwrap() / 100 == 2),
+            "{results:?}"
+        );
+        let stored = org.stored_user(&user).await;
+        assert_eq!(stored["plan"], "by id", "round {round}: in request order");
+        assert_eq!(stored["email"], json!(new));
+        assert!(stored.get("name").is_none(), "round {round}: {stored}");
+        assert_eq!(results[3]["status"], 201, "a new email-only client");
+    }
 }

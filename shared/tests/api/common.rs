@@ -6,7 +6,8 @@ use lambda_http::{Body, Request};
 use serde_json::Value;
 use shared::admin;
 use shared::http::{handle, App};
-use shared::store::{keys, Store};
+use shared::store::testing::keys;
+use shared::store::Store;
 use shared::Endpoint;
 use tokio::sync::OnceCell;
 
@@ -126,20 +127,10 @@ impl TestOrg {
 
     /// How many events the table holds for the user `external_user_id` (GSI1).
     pub async fn count_events(&self, external_user_id: &str) -> usize {
-        let user_pk = keys::user_pk(&self.org_id, &external_identity(external_user_id));
-        let output = self
-            .store()
-            .client()
-            .query()
-            .table_name(self.store().table())
-            .index_name("GSI1")
-            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :event)")
-            .expression_attribute_values(":pk", shared::store::s(user_pk))
-            .expression_attribute_values(":event", shared::store::s("EVENT#"))
-            .send()
+        self.store()
+            .count_user_events(&self.org_id, &external_identity(external_user_id))
             .await
-            .unwrap();
-        output.count as usize
+            .unwrap()
     }
 }
 
@@ -286,8 +277,8 @@ impl TestOrg {
             .client()
             .get_item()
             .table_name(self.store().table())
-            .key("PK", shared::store::s(&key.pk))
-            .key("SK", shared::store::s(&key.sk))
+            .key("PK", shared::store::testing::s(&key.pk))
+            .key("SK", shared::store::testing::s(&key.sk))
             .consistent_read(true)
             .send()
             .await

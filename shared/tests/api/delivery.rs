@@ -324,7 +324,7 @@ async fn the_lambda_https_client_carries_amazons_roots_and_works() {
         .http_client(https_client_trusting_amazon_roots())
         .build();
     let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table);
-    let missing = shared::store::keys::ItemKey {
+    let missing = shared::store::testing::keys::ItemKey {
         pk: "WARMUP".into(),
         sk: "WARMUP".into(),
     };

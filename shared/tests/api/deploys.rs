@@ -290,7 +290,7 @@ const WRITES: [&str; 4] = [
 #[test]
 fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
     use shared::input::UserIdentity;
-    use shared::store::keys;
+    use shared::store::testing::keys;
     let id = |raw: &str| shared::endpoint::parse_id(raw).unwrap();
     let email: shared::fields::Email = "ann@example.com".parse().unwrap();
     let org = "acme";

@@ -3,7 +3,7 @@
 use crate::common::*;
 use futures::StreamExt;
 use serde_json::json;
-use shared::store::keys;
+use shared::store::testing::keys;
 use shared::Endpoint;
 
 /// A client with one of everything attached, plus records of another client.
@@ -363,7 +363,7 @@ async fn aliases_and_messages_from_before_the_erasure_listing_are_indexed_by_adm
             .client()
             .update_item()
             .table_name(org.store().table())
-            .set_key(Some(keys::key_item(key)))
+            .set_key(Some(keys::key_attributes(key)))
             .update_expression(format!("REMOVE {index}PK, {index}SK"))
             .send()
             .await

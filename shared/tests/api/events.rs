@@ -1,6 +1,6 @@
 use crate::common::*;
 use serde_json::{json, Value};
-use shared::store::keys;
+use shared::store::testing::keys;
 use shared::Endpoint;
 
 fn install_event() -> Value {

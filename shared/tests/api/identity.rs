@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use shared::store::keys;
+use shared::store::testing::keys;
 use shared::Endpoint;
 
 fn purchase(user: Value, amount: &str) -> Value {
@@ -521,4 +521,61 @@ async fn a_client_known_by_email_is_read_and_erased_by_its_email() {
     org.read_at(Endpoint::UsersGet, &at("only@x.com"), "")
         .await
         .assert_error(404, "user_not_found");
+}
+
+#[tokio::test]
+async fn a_replayed_event_claims_no_email() {
+    let org = TestOrg::new().await;
+    let event = json!({"event": "app_installed", "event_timestamp": "2026-03-01T10:00:00Z",
+                       "user": {"external_user_id": "rp1", "email": "first@x.com"}});
+    let headers = [("idempotency-key", "rp1-install")];
+    org.call_with(Endpoint::Events, &headers, event.to_string())
+        .await
+        .assert_status(201);
+    // The user moves to another email: the first one names nobody now.
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "rp1", "email": "second@x.com"}),
+    )
+    .await
+    .assert_status(200);
+    let reply = org
+        .call_with(Endpoint::Events, &headers, event.to_string())
+        .await;
+    reply.assert_status(201);
+    assert_eq!(reply.headers["idempotent-replayed"], "true");
+    // The replay is answered before identity is resolved: the old email stays free.
+    let email = "first@x.com".parse().unwrap();
+    let alias = org.stored(&keys::email_alias(&org.org_id, &email)).await;
+    assert!(alias.is_none(), "{alias:?}");
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "rp2", "email": "first@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    assert_eq!(org.context("rp1").await["user"]["email"], "second@x.com");
+}
+
+#[tokio::test]
+async fn a_replay_warns_as_its_first_answer_did() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "owner", "email": "taken@x.com"}),
+    )
+    .await
+    .assert_status(201);
+    let event = json!({"event": "app_opened", "event_timestamp": "2026-03-01T10:00:00Z",
+                       "user": {"external_user_id": "other", "email": "taken@x.com"}});
+    let headers = [("idempotency-key", "warned-1")];
+    for replay in [false, true] {
+        let reply = org
+            .call_with(Endpoint::Events, &headers, event.to_string())
+            .await;
+        let body = reply.assert_status(201);
+        assert_eq!(body["warnings"][0]["code"], "email_conflict", "{body}");
+        assert_eq!(body["warnings"][0]["param"], "user.email");
+        assert_eq!(reply.headers.contains_key("idempotent-replayed"), replay);
+    }
 }

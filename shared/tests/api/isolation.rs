@@ -72,7 +72,7 @@ async fn stored_keys_carry_the_org_prefix() {
         .scan()
         .table_name(org.store().table())
         .filter_expression("org_id = :org")
-        .expression_attribute_values(":org", shared::store::s(&org.org_id))
+        .expression_attribute_values(":org", shared::store::testing::s(&org.org_id))
         .into_paginator()
         .items()
         .send()

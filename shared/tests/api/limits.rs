@@ -506,12 +506,12 @@ async fn every_id_is_limited_in_bytes_before_anything_is_written() {
     let org_id = org.org_id.as_str();
     let email = "fresh@x.co".parse().unwrap();
     for key in [
-        shared::store::keys::email_alias(org_id, &email),
-        shared::store::keys::user(org_id, &external_identity("u-ok")),
-        shared::store::keys::sale(org_id, &id("s-ok")),
-        shared::store::keys::thread(org_id, &id("t-ok")),
-        shared::store::keys::message_locator(org_id, &id("m-ok")),
-        shared::store::keys::booking(org_id, &id("b-ok")),
+        shared::store::testing::keys::email_alias(org_id, &email),
+        shared::store::testing::keys::user(org_id, &external_identity("u-ok")),
+        shared::store::testing::keys::sale(org_id, &id("s-ok")),
+        shared::store::testing::keys::thread(org_id, &id("t-ok")),
+        shared::store::testing::keys::message_locator(org_id, &id("m-ok")),
+        shared::store::testing::keys::booking(org_id, &id("b-ok")),
     ] {
         assert_eq!(org.store().get(&key).await, Ok(None), "{key:?}");
     }

@@ -9,9 +9,8 @@
 use crate::common::*;
 use serde_json::{json, Value};
 use shared::admin;
-use shared::store::keys::{self, Index, OrgList};
-use shared::store::reads::{Query, SortKey};
-use shared::store::{s, Item};
+use shared::store::testing::keys::{self, OrgList};
+use shared::store::testing::{s, Index, Item, Query, SortKey};
 use shared::Endpoint;
 use std::collections::HashSet;
 

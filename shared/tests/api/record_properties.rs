@@ -11,7 +11,7 @@
 use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use record_model::{record, Fact as Event, Kind};
+use record_model::{record, EventKind, Fact as Event};
 use serde_json::{json, Value};
 use shared::Endpoint;
 
@@ -42,16 +42,16 @@ fn option<T: Clone + std::fmt::Debug + 'static>(
     ]
 }
 
-fn kind() -> impl Strategy<Value = Kind> {
+fn kind() -> impl Strategy<Value = EventKind> {
     let amounts: &'static [&'static str] = &["0.00", "5.00", "10.00", "20.00", "7.5"];
     let currencies: &'static [&'static str] = &["USD", "JPY", "EUR"];
     prop_oneof![
         (option(&["ios", "android"]), option(&["1.0", "2.0"]))
-            .prop_map(|(platform, version)| Kind::Install { platform, version }),
-        option(&["1.0", "2.0"]).prop_map(|version| Kind::Open { version }),
-        Just(Kind::Uninstall),
+            .prop_map(|(platform, version)| EventKind::Install { platform, version }),
+        option(&["1.0", "2.0"]).prop_map(|version| EventKind::Open { version }),
+        Just(EventKind::Uninstall),
         (option(amounts), option(currencies))
-            .prop_map(|(amount, currency)| Kind::Purchase { amount, currency }),
+            .prop_map(|(amount, currency)| EventKind::Purchase { amount, currency }),
         (
             proptest::sample::select(
                 &[
@@ -71,17 +71,17 @@ fn kind() -> impl Strategy<Value = Kind> {
             option(currencies),
             option(&["basic", "pro"]),
         )
-            .prop_map(|(suffix, amount, currency, plan)| Kind::Subscription {
+            .prop_map(|(suffix, amount, currency, plan)| EventKind::Subscription {
                 suffix,
                 amount,
                 currency,
                 plan
             }),
-        Just(Kind::Custom),
+        Just(EventKind::Custom),
     ]
 }
 
-fn fact() -> impl Strategy<Value = (usize, &'static str, Kind, Option<usize>)> {
+fn fact() -> impl Strategy<Value = (usize, &'static str, EventKind, Option<usize>)> {
     (
         0..USERS,
         proptest::sample::select(&TIMES[..]),

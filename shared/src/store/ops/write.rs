@@ -3,54 +3,18 @@
 //! and its client's counts are one transaction, see `events_write`); nothing reads before
 //! it writes.
 
-use super::error::{conditional_check_item, is_condition_failure, storage_error};
-use super::expr::{Expr, WithExpression};
-use super::keys::{self, ItemKey};
-use super::records::Stored;
-use super::{n, s, Item, Store};
 use crate::error::ApiError;
+use crate::store::codec::records::Stored;
+use crate::store::codec::upsert::{Advance, Upsert};
+use crate::store::error::{conditional_check_item, is_condition_failure, storage_error};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::keys;
+use crate::store::schema::{n, s, Item};
+use crate::store::Store;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 /// Rate-limit counter items are deleted by DynamoDB's TTL this long after their window.
 const RATE_COUNTER_TTL_SECS: u64 = 3600;
-
-/// One entity write: SET the given attributes, bump the version, keep `ingested_at`, and
-/// (optionally) only if the `newer_than` timestamps are older than `stamp`.
-#[derive(Debug, Clone)]
-pub struct Upsert {
-    pub key: ItemKey,
-    pub entity: &'static str,
-    pub org_id: String,
-    pub set: Vec<(String, AttributeValue)>,
-    /// Set only when the item does not have the attribute yet.
-    pub set_if_absent: Vec<(String, AttributeValue)>,
-    /// Numeric attributes to increment.
-    pub add: Vec<(String, AttributeValue)>,
-    /// Attributes to remove.
-    pub remove: Vec<&'static str>,
-    /// Apply only if each of these attributes is absent or older than `stamp`.
-    pub newer_than: Vec<&'static str>,
-    pub stamp: Option<String>,
-    /// Attributes that only move forward, independently of `newer_than`.
-    pub advance: Option<Advance>,
-    /// Attributes the item must not have for the write to apply (a user merged into
-    /// another takes no more writes, see `store::identity`).
-    pub absent: Vec<&'static str>,
-}
-
-/// A part of a write applied only if `attribute` is absent, older than `value` or equal to it.
-///
-/// Written in the same UpdateItem as the rest (one condition covers both). Only when that
-/// condition fails because of this part alone (out-of-order data: the item already
-/// reflects something newer here) is the rest written again without it, so the common
-/// in-order case stays one write.
-#[derive(Debug, Clone)]
-pub struct Advance {
-    pub attribute: &'static str,
-    pub value: String,
-    /// Set with `attribute = value` (they replace `set_if_absent` entries of the same name).
-    pub set: Vec<(String, AttributeValue)>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpsertOutcome {
@@ -67,24 +31,6 @@ pub enum PutOutcome {
     Created,
     /// An item with this key exists; here it is.
     Exists(Stored),
-}
-
-impl Upsert {
-    /// A write refused because its user was merged meanwhile (see `store::identity`) is a
-    /// 503: the client's retry resolves the email again, to the identified client.
-    pub(super) fn check_not_merged(&self, item: &Item) -> Result<(), ApiError> {
-        if item.contains_key(super::identity::MERGED_INTO) {
-            tracing::warn!(pk = self.key.loggable(), "write to a user merged meanwhile");
-            return Err(ApiError::StorageUnavailable);
-        }
-        Ok(())
-    }
-
-    /// Whether `item` (as it is stored) is this write's org's and entity's: the key schema
-    /// guarantees it, checking makes a bug there fail loudly instead of corrupting data.
-    pub(super) fn is_owner_of(&self, item: &Item) -> bool {
-        item.get("org_id") == Some(&s(&self.org_id)) && item.get("entity") == Some(&s(self.entity))
-    }
 }
 
 impl Store {

@@ -9,15 +9,16 @@
 //! (the same owner or contact, no index keys yet), so it is idempotent, safe alongside live
 //! traffic, and resumable without state of its own: a second run finds only what changed.
 
-use super::error::is_condition_failure;
-use super::expr::{Expr, WithExpression};
-use super::identity::EMAIL_ALIAS;
-use super::keys::{self, item_key, ItemKey};
-use super::{s, storage_error, Item, Store};
-use crate::endpoint::parse_id;
 use crate::error::ApiError;
+use crate::fields::parse_id;
 use crate::fields::Email;
 use crate::input::UserIdentity;
+use crate::store::error::is_condition_failure;
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::attributes::EMAIL_ALIAS;
+use crate::store::schema::keys::{self, key_of, ItemKey};
+use crate::store::schema::{s, Item};
+use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{StreamExt, TryStreamExt};
 
@@ -61,7 +62,7 @@ fn contact_identity(contact: &AttributeValue) -> Option<UserIdentity> {
 
 /// The index keys `item` lacks, and the condition that it is still as read.
 fn planned(item: &Item) -> Option<(ItemKey, Expr, Outcome)> {
-    let key = item_key(item)?;
+    let key = key_of(item)?;
     let org_id = text(item, "org_id")?;
     let mut expr = Expr::new();
     match text(item, "entity")? {

@@ -1,5 +1,5 @@
 //! The key schema: every item's PK/SK and index keys, and the index names, are defined
-//! here and nowhere else (`table.rs` declares the same indexes for table creation).
+//! here and nowhere else (`table.rs` beside it declares the same indexes for table creation).
 //!
 //! Tenant data is always under `ORG#<org_id>#...`. Org ids cannot contain `#` (the admin
 //! CLI enforces `[a-z0-9_-]`), and every app-chosen id is the *last* component of its key,
@@ -7,6 +7,7 @@
 //! API keys are the one platform-level item (`APIKEY#<key_id>`): a request finds its org
 //! through them, so they cannot be under an org.
 
+use super::{s, Item};
 use crate::fields::{Email, Id, Timestamp};
 use crate::input::UserIdentity;
 
@@ -17,15 +18,15 @@ pub struct ItemKey {
 }
 
 /// The table key as the map DynamoDB takes (`Key` of GetItem, UpdateItem, DeleteItem...).
-pub fn key_item(key: &ItemKey) -> super::Item {
-    super::Item::from([
-        (TABLE_PK.to_owned(), super::s(&key.pk)),
-        (TABLE_SK.to_owned(), super::s(&key.sk)),
+pub fn key_attributes(key: &ItemKey) -> Item {
+    Item::from([
+        (TABLE_PK.to_owned(), s(&key.pk)),
+        (TABLE_SK.to_owned(), s(&key.sk)),
     ])
 }
 
 /// The table key of a stored item.
-pub fn item_key(item: &super::Item) -> Option<ItemKey> {
+pub fn key_of(item: &Item) -> Option<ItemKey> {
     let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
     Some(ItemKey {
         pk: text(TABLE_PK)?,
@@ -47,6 +48,8 @@ const LONGEST_SORT_KEY_AROUND_AN_ID: usize = "BOOKING#".len() + STORED_TIME_BYTE
 /// Most UTF-8 bytes of an app-chosen id (991), so that every key it goes into fits
 /// (`every_key_of_the_longest_ids_fits` below builds them all).
 pub const MAX_ID_BYTES: usize = MAX_SORT_KEY_BYTES - LONGEST_SORT_KEY_AROUND_AN_ID;
+// `fields` states the bound ids are parsed with (it sits below the store): the same one.
+const _: () = assert!(crate::fields::MAX_ID_BYTES == MAX_ID_BYTES);
 
 /// The table's key attributes.
 pub const TABLE_PK: &str = "PK";
@@ -312,7 +315,7 @@ impl Index {
 // Each list is spread over a fixed number of partition keys (shards), `<list>#<shard>`,
 // the shard a hash of the record's id, so that one org's writes spread over that many
 // partitions (DynamoDB takes at most 1,000 write units per second per partition key).
-// Reads query every shard and merge them (`store::reads::Store::sharded_page`).
+// Reads query every shard and merge them (`ops::queries`, `Store::sharded_page`).
 
 /// An org-wide list of GSI2, spread over shards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

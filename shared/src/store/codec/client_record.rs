@@ -1,5 +1,5 @@
 //! The client record as clients see it: what `users/upsert` sent (the profile) merged with
-//! what events say (the `ev_*` fields and counters written by `events_write`), computed
+//! what events say (the `ev_*` fields and counters written by `ops::events_write`), computed
 //! when a user item is read, so it is a function of both and of nothing else:
 //!
 //! - a timestamp is the later of the profile's and the events' (`installed_at`...);
@@ -10,12 +10,12 @@
 //!   profile's plus the events' revenue in `lifetime_value_currency`, the currency of the
 //!   first payment event.
 
-use super::events_write::{
-    event_attribute, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS, REVENUE_PREFIX,
-};
-use super::records::money_string;
-use super::{n, s, Item};
 use crate::facts::Field;
+use crate::store::schema::attributes::{
+    event_attribute, money_string, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS,
+    REVENUE_PREFIX,
+};
+use crate::store::schema::{n, s, Item};
 use aws_sdk_dynamodb::types::AttributeValue;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
@@ -138,8 +138,8 @@ fn merge_counts(item: &mut Item) {
 mod tests {
     use super::*;
     use crate::facts::{Latest, Offer};
-    use crate::store::events_write::stored_offer;
-    use crate::store::records::{decode, UserView};
+    use crate::store::codec::records::{decode, UserView};
+    use crate::store::schema::attributes::stored_offer;
     use serde_json::json;
 
     fn offer(field: Field, at: &str, value: Latest) -> (String, AttributeValue) {

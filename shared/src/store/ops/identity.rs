@@ -25,24 +25,24 @@
 //! just before the merge) is refused by its condition and answered 503: its retry resolves
 //! the email again, to the identified client.
 
-use super::error::{is_condition_failure, throttled_transaction};
-use super::events_write::{event_attribute, stored_position, EVENT_FIELD_PREFIX, REVENUE_PREFIX};
-use super::expr::{Expr, WithExpression};
-use super::keys::{self, key_item, ItemKey};
-use super::{n, s, storage_error, Item, Store};
 use crate::error::ApiError;
 use crate::facts::{wins, Field};
 use crate::fields::{Email, Id, Timestamp};
 use crate::input::UserIdentity;
+use crate::store::codec::records::Stored;
+use crate::store::error::{is_condition_failure, throttled_transaction};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::attributes::{
+    event_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX, EVENT_INSTALLS,
+    EVENT_PAYMENTS, MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
+};
+use crate::store::schema::keys::{self, key_attributes, ItemKey};
+use crate::store::schema::{n, s, Item};
+use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Update};
+use std::collections::HashMap;
 
-/// The attribute marking an email-only record merged into an identified one (its PK).
-pub const MERGED_INTO: &str = "merged_into";
-/// The identified record's list of the email-only records merged into it (their PKs).
-pub const MERGED_IDENTITIES: &str = "merged_identities";
-/// The `entity` of an email's alias item.
-pub const EMAIL_ALIAS: &str = "email_alias";
 /// Most email-only records merged into one client (`merged_identities` lists their keys, at
 /// most about 340 bytes each: this keeps the list under 17 KB of the item's 400 KB). One
 /// more is refused with 409 `too_many_identities`: the email is not claimed and the
@@ -72,8 +72,8 @@ const COUNTS: [&str; 5] = [
     "install_count",
     "total_payments_count",
     "lifetime_value",
-    super::events_write::EVENT_INSTALLS,
-    super::events_write::EVENT_PAYMENTS,
+    EVENT_INSTALLS,
+    EVENT_PAYMENTS,
 ];
 
 fn text(item: &Item, name: &str) -> Option<String> {
@@ -100,6 +100,19 @@ pub struct Resolution {
     pub claimed: Option<Email>,
 }
 
+/// What resolving a keyed event's user found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventUser {
+    Resolved(Resolution),
+    /// An event is stored at the request's id already: nothing was resolved (nor claimed).
+    /// `conflict`: another `external_user_id` owns the mention's email (what a claim would
+    /// have been refused for).
+    Stored {
+        event: Stored,
+        conflict: bool,
+    },
+}
+
 impl Store {
     /// The client `identity` and `email` name (see the module documentation).
     pub async fn resolve_identity(
@@ -108,6 +121,78 @@ impl Store {
         identity: &UserIdentity,
         email: Option<&Email>,
     ) -> Result<Resolution, ApiError> {
+        let owner = match (identity, email) {
+            (UserIdentity::External(_), Some(email)) => {
+                self.email_owner(org_id, email, true).await?
+            }
+            _ => None,
+        };
+        self.resolve_with_owner(org_id, identity, email, owner)
+            .await
+    }
+
+    /// [`Store::resolve_identity`] for an event stored at `event_id` (it has an
+    /// `Idempotency-Key`). A mention that may claim its email reads the event with the alias
+    /// (one strongly consistent BatchGetItem where the alias alone was one GetItem): a
+    /// replay is found before anything is claimed.
+    pub async fn resolve_event_user(
+        &self,
+        org_id: &str,
+        identity: &UserIdentity,
+        email: Option<&Email>,
+        event_id: &str,
+    ) -> Result<EventUser, ApiError> {
+        let (UserIdentity::External(_), Some(address)) = (identity, email) else {
+            let resolution = self.resolve_identity(org_id, identity, email).await?;
+            return Ok(EventUser::Resolved(resolution));
+        };
+        let alias_key = keys::email_alias(org_id, address);
+        let [alias, event] = self
+            .get_pair_consistent([&alias_key, &keys::event(org_id, event_id)])
+            .await?;
+        let owner = alias.and_then(|alias| text(&alias, "external_user_id"));
+        if let Some(event) = event {
+            let conflict = matches!((identity, &owner), (UserIdentity::External(id), Some(owner)) if owner != id.as_str());
+            let event = Stored::new(event);
+            return Ok(EventUser::Stored { event, conflict });
+        }
+        let resolution = self
+            .resolve_with_owner(org_id, identity, email, owner)
+            .await?;
+        Ok(EventUser::Resolved(resolution))
+    }
+
+    /// The owners of the aliases of `emails` (the emails that have one), read in
+    /// BatchGetItem calls: what resolves a batch's email-only mentions, one read each.
+    pub async fn email_owners(
+        &self,
+        org_id: &str,
+        emails: &[Email],
+    ) -> Result<HashMap<Email, Id>, ApiError> {
+        let by_key: HashMap<ItemKey, &Email> = emails
+            .iter()
+            .map(|email| (keys::email_alias(org_id, email), email))
+            .collect();
+        let wanted: Vec<ItemKey> = by_key.keys().cloned().collect();
+        let mut owners = HashMap::new();
+        for alias in self.batch_get(&wanted).await? {
+            let email = keys::key_of(alias.item()).and_then(|key| by_key.get(&key));
+            if let (Some(email), Some(owner)) = (email, text(alias.item(), "external_user_id")) {
+                owners.insert((*email).clone(), stored_id(&owner)?);
+            }
+        }
+        Ok(owners)
+    }
+
+    /// [`Store::resolve_identity`] once the alias of a mention with both an id and an email
+    /// was read (`owner`).
+    async fn resolve_with_owner(
+        &self,
+        org_id: &str,
+        identity: &UserIdentity,
+        email: Option<&Email>,
+        owner: Option<String>,
+    ) -> Result<Resolution, ApiError> {
         let mut resolution = Resolution {
             identity: identity.clone(),
             replaced_email: None,
@@ -115,7 +200,7 @@ impl Store {
         };
         match (identity, email) {
             (UserIdentity::External(id), Some(email)) => {
-                if self.email_owner(org_id, email, true).await?.as_deref() == Some(id.as_str()) {
+                if owner.as_deref() == Some(id.as_str()) {
                     return Ok(resolution);
                 }
                 if let Claim::New = self.claim_email(org_id, email, id).await? {
@@ -218,7 +303,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(&key)))
+            .set_key(Some(key_attributes(&key)))
             .set_condition_expression(expression.condition)
             .set_expression_attribute_names(expression.names)
             .set_expression_attribute_values(expression.values)
@@ -300,7 +385,7 @@ impl Store {
 
 /// An id as stored (valid when it was written).
 fn stored_id(raw: &str) -> Result<Id, ApiError> {
-    crate::endpoint::parse_id(raw).map_err(|error| {
+    crate::fields::parse_id(raw).map_err(|error| {
         tracing::error!(%error, "stored external_user_id");
         ApiError::Internal
     })
@@ -397,7 +482,7 @@ impl Merge<'_> {
         let build = |key: &ItemKey, expr: Expr| {
             Update::builder()
                 .table_name(self.table)
-                .set_key(Some(key_item(key)))
+                .set_key(Some(key_attributes(key)))
                 .with(expr.finish())
         };
         let (from_update, into_update) = (build(from_key, mark), build(into_key, give));

@@ -1,13 +1,15 @@
 //! Reads and deletes: Query (one page, or a bounded walk), BatchGetItem and BatchWriteItem
 //! deletes with bounded retries of what DynamoDB leaves unprocessed. Never a Scan.
 
-use super::client_record;
-use super::events_write::event_attribute;
-use super::expr::Expr;
-use super::keys::{key_item, Index, ItemKey};
-use super::records::{decode, Stored};
-use super::{n, s, storage_error, Item, Store};
 use crate::error::ApiError;
+use crate::store::codec::client_record;
+use crate::store::codec::records::{decode, Erasure, Stored};
+use crate::store::expr::Expr;
+use crate::store::schema::attributes::{event_attribute, ERASED_EVENT, ERASED_KEY_RETENTION_SECS};
+use crate::store::schema::keys::{self, key_attributes, Index, ItemKey};
+use crate::store::schema::table::TTL_ATTRIBUTE;
+use crate::store::schema::{n, s, Item};
+use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
@@ -39,9 +41,9 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    /// The children of one kind under a parent (see [`super::keys::kind_prefix`]).
+    /// The children of one kind under a parent (see [`keys::kind_prefix`]).
     pub fn children(kind: &str) -> Self {
-        SortKey::BeginsWith(super::keys::kind_prefix(kind))
+        SortKey::BeginsWith(keys::kind_prefix(kind))
     }
 }
 
@@ -162,7 +164,7 @@ impl MergeOrder {
     fn compare(&self, a: &Item, b: &Item) -> std::cmp::Ordering {
         let (_, sort) = self.index.key();
         let key = |item: &Item| {
-            [sort, super::keys::TABLE_PK, super::keys::TABLE_SK]
+            [sort, keys::TABLE_PK, keys::TABLE_SK]
                 .map(|name| item.get(name).and_then(|v| v.as_s().ok()).cloned())
         };
         let order = key(a).cmp(&key(b));
@@ -251,17 +253,13 @@ fn filter(expr: &mut Expr, name: &str, value: &AttributeValue) -> String {
 }
 
 impl Store {
-    /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
-    async fn query_once(
+    /// The Query request of `query`, from its first item.
+    pub(super) fn query_request(
         &self,
         query: &Query,
-        limit: usize,
-        start: Option<Item>,
-    ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
         let expression = query_expression(query);
-        let resumed = start.is_some();
-        let result = self
-            .client
+        self.client
             .query()
             .table_name(&self.table)
             .set_index_name(query.index.name().map(str::to_owned))
@@ -272,6 +270,18 @@ impl Store {
             .set_expression_attribute_values(expression.values)
             .scan_index_forward(query.ascending)
             .consistent_read(query.consistent)
+    }
+
+    /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
+    async fn query_once(
+        &self,
+        query: &Query,
+        limit: usize,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>), ApiError> {
+        let resumed = start.is_some();
+        let result = self
+            .query_request(query)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
@@ -340,7 +350,7 @@ impl Store {
     }
 
     /// One page of a list spread over `partitions` (the shards of a list, see
-    /// [`super::keys::OrgList`]), in the order one partition holding them all would give.
+    /// [`keys::OrgList`]), in the order one partition holding them all would give.
     ///
     /// Each shard is read concurrently from the page's start with [`Store::query_page`]'s
     /// rules (one Query of `limit + 1` items, up to three with filters), and the pages are
@@ -426,7 +436,7 @@ impl Store {
         let mut seen = std::collections::HashSet::new();
         let unique: Vec<&ItemKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
         let chunks = unique.chunks(BATCH_GET_KEYS).map(|chunk| {
-            let keys: Vec<Item> = chunk.iter().map(|key| key_item(key)).collect();
+            let keys: Vec<Item> = chunk.iter().map(|key| key_attributes(key)).collect();
             self.batch_get_chunk(keys, false)
         });
         let found = futures::future::try_join_all(chunks).await?;
@@ -440,12 +450,12 @@ impl Store {
         keys: [&ItemKey; 2],
     ) -> Result<[Option<Item>; 2], ApiError> {
         let found = self
-            .batch_get_chunk(keys.iter().map(|key| key_item(key)).collect(), true)
+            .batch_get_chunk(keys.iter().map(|key| key_attributes(key)).collect(), true)
             .await?;
         let mut pair = [None, None];
         for item in found {
-            let position = super::keys::item_key(&item)
-                .and_then(|key| keys.iter().position(|wanted| **wanted == key));
+            let position =
+                keys::key_of(&item).and_then(|key| keys.iter().position(|wanted| **wanted == key));
             if let Some(position) = position {
                 pair[position] = Some(item);
             }
@@ -501,7 +511,7 @@ impl Store {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(key_item(key)))
+            .set_key(Some(key_attributes(key)))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
@@ -521,15 +531,15 @@ impl Store {
                 .map(|erasure| match erasure {
                     Erasure::Delete(key) => {
                         let delete = DeleteRequest::builder()
-                            .set_key(Some(key_item(key)))
+                            .set_key(Some(key_attributes(key)))
                             .build()
                             .expect("the key is set");
                         WriteRequest::builder().delete_request(delete).build()
                     }
                     Erasure::Tombstone(key) => {
-                        let mut item = key_item(key);
+                        let mut item = key_attributes(key);
                         item.insert("entity".into(), s(ERASED_EVENT));
-                        item.insert("expires_at_epoch".into(), n(expires));
+                        item.insert(TTL_ATTRIBUTE.into(), n(expires));
                         let put = PutRequest::builder()
                             .set_item(Some(item))
                             .build()
@@ -573,21 +583,23 @@ impl Store {
     }
 }
 
-/// What erasing does to one item.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Erasure {
-    Delete(ItemKey),
-    /// An erased event that had an `Idempotency-Key`: replaced by an item holding nothing
-    /// but its key (no personal data), so a retry of the request that stored it cannot
-    /// bring the client back (`events/` answers 410 `client_erased`), until DynamoDB's TTL
-    /// removes it after [`ERASED_KEY_RETENTION_SECS`].
-    Tombstone(ItemKey),
-}
+impl Store {
+    /// The record at `key`, decoded as `T`.
+    pub async fn get_record<T: DeserializeOwned>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<T>, ApiError> {
+        self.get(key).await?.map(decode).transpose()
+    }
 
-/// How long an erased event's `Idempotency-Key` is remembered: 90 days.
-pub const ERASED_KEY_RETENTION_SECS: u64 = 90 * 86_400;
-/// The `entity` of an erased event's tombstone.
-pub const ERASED_EVENT: &str = "erased_event";
+    /// [`Store::get_record`] with a strongly consistent read.
+    pub async fn get_consistent_record<T: DeserializeOwned>(
+        &self,
+        key: &ItemKey,
+    ) -> Result<Option<T>, ApiError> {
+        self.get_consistent(key).await?.map(decode).transpose()
+    }
+}
 
 /// Nothing before the first call, then 25, 50, 100, 200 ms: DynamoDB's advice for
 /// unprocessed batch items, bounded well inside the operation timeout.

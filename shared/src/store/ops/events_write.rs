@@ -14,35 +14,28 @@
 //! again, so the event and its counts are still written. Guards only ever move fields
 //! forward, so every retry drops at least one part or meets a concurrent writer: bounded.
 
-use super::error::storage_error;
-use super::expr::{Expr, WithExpression};
-use super::keys::key_item;
-use super::records::Stored;
-use super::write::{upsert_expression, Advance, Upsert};
-use super::{n, s, Item, Store};
+use super::write::upsert_expression;
 use crate::error::ApiError;
-use crate::facts::{Contribution, Field, Latest, Offer, Pick, Position};
+use crate::facts::{Contribution, Latest, Offer, Pick};
+use crate::store::codec::records::Stored;
+use crate::store::codec::upsert::{Advance, Upsert};
+use crate::store::error::{storage_error, throttled_transaction};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::attributes::{
+    event_attribute, stored_offer, stored_position, tie_name, EVENT_INSTALLS, EVENT_PAYMENTS,
+    REVENUE_PREFIX,
+};
+use crate::store::schema::keys::key_attributes;
+use crate::store::schema::{n, s, Item};
+use crate::store::Store;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use std::collections::HashMap;
 
 /// Transactions one event may send: in order one; out of order usually two. Past this
 /// (a user with many events racing), the answer is a 503 and the client retries.
 const ATTEMPTS: usize = 6;
-
-/// The prefix of the attributes that hold what events say (apart from what
-/// `users/upsert` says): `ev_<field>`; counters `ev_install_count`, `ev_payment_count`,
-/// revenue `rev_<currency>`.
-pub const EVENT_FIELD_PREFIX: &str = "ev_";
-pub const EVENT_INSTALLS: &str = "ev_install_count";
-pub const EVENT_PAYMENTS: &str = "ev_payment_count";
-pub const REVENUE_PREFIX: &str = "rev_";
-
-pub fn event_attribute(field: Field) -> String {
-    format!("{EVENT_FIELD_PREFIX}{}", field.name())
-}
 
 /// The write of one event: its item, its user's write (the nested user's fields, which
 /// only fill gaps, and the activity time as its [`Advance`]), and what it adds.
@@ -126,7 +119,7 @@ impl Store {
             .map_err(internal)?;
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key_item(&write.user.key)))
+            .set_key(Some(key_attributes(&write.user.key)))
             .with(user_expression(write, parts).finish())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
@@ -152,8 +145,7 @@ impl Store {
             }
             _ => return Err(storage_error("TransactWriteItems", error)),
         };
-        if let Some(throttled) = super::error::throttled_transaction("TransactWriteItems", &reasons)
-        {
+        if let Some(throttled) = throttled_transaction("TransactWriteItems", &reasons) {
             return Err(throttled);
         }
         let code = |index: usize| reasons.get(index).and_then(|r| r.code()).unwrap_or("None");
@@ -193,50 +185,6 @@ impl Part<'_> {
             }
         }
     }
-}
-
-/// Where the offer stored in `value` for `field` stands (see [`Offer::position`]).
-pub(super) fn stored_position(field: Field, value: Option<&AttributeValue>) -> Option<Position> {
-    let text = |map: &HashMap<String, AttributeValue>, name: &str| {
-        map.get(name)
-            .and_then(|v| v.as_s().ok().or(v.as_n().ok()))
-            .cloned()
-    };
-    match value? {
-        AttributeValue::S(at) if field.is_time_only() => Some((at.clone(), String::new())),
-        AttributeValue::M(map) => Some((text(map, "at")?, text(map, tie_name(field))?)),
-        _ => None,
-    }
-}
-
-/// The attribute of a stored offer that holds its tie-break.
-fn tie_name(field: Field) -> &'static str {
-    match field {
-        Field::LastPayment => "tb",
-        _ => "v",
-    }
-}
-
-/// An offer as stored: the time alone, or `{at, v}` (`{at, tb, amount, currency}` for a
-/// payment), flags as the numbers 0 and 1 so that ties compare.
-pub fn stored_offer(offer: &Offer) -> AttributeValue {
-    let at = offer.at.to_stored();
-    let mut map = HashMap::from([("at".to_owned(), s(&at))]);
-    match &offer.value {
-        Latest::Time => return s(at),
-        Latest::Text(text) => {
-            map.insert("v".into(), s(text));
-        }
-        Latest::Flag(flag) => {
-            map.insert("v".into(), n(u8::from(*flag)));
-        }
-        Latest::Payment { amount, currency } => {
-            map.insert("tb".into(), s(offer.value.tie_break()));
-            map.extend(amount.as_ref().map(|a| ("amount".to_owned(), s(a))));
-            map.extend(currency.as_ref().map(|c| ("currency".to_owned(), s(c))));
-        }
-    }
-    AttributeValue::M(map)
 }
 
 /// The user Update: its write (bookkeeping, gap-filling fields, first-seen activity), the

@@ -1,14 +1,15 @@
 //! How domain values become DynamoDB writes (stored items become typed records in
 //! `records.rs`).
 
-use super::keys::{self, ItemKey, ParentIndexKey};
-use super::records::{Stored, NUMERIC_MONEY_ATTRIBUTES};
-use super::threads::message_stamp;
-use super::{n, s, Advance, Upsert};
+use super::records::Stored;
+use super::upsert::{Advance, Upsert};
 use crate::fields::{Id, Timestamp};
 use crate::input::{
     Booking, Channel, Conversation, Direction, Event, Message, Product, Sale, User, UserIdentity,
 };
+use crate::store::schema::attributes::{message_stamp, MERGED_INTO, NUMERIC_MONEY_ATTRIBUTES};
+use crate::store::schema::keys::{self, ItemKey, ParentIndexKey};
+use crate::store::schema::{n, s};
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde_json::Value;
@@ -96,7 +97,7 @@ pub fn user(org_id: &str, user: &User) -> Upsert {
         &user.fields,
     )
     .with("GSI2PK", s(keys::users_by_activity(org_id, &user.identity)));
-    write.absent = vec![super::identity::MERGED_INTO];
+    write.absent = vec![MERGED_INTO];
     write.set_if_absent = vec![
         ("last_activity_at".to_owned(), s(first_seen.to_stored())),
         (
@@ -116,7 +117,7 @@ pub fn user_mention(org_id: &str, user: &User) -> Upsert {
 }
 
 /// The user write of an event: the nested user as a mention, and the event's time as the
-/// user's last activity when it is the newest event (see `events_write` for the rest).
+/// user's last activity when it is the newest event (see `ops::events_write` for the rest).
 /// The index key follows [`keys::user_activity_sort`]: the same value for a whole day of
 /// events, so that only one event per user and day moves the index entry; the partition
 /// key is set too (a record written before the lists were sharded moves to its shard).
@@ -232,7 +233,7 @@ pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
     });
     let mut write = write.indexed(index);
     // The stated `last_message_at` only moves the thread's forward; the inbox follows the
-    // messages themselves (`store::threads`), never this.
+    // messages themselves (`store::ops::threads`), never this.
     if let Some(at) = conversation.fields.last_message_at {
         write.set.retain(|(name, _)| name != "last_message_at");
         write.advance = Some(last_message_at(at.to_stored()));
@@ -241,7 +242,7 @@ pub fn thread(org_id: &str, conversation: &Conversation) -> Upsert {
 }
 
 /// The thread write of a message: creates the thread if it is missing and, when the
-/// message is the thread's newest (see `store::threads`), makes it the last message and
+/// message is the thread's newest (see `store::ops::threads`), makes it the last message and
 /// keeps the inbox: an inbound message puts the thread in it (waiting since the first
 /// inbound message after the last reply), any other takes it out. Guarded by the thread's
 /// `newest_message`: a message that is not the newest is `Stale` here, and the caller
@@ -384,7 +385,7 @@ pub fn event(
         event_id,
     );
     let now = received_at.to_stored();
-    let mut item = keys::key_item(&key);
+    let mut item = keys::key_attributes(&key);
     item.extend([
         ("GSI1PK".to_owned(), s(index.gsi1pk)),
         ("GSI1SK".to_owned(), s(index.gsi1sk)),
@@ -414,7 +415,7 @@ mod tests {
 
     use super::*;
     use crate::input;
-    use crate::store::records::{
+    use crate::store::codec::records::{
         decode, BookingView, MessageView, SaleView, ThreadView, UserView, View,
     };
     use serde_json::json;
@@ -432,7 +433,7 @@ mod tests {
             .chain(advanced)
             .cloned()
             .collect();
-        let mut item: crate::store::Item = written.iter().cloned().collect();
+        let mut item: crate::store::schema::Item = written.iter().cloned().collect();
         item.insert("entity".into(), s(write.entity));
         let view = serde_json::to_value(decode::<R>(item).unwrap()).unwrap();
         for (name, _) in &written {

@@ -6,9 +6,10 @@
 //! Adding a client-visible field is one line in a view here (and the write in `items.rs`);
 //! adding an internal one, one line under `internal`.
 
-use super::keys::{self, ItemKey};
-use super::{Item, Store};
 use crate::error::ApiError;
+use crate::store::schema::attributes::{money_string, NUMERIC_MONEY_ATTRIBUTES};
+use crate::store::schema::keys::{self, ItemKey};
+use crate::store::schema::Item;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -24,9 +25,6 @@ pub const USER_TEXT_FILTERS: [&str; 5] = [
     "install_platform",
 ];
 pub const USER_FLAG_FILTERS: [&str; 2] = ["is_installed", "is_active_customer"];
-
-/// Money totals kept as DynamoDB numbers (so events can increment them atomically).
-pub const NUMERIC_MONEY_ATTRIBUTES: [&str; 1] = ["lifetime_value"];
 
 /// A record's view, decoded from a stored item and serialized for a client.
 pub trait View: DeserializeOwned + Serialize {}
@@ -49,7 +47,7 @@ impl Stored {
 
     /// The table key of the item (every stored item has one).
     pub fn key(&self) -> Option<ItemKey> {
-        keys::item_key(&self.0)
+        keys::key_of(&self.0)
     }
 
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
@@ -78,16 +76,6 @@ pub fn decode<T: DeserializeOwned>(mut item: Item) -> Result<T, ApiError> {
         tracing::error!(%error, record = std::any::type_name::<T>(), "stored item does not decode");
         ApiError::Internal
     })
-}
-
-pub(super) fn money_string(number: &str) -> String {
-    match number.parse::<rust_decimal::Decimal>() {
-        Ok(mut amount) if amount.scale() < 2 => {
-            amount.rescale(2);
-            amount.to_string()
-        }
-        _ => number.to_owned(),
-    }
 }
 
 /// A JSON document stored as a string (see `fields::JsonDocument`), returned parsed.
@@ -355,18 +343,18 @@ impl Listed {
 
     /// How erasing treats the item: an event stored with an `Idempotency-Key` leaves a
     /// tombstone, everything else is deleted.
-    pub fn erasure(&self) -> super::reads::Erasure {
+    pub fn erasure(&self) -> Erasure {
         let keyed_event = self.entity.as_deref() == Some("event") && self.idempotency_key.is_some();
         if keyed_event {
-            super::reads::Erasure::Tombstone(self.key())
+            Erasure::Tombstone(self.key())
         } else {
-            super::reads::Erasure::Delete(self.key())
+            Erasure::Delete(self.key())
         }
     }
 
     /// What goes with the item when it is deleted: a message's locator.
     pub fn companion(&self, org_id: &str) -> Option<ItemKey> {
-        let id = crate::endpoint::parse_id(self.message_id.as_deref()?).ok()?;
+        let id = crate::fields::parse_id(self.message_id.as_deref()?).ok()?;
         (self.entity.as_deref() == Some("message")).then(|| keys::message_locator(org_id, &id))
     }
 
@@ -378,28 +366,21 @@ impl Listed {
     }
 }
 
-impl Store {
-    /// The record at `key`, decoded as `T`.
-    pub async fn get_record<T: DeserializeOwned>(
-        &self,
-        key: &ItemKey,
-    ) -> Result<Option<T>, ApiError> {
-        self.get(key).await?.map(decode).transpose()
-    }
-
-    /// [`Store::get_record`] with a strongly consistent read.
-    pub async fn get_consistent_record<T: DeserializeOwned>(
-        &self,
-        key: &ItemKey,
-    ) -> Result<Option<T>, ApiError> {
-        self.get_consistent(key).await?.map(decode).transpose()
-    }
+/// What erasing does to one item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Erasure {
+    Delete(ItemKey),
+    /// An erased event that had an `Idempotency-Key`: replaced by an item holding nothing
+    /// but its key (no personal data), so a retry of the request that stored it cannot
+    /// bring the client back (`events/` answers 410 `client_erased`), until DynamoDB's TTL
+    /// removes it after [`ERASED_KEY_RETENTION_SECS`](crate::store::schema::attributes::ERASED_KEY_RETENTION_SECS).
+    Tombstone(ItemKey),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{n, s};
+    use crate::store::schema::{n, s};
 
     #[test]
     fn internal_attributes_never_reach_the_view() {

@@ -2,17 +2,17 @@
 //! reads and writes. Not on the request path; every write is still conditional so two
 //! admins cannot silently overwrite each other.
 
-use super::error::is_condition_failure;
-use super::error::storage_error;
-use super::expr::{Expr, WithExpression};
-use super::keys::{self, Index, ItemKey, OrgList};
-use super::reads::{Query, SortKey};
-use super::records::Stored;
+use super::queries::{Query, SortKey};
 use super::write::PutOutcome;
-use super::{n, s, Store};
-use crate::auth::ApiKeyRecord;
 use crate::error::ApiError;
+use crate::store::codec::records::Stored;
+use crate::store::error::{conditional_check_item, is_condition_failure, storage_error};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::keys::{self, Index, ItemKey, OrgList};
+use crate::store::schema::{n, s, Item};
+use crate::store::Store;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Most orgs, or keys of one org, a list reads (bounded, like every read).
@@ -123,7 +123,7 @@ impl Store {
         created_at: &str,
     ) -> Result<bool, ApiError> {
         let key = keys::org(id);
-        let mut item = keys::key_item(&key);
+        let mut item = keys::key_attributes(&key);
         item.extend([
             ("GSI1PK".to_owned(), s(keys::ORGS_LIST)),
             ("GSI1SK".to_owned(), s(id)),
@@ -147,12 +147,12 @@ impl Store {
 
     /// Stores a new API key; `false` if its id is taken.
     pub async fn create_api_key(&self, key: &NewApiKey<'_>) -> Result<bool, ApiError> {
-        let item_key = keys::api_key(key.key_id);
-        let mut item: super::Item = serde_dynamo::to_item(key).map_err(|error| {
+        let key_of = keys::api_key(key.key_id);
+        let mut item: Item = serde_dynamo::to_item(key).map_err(|error| {
             tracing::error!(%error, "API key item");
             ApiError::Internal
         })?;
-        item.extend(keys::key_item(&item_key));
+        item.extend(keys::key_attributes(&key_of));
         item.extend([
             ("GSI1PK".to_owned(), s(keys::org_api_keys(key.org_id))),
             (
@@ -165,12 +165,17 @@ impl Store {
         Ok(outcome == PutOutcome::Created)
     }
 
-    pub async fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+    /// The key's record, decoded as the caller's type (`auth::ApiKeyRecord`: what a key
+    /// means is `auth`'s, where it is stored the store's).
+    pub async fn api_key<R: DeserializeOwned>(&self, key_id: &str) -> Result<Option<R>, ApiError> {
         self.get_record(&keys::api_key(key_id)).await
     }
 
     /// The keys of an org, oldest first.
-    pub async fn org_api_keys(&self, org_id: &str) -> Result<Vec<ApiKeyRecord>, ApiError> {
+    pub async fn org_api_keys<R: DeserializeOwned>(
+        &self,
+        org_id: &str,
+    ) -> Result<Vec<R>, ApiError> {
         let query = Query::new(Index::Gsi1, keys::org_api_keys(org_id), SortKey::Any);
         Ok(self.query_up_to(&query, MAX_LISTED).await?.0)
     }
@@ -206,7 +211,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(KeyEnded::Ended),
-            Err(error) => match super::error::conditional_check_item(&error) {
+            Err(error) => match conditional_check_item(&error) {
                 Some(old) if old.contains_key("revoked_at") => Ok(KeyEnded::AlreadyRevoked),
                 Some(old) if !old.is_empty() => Ok(KeyEnded::AlreadyExpired),
                 Some(_) => Ok(KeyEnded::NoSuchKey),

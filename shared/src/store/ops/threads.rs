@@ -17,25 +17,22 @@
 //! message re-sent with another `thread_id` moves (it is removed from the old thread, whose
 //! state is recomputed).
 
-use super::error::is_condition_failure;
-use super::expr::{Expr, WithExpression};
-use super::keys::{self, Index};
-use super::reads::{Query, SortKey};
-use super::records::{MessageTally, Stored};
-use super::{n, s, storage_error, Item, Store};
+use super::queries::{Query, SortKey};
 use crate::error::ApiError;
 use crate::fields::Id;
+use crate::store::codec::records::{MessageTally, Stored};
+use crate::store::error::{conditional_check_item, is_condition_failure};
+use crate::store::expr::{Expr, WithExpression};
+use crate::store::schema::attributes::message_stamp;
+use crate::store::schema::keys::{self, Index};
+use crate::store::schema::{n, s, Item};
+use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 /// Messages a recomputation reads at most (as many as a thread's summary counts).
 pub const MAX_RECOMPUTED_MESSAGES: usize = 5_000;
 /// Recomputations tried before a thread that keeps changing is a 503 (the client retries).
 const RECOMPUTE_ATTEMPTS: usize = 5;
-
-/// A message's position in its thread's order: `<sent_at>#<message_id>`.
-pub fn message_stamp(sent_at: &str, message_id: &str) -> String {
-    format!("{sent_at}#{message_id}")
-}
 
 /// What the messages of a thread say about it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -157,7 +154,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(None),
-            Err(error) => match super::error::conditional_check_item(&error) {
+            Err(error) => match conditional_check_item(&error) {
                 Some(old) => Ok(text(&old, "thread_id")),
                 None => Err(storage_error("UpdateItem (message locator)", error)),
             },
@@ -175,7 +172,7 @@ impl Store {
         from: &str,
         to: &Id,
     ) -> Result<(), ApiError> {
-        let from = crate::endpoint::parse_id(from).map_err(|error| {
+        let from = crate::fields::parse_id(from).map_err(|error| {
             tracing::error!(%error, "stored thread id");
             ApiError::Internal
         })?;
