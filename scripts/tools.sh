@@ -32,7 +32,8 @@ ensure_venv() {
   local dir="$1" script="$2"
   shift 2
   local stamp="$dir/.installed-$(printf '%s+' "$@" | tr '=' '-')"
-  if [ -f "$stamp" ] && [ "$(head -n 1 "$dir/bin/$script" 2>/dev/null)" = "#!$dir/bin/python3" ] &&
+  # pip writes `python3` or `python3.11` into the shebang, depending on the package.
+  if [ -f "$stamp" ] && [[ "$(head -n 1 "$dir/bin/$script" 2>/dev/null)" == "#!$dir/bin/python3"* ]] &&
     "$dir/bin/python3" -c '' 2>/dev/null; then
     return 0
   fi
