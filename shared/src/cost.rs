@@ -23,6 +23,16 @@ pub fn list_page(list: OrgList, params: &QueryParams) -> u32 {
     items.div_ceil(ITEMS_PER_TOKEN).max(1) as u32
 }
 
+/// A page of the change feed: one token, four with a `types` filter (its Queries read up
+/// to 200 items each to fill a page).
+pub fn changes_page(params: &QueryParams) -> u32 {
+    if params.any_besides_pagination() {
+        4
+    } else {
+        1
+    }
+}
+
 /// A booking upsert with `services` service objects.
 pub fn booking(services: usize) -> u32 {
     1 + services.div_ceil(SERVICES_PER_TOKEN) as u32

@@ -79,6 +79,50 @@ impl CursorScope<'_> {
     }
 }
 
+/// The change feed's cursor: a position in the org's feed (a stored time, or a change's
+/// `<recorded_at>#<id>`), bound to the org. Types are a filter, not part of the position:
+/// a cursor is valid with any `types`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FeedCursor {
+    /// org
+    o: String,
+    /// position
+    p: String,
+}
+
+impl FeedCursor {
+    pub fn encode(org_id: &str, position: &str) -> String {
+        let cursor = FeedCursor {
+            o: org_id.to_owned(),
+            p: position.to_owned(),
+        };
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).expect("a cursor serializes"))
+    }
+
+    /// The position of `raw`, if it is a well-formed cursor of this org's feed.
+    pub fn decode(org_id: &str, raw: &str) -> Result<String, ApiError> {
+        if raw.len() > MAX_CURSOR_CHARS {
+            return Err(ApiError::InvalidCursor);
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(raw.trim_end_matches('='))
+            .map_err(|_| ApiError::InvalidCursor)?;
+        let cursor: FeedCursor =
+            serde_json::from_slice(&bytes).map_err(|_| ApiError::InvalidCursor)?;
+        let time = cursor.p.get(..24).unwrap_or_default();
+        let tail = cursor.p.get(24..).unwrap_or_default();
+        let well_formed = time
+            .parse::<crate::fields::Timestamp>()
+            .map(|t| t.to_stored())
+            == Ok(time.to_owned())
+            && (tail.is_empty() || tail.starts_with("#chg_"));
+        if cursor.o != org_id || !well_formed {
+            return Err(ApiError::InvalidCursor);
+        }
+        Ok(cursor.p)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@ pub enum Endpoint {
     ConversationsGet,
     Inbox,
     BookingsList,
+    ChangesList,
     UsersDelete,
 }
 
@@ -32,7 +33,7 @@ pub const API_BASE_PATH: &str = "/api/developer/";
 impl Endpoint {
     /// Writes, then reads, then the erasure (the order `make bench` runs them in over one
     /// data set).
-    pub const ALL: [Endpoint; 16] = [
+    pub const ALL: [Endpoint; 17] = [
         Endpoint::Health,
         Endpoint::Me,
         Endpoint::UsersUpsert,
@@ -48,6 +49,7 @@ impl Endpoint {
         Endpoint::ConversationsGet,
         Endpoint::Inbox,
         Endpoint::BookingsList,
+        Endpoint::ChangesList,
         Endpoint::UsersDelete,
     ];
 
@@ -70,6 +72,7 @@ impl Endpoint {
             Endpoint::ConversationsGet => "conversations-get",
             Endpoint::Inbox => "inbox",
             Endpoint::BookingsList => "bookings-list",
+            Endpoint::ChangesList => "changes-list",
         }
     }
 
@@ -92,6 +95,7 @@ impl Endpoint {
             Endpoint::ConversationsGet => "conversations/{thread_id}/",
             Endpoint::Inbox => "inbox/",
             Endpoint::BookingsList => "bookings/",
+            Endpoint::ChangesList => "changes/",
         }
     }
 

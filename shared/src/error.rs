@@ -65,6 +65,10 @@ pub enum ApiError {
     ThreadNotFound,
     #[error("The cursor is malformed, or belongs to another query: send back the `next_cursor` of the previous page with the same parameters.")]
     InvalidCursor,
+    #[error(
+        "The cursor is older than the 30 days changes are kept: start again without a cursor."
+    )]
+    CursorExpired,
     #[error("This endpoint does not accept that method.")]
     MethodNotAllowed { allow: &'static str },
     /// `limit` tokens per second of the key (or of its org, all its keys together) are
@@ -87,7 +91,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 30] = [
+    pub const ALL_CODES: [&'static str; 31] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -114,6 +118,7 @@ impl ApiError {
         "user_not_found",
         "thread_not_found",
         "invalid_cursor",
+        "cursor_expired",
         "method_not_allowed",
         "rate_limited",
         "storage_unavailable",
@@ -147,7 +152,7 @@ impl ApiError {
             | InvalidCursor => StatusCode::BAD_REQUEST,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             IdentityConflict { .. } | TooManyIdentities { .. } => StatusCode::CONFLICT,
-            ClientErased => StatusCode::GONE,
+            ClientErased | CursorExpired => StatusCode::GONE,
             PayloadTooLarge { .. } | TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
@@ -187,6 +192,7 @@ impl ApiError {
             UserNotFound => "user_not_found",
             ThreadNotFound => "thread_not_found",
             InvalidCursor => "invalid_cursor",
+            CursorExpired => "cursor_expired",
             MethodNotAllowed { .. } => "method_not_allowed",
             RateLimited { .. } => "rate_limited",
             StorageUnavailable => "storage_unavailable",
@@ -212,7 +218,7 @@ impl ApiError {
             MissingBookingScheduledAt => Some("scheduled_at"),
             UserNotFound => Some("external_user_id"),
             ThreadNotFound => Some("thread_id"),
-            InvalidCursor => Some("cursor"),
+            InvalidCursor | CursorExpired => Some("cursor"),
             TooManyItems { .. } => Some("batch"),
             InvalidEncoding | UnsupportedEncoding => Some("Content-Encoding"),
             InvalidIdempotencyKey { .. } | IdempotencyKeyReused | ClientErased => {

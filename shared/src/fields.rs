@@ -187,6 +187,16 @@ impl Timestamp {
         Timestamp(self.0.checked_add(by).map_or(latest, |at| at.min(latest)))
     }
 
+    /// This time moved back by `by`, saturating at the start of year 0.
+    pub fn earlier_by(self, by: time::Duration) -> Self {
+        let earliest = time::macros::datetime!(0000-01-01 00:00:00.000 UTC);
+        Timestamp(
+            self.0
+                .checked_sub(by)
+                .map_or(earliest, |at| at.max(earliest)),
+        )
+    }
+
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
     }

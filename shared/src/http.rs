@@ -14,7 +14,7 @@ use crate::request::ObjectType;
 use crate::request::WriteRequest;
 use crate::store::keys::OrgList;
 use crate::store::Store;
-use crate::{batch, cost, encoding, erase, reads};
+use crate::{batch, changes, cost, encoding, erase, reads};
 use lambda_http::http::header::{HeaderValue, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -107,6 +107,7 @@ enum Priced {
     /// Parsed once, for its cost and its handler.
     Booking(Result<WriteRequest, ApiError>),
     List(Result<(OrgList, QueryParams), ApiError>),
+    Changes(Result<QueryParams, ApiError>),
     Other,
 }
 
@@ -120,6 +121,9 @@ impl Priced {
             Endpoint::Batch => Priced::Batch(
                 body_within(request, batch::MAX_BATCH_BODY_BYTES).and_then(|b| batch::parse(&b)),
             ),
+            Endpoint::ChangesList => {
+                Priced::Changes(QueryParams::parse(request.uri().query(), &["types"]))
+            }
             Endpoint::BookingsUpsert => Priced::Booking(
                 body_bytes(request)
                     .and_then(|b| WriteRequest::parse(ObjectType::Booking, &b, None)),
@@ -133,6 +137,7 @@ impl Priced {
         match self {
             Priced::Booking(Ok(booking)) => booking.cost(),
             Priced::List(Ok((list, params))) => cost::list_page(*list, params),
+            Priced::Changes(Ok(params)) => cost::changes_page(params),
             _ => 1,
         }
     }
@@ -236,6 +241,12 @@ async fn dispatch(
                 OrgList::Inbox => Box::pin(reads::inbox(store, &caller, &params)).await,
                 OrgList::Bookings => Box::pin(reads::bookings_list(store, &caller, &params)).await,
             }
+        }
+        Endpoint::ChangesList => {
+            let Priced::Changes(params) = priced else {
+                unreachable!("priced above")
+            };
+            Box::pin(changes::feed::changes_list(store, &caller, &params?)).await
         }
         Endpoint::UsersDelete => Box::pin(erase::users_delete(store, &caller, &params)).await,
         Endpoint::ConversationsGet => {
@@ -383,4 +394,31 @@ async fn serve(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
         async move { Ok::<_, std::convert::Infallible>(handle(&app, endpoint, request).await) }
     }))
     .await
+}
+
+/// The whole `main` of the `changes-consumer` function: a DynamoDB stream event source
+/// mapping (with `ReportBatchItemFailures`) calls it with batches of the table's stream.
+pub fn run_changes_consumer() -> Result<(), lambda_runtime::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            init_logging();
+            let store = Store::from_env().await;
+            let store = &store;
+            lambda_runtime::run(lambda_runtime::service_fn(
+                move |event: lambda_runtime::LambdaEvent<
+                    aws_lambda_events::event::dynamodb::Event,
+                >| async move {
+                    let (response, tally) = changes::consumer::handle(store, event.payload).await;
+                    tracing::info!(
+                        ?tally,
+                        failed = response.batch_item_failures.len(),
+                        "stream batch"
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                },
+            ))
+            .await
+        })
 }

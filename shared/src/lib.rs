@@ -23,6 +23,7 @@
 pub mod admin;
 pub mod auth;
 pub mod batch;
+pub mod changes;
 pub mod cost;
 pub mod cursor;
 pub mod encoding;

@@ -39,7 +39,8 @@ pub use ops::write::{PutOutcome, UpsertOutcome};
 pub use ops::{identity, table};
 pub(crate) use schema::keys;
 pub use schema::keys::{ItemKey, OrgList};
-use schema::Item;
+/// A stored item as the SDK holds it (a stream image, for the change feed's derivation).
+pub use schema::Item;
 
 use crate::error::ApiError;
 use aws_sdk_dynamodb::Client;

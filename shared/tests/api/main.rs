@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod bookings;
 mod bounds;
+mod changes;
 mod conversations;
 mod delivery;
 mod deploys;

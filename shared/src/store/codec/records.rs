@@ -345,7 +345,9 @@ impl Listed {
     /// tombstone, everything else is deleted.
     pub fn erasure(&self) -> Erasure {
         let keyed_event = self.entity.as_deref() == Some("event") && self.idempotency_key.is_some();
-        if keyed_event {
+        // A change keeps its key too: a redelivered stream record must not write it again.
+        let change = self.entity.as_deref() == Some("change");
+        if keyed_event || change {
             Erasure::Tombstone(self.key())
         } else {
             Erasure::Delete(self.key())

@@ -1,6 +1,7 @@
 //! The store's calls to DynamoDB, over the schema and codec layers.
 
 pub mod backfill;
+pub mod changes;
 pub mod events_write;
 pub mod identity;
 pub mod lists;

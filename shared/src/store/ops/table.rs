@@ -6,7 +6,7 @@ use crate::store::schema::table::{all_attributes, key_schema, string_attribute};
 pub use crate::store::schema::table::{GSIS, TABLE_KEYS, TTL_ATTRIBUTE};
 use aws_sdk_dynamodb::types::{
     BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, TimeToLiveSpecification,
+    GlobalSecondaryIndexUpdate, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -22,7 +22,8 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(key_schema(&TABLE_KEYS)));
+        .set_key_schema(Some(key_schema(&TABLE_KEYS)))
+        .stream_specification(stream()?);
     for (name, _) in key_attributes {
         request = request.attribute_definitions(string_attribute(name));
     }
@@ -43,6 +44,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
             add_missing_indexes(client, table).await?;
+            enable_stream(client, table).await?;
             return Ok(false);
         }
         Err(error) => return Err(error.into()),
@@ -98,4 +100,40 @@ pub async fn add_missing_indexes(
         added.push(index_name);
     }
     Ok(added)
+}
+
+/// The table's stream: the change feed is derived from it (both images of every write).
+fn stream() -> Result<StreamSpecification, aws_sdk_dynamodb::error::BuildError> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+}
+
+/// Turns the stream on for a table created before the change feed (a `make run` table
+/// kept in `.local/dynamodb`).
+async fn enable_stream(client: &Client, table: &str) -> Result<(), aws_sdk_dynamodb::Error> {
+    let description = client.describe_table().table_name(table).send().await?;
+    let enabled = description
+        .table
+        .and_then(|t| t.stream_specification)
+        .is_some_and(|spec| spec.stream_enabled);
+    if !enabled {
+        client
+            .update_table()
+            .table_name(table)
+            .stream_specification(stream()?)
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+/// The ARN of the table's stream, if it has one (what a local poller reads).
+pub async fn stream_arn(
+    client: &Client,
+    table: &str,
+) -> Result<Option<String>, aws_sdk_dynamodb::Error> {
+    let description = client.describe_table().table_name(table).send().await?;
+    Ok(description.table.and_then(|t| t.latest_stream_arn))
 }

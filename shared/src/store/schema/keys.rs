@@ -206,6 +206,42 @@ pub fn event(org_id: &str, event_id: &str) -> ItemKey {
     ItemKey::new(format!("ORG#{org_id}#EVENT#{event_id}"), "EVENT")
 }
 
+/// The change feed of one org for one UTC day (`YYYY-MM-DD`): its changes sorted by
+/// [`change_sort`]. A day per partition keeps each Query bounded and lets old days age out.
+pub fn changes_partition(org_id: &str, day: &str) -> String {
+    format!("ORG#{org_id}#CHANGES#{day}")
+}
+
+/// A change's place in its day: `<recorded_at>#<change id>` (fixed-width times sort as text).
+pub fn change_sort(recorded_at: &str, change_id: &str) -> String {
+    format!("{recorded_at}#{change_id}")
+}
+
+pub fn change(org_id: &str, recorded_at: &str, change_id: &str) -> ItemKey {
+    let day = recorded_at.get(..10).unwrap_or(recorded_at);
+    ItemKey::new(
+        changes_partition(org_id, day),
+        &change_sort(recorded_at, change_id),
+    )
+}
+
+/// The marker that says a change written late (off its deterministic key) exists: what
+/// makes a redelivery of a late stream record add nothing.
+pub fn change_marker(org_id: &str, change_id: &str) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#CHANGEID#{change_id}"), "CHANGEID")
+}
+
+/// A user's identity from its PK (`...#USER#ext#<id>` or `...#USER#email#<email>`).
+pub fn identity_of_user_pk(pk: &str) -> Option<(&'static str, &str)> {
+    let (_, identity) = pk.split_once("#USER#")?;
+    if let Some(id) = identity.strip_prefix("ext#") {
+        return Some(("ext", id));
+    }
+    identity
+        .strip_prefix("email#")
+        .map(|email| ("email", email))
+}
+
 /// The kinds of children listed under a parent in GSI1 (sort keys `<KIND>#...`).
 pub const EVENT: &str = "EVENT";
 pub const SALE: &str = "SALE";
@@ -214,6 +250,8 @@ pub const THREAD: &str = "THREAD";
 pub const MESSAGE: &str = "MESSAGE";
 /// Email aliases, under the client they name.
 pub const EMAIL: &str = "EMAIL";
+/// Changes of a client, listed under it (so erasing it finds them).
+pub const CHANGE: &str = "CHANGE";
 
 /// What the sort keys of one kind of child start with.
 pub fn kind_prefix(kind: &str) -> String {

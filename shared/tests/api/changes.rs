@@ -1,0 +1,536 @@
+//! The change feed end to end: writes through the real handlers, DynamoDB Local's stream
+//! read with DescribeStream/GetShardIterator/GetRecords and handed to the consumer the
+//! Lambda runs (`shared::changes::consumer::handle`), then `GET changes/`.
+
+use crate::common::{store, TestOrg};
+use aws_lambda_events::event::dynamodb::Event;
+use serde_json::{json, Value};
+use shared::changes::consumer::{self, Tally};
+use shared::changes::poller::{local_client, StreamPoller};
+use shared::cursor::FeedCursor;
+use shared::store::{table, Store};
+use shared::Endpoint;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// One reader of the test table's stream for the whole run: each call reads what is new
+/// (all tests' writes, which the consumer handles as it would in AWS).
+static POLLER: Mutex<Option<StreamPoller>> = Mutex::const_new(None);
+
+/// Reads the stream's new records and runs the consumer over them once.
+pub async fn pump(store: &Store) -> (Event, Tally) {
+    let mut poller = POLLER.lock().await;
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DynamoDB Local");
+    if poller.is_none() {
+        let arn = table::stream_arn(store.client(), store.table())
+            .await
+            .unwrap()
+            .expect("the test table has a stream");
+        *poller = Some(StreamPoller::new(arn));
+    }
+    let poller = poller.as_mut().unwrap();
+    let event = poller.poll(&local_client(&endpoint)).await.unwrap();
+    let (response, tally) = consumer::handle(store, event.clone()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    (event, tally)
+}
+
+/// Every visible change of the org, following `next_cursor` from the start.
+async fn feed(org: &TestOrg, query: &str) -> Vec<Value> {
+    let mut changes = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut q = query.to_owned();
+        if let Some(cursor) = &cursor {
+            q = format!("{q}&cursor={cursor}");
+        }
+        let reply = org.read(Endpoint::ChangesList, &[], &q).await;
+        let body = reply.assert_status(200).clone();
+        changes.extend(body["changes"].as_array().unwrap().iter().cloned());
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+        assert!(cursor.is_some(), "next_cursor is always returned");
+        if body["has_more"] == false {
+            return changes;
+        }
+    }
+}
+
+/// Pumps the stream and reads the feed until `done` holds of it (or 15 s pass).
+async fn settle(org: &TestOrg, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        pump(org.store()).await;
+        let changes = feed(org, "").await;
+        if done(&changes) {
+            return changes;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the feed did not settle: {changes:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn types(changes: &[Value]) -> Vec<&str> {
+    changes
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect()
+}
+
+fn of_type<'a>(changes: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    changes.iter().filter(|c| c["type"] == kind).collect()
+}
+
+/// No personal data in any change: none of `secrets` appears anywhere in them.
+fn assert_thin(changes: &[Value], secrets: &[&str]) {
+    let text = serde_json::to_string(changes).unwrap();
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
+
+fn ids(changes: &[Value]) -> Vec<String> {
+    changes
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn clients_are_created_by_any_path_and_updated_only_when_a_field_changes() {
+    let org = TestOrg::new().await;
+    let profile = json!({"external_user_id": "u1", "email": "ann@secret.example", "name": "Ann Secret", "phone": "+15550001111", "plan": "free"});
+    org.call(Endpoint::UsersUpsert, profile.clone())
+        .await
+        .assert_success();
+    // The same profile again: no change.
+    org.call(Endpoint::UsersUpsert, profile.clone())
+        .await
+        .assert_success();
+    let mut changed = profile.clone();
+    changed["plan"] = json!("pro");
+    changed["name"] = json!("Ann B Secret");
+    org.call(Endpoint::UsersUpsert, changed)
+        .await
+        .assert_success();
+    // A client first named in an event is created too.
+    org.call(
+        Endpoint::Events,
+        json!({"event": "user_signed_up", "user": {"external_user_id": "u2"}, "event_timestamp": "2026-03-01T10:00:00Z"}),
+    )
+    .await
+    .assert_status(201);
+
+    let changes = settle(&org, |c| c.len() >= 4).await;
+    assert_eq!(
+        types(&changes).iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["client.created", "client.updated", "event.recorded"])
+    );
+    let created = of_type(&changes, "client.created");
+    assert_eq!(created.len(), 2, "{changes:#?}");
+    let updated = of_type(&changes, "client.updated");
+    assert_eq!(
+        updated.len(),
+        1,
+        "the repeated upsert changes nothing: {changes:#?}"
+    );
+    assert_eq!(updated[0]["data"]["changed"], json!(["name", "plan"]));
+    assert_eq!(
+        updated[0]["subject"]["client"],
+        json!({"external_user_id": "u1"})
+    );
+    let u1: Vec<&Value> = changes
+        .iter()
+        .filter(|c| c["subject"]["client"]["external_user_id"] == "u1")
+        .collect();
+    assert!(u1[0]["sequence"].as_u64() < u1[1]["sequence"].as_u64());
+    assert_thin(&changes, &["ann@secret", "Ann", "+1555", "Secret"]);
+    for change in &changes {
+        for field in ["id", "type", "recorded_at", "subject", "sequence", "data"] {
+            assert!(change.get(field).is_some(), "{field} in {change}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn events_are_recorded_once_and_payments_once_per_payment() {
+    let org = TestOrg::new().await;
+    let purchase = json!({
+        "event": "user_purchased", "user": {"external_user_id": "buyer"},
+        "properties": {"amount": "9.99", "currency": "EUR", "note": "private text"},
+        "event_timestamp": "2026-03-02T10:00:00Z"
+    });
+    let headers = [("Idempotency-Key", "purchase-1")];
+    for _ in 0..3 {
+        // An idempotent replay stores nothing: no second change.
+        let reply = org
+            .call_with(Endpoint::Events, &headers, purchase.to_string())
+            .await;
+        assert!(reply.status.is_success());
+    }
+    let sale = json!({"sale_id": "s1", "total": "58.00", "currency": "USD", "buyer": {"external_user_id": "buyer"}, "date": "2026-03-03T10:00:00Z"});
+    org.call(Endpoint::SalesUpsert, sale.clone())
+        .await
+        .assert_success();
+    org.call(Endpoint::SalesUpsert, sale).await.assert_success();
+    org.call(
+        Endpoint::SalesUpsert,
+        json!({"sale_id": "s1", "quantity": 2}),
+    )
+    .await
+    .assert_success();
+
+    let changes = settle(&org, |c| of_type(c, "payment.recorded").len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let changes = settle(&org, |c| c.len() >= changes.len()).await;
+    let events = of_type(&changes, "event.recorded");
+    assert_eq!(events.len(), 1, "{changes:#?}");
+    assert_eq!(events[0]["data"]["event"], "user_purchased");
+    assert_eq!(
+        events[0]["data"]["event_timestamp"],
+        "2026-03-02T10:00:00.000Z"
+    );
+    assert_eq!(events[0]["occurred_at"], "2026-03-02T10:00:00.000Z");
+    let payments = of_type(&changes, "payment.recorded");
+    assert_eq!(payments.len(), 2, "{changes:#?}");
+    let by_source: BTreeMap<&str, &Value> = payments
+        .iter()
+        .map(|p| (p["data"]["source"].as_str().unwrap(), *p))
+        .collect();
+    assert_eq!(by_source["event"]["data"]["amount"], "9.99");
+    assert_eq!(by_source["event"]["data"]["currency"], "EUR");
+    assert_eq!(by_source["sale"]["data"]["amount"], "58.00");
+    assert_eq!(by_source["sale"]["subject"]["sale_id"], "s1");
+    assert_thin(&changes, &["private text"]);
+}
+
+#[tokio::test]
+async fn threads_enter_and_leave_the_inbox() {
+    let org = TestOrg::new().await;
+    let message = |id: &str, direction: &str, at: &str| {
+        json!({"message_id": id, "thread_id": "t1", "direction": direction, "text": "very private words",
+               "sent_at": at, "contact": {"external_user_id": "c1", "email": "c1@secret.example"}})
+    };
+    org.call(
+        Endpoint::MessagesUpsert,
+        message("m1", "in", "2026-03-01T10:00:00Z"),
+    )
+    .await
+    .assert_success();
+    org.call(
+        Endpoint::MessagesUpsert,
+        message("m2", "in", "2026-03-01T10:01:00Z"),
+    )
+    .await
+    .assert_success();
+    org.call(
+        Endpoint::MessagesUpsert,
+        message("m3", "out", "2026-03-01T10:05:00Z"),
+    )
+    .await
+    .assert_success();
+    let changes = settle(&org, |c| !of_type(c, "thread.replied").is_empty()).await;
+    let waiting = of_type(&changes, "thread.awaiting_reply");
+    assert_eq!(waiting.len(), 1, "{changes:#?}");
+    assert_eq!(waiting[0]["subject"]["thread_id"], "t1");
+    assert_eq!(
+        waiting[0]["data"]["awaiting_reply_since"],
+        "2026-03-01T10:00:00.000Z"
+    );
+    assert_eq!(of_type(&changes, "thread.replied").len(), 1);
+    assert_thin(&changes, &["private words", "c1@secret"]);
+}
+
+#[tokio::test]
+async fn bookings_are_scheduled_rescheduled_updated_and_canceled() {
+    let org = TestOrg::new().await;
+    let booking = |at: &str, notes: &str, status: &str| {
+        json!({"booking_id": "b1", "scheduled_at": at, "notes": notes, "status": status,
+               "client": {"external_user_id": "bc"}})
+    };
+    let steps = [
+        booking("2026-04-01T10:00:00Z", "first", "confirmed"),
+        booking("2026-04-01T10:00:00Z", "first", "confirmed"),
+        booking("2026-04-02T11:00:00Z", "first", "confirmed"),
+        booking("2026-04-02T11:00:00Z", "secret notes", "confirmed"),
+        booking("2026-04-02T11:00:00Z", "secret notes", "Cancelled"),
+    ];
+    for step in steps {
+        org.call(Endpoint::BookingsUpsert, step)
+            .await
+            .assert_success();
+    }
+    let changes = settle(&org, |c| !of_type(c, "booking.canceled").is_empty()).await;
+    let bookings: Vec<&Value> = changes
+        .iter()
+        .filter(|c| c["subject"]["booking_id"] == "b1")
+        .collect();
+    let kinds: Vec<&str> = bookings
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "booking.scheduled",
+            "booking.rescheduled",
+            "booking.updated",
+            "booking.canceled"
+        ],
+        "{changes:#?}"
+    );
+    assert_eq!(bookings[1]["data"]["from"], "2026-04-01T10:00:00.000Z");
+    assert_eq!(bookings[1]["data"]["to"], "2026-04-02T11:00:00.000Z");
+    assert_eq!(bookings[2]["data"]["changed"], json!(["notes"]));
+    let sequences: Vec<u64> = bookings
+        .iter()
+        .map(|c| c["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    assert_thin(&changes, &["secret notes"]);
+}
+
+#[tokio::test]
+async fn a_merge_is_one_change_and_email_only_clients_are_named_by_a_hash() {
+    let org = TestOrg::new().await;
+    let email = "merge.me@secret.example";
+    org.call(
+        Endpoint::Events,
+        json!({"event": "app_opened", "user": {"email": email}, "event_timestamp": "2026-03-01T10:00:00Z"}),
+    )
+    .await
+    .assert_status(201);
+    for _ in 0..3 {
+        org.call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": "m1", "email": email}),
+        )
+        .await
+        .assert_success();
+    }
+    let changes = settle(&org, |c| !of_type(c, "client.merged").is_empty()).await;
+    let merged = of_type(&changes, "client.merged");
+    assert_eq!(merged.len(), 1, "{changes:#?}");
+    assert_eq!(
+        merged[0]["subject"]["client"],
+        json!({"external_user_id": "m1"})
+    );
+    let hash = merged[0]["data"]["from"]["email_sha256"].as_str().unwrap();
+    assert_eq!(hash.len(), 64);
+    let first = of_type(&changes, "event.recorded");
+    assert_eq!(first[0]["subject"]["client"]["email_sha256"], hash);
+    assert_thin(&changes, &["merge.me", "secret.example"]);
+}
+
+#[tokio::test]
+async fn erasing_a_client_leaves_only_its_erasure_in_the_feed() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "gone", "name": "Gone"}),
+    )
+    .await
+    .assert_success();
+    org.call(
+        Endpoint::Events,
+        json!({"event": "app_opened", "user": {"external_user_id": "gone"}}),
+    )
+    .await
+    .assert_status(201);
+    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "stays"}))
+        .await
+        .assert_success();
+    settle(&org, |c| c.len() >= 3).await;
+    org.read(Endpoint::UsersDelete, &["gone"], "")
+        .await
+        .assert_status(200);
+    let changes = settle(&org, |c| !of_type(c, "client.erased").is_empty()).await;
+    let about_gone: Vec<&Value> = changes
+        .iter()
+        .filter(|c| c["subject"]["client"]["external_user_id"] == "gone")
+        .collect();
+    assert_eq!(about_gone.len(), 1, "{changes:#?}");
+    assert_eq!(about_gone[0]["type"], "client.erased");
+    assert_eq!(about_gone[0]["data"], json!({}));
+    assert_eq!(types(&changes), ["client.created", "client.erased"]);
+}
+
+#[tokio::test]
+async fn redelivered_stream_records_add_nothing() {
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "r1", "plan": "a"}),
+    )
+    .await
+    .assert_success();
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "r1", "plan": "b"}),
+    )
+    .await
+    .assert_success();
+    let before = settle(&org, |c| c.len() >= 2).await;
+    // Whatever the stream has, again: the consumer run twice over the same records, on
+    // time and late (the late path checks the on-time key and its marker).
+    let store = store().await;
+    let (event, _) = pump(&store).await;
+    let stream = replay_all(&store).await;
+    for batch in [event, stream] {
+        let (response, tally) = consumer::handle(&store, batch).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(tally.written, 0, "{tally:?}");
+    }
+    let after = feed(&org, "").await;
+    assert_eq!(ids(&before), ids(&after));
+}
+
+/// The whole stream from its oldest record (a second reader, as a redelivery would be).
+async fn replay_all(_store: &Store) -> Event {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
+    let store = store().await;
+    let arn = table::stream_arn(store.client(), store.table())
+        .await
+        .unwrap()
+        .unwrap();
+    StreamPoller::new(arn)
+        .poll(&local_client(&endpoint))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cursors_are_checked_and_expire() {
+    let org = TestOrg::new().await;
+    let other = TestOrg::new().await;
+    let reply = org.read(Endpoint::ChangesList, &[], "").await;
+    let cursor = reply.assert_status(200)["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    other
+        .read(Endpoint::ChangesList, &[], &format!("cursor={cursor}"))
+        .await
+        .assert_error(400, "invalid_cursor");
+    for garbage in ["x", "e30", "eyJvIjoiYSIsInAiOiJ4In0"] {
+        org.read(Endpoint::ChangesList, &[], &format!("cursor={garbage}"))
+            .await
+            .assert_error(400, "invalid_cursor");
+    }
+    let old = FeedCursor::encode(&org.org_id, "2020-01-01T00:00:00.000Z");
+    org.read(Endpoint::ChangesList, &[], &format!("cursor={old}"))
+        .await
+        .assert_error(410, "cursor_expired");
+    org.read(Endpoint::ChangesList, &[], "types=client.nope")
+        .await
+        .assert_error(400, "invalid_field");
+    // Polling with the cursor later gives only what is newer.
+    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "later"}))
+        .await
+        .assert_success();
+    let started = Instant::now();
+    loop {
+        pump(org.store()).await;
+        let reply = org
+            .read(
+                Endpoint::ChangesList,
+                &[],
+                &format!("cursor={cursor}&types=client.created"),
+            )
+            .await;
+        let body = reply.assert_status(200);
+        let changes = body["changes"].as_array().unwrap();
+        if !changes.is_empty() {
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0]["subject"]["client"]["external_user_id"], "later");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_following_the_cursor_during_writes_sees_every_change_once() {
+    let org = std::sync::Arc::new(TestOrg::new().await);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let org = std::sync::Arc::clone(&org);
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    let id = format!("w{w}-{}", i % 5);
+                    org.call(
+                        Endpoint::UsersUpsert,
+                        json!({"external_user_id": id, "plan": format!("p{i}")}),
+                    )
+                    .await
+                    .assert_success();
+                    org.call(
+                        Endpoint::Events,
+                        json!({"event": "app_opened", "user": {"external_user_id": id}}),
+                    )
+                    .await
+                    .assert_status(201);
+                }
+            })
+        })
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pumping = {
+        let (org, done) = (std::sync::Arc::clone(&org), std::sync::Arc::clone(&done));
+        tokio::spawn(async move {
+            for writer in writers {
+                while !writer.is_finished() {
+                    pump(org.store()).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                writer.await.unwrap();
+            }
+            pump(org.store()).await;
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
+    // The follower: pages with `limit=7` and the cursor, while all that goes on, until
+    // everything is written and nothing new has shown for longer than the lag.
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut quiet_since = Instant::now();
+    let started = Instant::now();
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+        if finished && quiet_since.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90));
+        let query = match &cursor {
+            Some(cursor) => format!("limit=7&cursor={cursor}"),
+            None => "limit=7".to_owned(),
+        };
+        let reply = org.read(Endpoint::ChangesList, &[], &query).await;
+        let body = reply.assert_status(200).clone();
+        let page = ids(body["changes"].as_array().unwrap());
+        if !page.is_empty() || !finished {
+            quiet_since = Instant::now();
+        }
+        seen.extend(page);
+        cursor = body["next_cursor"].as_str().map(str::to_owned);
+        if body["has_more"] == false {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    pumping.await.unwrap();
+    let stored = settle(&org, |_| true).await;
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no change twice");
+    assert_eq!(
+        unique,
+        ids(&stored).iter().collect::<BTreeSet<_>>(),
+        "every stored change seen"
+    );
+    // 20 clients created, 60 events; updates as plans changed.
+    assert_eq!(of_type(&stored, "client.created").len(), 20);
+    assert_eq!(of_type(&stored, "event.recorded").len(), 60);
+}
