@@ -133,6 +133,8 @@ READS = [
     ("inbox", 400, "invalid_field", {}, "status=closed"),
     ("bookings-list", 200, "ok", {}, "from=2026-03-25T00:00:00Z&to=2026-03-26T00:00:00Z"),
     ("bookings-list", 400, "missing_field", {}, "from=2026-03-25T00:00:00Z"),
+    ("changes-list", 200, "ok", {}, "limit=10"),
+    ("changes-list", 400, "invalid_cursor", {}, "cursor=x"),
     ("users-delete", 200, "ok", {"external_user_id": "usr_123"}, ""),
     ("users-delete", 401, "missing_authorization", {"external_user_id": "usr_123"}, ""),
     # A client named by its email (users/email/{email}/): the reference user's email.

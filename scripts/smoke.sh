@@ -98,6 +98,7 @@ both 200 GET users "plan=smoke&limit=5"
 both 200 GET "conversations/$thread"
 both 200 GET inbox "status=awaiting_reply"
 both 200 GET bookings "from=$window_from&to=$window_to"
+both 200 GET changes "limit=5"
 
 # Refusals: no key, and a body without an identity.
 if check 401 GET me/ "" none; then

@@ -55,13 +55,18 @@ fn assert_retained_on_prod(id: &str, resource: &Value) {
     }
 }
 
-/// The logical ids of the functions, without their `Function` suffix.
+/// The change feed's stream consumer.
+const CONSUMER: &str = "ChangesConsumerFunction";
+
+/// The logical ids of the endpoints' functions, without their `Function` suffix.
 fn function_names(template: &Value) -> BTreeSet<String> {
     template["Resources"]
         .as_mapping()
         .unwrap()
         .iter()
         .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function")
+        // The stream consumer is no endpoint: `the_change_feed_consumer_...` checks it.
+        .filter(|(id, _)| id.as_str() != Some(CONSUMER))
         .map(|(id, _)| {
             let id = id.as_str().unwrap();
             id.strip_suffix("Function")
@@ -117,6 +122,10 @@ fn every_function_has_its_log_group_alarms_and_canary() {
         log_groups.remove(API_ACCESS_LOG_GROUP),
         "the API's access logs"
     );
+    assert!(
+        log_groups.remove("ChangesConsumerLogGroup"),
+        "the consumer's logs"
+    );
     assert_eq!(log_groups, per_function("LogGroup"));
     let alarms = ids_of_type(&template, "AWS::CloudWatch::Alarm");
     for alarm in ["Errors", "Throttles", "Duration"] {
@@ -124,6 +133,7 @@ fn every_function_has_its_log_group_alarms_and_canary() {
         let with_suffix: BTreeSet<String> = alarms
             .iter()
             .filter(|id| id.ends_with(&suffix) && !id.starts_with("Table"))
+            .filter(|id| !id.starts_with("Changes") || id.starts_with("ChangesList"))
             .cloned()
             .collect();
         assert_eq!(with_suffix, per_function(&suffix));
@@ -307,6 +317,8 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
         keys::message_locator(org, &id("m1")).pk,
         keys::booking(org, &id("b1")).pk,
         keys::event(org, "e1").pk,
+        keys::change(org, "2026-03-01T00:00:00.000Z", "chg_1").pk,
+        keys::change_marker(org, "chg_1").pk,
     ];
     let api_key = keys::api_key("k1").pk;
     let window = 1_795_514_400;
@@ -317,8 +329,13 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
     let never = [keys::org(org).pk, keys::warm_up().pk];
 
     let template = template();
-    for endpoint in Endpoint::ALL {
-        let function = resource(&template, &format!("{endpoint:?}Function"));
+    // Every endpoint's function (`takes_key`: it may keep its key's items), and the consumer.
+    let functions = Endpoint::ALL
+        .map(|e| (format!("{e:?}Function"), e.requires_api_key()))
+        .into_iter()
+        .chain([(CONSUMER.to_owned(), false)]);
+    for (endpoint, takes_key) in functions {
+        let function = resource(&template, &endpoint);
         for (actions, leading) in statements(function) {
             if actions.iter().any(|a| WRITES.contains(&a.as_str())) {
                 assert!(
@@ -332,7 +349,7 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
                 assert!(!may(function, action, pk), "{endpoint:?} {action} {pk}");
             }
             // The key's bookkeeping: UpdateItem only, for the functions that take a key.
-            let bookkeeping = action == "dynamodb:UpdateItem" && endpoint.requires_api_key();
+            let bookkeeping = action == "dynamodb:UpdateItem" && takes_key;
             for pk in [&api_key, &counters[0], &counters[1]] {
                 assert_eq!(
                     may(function, action, pk),
@@ -386,13 +403,10 @@ fn the_api_and_the_table_have_their_alarms() {
         .flatten()
         .flat_map(|p| p["Statement"].as_sequence().unwrap())
         .flat_map(|s| s["Action"].as_sequence().unwrap())
-        .map(|a| {
-            a.as_str()
-                .unwrap()
-                .strip_prefix("dynamodb:")
-                .unwrap()
-                .to_owned()
-        })
+        // ConditionCheckItem is a part of a TransactWriteItems call, reported under it.
+        .filter_map(|a| a.as_str().unwrap().strip_prefix("dynamodb:"))
+        .filter(|a| *a != "ConditionCheckItem")
+        .map(str::to_owned)
         .collect();
     for metric in metrics {
         let id = format!("Table{metric}Alarm");
@@ -829,4 +843,53 @@ fn the_prod_table_refuses_to_be_deleted() {
             Value::from(false)
         ]
     );
+}
+
+/// The change feed's consumer reads the table's stream (both images), reports the records
+/// that failed, bisects a crashing batch, gives up after bounded retries into a queue that an
+/// alarm watches, and writes only tenant items.
+#[test]
+fn the_change_feed_consumer_is_bounded_and_watched() {
+    let template = template();
+    let table = resource(&template, "Table");
+    assert_eq!(
+        table["Properties"]["StreamSpecification"]["StreamViewType"],
+        "NEW_AND_OLD_IMAGES"
+    );
+    let consumer = resource(&template, CONSUMER);
+    let stream = &consumer["Properties"]["Events"]["Stream"];
+    assert_eq!(stream["Type"], "DynamoDB");
+    let properties = &stream["Properties"];
+    assert_eq!(
+        properties["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
+    assert_eq!(properties["BisectBatchOnFunctionError"], true);
+    assert!(properties["MaximumRetryAttempts"].as_u64().unwrap() <= 10);
+    assert_eq!(
+        properties["ParallelizationFactor"], 1,
+        "one writer per shard, in order"
+    );
+    let destination = &properties["DestinationConfig"]["OnFailure"];
+    assert_eq!(destination["Type"], "SQS");
+    let queue = resource(&template, "ChangesDeadLetterQueue");
+    assert_eq!(queue["Type"], "AWS::SQS::Queue");
+    let alarm = resource(&template, "ChangesDeadLetterAlarm");
+    assert_notifies_the_topic("ChangesDeadLetterAlarm", alarm);
+    assert_eq!(alarm["Properties"]["Namespace"], "AWS/SQS");
+    for statement in consumer["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+    {
+        let writes = statement["Action"].as_sequence().unwrap().iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| a.ends_with("PutItem") || a.ends_with("BatchWriteItem"))
+        });
+        if writes {
+            assert_eq!(
+                statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"][0],
+                "ORG#*#*"
+            );
+        }
+    }
 }

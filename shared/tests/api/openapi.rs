@@ -63,7 +63,7 @@ fn every_template_route_and_watch_route_is_in_the_spec() {
         let Some(events) = resource["Properties"]["Events"].as_mapping() else {
             continue;
         };
-        for event in events.values() {
+        for event in events.values().filter(|e| e["Type"] == "HttpApi") {
             let properties = &event["Properties"];
             let route = (
                 properties["Method"].as_str().unwrap().to_owned(),
