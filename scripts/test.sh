@@ -7,9 +7,10 @@ cd "$REPO_ROOT"
 
 ensure_tools
 
-trap stop_dynamodb EXIT
-unset DYNAMODB_ENDPOINT # never a DynamoDB from the caller's environment
+trap 'stop_dynamodb; stop_moto' EXIT
+unset DYNAMODB_ENDPOINT EVENTBRIDGE_ENDPOINT # never a DynamoDB or a bus from the caller's environment
 use_dynamodb_local
+use_moto
 export TABLE_NAME="developer-ingest-test"
 export AWS_REGION="us-east-1"
 

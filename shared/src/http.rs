@@ -422,3 +422,32 @@ pub fn run_changes_consumer() -> Result<(), lambda_runtime::Error> {
             .await
         })
 }
+
+/// The whole `main` of the `changes-publisher` function: a second event source mapping on
+/// the table's stream (INSERTs of change items) calls it; it puts them on `EVENT_BUS_NAME`.
+pub fn run_changes_publisher() -> Result<(), lambda_runtime::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            init_logging();
+            let client = changes::publisher::client_from_env().await;
+            let bus = std::env::var("EVENT_BUS_NAME").unwrap_or_else(|_| "default".to_owned());
+            let (client, bus) = (&client, bus.as_str());
+            lambda_runtime::run(lambda_runtime::service_fn(
+                move |event: lambda_runtime::LambdaEvent<
+                    aws_lambda_events::event::dynamodb::Event,
+                >| async move {
+                    let (response, published) =
+                        changes::publisher::handle(client, bus, event.payload).await;
+                    tracing::info!(
+                        ?published,
+                        failed = response.batch_item_failures.len(),
+                        "published"
+                    );
+                    Ok::<_, std::convert::Infallible>(response)
+                },
+            ))
+            .await
+        })
+}

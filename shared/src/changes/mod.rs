@@ -9,6 +9,7 @@
 pub mod consumer;
 pub mod feed;
 pub mod poller;
+pub mod publisher;
 
 use crate::error::ApiError;
 use crate::store::codec::changes::{

@@ -534,3 +534,130 @@ async fn a_consumer_following_the_cursor_during_writes_sees_every_change_once() 
     assert_eq!(of_type(&stored, "client.created").len(), 20);
     assert_eq!(of_type(&stored, "event.recorded").len(), 60);
 }
+
+/// The publisher against moto's EventBridge (`moto_server`, `EVENTBRIDGE_ENDPOINT`): a bus,
+/// a rule routing this org's changes to an SQS queue, and the queue read back.
+#[tokio::test]
+async fn changes_are_put_on_the_bus_and_routed_by_a_rule() {
+    use shared::changes::publisher;
+    let Ok(endpoint) = std::env::var("EVENTBRIDGE_ENDPOINT") else {
+        panic!("this test needs moto's server: run `make test` (or start `moto_server -p PORT` and set EVENTBRIDGE_ENDPOINT)");
+    };
+    let org = TestOrg::new().await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "bus1", "name": "Bus Secret"}),
+    )
+    .await
+    .assert_success();
+    org.call(
+        Endpoint::BookingsUpsert,
+        json!({"booking_id": "bb1", "scheduled_at": "2026-05-01T10:00:00Z", "client": {"external_user_id": "bus1"}}),
+    )
+    .await
+    .assert_success();
+    let changes = settle(&org, |c| c.len() >= 2).await;
+
+    let bus_client = publisher::client_from_env().await;
+    let sqs = {
+        use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "local"))
+            .build();
+        aws_sdk_sqs::Client::from_conf(config)
+    };
+    let bus = crate::common::unique("bus");
+    bus_client
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name(crate::common::unique("q"))
+        .send()
+        .await
+        .unwrap();
+    let queue_url = queue.queue_url.unwrap();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let queue_arn =
+        attributes.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    let pattern = json!({"source": [publisher::SOURCE], "detail": {"org_id": [org.org_id]}});
+    bus_client
+        .put_rule()
+        .name("changes-to-queue")
+        .event_bus_name(&bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .unwrap();
+    bus_client
+        .put_targets()
+        .rule("changes-to-queue")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The stream's records of this org's change items (a second reader, from the start).
+    let store = store().await;
+    let mut stream = replay_all(&store).await;
+    stream.records.retain(|r| {
+        serde_json::to_string(&r.change.new_image)
+            .unwrap()
+            .contains(&org.org_id)
+    });
+    let (response, published) = publisher::handle(&bus_client, &bus, stream).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        published.changes,
+        changes.len(),
+        "only INSERTs of change items"
+    );
+
+    let mut received: BTreeMap<String, Value> = BTreeMap::new();
+    let started = Instant::now();
+    while received.len() < changes.len() && started.elapsed() < Duration::from_secs(10) {
+        let output = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for message in output.messages.unwrap_or_default() {
+            let event: Value = serde_json::from_str(message.body.as_deref().unwrap()).unwrap();
+            assert_eq!(event["source"], publisher::SOURCE);
+            assert_eq!(event["detail-type"], event["detail"]["type"]);
+            received.insert(
+                event["detail"]["id"].as_str().unwrap().to_owned(),
+                event["detail"].clone(),
+            );
+        }
+    }
+    let expected: BTreeSet<String> = ids(&changes).into_iter().collect();
+    assert_eq!(received.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    for change in &changes {
+        let mut detail = received[change["id"].as_str().unwrap()].clone();
+        assert_eq!(detail["org_id"], org.org_id);
+        detail.as_object_mut().unwrap().remove("org_id");
+        assert_eq!(&detail, change, "the detail is the change record");
+    }
+}

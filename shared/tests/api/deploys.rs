@@ -55,8 +55,9 @@ fn assert_retained_on_prod(id: &str, resource: &Value) {
     }
 }
 
-/// The change feed's stream consumer.
+/// The change feed's stream consumers: no endpoints, checked by their own test.
 const CONSUMER: &str = "ChangesConsumerFunction";
+const PUBLISHER: &str = "ChangesPublisherFunction";
 
 /// The logical ids of the endpoints' functions, without their `Function` suffix.
 fn function_names(template: &Value) -> BTreeSet<String> {
@@ -66,7 +67,7 @@ fn function_names(template: &Value) -> BTreeSet<String> {
         .iter()
         .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function")
         // The stream consumer is no endpoint: `the_change_feed_consumer_...` checks it.
-        .filter(|(id, _)| id.as_str() != Some(CONSUMER))
+        .filter(|(id, _)| id.as_str() != Some(CONSUMER) && id.as_str() != Some(PUBLISHER))
         .map(|(id, _)| {
             let id = id.as_str().unwrap();
             id.strip_suffix("Function")
@@ -125,6 +126,10 @@ fn every_function_has_its_log_group_alarms_and_canary() {
     assert!(
         log_groups.remove("ChangesConsumerLogGroup"),
         "the consumer's logs"
+    );
+    assert!(
+        log_groups.remove("ChangesPublisherLogGroup"),
+        "the publisher's logs"
     );
     assert_eq!(log_groups, per_function("LogGroup"));
     let alarms = ids_of_type(&template, "AWS::CloudWatch::Alarm");
@@ -333,7 +338,7 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
     let functions = Endpoint::ALL
         .map(|e| (format!("{e:?}Function"), e.requires_api_key()))
         .into_iter()
-        .chain([(CONSUMER.to_owned(), false)]);
+        .chain([(CONSUMER.to_owned(), false), (PUBLISHER.to_owned(), false)]);
     for (endpoint, takes_key) in functions {
         let function = resource(&template, &endpoint);
         for (actions, leading) in statements(function) {
@@ -856,22 +861,24 @@ fn the_change_feed_consumer_is_bounded_and_watched() {
         table["Properties"]["StreamSpecification"]["StreamViewType"],
         "NEW_AND_OLD_IMAGES"
     );
+    for function in [CONSUMER, PUBLISHER] {
+        let stream = &resource(&template, function)["Properties"]["Events"]["Stream"];
+        assert_stream_consumer(stream);
+    }
+    let publisher = resource(&template, PUBLISHER);
+    let filter = publisher["Properties"]["Events"]["Stream"]["Properties"]["FilterCriteria"]
+        ["Filters"][0]["Pattern"]
+        .as_str()
+        .unwrap();
+    assert!(
+        filter.contains("INSERT") && filter.contains("change"),
+        "only new change items"
+    );
+    assert_eq!(
+        resource(&template, "ChangesBus")["Type"],
+        "AWS::Events::EventBus"
+    );
     let consumer = resource(&template, CONSUMER);
-    let stream = &consumer["Properties"]["Events"]["Stream"];
-    assert_eq!(stream["Type"], "DynamoDB");
-    let properties = &stream["Properties"];
-    assert_eq!(
-        properties["FunctionResponseTypes"][0],
-        "ReportBatchItemFailures"
-    );
-    assert_eq!(properties["BisectBatchOnFunctionError"], true);
-    assert!(properties["MaximumRetryAttempts"].as_u64().unwrap() <= 10);
-    assert_eq!(
-        properties["ParallelizationFactor"], 1,
-        "one writer per shard, in order"
-    );
-    let destination = &properties["DestinationConfig"]["OnFailure"];
-    assert_eq!(destination["Type"], "SQS");
     let queue = resource(&template, "ChangesDeadLetterQueue");
     assert_eq!(queue["Type"], "AWS::SQS::Queue");
     let alarm = resource(&template, "ChangesDeadLetterAlarm");
@@ -892,4 +899,21 @@ fn the_change_feed_consumer_is_bounded_and_watched() {
             );
         }
     }
+}
+
+fn assert_stream_consumer(stream: &Value) {
+    assert_eq!(stream["Type"], "DynamoDB");
+    let properties = &stream["Properties"];
+    assert_eq!(
+        properties["FunctionResponseTypes"][0],
+        "ReportBatchItemFailures"
+    );
+    assert_eq!(properties["BisectBatchOnFunctionError"], true);
+    assert!(properties["MaximumRetryAttempts"].as_u64().unwrap() <= 10);
+    assert_eq!(
+        properties["ParallelizationFactor"], 1,
+        "one writer per shard, in order"
+    );
+    let destination = &properties["DestinationConfig"]["OnFailure"];
+    assert_eq!(destination["Type"], "SQS");
 }
