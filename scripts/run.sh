@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make run: DynamoDB Local (data kept in .local/dynamodb), the table, a development org and
-# key (.local/dev-api-key, reused across runs), the events/ fixtures' key, and all the
-# functions served by `cargo lambda watch` at their production paths. Installs only what
+# key (.local/dev-api-key, reused across runs), the events/ fixtures' key, the change feed's
+# stream consumer, and all the functions served by `cargo lambda watch` at their production paths. Installs only what
 # that needs (cargo-lambda, DynamoDB Local). Ctrl-C stops everything it started.
 set -euo pipefail
 source "$(dirname "$0")/tools.sh"
@@ -35,6 +35,19 @@ ensure_api_key "$KEY_FILE" dev
 # answers as the file name says (docs/operations.md, Invoking one function). Local tables only.
 target/debug/admin fixtures register
 API_KEY="$(cat "$KEY_FILE")"
+
+# The change feed: the stream consumer the Lambda runs, fed from DynamoDB Local's stream every
+# 200 ms (and the publisher, when EVENTBRIDGE_ENDPOINT names an EventBridge emulator such as
+# moto's server), so GET changes/ works here too. Its lines go to .local/changes.log.
+follow_args=()
+if [ -n "${EVENTBRIDGE_ENDPOINT:-}" ]; then
+  follow_args=(--bus developer-ingest-changes)
+else
+  log "EVENTBRIDGE_ENDPOINT not set: changes are not published to a bus (GET changes/ has them)"
+fi
+target/debug/admin changes follow "${follow_args[@]}" >.local/changes.log 2>&1 &
+FOLLOW_PID=$!
+trap 'kill "$FOLLOW_PID" 2>/dev/null || true; stop_dynamodb' EXIT
 BASE_URL="http://127.0.0.1:$API_PORT/api/developer"
 
 cat <<BANNER
@@ -48,6 +61,8 @@ cat <<BANNER
   curl -s -X POST $BASE_URL/users/upsert/ \\
     -H "Authorization: Bearer $API_KEY" -H "Content-Type: application/json" \\
     -d '{"external_user_id": "usr_123", "email": "user@example.com", "name": "John Doe"}'
+
+  curl -s $BASE_URL/changes/ -H "Authorization: Bearer $API_KEY"   # the change feed
 
   Ctrl-C stops the API and DynamoDB Local.
 

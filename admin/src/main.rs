@@ -35,6 +35,23 @@ enum Command {
     /// The events/ fixtures' well-known key (DynamoDB Local only).
     #[command(subcommand)]
     Fixtures(FixturesCommand),
+    /// The change feed.
+    #[command(subcommand)]
+    Changes(ChangesCommand),
+}
+
+#[derive(Subcommand)]
+enum ChangesCommand {
+    /// Follow the table's stream on DynamoDB Local (`make run`): every `--interval-ms`, hand
+    /// its new records to the same consumer the Lambda runs, and to the publisher when
+    /// `--bus` names an EventBridge bus at EVENTBRIDGE_ENDPOINT (created if missing). Runs
+    /// until stopped.
+    Follow {
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+        #[arg(long)]
+        bus: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,6 +229,9 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
                 println!("some items changed while indexed: run the command again");
             }
         }
+        Command::Changes(ChangesCommand::Follow { interval_ms, bus }) => {
+            follow_changes(&store, Duration::from_millis(interval_ms), bus).await?;
+        }
         Command::Fixtures(FixturesCommand::Register) => {
             if std::env::var_os("DYNAMODB_ENDPOINT").is_none() {
                 eprintln!("admin: the fixtures' key is public: registered only in DynamoDB Local (set DYNAMODB_ENDPOINT)");
@@ -343,6 +363,55 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn follow_changes(
+    store: &Store,
+    interval: Duration,
+    bus: Option<String>,
+) -> Result<(), AdminError> {
+    use shared::changes::{poller, publisher};
+    let failed = |detail: String| AdminError::Storage {
+        table: store.table().to_owned(),
+        detail,
+    };
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT").map_err(|_| {
+        failed("`changes follow` reads DynamoDB Local's stream: set DYNAMODB_ENDPOINT".into())
+    })?;
+    admin::create_table(store).await?;
+    let arn = shared::store::table::stream_arn(store.client(), store.table())
+        .await
+        .map_err(|e| failed(format!("the table's stream: {e}")))?
+        .ok_or_else(|| failed("the table has no stream".into()))?;
+    let streams = poller::local_client(&endpoint);
+    let events = publisher::client_from_env().await;
+    if let Some(bus) = &bus {
+        // Already there is fine: the bus outlives a run in the emulator.
+        let _ = events.create_event_bus().name(bus).send().await;
+    }
+    let bus = bus.as_deref().map(|bus| (&events, bus));
+    let mut stream = poller::StreamPoller::new(arn);
+    println!(
+        "following the stream of {} every {interval:?}",
+        store.table()
+    );
+    loop {
+        match poller::follow_once(&mut stream, &streams, store, bus).await {
+            Ok(round) if round.records > 0 => println!(
+                "{} records: {} changes written, {} already there{}",
+                round.records,
+                round.consumed.written,
+                round.consumed.duplicates,
+                round
+                    .published
+                    .map(|p| format!(", {} published", p.changes))
+                    .unwrap_or_default()
+            ),
+            Ok(_) => {}
+            Err(error) => eprintln!("admin: reading the stream: {error}"),
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 #[tokio::main]

@@ -143,3 +143,45 @@ fn lambda_record(record: &Record) -> EventRecord {
 fn chrono_from_millis(millis: i64) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::from_timestamp_millis(millis)
 }
+
+/// What one round of [`follow_once`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub records: usize,
+    pub consumed: super::consumer::Tally,
+    pub published: Option<super::publisher::Published>,
+}
+
+/// One round of what the two stream consumers do in AWS, for where there is no event
+/// source mapping (`make run`): the stream's new records through the consumer, then
+/// through the publisher when a bus is given (change items written in a round are new
+/// records of the next). A failed batch is logged; its records are not read again (a
+/// local convenience, not the Lambda's retry).
+pub async fn follow_once(
+    poller: &mut StreamPoller,
+    streams: &Client,
+    store: &crate::store::Store,
+    bus: Option<(&aws_sdk_eventbridge::Client, &str)>,
+) -> Result<Round, PollError> {
+    let event = poller.poll(streams).await?;
+    let mut round = Round {
+        records: event.records.len(),
+        ..Round::default()
+    };
+    if event.records.is_empty() {
+        return Ok(round);
+    }
+    let (response, tally) = super::consumer::handle(store, event.clone()).await;
+    if !response.batch_item_failures.is_empty() {
+        tracing::warn!(?response, "the consumer failed a record");
+    }
+    round.consumed = tally;
+    if let Some((client, bus)) = bus {
+        let (response, published) = super::publisher::handle(client, bus, event).await;
+        if !response.batch_item_failures.is_empty() {
+            tracing::warn!(?response, "the publisher failed a record");
+        }
+        round.published = Some(published);
+    }
+    Ok(round)
+}
