@@ -89,17 +89,14 @@ async fn handle_record(
                 let deadline = at.later_by(time::Duration::try_from(lag).unwrap_or_default());
                 now.later_by(time::Duration::try_from(PUT_BUDGET).unwrap_or_default()) < deadline
             });
-        let outcome = if on_time {
-            tokio::time::timeout(PUT_BUDGET, store.record_change(org_id, new_change, None))
-                .await
-                .map_err(|_| ApiError::StorageUnavailable)??
-        } else {
-            tally.late += 1;
-            let late_at = now.to_stored();
-            store
-                .record_change(org_id, new_change, Some(&late_at))
-                .await?
-        };
+        // Either write must land before its `recorded_at` falls behind readers' horizon:
+        // past the budget it counts as failed, and the record is retried (then late).
+        let late_at = (!on_time).then(|| now.to_stored());
+        tally.late += usize::from(late_at.is_some());
+        let write = store.record_change(org_id, new_change, late_at.as_deref());
+        let outcome = tokio::time::timeout(PUT_BUDGET, write)
+            .await
+            .map_err(|_| ApiError::StorageUnavailable)??;
         match outcome {
             Recorded::Written => tally.written += 1,
             Recorded::Duplicate => tally.duplicates += 1,
