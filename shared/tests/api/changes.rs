@@ -3,7 +3,7 @@
 //! Lambda runs (`shared::changes::consumer::handle`), then `GET changes/`.
 
 use crate::common::{store, TestOrg};
-use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use serde_json::{json, Value};
 use shared::changes::consumer::{self, Tally};
 use shared::changes::poller::{local_client, StreamPoller};
@@ -14,26 +14,82 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
-/// One reader of the test table's stream for the whole run: each call reads what is new
-/// (all tests' writes, which the consumer handles as it would in AWS).
-static POLLER: Mutex<Option<StreamPoller>> = Mutex::const_new(None);
+/// One reader of the test table's stream for the whole run, and the records it read that
+/// no test has handled yet, by org: each test hands the consumer only its own orgs' records
+/// (running it over every test's writes would load DynamoDB Local for the timing-sensitive
+/// tests), as the Lambda would, in stream order.
+struct Reader {
+    poller: StreamPoller,
+    pending: BTreeMap<String, Vec<EventRecord>>,
+}
 
-/// Reads the stream's new records and runs the consumer over them once.
-pub async fn pump(store: &Store) -> (Event, Tally) {
-    let mut poller = POLLER.lock().await;
+static READER: Mutex<Option<Reader>> = Mutex::const_new(None);
+
+/// The org of a stream record (from its new image, else its old one).
+fn org_of(record: &EventRecord) -> Option<String> {
+    [&record.change.new_image, &record.change.old_image]
+        .into_iter()
+        .find_map(|image| {
+            let image = serde_json::to_value(image).ok()?;
+            image["org_id"]["S"].as_str().map(str::to_owned)
+        })
+}
+
+/// Reads the stream's new records and runs the consumer over the org's, in order; a record
+/// that fails is retried (as Lambda would retry the batch from it).
+pub async fn pump(org: &TestOrg) -> (Event, Tally) {
+    pump_org(org.store(), &org.org_id).await
+}
+
+async fn pump_org(store: &Store, org_id: &str) -> (Event, Tally) {
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").expect("DynamoDB Local");
-    if poller.is_none() {
+    let mut reader = READER.lock().await;
+    if reader.is_none() {
         let arn = table::stream_arn(store.client(), store.table())
             .await
             .unwrap()
             .expect("the test table has a stream");
-        *poller = Some(StreamPoller::new(arn));
+        *reader = Some(Reader {
+            poller: StreamPoller::new(arn),
+            pending: BTreeMap::new(),
+        });
     }
-    let poller = poller.as_mut().unwrap();
-    let event = poller.poll(&local_client(&endpoint)).await.unwrap();
-    let (response, tally) = consumer::handle(store, event.clone()).await;
-    assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    (event, tally)
+    let reader = reader.as_mut().unwrap();
+    let read = reader.poller.poll(&local_client(&endpoint)).await.unwrap();
+    for record in read.records {
+        if let Some(org) = org_of(&record) {
+            reader.pending.entry(org).or_default().push(record);
+        }
+    }
+    let mut event = Event::default();
+    event.records = reader.pending.remove(org_id).unwrap_or_default();
+    let total = consume(store, event.clone()).await;
+    (event, total)
+}
+
+/// The consumer over `event`, retrying from a failed record as Lambda does.
+async fn consume(store: &Store, event: Event) -> Tally {
+    let mut total = Tally::default();
+    let mut left = event;
+    for _ in 0..10 {
+        let (response, tally) = consumer::handle(store, left.clone()).await;
+        total.written += tally.written;
+        total.duplicates += tally.duplicates;
+        let Some(failed) = response.batch_item_failures.first() else {
+            return total;
+        };
+        let at = left
+            .records
+            .iter()
+            .position(|r| r.change.sequence_number == failed.item_identifier)
+            .unwrap();
+        left.records.drain(..at);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the consumer kept failing a record: {:?}",
+        left.records.first()
+    );
 }
 
 /// Every visible change of the org, following `next_cursor` from the start.
@@ -60,7 +116,7 @@ async fn feed(org: &TestOrg, query: &str) -> Vec<Value> {
 async fn settle(org: &TestOrg, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let started = Instant::now();
     loop {
-        pump(org.store()).await;
+        pump(org).await;
         let changes = feed(org, "").await;
         if done(&changes) {
             return changes;
@@ -377,11 +433,14 @@ async fn redelivered_stream_records_add_nothing() {
     // Whatever the stream has, again: the consumer run twice over the same records, on
     // time and late (the late path checks the on-time key and its marker).
     let store = store().await;
-    let (event, _) = pump(&store).await;
-    let stream = replay_all(&store).await;
+    let (event, _) = pump(&org).await;
+    let mut stream = replay_all(&store).await;
+    stream
+        .records
+        .retain(|r| org_of(r).as_deref() == Some(org.org_id.as_str()));
+    assert!(stream.records.len() >= 2);
     for batch in [event, stream] {
-        let (response, tally) = consumer::handle(&store, batch).await;
-        assert!(response.batch_item_failures.is_empty());
+        let tally = consume(&store, batch).await;
         assert_eq!(tally.written, 0, "{tally:?}");
     }
     let after = feed(&org, "").await;
@@ -433,7 +492,7 @@ async fn cursors_are_checked_and_expire() {
         .assert_success();
     let started = Instant::now();
     loop {
-        pump(org.store()).await;
+        pump(&org).await;
         let reply = org
             .read(
                 Endpoint::ChangesList,
@@ -455,7 +514,7 @@ async fn cursors_are_checked_and_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_consumer_following_the_cursor_during_writes_sees_every_change_once() {
-    let org = std::sync::Arc::new(TestOrg::new().await);
+    let org = std::sync::Arc::new(TestOrg::with_rate_limit(Some(1_000_000)).await);
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let org = std::sync::Arc::clone(&org);
@@ -484,12 +543,12 @@ async fn a_consumer_following_the_cursor_during_writes_sees_every_change_once() 
         tokio::spawn(async move {
             for writer in writers {
                 while !writer.is_finished() {
-                    pump(org.store()).await;
+                    pump(&org).await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 writer.await.unwrap();
             }
-            pump(org.store()).await;
+            pump(&org).await;
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };
@@ -660,4 +719,163 @@ async fn changes_are_put_on_the_bus_and_routed_by_a_rule() {
         detail.as_object_mut().unwrap().remove("org_id");
         assert_eq!(&detail, change, "the detail is the change record");
     }
+}
+
+/// One distinct fact of the property test: a keyed event (delivered 1 to 3 times, the same
+/// key and body), or a profile upsert (delivered 1 to 2 times).
+#[derive(Debug, Clone)]
+enum Fact {
+    Event {
+        user: usize,
+        purchase: Option<&'static str>,
+        copies: usize,
+    },
+    Upsert {
+        user: usize,
+        plan: &'static str,
+        copies: usize,
+    },
+}
+
+fn fact() -> impl proptest::strategy::Strategy<Value = Fact> {
+    use proptest::prelude::*;
+    let amounts: &'static [&'static str] = &["0.00", "5.00", "7.5"];
+    prop_oneof![
+        (
+            0..3usize,
+            proptest::option::of(proptest::sample::select(amounts)),
+            1..=3usize
+        )
+            .prop_map(|(user, purchase, copies)| Fact::Event {
+                user,
+                purchase,
+                copies
+            }),
+        (
+            0..3usize,
+            proptest::sample::select(&["a", "b"][..]),
+            1..=2usize
+        )
+            .prop_map(|(user, plan, copies)| Fact::Upsert { user, plan, copies }),
+    ]
+}
+
+/// Random sets of facts, delivered with their duplicates in a random order in concurrent
+/// waves: the feed holds exactly what a small model derives from the set of facts (a
+/// client.created per client named, an event.recorded per distinct event, a
+/// payment.recorded per event with a non-zero amount or none), no id twice, and each client's
+/// own changes in increasing `sequence`. `RECORD_CASES` cases (16).
+#[test]
+fn the_feed_is_a_function_of_the_set_of_facts() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let cases = std::env::var("RECORD_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(16);
+    let strategy = (
+        proptest::collection::vec(fact(), 1..8),
+        any::<u64>(),
+        1..4usize,
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |(facts, seed, waves)| {
+            runtime.block_on(async {
+                let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+                let mut deliveries: Vec<(Endpoint, Option<String>, Value)> = Vec::new();
+                for (n, fact) in facts.iter().enumerate() {
+                    match fact {
+                        Fact::Event { user, purchase, copies } => {
+                            let mut body = json!({"event": "app_opened", "user": {"external_user_id": format!("p{user}")},
+                                                   "event_timestamp": "2026-03-01T10:00:00Z"});
+                            if let Some(amount) = purchase {
+                                body["event"] = json!("user_purchased");
+                                body["properties"] = json!({"amount": amount, "currency": "USD"});
+                            }
+                            for _ in 0..*copies {
+                                deliveries.push((Endpoint::Events, Some(format!("k{n}")), body.clone()));
+                            }
+                        }
+                        Fact::Upsert { user, plan, copies } => {
+                            let body = json!({"external_user_id": format!("p{user}"), "plan": plan});
+                            for _ in 0..*copies {
+                                deliveries.push((Endpoint::UsersUpsert, None, body.clone()));
+                            }
+                        }
+                    }
+                }
+                // A seeded shuffle, then concurrent waves.
+                let mut state = seed | 1;
+                for i in (1..deliveries.len()).rev() {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    deliveries.swap(i, (state % (i as u64 + 1)) as usize);
+                }
+                let size = deliveries.len().div_ceil(waves);
+                for wave in deliveries.chunks(size) {
+                    let calls = wave.iter().map(|(endpoint, key, body)| {
+                        let org = &org;
+                        async move {
+                            let headers: Vec<(&str, &str)> = key
+                                .as_deref()
+                                .map(|k| vec![("Idempotency-Key", k)])
+                                .unwrap_or_default();
+                            let reply = org.call_with(*endpoint, &headers, body.to_string()).await;
+                            assert!(reply.status.is_success(), "{:?}", reply.body);
+                        }
+                    });
+                    futures::future::join_all(calls).await;
+                }
+                // The model, from the set of facts alone.
+                let clients: BTreeSet<usize> = facts
+                    .iter()
+                    .map(|f| match f {
+                        Fact::Event { user, .. } | Fact::Upsert { user, .. } => *user,
+                    })
+                    .collect();
+                let events = facts.iter().filter(|f| matches!(f, Fact::Event { .. })).count();
+                let payments = facts
+                    .iter()
+                    .filter(|f| matches!(f, Fact::Event { purchase: Some(a), .. } if *a != "0.00"))
+                    .count();
+                let want = clients.len() + events + payments;
+                settle(&org, |c| {
+                    c.iter().filter(|c| c["type"] != "client.updated").count() >= want
+                })
+                .await;
+                // Past the horizon again: nothing more arrives.
+                tokio::time::sleep(Duration::from_millis(1600)).await;
+                let changes = settle(&org, |_| true).await;
+                let count = |kind: &str| of_type(&changes, kind).len();
+                prop_assert_eq!(count("client.created"), clients.len(), "{:#?}", changes);
+                prop_assert_eq!(count("event.recorded"), events);
+                prop_assert_eq!(count("payment.recorded"), payments);
+                let unique: BTreeSet<String> = ids(&changes).into_iter().collect();
+                prop_assert_eq!(unique.len(), changes.len(), "no id twice");
+                for client in &clients {
+                    let sequences: Vec<u64> = changes
+                        .iter()
+                        .filter(|c| c["type"].as_str().unwrap().starts_with("client."))
+                        .filter(|c| c["subject"]["client"]["external_user_id"] == format!("p{client}"))
+                        .map(|c| c["sequence"].as_u64().unwrap())
+                        .collect();
+                    prop_assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{:?}", sequences);
+                    for updated in of_type(&changes, "client.updated") {
+                        prop_assert_eq!(&updated["data"]["changed"], &json!(["plan"]));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .unwrap();
 }
