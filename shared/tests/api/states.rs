@@ -134,3 +134,140 @@ async fn an_orgs_lifecycle_thresholds_are_set_with_the_admin_cli() {
     let record = shared::admin::get_key(store, &key.key_id).await.unwrap();
     assert_eq!(record.lifecycle, Some(settings));
 }
+
+/// A user with `events` (name, days ago, properties) and its billing state.
+async fn billing_after(
+    org: &TestOrg,
+    profile: Option<Value>,
+    events: &[(&str, f64, Value)],
+) -> Value {
+    let id = unique("u");
+    if let Some(mut profile) = profile {
+        profile["external_user_id"] = json!(id);
+        org.call(Endpoint::UsersUpsert, profile)
+            .await
+            .assert_success();
+    }
+    for (name, days, properties) in events {
+        event(org, &id, name, *days, properties.clone()).await;
+    }
+    user(org, &id).await["billing_state"].clone()
+}
+
+#[tokio::test]
+async fn each_billing_state_is_reached() {
+    let org = TestOrg::new().await;
+    let paid = json!({"amount": "9.99", "currency": "USD"});
+    let (soon, past) = (days_ago(-10.0), days_ago(1.0));
+    let states = [
+        ("none", None, vec![("app_opened", 1.0, json!({}))]),
+        (
+            "trialing",
+            None,
+            vec![(
+                "subscription_trial_started",
+                1.0,
+                json!({"subscription_ends_at": soon}),
+            )],
+        ),
+        // A trial that ended without a payment.
+        (
+            "none",
+            None,
+            vec![(
+                "subscription_trial_started",
+                5.0,
+                json!({"subscription_ends_at": past}),
+            )],
+        ),
+        (
+            "paying",
+            None,
+            vec![("subscription_started", 2.0, paid.clone())],
+        ),
+        // One-off purchases: a customer until an event says otherwise.
+        ("paying", None, vec![("user_purchased", 2.0, paid.clone())]),
+        (
+            "canceled",
+            None,
+            vec![
+                ("subscription_started", 20.0, paid.clone()),
+                (
+                    "subscription_cancelled",
+                    2.0,
+                    json!({"subscription_ends_at": soon}),
+                ),
+            ],
+        ),
+        (
+            "lapsed",
+            None,
+            vec![
+                ("subscription_started", 40.0, paid.clone()),
+                (
+                    "subscription_cancelled",
+                    20.0,
+                    json!({"subscription_ends_at": past}),
+                ),
+            ],
+        ),
+        (
+            "lapsed",
+            None,
+            vec![
+                ("user_purchased", 40.0, paid.clone()),
+                ("subscription_expired", 2.0, json!({})),
+            ],
+        ),
+        // What users/upsert says counts where no event said otherwise.
+        (
+            "past_due",
+            Some(json!({"subscription_status": "past_due", "total_payments_count": 3})),
+            vec![],
+        ),
+        (
+            "paying",
+            Some(json!({"subscription_status": "past_due"})),
+            vec![("subscription_renewed", 1.0, paid.clone())],
+        ),
+        (
+            "lapsed",
+            Some(json!({"total_payments_count": 2, "is_active_customer": false})),
+            vec![],
+        ),
+    ];
+    for (want, profile, events) in states {
+        let got = billing_after(&org, profile.clone(), &events).await;
+        assert_eq!(got, want, "{profile:?} {events:?}");
+    }
+}
+
+#[tokio::test]
+async fn past_the_name_bound_further_names_are_counted_together() {
+    let org = TestOrg::new().await;
+    let id = unique("u");
+    let names = shared::store::testing::attributes::MAX_EVENT_NAMES as usize;
+    for index in 0..names + 2 {
+        event(&org, &id, &format!("step_{index:03}"), 1.0, json!({})).await;
+    }
+    // A name kept before the bound still counts as its own.
+    event(&org, &id, "step_000", 0.5, json!({})).await;
+    let record = user(&org, &id).await;
+    let kept = record["events_by_name"].as_object().unwrap();
+    assert_eq!(kept.len(), names);
+    assert_eq!(kept["step_000"]["count"], 2);
+    assert_eq!(record["events_beyond_name_limit"]["count"], 2);
+}
+
+#[tokio::test]
+async fn each_user_of_a_page_shows_its_states_at_the_pages_as_of() {
+    let org = TestOrg::new().await;
+    let id = unique("u");
+    event(&org, &id, "app_opened", 1.0, json!({})).await;
+    let page = org.read(Endpoint::UsersList, &[], "").await;
+    let body = page.assert_status(200);
+    assert!(body["as_of"].is_string(), "{body}");
+    let users = body["users"].as_array().unwrap();
+    assert_eq!(users[0]["lifecycle_stage"], "new");
+    assert_eq!(users[0]["billing_state"], "none");
+}
