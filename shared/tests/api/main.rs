@@ -30,3 +30,4 @@ mod requests;
 mod sales;
 mod states;
 mod users;
+mod write_cost;
