@@ -271,3 +271,34 @@ async fn each_user_of_a_page_shows_its_states_at_the_pages_as_of() {
     assert_eq!(users[0]["lifecycle_stage"], "new");
     assert_eq!(users[0]["billing_state"], "none");
 }
+
+#[tokio::test]
+async fn a_client_identified_later_keeps_the_history_of_its_email() {
+    let org = TestOrg::new().await;
+    let id = unique("u");
+    let email = format!("{id}@example.com");
+    event(&org, &id, "app_opened", 1.0, json!({})).await;
+    for days in [50.0, 40.0] {
+        let body = json!({"event": "app_opened", "user": {"email": email},
+            "event_timestamp": days_ago(days)});
+        org.call(Endpoint::Events, body).await.assert_status(201);
+    }
+    let body = json!({"event": "level_up", "user": {"email": email},
+        "event_timestamp": days_ago(45.0)});
+    org.call(Endpoint::Events, body).await.assert_status(201);
+    let identify = json!({"external_user_id": id, "email": email});
+    for _ in 0..2 {
+        org.call(Endpoint::UsersUpsert, identify.clone())
+            .await
+            .assert_success();
+    }
+    let record = user(&org, &id).await;
+    assert_eq!(record["events_by_name"]["app_opened"]["count"], 3);
+    assert_eq!(
+        record["events_by_name"]["app_opened"]["last_at"],
+        record["last_event_at"]
+    );
+    assert_eq!(record["events_by_name"]["level_up"]["count"], 1);
+    // Back yesterday after 39 days away (the gap is between the two records' events).
+    assert_eq!(record["lifecycle_stage"], "resurrected");
+}

@@ -33,8 +33,9 @@ use crate::store::codec::records::Stored;
 use crate::store::error::{is_condition_failure, throttled_transaction};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::attributes::{
-    event_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX, EVENT_INSTALLS,
-    EVENT_PAYMENTS, MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
+    event_attribute, name_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX,
+    EVENT_INSTALLS, EVENT_NAMES, EVENT_PAYMENTS, FIRST_EVENT, MAX_EVENT_NAMES, MERGED_IDENTITIES,
+    MERGED_INTO, NAME_PREFIX, PREVIOUS_ACTIVITY, REVENUE_PREFIX,
 };
 use crate::store::schema::keys::{self, key_attributes, ItemKey};
 use crate::store::schema::{n, s, Item};
@@ -435,6 +436,7 @@ impl Merge<'_> {
                 give.add(name, value.clone());
             } else if !NOT_COPIED.contains(&name.as_str())
                 && !name.starts_with(EVENT_FIELD_PREFIX)
+                && !name.starts_with(NAME_PREFIX)
                 && !matches!(name.as_str(), "last_event_at" | "last_activity_at")
             {
                 give.set_if_absent(name, value.clone());
@@ -468,6 +470,9 @@ impl Merge<'_> {
                 give.set("last_event_at", s(last_event));
             }
         }
+        for (name, value) in merged_history(from, current) {
+            give.set(&name, value);
+        }
         let merged = AttributeValue::L(vec![s(&from_key.pk)]);
         let list = give.name(MERGED_IDENTITIES);
         let (merged, none) = (
@@ -488,6 +493,88 @@ impl Merge<'_> {
         let (from_update, into_update) = (build(from_key, mark), build(into_key, give));
         Ok((finish(from_update)?, finish(into_update)?))
     }
+}
+
+/// What the two records' events say together, computed from both as read (the merge is
+/// guarded on both being unchanged): the first event (the earlier), the activity pair (the
+/// two most recent distinct instants of the four), and per name the summed count and the
+/// later time. Names past [`MAX_EVENT_NAMES`] (the identified record's kept first, then the
+/// others by name) join the entry of the names past the bound.
+fn merged_history(from: &Item, into: &Item) -> Vec<(String, AttributeValue)> {
+    let mut set = Vec::new();
+    let times = |name: &str| -> Vec<String> {
+        [from, into]
+            .into_iter()
+            .filter_map(|item| text(item, name))
+            .filter(|at| !at.is_empty())
+            .collect()
+    };
+    if let Some(first) = times(FIRST_EVENT).into_iter().min() {
+        set.push((FIRST_EVENT.to_owned(), s(first)));
+    }
+    let mut instants = times("last_event_at");
+    instants.extend(times(PREVIOUS_ACTIVITY));
+    instants.sort_unstable();
+    instants.dedup();
+    if !instants.is_empty() {
+        let previous = instants.iter().rev().nth(1).cloned().unwrap_or_default();
+        set.push((PREVIOUS_ACTIVITY.to_owned(), s(previous)));
+    }
+    let entry = |item: &Item, name: &str| -> Option<(i64, i64)> {
+        let list = item.get(name)?.as_l().ok()?;
+        let number = |index: usize| list.get(index)?.as_n().ok()?.parse::<i64>().ok();
+        Some((number(0)?, number(1)?))
+    };
+    let names_of = |item: &Item| -> Vec<String> {
+        let mut names: Vec<String> = item
+            .keys()
+            .filter(|name| name.len() > NAME_PREFIX.len() && name.starts_with(NAME_PREFIX))
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    let (theirs, mine) = (names_of(from), names_of(into));
+    if theirs.is_empty() {
+        return set;
+    }
+    let mut kept = mine.len();
+    let other = name_attribute(None);
+    let mut overflow: Option<(i64, i64)> = None;
+    let add = |sum: &mut Option<(i64, i64)>, (count, at): (i64, i64)| {
+        *sum = Some(sum.map_or((count, at), |(c, t)| (c + count, t.max(at))));
+    };
+    for name in &theirs {
+        let Some(their) = entry(from, name) else {
+            continue;
+        };
+        match entry(into, name) {
+            Some(own) => {
+                let mut sum = Some(own);
+                add(&mut sum, their);
+                let (count, at) = sum.unwrap_or(own);
+                set.push((name.clone(), AttributeValue::L(vec![n(count), n(at)])));
+            }
+            None if kept < MAX_EVENT_NAMES as usize => {
+                kept += 1;
+                set.push((
+                    name.clone(),
+                    AttributeValue::L(vec![n(their.0), n(their.1)]),
+                ));
+            }
+            None => add(&mut overflow, their),
+        }
+    }
+    for item in [from, into] {
+        if let Some(theirs) = entry(item, &other) {
+            add(&mut overflow, theirs);
+        }
+    }
+    if let Some((count, at)) = overflow {
+        set.push((other, AttributeValue::L(vec![n(count), n(at)])));
+    }
+    set.push((EVENT_NAMES.to_owned(), n(kept)));
+    set
 }
 
 /// Guards an update on `item` being as read: the same `version`, or still absent.
