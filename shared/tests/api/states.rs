@@ -242,21 +242,39 @@ async fn each_billing_state_is_reached() {
     }
 }
 
-#[tokio::test]
-async fn past_the_name_bound_further_names_are_counted_together() {
-    let org = TestOrg::new().await;
+/// What a client that sent `names` (each once, in this order, then the first again) shows.
+async fn names_after(org: &TestOrg, names: &[String]) -> Value {
     let id = unique("u");
-    let names = shared::store::testing::attributes::MAX_EVENT_NAMES as usize;
-    for index in 0..names + 2 {
-        event(&org, &id, &format!("step_{index:03}"), 1.0, json!({})).await;
+    for (index, name) in names.iter().enumerate() {
+        event(org, &id, name, 1.0 - index as f64 / 1e4, json!({})).await;
     }
-    // A name kept before the bound still counts as its own.
-    event(&org, &id, "step_000", 0.5, json!({})).await;
-    let record = user(&org, &id).await;
-    let kept = record["events_by_name"].as_object().unwrap();
-    assert_eq!(kept.len(), names);
+    event(org, &id, &names[0], 0.5, json!({})).await;
+    user(org, &id).await
+}
+
+#[tokio::test]
+async fn past_the_name_bound_the_smallest_names_are_kept_whatever_the_order() {
+    let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    let max = shared::store::testing::attributes::MAX_EVENT_NAMES as usize;
+    let names: Vec<String> = (0..max + 2).map(|i| format!("step_{i:03}")).collect();
+    let ascending = names_after(&org, &names).await;
+    let kept = ascending["events_by_name"].as_object().unwrap();
+    assert_eq!(kept.len(), max);
     assert_eq!(kept["step_000"]["count"], 2);
-    assert_eq!(record["events_beyond_name_limit"]["count"], 2);
+    assert!(!kept.contains_key(&names[max]));
+    assert_eq!(ascending["events_beyond_name_limit"]["count"], 2);
+    // Newest first: the smallest names still win their entries, the others join the rest.
+    let mut descending = names.clone();
+    descending.reverse();
+    let descending = names_after(&org, &descending).await;
+    let kept_too = descending["events_by_name"].as_object().unwrap();
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        kept_too.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(kept_too["step_000"]["count"], 1);
+    // The first name sent (`step_065`) was sent twice: both in the rest.
+    assert_eq!(descending["events_beyond_name_limit"]["count"], 3);
 }
 
 #[tokio::test]

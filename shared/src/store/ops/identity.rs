@@ -470,8 +470,12 @@ impl Merge<'_> {
                 give.set("last_event_at", s(last_event));
             }
         }
-        for (name, value) in merged_history(from, current) {
+        let (history, dropped) = merged_history(from, current);
+        for (name, value) in history {
             give.set(&name, value);
+        }
+        for name in dropped {
+            give.remove(&name);
         }
         let merged = AttributeValue::L(vec![s(&from_key.pk)]);
         let list = give.name(MERGED_IDENTITIES);
@@ -498,9 +502,10 @@ impl Merge<'_> {
 /// What the two records' events say together, computed from both as read (the merge is
 /// guarded on both being unchanged): the first event (the earlier), the activity pair (the
 /// two most recent distinct instants of the four), and per name the summed count and the
-/// later time. Names past [`MAX_EVENT_NAMES`] (the identified record's kept first, then the
-/// others by name) join the entry of the names past the bound.
-fn merged_history(from: &Item, into: &Item) -> Vec<(String, AttributeValue)> {
+/// later time, the smallest [`MAX_EVENT_NAMES`] names kept apart and the others' counts
+/// joining the entry of the names past the bound (the rule of `ops::events_write`). The
+/// attributes to set, and the identified record's names to remove.
+fn merged_history(from: &Item, into: &Item) -> (Vec<(String, AttributeValue)>, Vec<String>) {
     let mut set = Vec::new();
     let times = |name: &str| -> Vec<String> {
         [from, into]
@@ -534,47 +539,47 @@ fn merged_history(from: &Item, into: &Item) -> Vec<(String, AttributeValue)> {
         names.sort_unstable();
         names
     };
-    let (theirs, mine) = (names_of(from), names_of(into));
-    if theirs.is_empty() {
-        return set;
+    if names_of(from).is_empty() {
+        return (set, Vec::new());
     }
-    let mut kept = mine.len();
-    let other = name_attribute(None);
-    let mut overflow: Option<(i64, i64)> = None;
     let add = |sum: &mut Option<(i64, i64)>, (count, at): (i64, i64)| {
         *sum = Some(sum.map_or((count, at), |(c, t)| (c + count, t.max(at))));
     };
-    for name in &theirs {
-        let Some(their) = entry(from, name) else {
-            continue;
-        };
-        match entry(into, name) {
-            Some(own) => {
-                let mut sum = Some(own);
-                add(&mut sum, their);
-                let (count, at) = sum.unwrap_or(own);
-                set.push((name.clone(), AttributeValue::L(vec![n(count), n(at)])));
+    // Both records' names together: the smallest `MAX_EVENT_NAMES` kept, as for events.
+    let mut union: std::collections::BTreeMap<String, Option<(i64, i64)>> = Default::default();
+    for item in [from, into] {
+        for name in names_of(item) {
+            if let Some(entry) = entry(item, &name) {
+                add(union.entry(name).or_default(), entry);
             }
-            None if kept < MAX_EVENT_NAMES as usize => {
-                kept += 1;
-                set.push((
-                    name.clone(),
-                    AttributeValue::L(vec![n(their.0), n(their.1)]),
-                ));
-            }
-            None => add(&mut overflow, their),
         }
     }
+    let other = name_attribute(None);
+    let mut overflow: Option<(i64, i64)> = None;
     for item in [from, into] {
-        if let Some(theirs) = entry(item, &other) {
-            add(&mut overflow, theirs);
+        if let Some(entry) = entry(item, &other) {
+            add(&mut overflow, entry);
+        }
+    }
+    let mut kept = 0;
+    let mut remove = Vec::new();
+    for (name, sum) in union {
+        let Some((count, at)) = sum else { continue };
+        if kept < MAX_EVENT_NAMES as usize {
+            kept += 1;
+            set.push((name, AttributeValue::L(vec![n(count), n(at)])));
+        } else {
+            add(&mut overflow, (count, at));
+            if into.contains_key(&name) {
+                remove.push(name);
+            }
         }
     }
     if let Some((count, at)) = overflow {
         set.push((other, AttributeValue::L(vec![n(count), n(at)])));
     }
     set.push((EVENT_NAMES.to_owned(), n(kept)));
-    set
+    (set, remove)
 }
 
 /// Guards an update on `item` being as read: the same `version`, or still absent.
