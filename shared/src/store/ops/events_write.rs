@@ -8,11 +8,14 @@
 //!
 //! Each offered field is guarded in the user Update's condition (it applies only if the
 //! offer wins over what the field holds, see [`crate::facts::Offer::wins_over`]), and so
-//! is the activity time. In order, the common case, everything applies: one transaction.
-//! When a guard fails (a late, older event), DynamoDB cancels the whole transaction and
-//! returns the user as it is; the parts that lost are dropped and the transaction is sent
-//! again, so the event and its counts are still written. Guards only ever move fields
-//! forward, so every retry drops at least one part or meets a concurrent writer: bounded.
+//! are the activity pair (`last_event_at`, `ev_prev`), the first event and the event
+//! name's entry. In order, for a name the client sent before, everything applies: one
+//! transaction. When a guard fails (a late, older event; a name's first event), DynamoDB
+//! cancels the whole transaction and returns the user as it is; the parts are chosen again
+//! from it ([`Part::all_for`]) and the transaction is sent again, so the event and its
+//! counts are still written. Guards only ever move what they guard one way (times forward,
+//! the first event back, entries created once), so a retry meets a concurrent writer or
+//! succeeds; past [`ATTEMPTS`] the answer is a 503.
 
 use super::write::upsert_expression;
 use crate::error::ApiError;
