@@ -12,10 +12,10 @@
 //! name's entry. In order, for a name the client sent before, everything applies: one
 //! transaction. When a guard fails (a late, older event; a name's first event), DynamoDB
 //! cancels the whole transaction and returns the user as it is; the parts are chosen again
-//! from it ([`Part::all_for`]) and the transaction is sent again, so the event and its
+//! from it (`Part::all_for`) and the transaction is sent again, so the event and its
 //! counts are still written. Guards only ever move what they guard one way (times forward,
 //! the first event back, entries created once), so a retry meets a concurrent writer or
-//! succeeds; past [`ATTEMPTS`] the answer is a 503.
+//! succeeds; past `ATTEMPTS` the answer is a 503.
 
 use super::write::upsert_expression;
 use crate::error::ApiError;
