@@ -6,6 +6,7 @@ use crate::fields::Timestamp;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
+use crate::states::StageSettings;
 use crate::store::keys::{self, ItemKey, OrgList};
 use crate::store::ops::lists::{PageScope, UserFilter, UserList};
 use crate::store::records::{
@@ -233,6 +234,11 @@ impl History {
 /// `GET users/{external_user_id}/`: the client record and, newest first, its recent
 /// events, sales (with their products), bookings and conversations (with their last
 /// message), at most [`USER_CONTEXT_ITEMS`] of each; `has_more` says which lists were cut.
+/// The caller's org's lifecycle thresholds: their copy on its key (no read of its own).
+fn stage_settings(caller: &Caller) -> StageSettings {
+    caller.lifecycle.unwrap_or_default()
+}
+
 pub async fn users_get(
     store: &Store,
     caller: &Caller,
@@ -246,6 +252,8 @@ pub async fn users_get(
         History::read(store, &user_key.pk),
     )?;
     let user = user.ok_or(ApiError::UserNotFound)?;
+    let as_of = Timestamp::now();
+    let settings = stage_settings(caller);
     // Email-only records merged into this one keep their history under their own keys.
     let merged = user.merged_identities.clone().unwrap_or_default();
     let theirs =
@@ -256,7 +264,7 @@ pub async fn users_get(
         bookings,
         threads,
     } = theirs.into_iter().fold(mine, History::with);
-    let user = user.view;
+    let user = user.view_at(as_of, &settings);
     let (mut threads, more_threads) = threads;
     threads.sort_by(|a, b| b.last_message_at.cmp(&a.last_message_at));
     let more_threads = more_threads || threads.len() > USER_CONTEXT_ITEMS;
@@ -306,6 +314,7 @@ pub async fn users_get(
     }
     Ok(Reply::ok(json!({
         "user": json(&user),
+        "as_of": as_of,
         "events": views(&events.0),
         "sales": sales_view,
         "bookings": views(&bookings.0),
@@ -363,11 +372,18 @@ pub async fn users_list(
         }
     }
     let list = ("users", OrgList::Users);
-    let read = |start, limit| store.users_page::<UserView>(org, &filter, limit, start);
+    let read = |start, limit| store.users_page::<UserRecord>(org, &filter, limit, start);
     let (page, next) = list_page(org, params, list, read).await?;
-    let users = page.items.iter().map(json).collect();
+    let as_of = Timestamp::now();
+    let settings = stage_settings(caller);
+    let users = page
+        .items
+        .iter()
+        .map(|user| json(&user.view_at(as_of, &settings)))
+        .collect();
     let mut body = page_body("users", users, next);
     body["inactive_since"] = json!(cutoff);
+    body["as_of"] = json!(as_of);
     Ok(Reply::ok(body))
 }
 

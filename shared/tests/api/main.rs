@@ -29,4 +29,6 @@ mod record_properties;
 mod record_rules;
 mod requests;
 mod sales;
+mod states;
 mod users;
+mod write_cost;
