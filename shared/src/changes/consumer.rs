@@ -102,6 +102,8 @@ async fn handle_record(
             Recorded::Duplicate => tally.duplicates += 1,
         }
     }
+    // Issue 26: a booking's schedule arms its timers (the sweeper fires them).
+    super::timers::arm(store, old.as_ref(), new.as_ref()).await?;
     // An erased client: its changes written since its erasure listed them go too.
     let erased = changes.iter().any(|c| c.change.kind == "client.erased");
     if let Some(meta) = old.as_ref().and_then(ItemMeta::of).filter(|_| erased) {

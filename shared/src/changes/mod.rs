@@ -10,6 +10,7 @@ pub mod consumer;
 pub mod feed;
 pub mod poller;
 pub mod publisher;
+pub mod timers;
 
 use crate::error::ApiError;
 use crate::store::codec::changes::{
@@ -22,7 +23,7 @@ use crate::store::Item;
 use serde_json::{json, Value};
 
 /// Every change type, as documented in docs/api-guide.md.
-pub const TYPES: [&str; 12] = [
+pub const TYPES: [&str; 14] = [
     "client.created",
     "client.updated",
     "client.merged",
@@ -35,6 +36,8 @@ pub const TYPES: [&str; 12] = [
     "booking.rescheduled",
     "booking.canceled",
     "booking.updated",
+    "booking.reminder_due",
+    "booking.ended",
 ];
 
 /// One side of a stream record: the item, and what every item has.
@@ -342,7 +345,7 @@ fn thread(
     Ok(vec![change])
 }
 
-fn is_cancellation(status: Option<&str>) -> bool {
+pub(crate) fn is_cancellation(status: Option<&str>) -> bool {
     status.is_some_and(|status| {
         status.eq_ignore_ascii_case("canceled") || status.eq_ignore_ascii_case("cancelled")
     })

@@ -93,7 +93,7 @@ async fn consume(store: &Store, event: Event) -> Tally {
 }
 
 /// Every visible change of the org, following `next_cursor` from the start.
-async fn feed(org: &TestOrg, query: &str) -> Vec<Value> {
+pub async fn feed(org: &TestOrg, query: &str) -> Vec<Value> {
     let mut changes = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

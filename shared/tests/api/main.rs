@@ -30,5 +30,6 @@ mod record_rules;
 mod requests;
 mod sales;
 mod states;
+mod timers;
 mod users;
 mod write_cost;

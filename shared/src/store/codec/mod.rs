@@ -5,4 +5,5 @@ pub mod changes;
 pub mod client_record;
 pub mod items;
 pub mod records;
+pub mod timers;
 pub mod upsert;

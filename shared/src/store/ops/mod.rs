@@ -10,4 +10,5 @@ pub mod orgs;
 pub(crate) mod queries;
 pub mod table;
 pub mod threads;
+pub mod timers;
 pub mod write;

@@ -199,7 +199,12 @@ pub fn message_locator(org_id: &str, message_id: &Id) -> ItemKey {
 }
 
 pub fn booking(org_id: &str, id: &Id) -> ItemKey {
-    ItemKey::new(format!("ORG#{org_id}#BOOKING#{id}"), "BOOKING")
+    booking_of_id(org_id, id.as_str())
+}
+
+/// A booking's key from its stored id (a timer's booking).
+pub fn booking_of_id(org_id: &str, booking_id: &str) -> ItemKey {
+    ItemKey::new(format!("ORG#{org_id}#BOOKING#{booking_id}"), "BOOKING")
 }
 
 pub fn event(org_id: &str, event_id: &str) -> ItemKey {
@@ -229,6 +234,30 @@ pub fn change(org_id: &str, recorded_at: &str, change_id: &str) -> ItemKey {
 /// makes a redelivery of a late stream record add nothing.
 pub fn change_marker(org_id: &str, change_id: &str) -> ItemKey {
     ItemKey::new(format!("ORG#{org_id}#CHANGEID#{change_id}"), "CHANGEID")
+}
+
+/// The timers of one booking (issue 26): one item per slot (`TIMER#reminder#<minutes>`,
+/// `TIMER#ended`), replaced when the booking moves, so an old schedule's timer is gone.
+pub fn booking_timer(org_id: &str, booking_id: &str, slot: &str) -> ItemKey {
+    ItemKey::new(
+        format!("ORG#{org_id}#TIMER#BOOKING#{booking_id}"),
+        &format!("TIMER#{slot}"),
+    )
+}
+
+/// Shards of each due minute in GSI2: a busy minute's timers spread over this many
+/// partitions; a sweep reads every shard of every minute it covers.
+pub const DUE_SHARDS: u32 = 4;
+
+/// GSI2 partition of the timers due in one minute (`YYYY-MM-DDTHH:MM`), across orgs: the
+/// sweeper reads a minute's timers without knowing the orgs (sorted by due time).
+pub fn due_bucket(minute: &str, shard: u32) -> String {
+    format!("DUE#{minute}#{shard}")
+}
+
+/// Where a sweeper (by name: the deployed one, a test's) stopped reading due minutes.
+pub fn sweeper_watermark(name: &str) -> ItemKey {
+    ItemKey::new(format!("SWEEPER#{name}"), "WATERMARK")
 }
 
 /// A user's identity from its PK (`...#USER#ext#<id>` or `...#USER#email#<email>`).

@@ -1,0 +1,276 @@
+//! Changes the clock makes (issue 26), end to end: bookings written through the real
+//! handler, DynamoDB Local's stream handed to the consumer (which arms timers), then the
+//! sweeper the Lambda runs, called at chosen instants (never by sleeping).
+
+use crate::changes::pump;
+use crate::common::{unique, TestOrg};
+use aws_lambda_events::event::dynamodb::Event;
+use serde_json::{json, Value};
+use shared::changes::timers::{self, SweepTally};
+use shared::fields::Timestamp;
+use shared::Endpoint;
+use std::time::{Duration, Instant};
+
+const TYPES: [&str; 2] = [timers::REMINDER_DUE, timers::ENDED];
+
+fn at(base: Timestamp, minutes: i64) -> Timestamp {
+    base.later_by(time::Duration::minutes(minutes))
+}
+
+/// A whole minute `days` days from now plus a random few hours, so that tests (and runs
+/// sharing the table) rarely share due minutes.
+fn future_minute(days: i64) -> Timestamp {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let jitter = i64::try_from(random % 600).unwrap();
+    future_from(Timestamp::now(), days * 1440 + jitter)
+}
+
+async fn book(org: &TestOrg, id: &str, scheduled: Timestamp, status: &str) {
+    org.call(
+        Endpoint::BookingsUpsert,
+        json!({"booking_id": id, "scheduled_at": scheduled.to_stored(), "status": status,
+               "duration_minutes": 30, "client": {"external_user_id": format!("c-{id}")}}),
+    )
+    .await
+    .assert_success();
+}
+
+/// Runs the consumer over the org's stream records until `records` of them were handled;
+/// the records.
+async fn consume(org: &TestOrg, records: usize) -> Event {
+    let started = Instant::now();
+    let mut seen = Event::default();
+    while seen.records.len() < records {
+        seen.records.extend(pump(org).await.0.records);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "stream records missing: {}/{records}",
+            seen.records.len()
+        );
+        if seen.records.len() < records {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    seen
+}
+
+/// One sweeper run at `now` by a sweeper that never ran (it looks back a few minutes).
+async fn sweep_at(org: &TestOrg, now: Timestamp) -> SweepTally {
+    timers::sweep(org.store(), &unique("sweeper"), now)
+        .await
+        .unwrap()
+}
+
+/// The org's time-made changes as stored (no visibility wait), oldest first.
+async fn timed_changes(org: &TestOrg) -> Vec<Value> {
+    let day = time::Duration::days(1);
+    let page = org
+        .store()
+        .changes_page(
+            &org.org_id,
+            &Timestamp::now().earlier_by(day).to_stored(),
+            &Timestamp::now().later_by(day).to_stored(),
+            1000,
+            Some(&TYPES.map(str::to_owned)),
+        )
+        .await
+        .unwrap();
+    page.changes
+        .into_iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect()
+}
+
+/// (booking, type, offset or `scheduled_at` for an end), in the order recorded.
+fn summary(changes: &[Value]) -> Vec<(String, String, String)> {
+    changes
+        .iter()
+        .map(|c| {
+            let what = match c["type"].as_str().unwrap() {
+                timers::ENDED => c["data"]["scheduled_at"].as_str().unwrap().to_owned(),
+                _ => c["data"]["offset"].to_string(),
+            };
+            (
+                c["subject"]["booking_id"].as_str().unwrap().to_owned(),
+                c["type"].as_str().unwrap().to_owned(),
+                what,
+            )
+        })
+        .collect()
+}
+
+fn row(booking: &str, kind: &str, what: &str) -> (String, String, String) {
+    (booking.to_owned(), kind.to_owned(), what.to_owned())
+}
+
+#[tokio::test]
+async fn a_reminder_fires_once_at_each_offset_and_the_end_once() {
+    let org = TestOrg::new().await;
+    let start = future_minute(5);
+    book(&org, "b1", start, "confirmed").await;
+    let created = consume(&org, 1).await;
+    // Just before the 24 h reminder: nothing.
+    assert_eq!(sweep_at(&org, at(start, -1441)).await.fired, 0);
+    assert!(timed_changes(&org).await.is_empty());
+    let day_before = at(start, -1440);
+    assert_eq!(sweep_at(&org, day_before).await.fired, 1);
+    // The same instant again, twice at once, and a sweeper with a watermark: nothing new.
+    let name = unique("sweeper");
+    let (a, b, c) = tokio::join!(
+        sweep_at(&org, day_before),
+        sweep_at(&org, at(day_before, 1)),
+        timers::sweep(org.store(), &name, at(day_before, 2)),
+    );
+    assert_eq!(a.fired + b.fired + c.unwrap().fired, 0);
+    sweep_at(&org, at(start, -60)).await;
+    sweep_at(&org, at(start, -59)).await;
+    sweep_at(&org, at(start, 30)).await;
+    let changes = timed_changes(&org).await;
+    assert_eq!(
+        summary(&changes),
+        [
+            row("b1", timers::REMINDER_DUE, "1440"),
+            row("b1", timers::REMINDER_DUE, "60"),
+            row("b1", timers::ENDED, &start.to_stored()),
+        ],
+        "{changes:#?}"
+    );
+    assert_eq!(changes[2]["data"]["ended_at"], at(start, 30).to_stored());
+    assert_eq!(changes[0]["occurred_at"], day_before.to_stored());
+    assert_eq!(changes[0]["subject"]["client"]["external_user_id"], "c-b1");
+    // A redelivered stream record re-arms the timers: their changes exist, nothing new.
+    let (response, _) = shared::changes::consumer::handle(org.store(), created).await;
+    assert!(response.batch_item_failures.is_empty());
+    for minute in [-1440, -60, 30] {
+        assert_eq!(sweep_at(&org, at(start, minute)).await.fired, 0);
+    }
+    assert_eq!(timed_changes(&org).await.len(), 3);
+    // And they are in the feed, through the real handler.
+    let started = Instant::now();
+    loop {
+        let reply = org
+            .read(
+                Endpoint::ChangesList,
+                &[],
+                "types=booking.reminder_due,booking.ended",
+            )
+            .await;
+        let listed = reply.assert_status(200)["changes"]
+            .as_array()
+            .unwrap()
+            .len();
+        if listed == 3 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{listed} of 3 in the feed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_moved_booking_fires_only_at_its_new_time_and_a_canceled_one_not_at_all() {
+    let org = TestOrg::new().await;
+    let start = future_minute(6);
+    let moved = at(start, 2 * 1440);
+    book(&org, "moved", start, "confirmed").await;
+    book(&org, "moved", moved, "confirmed").await;
+    book(&org, "canceled", start, "confirmed").await;
+    book(&org, "canceled", start, "Cancelled").await;
+    // Moved twice within a minute: only the last time counts.
+    book(&org, "twice", start, "confirmed").await;
+    book(&org, "twice", at(start, 60), "confirmed").await;
+    book(&org, "twice", at(start, 120), "confirmed").await;
+    consume(&org, 7).await;
+    for minute in [-1440, -60, 0, 30, 60, 90, 120, 150] {
+        sweep_at(&org, at(start, minute)).await;
+        sweep_at(&org, at(start, minute - 1440)).await;
+    }
+    for minute in [-1440, -60, 30] {
+        sweep_at(&org, at(moved, minute)).await;
+    }
+    let mut got = summary(&timed_changes(&org).await);
+    got.sort();
+    let mut want = vec![
+        row("moved", timers::REMINDER_DUE, "1440"),
+        row("moved", timers::REMINDER_DUE, "60"),
+        row("moved", timers::ENDED, &moved.to_stored()),
+        row("twice", timers::REMINDER_DUE, "1440"),
+        row("twice", timers::REMINDER_DUE, "60"),
+        row("twice", timers::ENDED, &at(start, 120).to_stored()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn an_uncanceled_booking_fires_what_is_ahead_and_nothing_twice() {
+    let org = TestOrg::new().await;
+    let start = future_minute(7);
+    book(&org, "b", start, "confirmed").await;
+    consume(&org, 1).await;
+    assert_eq!(sweep_at(&org, at(start, -1440)).await.fired, 1);
+    book(&org, "b", start, "canceled").await;
+    consume(&org, 1).await;
+    // Canceled: the 1 h reminder's timer was dropped.
+    assert_eq!(sweep_at(&org, at(start, -60)).await.fired, 0);
+    book(&org, "b", start, "confirmed").await;
+    consume(&org, 1).await;
+    let tally = sweep_at(&org, at(start, -60)).await;
+    assert_eq!(tally.fired, 1, "{tally:?}");
+    // Re-armed 24 h reminder: its change exists (same booking, offset and time).
+    assert_eq!(sweep_at(&org, at(start, -1440)).await.fired, 0);
+    sweep_at(&org, at(start, 30)).await;
+    let got = summary(&timed_changes(&org).await);
+    assert_eq!(
+        got,
+        [
+            row("b", timers::REMINDER_DUE, "1440"),
+            row("b", timers::REMINDER_DUE, "60"),
+            row("b", timers::ENDED, &start.to_stored()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_booking_made_inside_a_window_skips_the_reminders_already_past() {
+    let org = TestOrg::new().await;
+    let written = Timestamp::now();
+    let soon = future_from(written, 30);
+    let later = future_from(written, 90);
+    book(&org, "soon", soon, "confirmed").await;
+    book(&org, "later", later, "confirmed").await;
+    consume(&org, 2).await;
+    for (booking, minute) in [
+        (soon, -1440),
+        (soon, -60),
+        (later, -1440),
+        (later, -60),
+        (soon, 30),
+        (later, 30),
+    ] {
+        sweep_at(&org, at(booking, minute)).await;
+    }
+    let mut got = summary(&timed_changes(&org).await);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            row("later", timers::ENDED, &later.to_stored()),
+            row("later", timers::REMINDER_DUE, "60"),
+            row("soon", timers::ENDED, &soon.to_stored()),
+        ]
+    );
+}
+
+/// The whole minute `minutes` after `from`.
+fn future_from(from: Timestamp, minutes: i64) -> Timestamp {
+    format!("{}:00.000Z", &at(from, minutes + 1).to_stored()[..16])
+        .parse()
+        .unwrap()
+}
