@@ -176,6 +176,33 @@ pub fn lifecycle_stage(
     }
 }
 
+/// The next moment after `after` at which time alone changes the lifecycle stage, with
+/// the stage before and after it (`None`: it never changes again without a new fact).
+/// The stage only changes at a threshold past `first_seen` or `last_activity`.
+pub fn next_transition(
+    timeline: &ClientTimeline,
+    settings: &StageSettings,
+    after: Timestamp,
+) -> Option<(Timestamp, LifecycleStage, LifecycleStage)> {
+    let from = lifecycle_stage(timeline, settings, after);
+    let mut moments: Vec<Timestamp> = [
+        (timeline.first_seen, settings.new_days),
+        (timeline.last_activity, settings.new_days),
+        (timeline.last_activity, settings.at_risk_days),
+        (timeline.last_activity, settings.dormant_days),
+        (timeline.last_activity, settings.churned_days),
+    ]
+    .into_iter()
+    .filter_map(|(at, n)| Some(at?.later_by(days(n))))
+    .filter(|at| *at > after)
+    .collect();
+    moments.sort();
+    moments.into_iter().find_map(|at| {
+        let to = lifecycle_stage(timeline, settings, at);
+        (to != from).then_some((at, from, to))
+    })
+}
+
 /// The facts a client's billing state depends on, as the record shows them (the profile's
 /// and the events' merged by the documented precedence).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -343,5 +370,36 @@ mod tests {
             ..StageSettings::default()
         };
         assert!(zero.validated().is_err());
+    }
+
+    #[test]
+    fn the_next_transition_is_the_first_threshold_that_changes_the_stage() {
+        let settings = StageSettings::default();
+        let timeline = ClientTimeline {
+            first_seen: Some(day(0)),
+            last_activity: Some(day(5)),
+            previous_activity: Some(day(0)),
+            uninstalled_at: None,
+        };
+        use LifecycleStage::*;
+        let steps: Vec<_> = std::iter::successors(
+            next_transition(&timeline, &settings, day(5)),
+            |(at, _, _)| next_transition(&timeline, &settings, *at),
+        )
+        .collect();
+        assert_eq!(
+            steps,
+            [
+                (day(7), New, Active),
+                (day(12), Active, AtRisk),
+                (day(35), AtRisk, Dormant),
+                (day(95), Dormant, Churned),
+            ]
+        );
+        let uninstalled = ClientTimeline {
+            uninstalled_at: Some(day(6)),
+            ..timeline
+        };
+        assert_eq!(next_transition(&uninstalled, &settings, day(6)), None);
     }
 }

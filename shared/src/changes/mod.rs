@@ -23,7 +23,7 @@ use crate::store::Item;
 use serde_json::{json, Value};
 
 /// Every change type, as documented in docs/api-guide.md.
-pub const TYPES: [&str; 14] = [
+pub const TYPES: [&str; 15] = [
     "client.created",
     "client.updated",
     "client.merged",
@@ -38,6 +38,7 @@ pub const TYPES: [&str; 14] = [
     "booking.updated",
     "booking.reminder_due",
     "booking.ended",
+    "client.lifecycle_changed",
 ];
 
 /// One side of a stream record: the item, and what every item has.

@@ -1,12 +1,15 @@
 //! Changes the clock makes (issue 26): `booking.reminder_due` at each reminder offset
 //! before a booking and `booking.ended` at its end, each exactly once per booking, slot
-//! and schedule.
+//! and schedule; `client.lifecycle_changed` when time alone moves a client's stage, once
+//! per transition and the activity it was computed from.
 //!
 //! The stream consumer arms timers ([`arm`]): when a booking's schedule changes (created,
 //! moved, canceled, un-canceled, its duration), each of its slots gets a timer item (or
 //! loses it) at a key of its own, so a moved booking's old timers are replaced. A slot is
 //! armed only if it is not past at the write that set the schedule (the item's
-//! `updated_at`): a booking made 30 minutes ahead gets no 24 h or 1 h reminder. The
+//! `updated_at`): a booking made 30 minutes ahead gets no 24 h or 1 h reminder. A client
+//! whose activity times change gets a timer for its next transition after that write
+//! (`states::next_transition`); firing it arms the one after. The
 //! sweeper ([`sweep`], a scheduled Lambda; `make run` runs it too) reads only the due
 //! minutes since its watermark, re-checks each timer against the booking as it is now
 //! (moved, canceled or erased since: dropped) and records the change under an id made of
@@ -16,10 +19,11 @@
 use super::consumer::PUT_BUDGET;
 use crate::error::ApiError;
 use crate::fields::Timestamp;
+use crate::states::{next_transition, StageSettings};
 use crate::store::codec::changes::{Change, ClientRef, ItemMeta, NewChange, Subject};
-use crate::store::codec::timers::{Slot, Timer};
+use crate::store::codec::timers::{Slot, Timer, TimerSubject};
 use crate::store::ops::changes::Recorded;
-use crate::store::records::{decode, BookingRecord};
+use crate::store::records::{decode, BookingRecord, UserRecord};
 use crate::store::schema::keys;
 use crate::store::{Item, Store};
 use futures::StreamExt;
@@ -41,6 +45,7 @@ const CONCURRENT_BUCKETS: usize = 8;
 
 pub const REMINDER_DUE: &str = "booking.reminder_due";
 pub const ENDED: &str = "booking.ended";
+pub const LIFECYCLE_CHANGED: &str = "client.lifecycle_changed";
 
 fn minutes(n: i64) -> time::Duration {
     time::Duration::minutes(n)
@@ -60,18 +65,22 @@ fn slots() -> Vec<Slot> {
     slots
 }
 
-/// When `slot` of `booking` is due (`None`: no `scheduled_at` it can read).
+/// When `slot` of `booking` is due (`None`: no `scheduled_at` it can read, or not a
+/// booking's slot).
 fn due_at(booking: &BookingRecord, slot: Slot) -> Option<Timestamp> {
     let start: Timestamp = booking.scheduled_at.as_deref()?.parse().ok()?;
-    Some(match slot {
-        Slot::Reminder { minutes: m } => start.earlier_by(minutes(i64::from(m))),
-        Slot::Ended => start.later_by(minutes(
-            booking
-                .duration_minutes
-                .filter(|d| *d >= 0)
-                .unwrap_or(DEFAULT_DURATION_MINUTES),
-        )),
-    })
+    match slot {
+        Slot::Reminder { minutes: m } => Some(start.earlier_by(minutes(i64::from(m)))),
+        Slot::Ended => Some(
+            start.later_by(minutes(
+                booking
+                    .duration_minutes
+                    .filter(|d| *d >= 0)
+                    .unwrap_or(DEFAULT_DURATION_MINUTES),
+            )),
+        ),
+        Slot::Lifecycle { .. } => None,
+    }
 }
 
 /// The timer `slot` of `booking` has while the booking is as it is (any time).
@@ -81,10 +90,12 @@ fn timer_of(org_id: &str, booking: &BookingRecord, slot: Slot) -> Option<Timer> 
     }
     Some(Timer {
         org_id: org_id.to_owned(),
-        booking_id: booking.booking_id.clone()?,
+        subject: TimerSubject::Booking {
+            booking_id: booking.booking_id.clone()?,
+        },
         slot,
         due_at: due_at(booking, slot)?.to_stored(),
-        scheduled_at: booking.scheduled_at.clone()?,
+        basis: booking.scheduled_at.clone()?,
     })
 }
 
@@ -131,31 +142,105 @@ pub fn timer_writes(
         .collect()
 }
 
-/// The consumer's hook: a booking's stream record puts or drops its timers.
+/// The consumer's hook: a booking's or a client's stream record puts or drops its timers;
+/// how many timer writes it made.
 pub async fn arm(store: &Store, old: Option<&Item>, new: Option<&Item>) -> Result<usize, ApiError> {
     let Some(meta) = new.or(old).and_then(ItemMeta::of) else {
         return Ok(0);
     };
-    if meta.entity.as_deref() != Some("booking") {
-        return Ok(0);
-    }
-    let Some(org_id) = meta.org_id else {
+    let Some(org_id) = meta.org_id.clone() else {
         return Ok(0);
     };
-    let read = |item: Option<&Item>| -> Result<Option<BookingRecord>, ApiError> {
-        item.filter(|i| !i.is_empty())
-            .map(|i| decode(i.clone()))
-            .transpose()
-    };
-    let (old, new) = (read(old)?, read(new)?);
-    let writes = timer_writes(&org_id, old.as_ref(), new.as_ref());
-    for (key, timer) in &writes {
-        match timer {
-            Some(timer) => store.put_timer(timer).await?,
-            None => store.drop_timer(key).await?,
+    match meta.entity.as_deref() {
+        Some("booking") => {
+            let (old, new) = (read::<BookingRecord>(old)?, read::<BookingRecord>(new)?);
+            let writes = timer_writes(&org_id, old.as_ref(), new.as_ref());
+            for (key, timer) in &writes {
+                match timer {
+                    Some(timer) => store.put_timer(timer).await?,
+                    None => store.drop_timer(key).await?,
+                }
+            }
+            Ok(writes.len())
         }
+        Some("user") => arm_client(store, &org_id, &meta.pk, old, new).await,
+        _ => Ok(0),
     }
-    Ok(writes.len())
+}
+
+fn read<T: serde::de::DeserializeOwned>(item: Option<&Item>) -> Result<Option<T>, ApiError> {
+    item.filter(|i| !i.is_empty())
+        .map(|i| decode(i.clone()))
+        .transpose()
+}
+
+/// A client's lifecycle settings: its org's, else the defaults.
+async fn stage_settings(store: &Store, org_id: &str) -> Result<StageSettings, ApiError> {
+    Ok(store
+        .org(org_id)
+        .await?
+        .and_then(|org| org.lifecycle)
+        .unwrap_or_default())
+}
+
+/// A client's timer: its next transition after `after`, computed from `user` (none for a
+/// merged client: its facts live in the one it was merged into).
+fn client_timer(
+    org_id: &str,
+    user_pk: &str,
+    user: &UserRecord,
+    settings: &StageSettings,
+    after: Timestamp,
+) -> Option<Timer> {
+    if user.merged_into.is_some() {
+        return None;
+    }
+    let (at, from, to) = next_transition(&user.timeline(), settings, after)?;
+    Some(Timer {
+        org_id: org_id.to_owned(),
+        subject: TimerSubject::Client {
+            user_pk: user_pk.to_owned(),
+        },
+        slot: Slot::Lifecycle { from, to },
+        due_at: at.to_stored(),
+        basis: user.last_activity_at.clone().unwrap_or_default(),
+    })
+}
+
+/// A client write that changed its activity times arms its next transition after the
+/// write (its `updated_at`); a write that did not arms nothing.
+async fn arm_client(
+    store: &Store,
+    org_id: &str,
+    user_pk: &str,
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<usize, ApiError> {
+    let (old, new) = (read::<UserRecord>(old)?, read::<UserRecord>(new)?);
+    let timeline = |user: &Option<UserRecord>| {
+        user.as_ref()
+            .map(|u| (u.timeline(), u.merged_into.is_some()))
+    };
+    if old.is_some() && timeline(&old) == timeline(&new) {
+        return Ok(0);
+    }
+    let key = crate::store::schema::keys::client_timer(user_pk);
+    let written = new
+        .as_ref()
+        .and_then(|u| u.updated_at.as_deref().or(u.ingested_at.as_deref()))
+        .and_then(|at| at.parse::<Timestamp>().ok());
+    let timer = match (&new, written) {
+        (Some(user), Some(written)) => {
+            let settings = stage_settings(store, org_id).await?;
+            client_timer(org_id, user_pk, user, &settings, written)
+        }
+        _ => None,
+    };
+    match timer {
+        Some(timer) => store.put_timer(&timer).await?,
+        None => store.drop_timer(&key).await?,
+    }
+    Ok(1)
 }
 
 /// What one sweep did.
@@ -263,15 +348,34 @@ pub async fn sweep_between(
     Ok(total)
 }
 
-/// Fires one due timer: re-checks it against the booking now, records its change (once)
-/// and drops the timer. `None`: stale (dropped, nothing recorded).
+/// Fires one due timer: re-checks it against its subject now, records its change (once)
+/// and drops the timer (a client's fired timer is replaced by its next transition).
+/// `None`: stale (dropped, nothing recorded).
 async fn fire(store: &Store, timer: &Timer) -> Result<Option<Recorded>, ApiError> {
-    let key = keys::booking_of_id(&timer.org_id, &timer.booking_id);
-    let item = store.get_consistent(&key).await?;
-    let change = item.as_ref().and_then(|item| change_of(item, timer));
+    let (change, next) = match &timer.subject {
+        TimerSubject::Booking { booking_id } => {
+            let key = keys::booking_of_id(&timer.org_id, booking_id);
+            let item = store.get_consistent(&key).await?;
+            (
+                item.as_ref().and_then(|item| booking_change(item, timer)),
+                None,
+            )
+        }
+        TimerSubject::Client { user_pk } => {
+            let item = store.get_consistent(&keys::user_key_of(user_pk)).await?;
+            let settings = stage_settings(store, &timer.org_id).await?;
+            match item
+                .as_ref()
+                .and_then(|item| client_change(item, timer, &settings))
+            {
+                Some((change, next)) => (Some(change), next),
+                None => (None, None),
+            }
+        }
+    };
     let outcome = match change {
         Some(change) => {
-            // A change's on-time key is its due time, long behind readers' horizon: it is
+            // A change's on-time key is its due time, behind readers' horizon: it is
             // written late (now), with the marker that makes a second run add nothing.
             let late_at = Timestamp::now().to_stored();
             let write = store.record_change(&timer.org_id, &change, Some(&late_at));
@@ -284,12 +388,82 @@ async fn fire(store: &Store, timer: &Timer) -> Result<Option<Recorded>, ApiError
         None => None,
     };
     store.drop_fired_timer(timer).await?;
+    if let Some(next) = next {
+        store.put_timer(&next).await?;
+    }
     Ok(outcome)
+}
+
+/// The change a client's timer means for the client stored as `item`, and its next timer,
+/// if the client still has that transition (same activity, due time and stages).
+fn client_change(
+    item: &Item,
+    timer: &Timer,
+    settings: &StageSettings,
+) -> Option<(NewChange, Option<Timer>)> {
+    let meta = ItemMeta::of(item).filter(|m| m.entity.as_deref() == Some("user"))?;
+    let user: UserRecord = decode(item.clone()).ok()?;
+    let due: Timestamp = timer.due_at.parse().ok()?;
+    let just_before = due.earlier_by(time::Duration::milliseconds(1));
+    let now = client_timer(&timer.org_id, &meta.pk, &user, settings, just_before)?;
+    if &now != timer {
+        return None;
+    }
+    let Slot::Lifecycle { from, to } = timer.slot else {
+        return None;
+    };
+    let data = json!({ "from": from.as_str(), "to": to.as_str(), "reason": "time" });
+    let subject = Subject {
+        client: ClientRef::of_user_pk(&meta.pk),
+        ..Subject::default()
+    };
+    let change = timed_change(
+        &meta,
+        timer,
+        LIFECYCLE_CHANGED,
+        subject,
+        data,
+        Some(meta.pk.clone()),
+    );
+    let next = client_timer(&timer.org_id, &meta.pk, &user, settings, due);
+    Some((change, next))
+}
+
+/// A change made by `timer` of the item `meta`: its id from the item, slot, basis and
+/// due time; occurred at the due time.
+fn timed_change(
+    meta: &ItemMeta,
+    timer: &Timer,
+    kind: &str,
+    subject: Subject,
+    data: serde_json::Value,
+    client_pk: Option<String>,
+) -> NewChange {
+    let created = meta.ingested_at.clone().unwrap_or_default();
+    let occurrence = format!(
+        "{created}/{}/{}/{}",
+        timer.slot.name(),
+        timer.basis,
+        timer.due_at
+    );
+    NewChange {
+        org_id: timer.org_id.clone(),
+        change: Change {
+            id: Change::id_of(&timer.org_id, &meta.key(), kind, &occurrence),
+            kind: kind.to_owned(),
+            occurred_at: Some(timer.due_at.clone()),
+            recorded_at: timer.due_at.clone(),
+            subject,
+            sequence: meta.version.unwrap_or(1),
+            data,
+        },
+        client_pk,
+    }
 }
 
 /// The change `timer` means for the booking stored as `item`, if the booking still has
 /// that timer (same slot, schedule and due time; not canceled).
-pub fn change_of(item: &Item, timer: &Timer) -> Option<NewChange> {
+fn booking_change(item: &Item, timer: &Timer) -> Option<NewChange> {
     let meta = ItemMeta::of(item).filter(|m| m.entity.as_deref() == Some("booking"))?;
     let booking: BookingRecord = decode(item.clone()).ok()?;
     if timer_of(&timer.org_id, &booking, timer.slot).as_ref() != Some(timer) {
@@ -298,35 +472,24 @@ pub fn change_of(item: &Item, timer: &Timer) -> Option<NewChange> {
     let (kind, data) = match timer.slot {
         Slot::Reminder { minutes } => (
             REMINDER_DUE,
-            json!({ "offset": minutes, "scheduled_at": timer.scheduled_at }),
+            json!({ "offset": minutes, "scheduled_at": timer.basis }),
         ),
-        Slot::Ended => (
+        _ => (
             ENDED,
-            json!({ "scheduled_at": timer.scheduled_at, "ended_at": timer.due_at }),
+            json!({ "scheduled_at": timer.basis, "ended_at": timer.due_at }),
         ),
     };
-    let created = meta.ingested_at.clone().unwrap_or_default();
-    let occurrence = format!(
-        "{created}/{}/{}/{}",
-        timer.slot.name(),
-        timer.scheduled_at,
-        timer.due_at
-    );
-    Some(NewChange {
-        org_id: timer.org_id.clone(),
-        change: Change {
-            id: Change::id_of(&timer.org_id, &meta.key(), kind, &occurrence),
-            kind: kind.to_owned(),
-            occurred_at: Some(timer.due_at.clone()),
-            recorded_at: timer.due_at.clone(),
-            subject: Subject {
-                client: booking.client.as_ref().and_then(ClientRef::of),
-                booking_id: booking.booking_id.clone(),
-                ..Subject::default()
-            },
-            sequence: meta.version.unwrap_or(1),
-            data,
-        },
-        client_pk: meta.gsi1pk.clone(),
-    })
+    let subject = Subject {
+        client: booking.client.as_ref().and_then(ClientRef::of),
+        booking_id: booking.booking_id.clone(),
+        ..Subject::default()
+    };
+    Some(timed_change(
+        &meta,
+        timer,
+        kind,
+        subject,
+        data,
+        meta.gsi1pk.clone(),
+    ))
 }

@@ -3,7 +3,7 @@
 //! sweeper the Lambda runs, called at chosen instants (never by sleeping).
 
 use crate::changes::pump;
-use crate::common::{unique, TestOrg};
+use crate::common::{days_ago, unique, TestOrg};
 use aws_lambda_events::event::dynamodb::Event;
 use serde_json::{json, Value};
 use shared::changes::timers::{self, SweepTally};
@@ -273,4 +273,138 @@ fn future_from(from: Timestamp, minutes: i64) -> Timestamp {
     format!("{}:00.000Z", &at(from, minutes + 1).to_stored()[..16])
         .parse()
         .unwrap()
+}
+
+async fn event_at(org: &TestOrg, user: &str, at: &str) {
+    let body = json!({"event": "app_opened", "user": {"external_user_id": user},
+        "event_timestamp": at});
+    org.call(Endpoint::Events, body).await.assert_status(201);
+}
+
+/// Runs the consumer over the org's stream records until none came for a while.
+async fn consume_all(org: &TestOrg) {
+    let started = Instant::now();
+    let mut quiet_since: Option<Instant> = None;
+    let mut seen = 0;
+    loop {
+        let read = pump(org).await.0.records.len();
+        seen += read;
+        if read > 0 || seen == 0 {
+            quiet_since = None;
+        } else if quiet_since.get_or_insert_with(Instant::now).elapsed()
+            > Duration::from_millis(700)
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the stream kept coming"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn time_of(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+fn days_after(at: &str, days: i64) -> Timestamp {
+    time_of(at).later_by(time::Duration::days(days))
+}
+
+/// The org's `client.lifecycle_changed` changes: (client, from, to, occurred_at).
+async fn transitions(org: &TestOrg) -> Vec<(String, String, String, String)> {
+    let day = time::Duration::days(1);
+    let page = org
+        .store()
+        .changes_page(
+            &org.org_id,
+            &Timestamp::now().earlier_by(day).to_stored(),
+            &Timestamp::now().later_by(day).to_stored(),
+            1000,
+            Some(&[timers::LIFECYCLE_CHANGED.to_owned()]),
+        )
+        .await
+        .unwrap();
+    page.changes
+        .into_iter()
+        .map(|c| {
+            let text = |v: &Value| v.as_str().unwrap().to_owned();
+            (
+                c.subject.client.unwrap().external_user_id.unwrap(),
+                text(&c.data["from"]),
+                text(&c.data["to"]),
+                c.occurred_at.unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn time_moves_a_client_through_its_stages_once_each() {
+    let org = TestOrg::new().await;
+    let (first, last) = (days_ago(6.0), days_ago(1.0));
+    event_at(&org, "u", &first).await;
+    event_at(&org, "u", &last).await;
+    consume_all(&org).await;
+    let moments = [
+        days_after(&first, 7),
+        days_after(&last, 7),
+        days_after(&last, 30),
+        days_after(&last, 90),
+    ];
+    for moment in moments {
+        // Twice, and once a minute later: each transition once.
+        let (a, b) = tokio::join!(sweep_at(&org, moment), sweep_at(&org, moment));
+        assert_eq!(a.fired + b.fired, 1, "{moment:?}: {a:?} {b:?}");
+        assert_eq!(sweep_at(&org, at(moment, 1)).await.fired, 0);
+    }
+    assert_eq!(sweep_at(&org, days_after(&last, 200)).await.fired, 0);
+    let got = transitions(&org).await;
+    let want: Vec<_> = [
+        ("new", "active"),
+        ("active", "at_risk"),
+        ("at_risk", "dormant"),
+        ("dormant", "churned"),
+    ]
+    .iter()
+    .zip(moments)
+    .map(|((from, to), at)| {
+        (
+            "u".to_owned(),
+            (*from).to_owned(),
+            (*to).to_owned(),
+            at.to_stored(),
+        )
+    })
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_late_event_cancels_a_transition_and_the_next_is_due_from_it() {
+    let org = TestOrg::new().await;
+    let last = days_ago(7.0 - 10.0 / 1440.0);
+    event_at(&org, "u", &days_ago(20.0)).await;
+    event_at(&org, "u", &last).await;
+    consume_all(&org).await;
+    let due = days_after(&last, 7);
+    // The late event is stored before the sweep, its stream record not yet consumed: the
+    // sweep's re-check against the client as it is now drops the transition.
+    let late = days_ago(1.0 / 24.0);
+    event_at(&org, "u", &late).await;
+    let tally = sweep_at(&org, at(due, 1)).await;
+    assert_eq!((tally.fired, tally.stale), (0, 1), "{tally:?}");
+    consume_all(&org).await;
+    assert_eq!(sweep_at(&org, at(due, 1)).await.fired, 0);
+    sweep_at(&org, days_after(&late, 7)).await;
+    assert_eq!(
+        transitions(&org).await,
+        [(
+            "u".to_owned(),
+            "active".to_owned(),
+            "at_risk".to_owned(),
+            days_after(&late, 7).to_stored()
+        )]
+    );
 }

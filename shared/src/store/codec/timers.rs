@@ -1,6 +1,7 @@
 //! Timers (issue 26): a moment a change is due, stored under its org and listed in GSI2 by
 //! due minute across orgs (`keys::due_bucket`), so a sweep reads only what is due.
 
+use crate::states::LifecycleStage;
 use crate::store::schema::keys::{self, ItemKey};
 use crate::store::schema::table::TTL_ATTRIBUTE;
 use crate::store::schema::{n, s, Item};
@@ -9,12 +10,19 @@ use serde::{Deserialize, Serialize};
 /// How long a timer outlives its due time if no sweep drops it (DynamoDB's TTL).
 const TIMER_RETENTION_SECS: i64 = 7 * 86_400;
 
-/// What a timer fires: a reminder `minutes` before the booking, or its end.
+/// What a timer fires: a reminder `minutes` before the booking, its end, or a client's
+/// next lifecycle transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Slot {
-    Reminder { minutes: u32 },
+    Reminder {
+        minutes: u32,
+    },
     Ended,
+    Lifecycle {
+        from: LifecycleStage,
+        to: LifecycleStage,
+    },
 }
 
 impl Slot {
@@ -23,24 +31,40 @@ impl Slot {
         match self {
             Slot::Reminder { minutes } => format!("reminder#{minutes}"),
             Slot::Ended => "ended".to_owned(),
+            Slot::Lifecycle { from, to } => format!("lifecycle#{}#{}", from.as_str(), to.as_str()),
         }
     }
 }
 
-/// One booking timer as stored: which booking, which slot, when it is due and the
-/// `scheduled_at` it was computed from (the fire-time check compares it with the booking's).
+/// What a timer is about: a booking (by id), or a client (by its record's PK).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerSubject {
+    Booking { booking_id: String },
+    Client { user_pk: String },
+}
+
+/// One timer as stored: its subject and slot, when it is due and what it was computed
+/// from (`basis`: a booking's `scheduled_at`, a client's `last_activity_at`), which the
+/// fire-time check compares with the subject as it is then.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Timer {
     pub org_id: String,
-    pub booking_id: String,
+    pub subject: TimerSubject,
     pub slot: Slot,
     pub due_at: String,
-    pub scheduled_at: String,
+    pub basis: String,
 }
 
 impl Timer {
+    /// A booking has a timer per slot; a client one, its next transition.
     pub fn key(&self) -> ItemKey {
-        keys::booking_timer(&self.org_id, &self.booking_id, &self.slot.name())
+        match &self.subject {
+            TimerSubject::Booking { booking_id } => {
+                keys::booking_timer(&self.org_id, booking_id, &self.slot.name())
+            }
+            TimerSubject::Client { user_pk } => keys::client_timer(user_pk),
+        }
     }
 
     /// The due minute's shard: a hash of the timer's key.

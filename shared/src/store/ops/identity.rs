@@ -296,25 +296,13 @@ impl Store {
 
     /// Deletes the alias at `key` if it names the user `id` (erasure lists them by key).
     pub async fn release_alias_at(&self, key: ItemKey, id: &Id) -> Result<(), ApiError> {
-        let mut expr = Expr::new();
-        let mine = expr.equals("external_user_id", s(id.as_str()));
-        expr.condition(mine);
-        let expression = expr.finish();
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_attributes(&key)))
-            .set_condition_expression(expression.condition)
-            .set_expression_attribute_names(expression.names)
-            .set_expression_attribute_values(expression.values)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Ok(()),
-            Err(error) => Err(storage_error("DeleteItem (email alias)", error)),
-        }
+        self.delete_if(
+            &key,
+            "external_user_id",
+            id.as_str(),
+            "DeleteItem (email alias)",
+        )
+        .await
     }
 
     /// Merges the email-only client of `email`, if there is one not merged yet, into the

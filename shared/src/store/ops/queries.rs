@@ -519,6 +519,36 @@ impl Store {
         Ok(output.attributes.is_some_and(|item| !item.is_empty()))
     }
 
+    /// Deletes the item at `key` only if its text attribute `attribute` is `value` (an
+    /// item replaced since it was read stays); a failed condition is no error.
+    pub(crate) async fn delete_if(
+        &self,
+        key: &ItemKey,
+        attribute: &str,
+        value: &str,
+        what: &'static str,
+    ) -> Result<(), ApiError> {
+        let mut expr = Expr::new();
+        let same = expr.equals(attribute, s(value));
+        expr.condition(same);
+        let expression = expr.finish();
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key_attributes(key)))
+            .set_condition_expression(expression.condition)
+            .set_expression_attribute_names(expression.names)
+            .set_expression_attribute_values(expression.values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if crate::store::error::is_condition_failure(&error) => Ok(()),
+            Err(error) => Err(storage_error(what, error)),
+        }
+    }
+
     /// Erases items in BatchWriteItem calls of 25 (concurrently), retrying what DynamoDB
     /// leaves unprocessed with a bounded backoff: each item is deleted, or replaced by a
     /// [`Erasure::Tombstone`]. Erasing a missing item is a no-op.

@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::store::codec::timers::{timer_item, StoredTimer, Timer};
-use crate::store::error::storage_error;
+use crate::store::error::{is_condition_failure, storage_error};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::ops::queries::{Query, SortKey};
 use crate::store::schema::keys::{self, key_attributes, Index, ItemKey};
@@ -35,31 +35,8 @@ impl Store {
     /// Removes a fired (or stale) timer unless it was replaced since it was read (a moved
     /// booking's new timer at the same key has another due time and stays).
     pub async fn drop_fired_timer(&self, timer: &Timer) -> Result<(), ApiError> {
-        let mut expr = Expr::new();
-        let same = expr.equals("due_at", s(&timer.due_at));
-        expr.condition(same);
-        let expression = expr.finish();
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key_attributes(&timer.key())))
-            .set_condition_expression(expression.condition)
-            .set_expression_attribute_names(expression.names)
-            .set_expression_attribute_values(expression.values)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(error) => Err(storage_error("DeleteItem", error)),
-        }
+        self.delete_if(&timer.key(), "due_at", &timer.due_at, "DeleteItem (timer)")
+            .await
     }
 
     /// The timers of one due minute (`YYYY-MM-DDTHH:MM`) and shard due at or before `now`.
@@ -112,13 +89,7 @@ impl Store {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(error) if is_condition_failure(&error) => Ok(()),
             Err(error) => Err(storage_error("UpdateItem", error)),
         }
     }

@@ -245,6 +245,15 @@ pub fn booking_timer(org_id: &str, booking_id: &str, slot: &str) -> ItemKey {
     )
 }
 
+/// A client's lifecycle timer (its next transition): `ORG#<org>#TIMER#USER#<identity>`.
+/// Org ids have no `#`, so the first `#USER#` of a user PK follows the org.
+pub fn client_timer(user_pk: &str) -> ItemKey {
+    ItemKey::new(
+        user_pk.replacen("#USER#", "#TIMER#USER#", 1),
+        "TIMER#lifecycle",
+    )
+}
+
 /// Shards of each due minute in GSI2: a busy minute's timers spread over this many
 /// partitions; a sweep reads every shard of every minute it covers.
 pub const DUE_SHARDS: u32 = 4;
