@@ -58,6 +58,7 @@ fn assert_retained_on_prod(id: &str, resource: &Value) {
 /// The change feed's stream consumers: no endpoints, checked by their own test.
 const CONSUMER: &str = "ChangesConsumerFunction";
 const PUBLISHER: &str = "ChangesPublisherFunction";
+const SWEEPER: &str = "ChangesSweeperFunction";
 
 /// The logical ids of the endpoints' functions, without their `Function` suffix.
 fn function_names(template: &Value) -> BTreeSet<String> {
@@ -67,7 +68,7 @@ fn function_names(template: &Value) -> BTreeSet<String> {
         .iter()
         .filter(|(_, resource)| resource["Type"] == "AWS::Serverless::Function")
         // The stream consumer is no endpoint: `the_change_feed_consumer_...` checks it.
-        .filter(|(id, _)| id.as_str() != Some(CONSUMER) && id.as_str() != Some(PUBLISHER))
+        .filter(|(id, _)| ![Some(CONSUMER), Some(PUBLISHER), Some(SWEEPER)].contains(&id.as_str()))
         .map(|(id, _)| {
             let id = id.as_str().unwrap();
             id.strip_suffix("Function")
@@ -130,6 +131,10 @@ fn every_function_has_its_log_group_alarms_and_canary() {
     assert!(
         log_groups.remove("ChangesPublisherLogGroup"),
         "the publisher's logs"
+    );
+    assert!(
+        log_groups.remove("ChangesSweeperLogGroup"),
+        "the sweeper's logs"
     );
     assert_eq!(log_groups, per_function("LogGroup"));
     let alarms = ids_of_type(&template, "AWS::CloudWatch::Alarm");
@@ -324,6 +329,8 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
         keys::event(org, "e1").pk,
         keys::change(org, "2026-03-01T00:00:00.000Z", "chg_1").pk,
         keys::change_marker(org, "chg_1").pk,
+        keys::booking_timer(org, "b1", "ended").pk,
+        keys::client_timer(&keys::user(org, &UserIdentity::External(id("u1"))).pk).pk,
     ];
     let api_key = keys::api_key("k1").pk;
     let window = 1_795_514_400;
@@ -338,7 +345,7 @@ fn every_write_is_scoped_to_the_key_prefixes_it_writes() {
     let functions = Endpoint::ALL
         .map(|e| (format!("{e:?}Function"), e.requires_api_key()))
         .into_iter()
-        .chain([(CONSUMER.to_owned(), false), (PUBLISHER.to_owned(), false)]);
+        .chain([CONSUMER, PUBLISHER, SWEEPER].map(|f| (f.to_owned(), false)));
     for (endpoint, takes_key) in functions {
         let function = resource(&template, &endpoint);
         for (actions, leading) in statements(function) {
@@ -916,4 +923,42 @@ fn assert_stream_consumer(stream: &Value) {
     );
     let destination = &properties["DestinationConfig"]["OnFailure"];
     assert_eq!(destination["Type"], "SQS");
+}
+
+/// The sweeper of due timers (issue 26): a schedule every minute, retries bounded, a
+/// dead-letter queue (for failed runs and undelivered schedules) that an alarm watches,
+/// one run at a time, and writes only tenant items and its own watermark.
+#[test]
+fn the_timer_sweeper_runs_every_minute_bounded_and_watched() {
+    let template = template();
+    let sweeper = &resource(&template, SWEEPER)["Properties"];
+    let schedule = &sweeper["Events"]["EveryMinute"];
+    assert_eq!(schedule["Type"], "ScheduleV2");
+    assert_eq!(
+        schedule["Properties"]["ScheduleExpression"],
+        "rate(1 minute)"
+    );
+    assert!(
+        schedule["Properties"]["RetryPolicy"]["MaximumRetryAttempts"]
+            .as_u64()
+            .unwrap()
+            <= 3
+    );
+    let queue = "ChangesSweeperDeadLetterQueue";
+    assert_eq!(resource(&template, queue)["Type"], "AWS::SQS::Queue");
+    let dlq = |value: &Value| tagged(value, "GetAtt").as_str() == Some(&format!("{queue}.Arn"));
+    assert!(dlq(&schedule["Properties"]["DeadLetterConfig"]["Arn"]));
+    let invoke = &sweeper["EventInvokeConfig"];
+    assert!(invoke["MaximumRetryAttempts"].as_u64().unwrap() <= 2);
+    assert!(dlq(&invoke["DestinationConfig"]["OnFailure"]["Destination"]));
+    assert_eq!(sweeper["ReservedConcurrentExecutions"], 1);
+    let alarm = resource(&template, "ChangesSweeperDeadLetterAlarm");
+    assert_notifies_the_topic("ChangesSweeperDeadLetterAlarm", alarm);
+    let function = resource(&template, SWEEPER);
+    assert!(may(function, "dynamodb:UpdateItem", "SWEEPER#timers"));
+    assert!(!may(function, "dynamodb:PutItem", "SWEEPER#timers"));
+    assert!(
+        !may(function, "dynamodb:Scan", "ORG#acme#BOOKING#b1"),
+        "no scan"
+    );
 }

@@ -8,6 +8,7 @@ use aws_lambda_events::event::dynamodb::Event;
 use serde_json::{json, Value};
 use shared::changes::timers::{self, SweepTally};
 use shared::fields::Timestamp;
+use shared::store::codec::changes::Change;
 use shared::Endpoint;
 use std::time::{Duration, Instant};
 
@@ -64,21 +65,27 @@ async fn sweep_at(org: &TestOrg, now: Timestamp) -> SweepTally {
         .unwrap()
 }
 
-/// The org's time-made changes as stored (no visibility wait), oldest first.
-async fn timed_changes(org: &TestOrg) -> Vec<Value> {
+/// The org's changes of `types` as stored (no visibility wait), oldest first.
+async fn stored_changes(org: &TestOrg, types: &[&str]) -> Vec<Change> {
     let day = time::Duration::days(1);
-    let page = org
-        .store()
+    let types: Vec<String> = types.iter().map(|t| (*t).to_owned()).collect();
+    org.store()
         .changes_page(
             &org.org_id,
             &Timestamp::now().earlier_by(day).to_stored(),
             &Timestamp::now().later_by(day).to_stored(),
             1000,
-            Some(&TYPES.map(str::to_owned)),
+            Some(&types),
         )
         .await
-        .unwrap();
-    page.changes
+        .unwrap()
+        .changes
+}
+
+/// The org's booking changes made by time, as JSON.
+async fn timed_changes(org: &TestOrg) -> Vec<Value> {
+    stored_changes(org, &TYPES)
+        .await
         .into_iter()
         .map(|c| serde_json::to_value(c).unwrap())
         .collect()
@@ -314,19 +321,8 @@ fn days_after(at: &str, days: i64) -> Timestamp {
 
 /// The org's `client.lifecycle_changed` changes: (client, from, to, occurred_at).
 async fn transitions(org: &TestOrg) -> Vec<(String, String, String, String)> {
-    let day = time::Duration::days(1);
-    let page = org
-        .store()
-        .changes_page(
-            &org.org_id,
-            &Timestamp::now().earlier_by(day).to_stored(),
-            &Timestamp::now().later_by(day).to_stored(),
-            1000,
-            Some(&[timers::LIFECYCLE_CHANGED.to_owned()]),
-        )
+    stored_changes(org, &[timers::LIFECYCLE_CHANGED])
         .await
-        .unwrap();
-    page.changes
         .into_iter()
         .map(|c| {
             let text = |v: &Value| v.as_str().unwrap().to_owned();
