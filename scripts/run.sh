@@ -47,7 +47,11 @@ else
 fi
 target/debug/admin changes follow "${follow_args[@]}" >.local/changes.log 2>&1 &
 FOLLOW_PID=$!
-trap 'kill "$FOLLOW_PID" 2>/dev/null || true; stop_dynamodb' EXIT
+# Changes made by time (booking reminders and ends, lifecycle transitions): the sweeper's
+# handler every 10 s instead of every minute. Its lines go to .local/sweeper.log.
+target/debug/admin changes sweep --interval-ms 10000 >.local/sweeper.log 2>&1 &
+SWEEP_PID=$!
+trap 'kill "$FOLLOW_PID" "$SWEEP_PID" 2>/dev/null || true; stop_dynamodb' EXIT
 BASE_URL="http://127.0.0.1:$API_PORT/api/developer"
 
 cat <<BANNER

@@ -52,6 +52,18 @@ enum ChangesCommand {
         #[arg(long)]
         bus: Option<String>,
     },
+    /// Sweep the due timers (booking reminders and ends, lifecycle transitions) with the
+    /// handler the sweeper Lambda runs: every `--interval-ms` at the current time (`make
+    /// run`), or once with `--at <time>` (a chosen instant: what would fire then).
+    Sweep {
+        #[arg(long, default_value_t = 10_000)]
+        interval_ms: u64,
+        #[arg(long)]
+        at: Option<String>,
+        /// Its watermark's name (each name sweeps on its own).
+        #[arg(long, default_value = "local")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -248,6 +260,13 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
         }
         Command::Changes(ChangesCommand::Follow { interval_ms, bus }) => {
             follow_changes(&store, Duration::from_millis(interval_ms), bus).await?;
+        }
+        Command::Changes(ChangesCommand::Sweep {
+            interval_ms,
+            at,
+            name,
+        }) => {
+            sweep_timers(&store, Duration::from_millis(interval_ms), at, &name).await?;
         }
         Command::Fixtures(FixturesCommand::Register) => {
             if std::env::var_os("DYNAMODB_ENDPOINT").is_none() {
@@ -451,6 +470,39 @@ async fn follow_changes(
             ),
             Ok(_) => {}
             Err(error) => eprintln!("admin: reading the stream: {error}"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn sweep_timers(
+    store: &Store,
+    interval: Duration,
+    at: Option<String>,
+    name: &str,
+) -> Result<(), AdminError> {
+    use shared::changes::timers;
+    use shared::fields::Timestamp;
+    let failed = |detail: String| AdminError::Storage {
+        table: store.table().to_owned(),
+        detail,
+    };
+    if let Some(at) = at {
+        let now: Timestamp = at
+            .parse()
+            .map_err(|_| failed(format!("--at {at}: not a time")))?;
+        let tally = timers::sweep(store, name, now)
+            .await
+            .map_err(|e| failed(format!("sweeping: {e:?}")))?;
+        println!("{tally:?}");
+        return Ok(());
+    }
+    println!("sweeping due timers every {interval:?}");
+    loop {
+        match timers::sweep(store, name, Timestamp::now()).await {
+            Ok(tally) if tally.timers > 0 => println!("{tally:?}"),
+            Ok(_) => {}
+            Err(error) => eprintln!("admin: sweeping: {error:?}"),
         }
         tokio::time::sleep(interval).await;
     }

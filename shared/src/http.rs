@@ -457,28 +457,37 @@ pub fn run_changes_publisher() -> Result<(), lambda_runtime::Error> {
 /// timers up to now (`SWEEPER_NAME` names its watermark) and fails the invocation if any
 /// timer failed, so that the failure is retried and counted.
 pub fn run_changes_sweeper() -> Result<(), lambda_runtime::Error> {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(async {
-            init_logging();
-            let store = Store::from_env().await;
-            let name = std::env::var("SWEEPER_NAME").unwrap_or_else(|_| "timers".to_owned());
-            let (store, name) = (&store, name.as_str());
-            lambda_runtime::run(lambda_runtime::service_fn(
-                move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
-                    let now = crate::fields::Timestamp::now();
-                    let tally = changes::timers::sweep(store, name, now).await?;
-                    tracing::info!(?tally, scheduled = ?event.payload.get("scheduled_time"), "swept");
-                    if tally.failed > 0 {
-                        return Err(lambda_runtime::Error::from(format!(
-                            "{} due timers failed; the next run retries them",
-                            tally.failed
-                        )));
-                    }
-                    Ok::<_, lambda_runtime::Error>(tally.fired)
-                },
-            ))
-            .await
-        })
+        .build()?;
+    runtime.block_on(async {
+        init_logging();
+        let store = Store::from_env().await;
+        let name = std::env::var("SWEEPER_NAME").unwrap_or_else(|_| "timers".to_owned());
+        lambda_runtime::run(lambda_runtime::service_fn(
+            |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+                sweep_once(&store, &name, event.payload)
+            },
+        ))
+        .await
+    })
+}
+
+/// One scheduled invocation: sweeps up to now; an error if a due timer failed.
+async fn sweep_once(
+    store: &Store,
+    name: &str,
+    payload: serde_json::Value,
+) -> Result<usize, lambda_runtime::Error> {
+    let now = crate::fields::Timestamp::now();
+    let tally = changes::timers::sweep(store, name, now).await?;
+    tracing::info!(?tally, scheduled = ?payload.get("scheduled_time"), "swept");
+    if tally.failed > 0 {
+        return Err(format!(
+            "{} due timers failed; the next run retries them",
+            tally.failed
+        )
+        .into());
+    }
+    Ok(tally.fired)
 }
