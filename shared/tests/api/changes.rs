@@ -879,3 +879,65 @@ fn the_feed_is_a_function_of_the_set_of_facts() {
         })
         .unwrap();
 }
+
+/// Write-to-visible latency, by hand (`-- --ignored --nocapture`): a follower pumps the
+/// stream every 200 ms (`make run`'s interval, batches of whatever is new) while a client
+/// upserts 40 users one after the other and polls `GET changes/` every 50 ms from its cursor
+/// until each one's `client.created` shows; p50 and p99 from the upsert's 2xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn write_to_visible_latency() {
+    let org = std::sync::Arc::new(TestOrg::with_rate_limit(Some(1_000_000)).await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = {
+        let (org, stop) = (std::sync::Arc::clone(&org), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                pump(&org).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let mut cursor = org.read(Endpoint::ChangesList, &[], "").await.body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut latencies = Vec::new();
+    for i in 0..40 {
+        let id = format!("lat{i}");
+        org.call(Endpoint::UsersUpsert, json!({"external_user_id": id}))
+            .await
+            .assert_success();
+        let written = Instant::now();
+        'seen: loop {
+            let reply = org
+                .read(
+                    Endpoint::ChangesList,
+                    &[],
+                    &format!("cursor={cursor}&limit=100"),
+                )
+                .await;
+            let body = reply.assert_status(200).clone();
+            cursor = body["next_cursor"].as_str().unwrap().to_owned();
+            for change in body["changes"].as_array().unwrap() {
+                if change["subject"]["client"]["external_user_id"] == id.as_str() {
+                    break 'seen;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        latencies.push(written.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    follower.await.unwrap();
+    latencies.sort();
+    let at =
+        |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).min(latencies.len()) - 1];
+    println!(
+        "write to visible over {} writes: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies.last().unwrap()
+    );
+}
