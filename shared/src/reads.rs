@@ -6,11 +6,12 @@ use crate::fields::Timestamp;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
+use crate::segment::Segment;
 use crate::store::keys::{self, ItemKey, OrgList};
-use crate::store::ops::lists::{PageScope, UserFilter, UserList};
+use crate::store::ops::lists::{PageScope, UserList};
 use crate::store::records::{
     BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
-    ThreadView, UserRecord, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
+    ThreadView, UserRecord, UserRef, UserView,
 };
 use crate::store::Store;
 use crate::store::{Page, Position};
@@ -47,7 +48,7 @@ pub const USER_CONTEXT_ITEMS: usize = 20;
 /// Conversations read to pick the most recent ones (they are keyed by thread id, not time).
 pub const USER_CONTEXT_THREADS_READ: usize = 100;
 /// Largest `inactive_days` (100 years).
-pub const MAX_INACTIVE_DAYS: u32 = 36_500;
+pub const MAX_INACTIVE_DAYS: u32 = crate::segment::MAX_DAYS;
 /// Messages a thread's counts are computed over, at most.
 pub const MAX_COUNTED_MESSAGES: usize = 5_000;
 
@@ -324,10 +325,8 @@ pub async fn users_get(
 pub fn list_params(list: OrgList, raw_query: Option<&str>) -> Result<QueryParams, ApiError> {
     match list {
         OrgList::Users => {
-            let allowed: Vec<&str> = std::iter::once("inactive_days")
-                .chain(USER_TEXT_FILTERS)
-                .chain(USER_FLAG_FILTERS)
-                .collect();
+            let names = crate::segment::parameters();
+            let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
             QueryParams::parse(raw_query, &allowed)
         }
         OrgList::Inbox => QueryParams::parse(raw_query, &["status"]),
@@ -335,39 +334,52 @@ pub fn list_params(list: OrgList, raw_query: Option<&str>) -> Result<QueryParams
     }
 }
 
-/// `GET users/`: the org's users, least recently active first, optionally only those
-/// inactive for `inactive_days` and matching the field filters. Paginated.
+/// `GET users/`: the org's users, least recently active first, those in the segment the
+/// query describes ([`Segment`]) at one instant, `as_of`: now on a first page, the cursor's
+/// on the pages that follow it. Paginated.
 pub async fn users_list(
     store: &Store,
     caller: &Caller,
     params: &QueryParams,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let inactive_days = params.integer("inactive_days", 1, MAX_INACTIVE_DAYS)?;
-    let cutoff = inactive_days.map(|days| {
-        let at = time::OffsetDateTime::now_utc() - time::Duration::days(days.into());
-        Timestamp::from_offset_date_time(at).to_stored()
-    });
-    let mut filter = UserFilter {
-        inactive_since: cutoff.clone(),
-        ..UserFilter::default()
+    let pages = PageScope::list(org, OrgList::Users);
+    let scope = CursorScope {
+        org_id: org,
+        query: params.fingerprint("users"),
+        pages: &pages,
     };
-    for name in USER_TEXT_FILTERS {
-        if let Some(value) = params.text(name)? {
-            filter.text.push((name, value.as_str().to_owned()));
+    let (start, as_of) = match params.cursor() {
+        Some(raw) => {
+            let (position, as_of) = scope.decode_at(raw)?;
+            (Some(position), as_of)
         }
-    }
-    for name in USER_FLAG_FILTERS {
-        if let Some(value) = params.boolean(name)? {
-            filter.flags.push((name, value));
-        }
-    }
-    let list = ("users", OrgList::Users);
-    let read = |start, limit| store.users_page::<UserView>(org, &filter, limit, start);
-    let (page, next) = list_page(org, params, list, read).await?;
+        None => (None, None),
+    };
+    let as_of = match as_of {
+        Some(raw) => raw.parse().map_err(|_| ApiError::InvalidCursor)?,
+        // Milliseconds, as stored and as the cursor carries it: every page computes the
+        // same cutoffs.
+        None => Timestamp::now()
+            .to_stored()
+            .parse()
+            .map_err(|_| ApiError::Internal)?,
+    };
+    let segment = Segment::parse(params, as_of)?;
+    let limit = params.limit()?;
+    let filter = segment.store_filter();
+    let keep = |user: &UserView| segment.matches(user);
+    let page = store
+        .users_page::<UserView>(org, &filter, limit, start, keep)
+        .await?;
+    let next = page
+        .next
+        .as_ref()
+        .map(|position| scope.encode_at(position, Some(&segment.as_of)));
     let users = page.items.iter().map(json).collect();
     let mut body = page_body("users", users, next);
-    body["inactive_since"] = json!(cutoff);
+    body["as_of"] = json!(segment.as_of);
+    body["inactive_since"] = json!(segment.inactive_since);
     Ok(Reply::ok(body))
 }
 

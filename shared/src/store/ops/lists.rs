@@ -180,13 +180,15 @@ impl Store {
         self.query_up_to(&query, max).await
     }
 
-    /// A page of the segment: users least recently active first, filtered.
+    /// A page of the segment: users least recently active first, filtered by `filter`
+    /// (in DynamoDB) and `keep` (on the decoded record).
     pub async fn users_page<T: DeserializeOwned>(
         &self,
         org_id: &str,
         filter: &UserFilter,
         limit: usize,
         start: Option<Position>,
+        keep: impl Fn(&T) -> bool,
     ) -> Result<Page<T>, ApiError> {
         // Sort keys are `<start of the user's activity period>#<identity>`, at most a day
         // before the exact `last_activity_at` (`keys::user_activity_sort`): every user
@@ -204,7 +206,8 @@ impl Store {
         for (name, value) in &filter.flags {
             query.filter_flag(name, *value);
         }
-        self.list_page(org_id, OrgList::Users, &query, limit, start)
+        let partitions = OrgList::Users.partitions(org_id);
+        self.sharded_page(&query, &partitions, limit, start, keep)
             .await
     }
 
@@ -246,7 +249,8 @@ impl Store {
         start: Option<Position>,
     ) -> Result<Page<T>, ApiError> {
         let partitions = list.partitions(org_id);
-        self.sharded_page(query, &partitions, limit, start).await
+        self.sharded_page(query, &partitions, limit, start, |_| true)
+            .await
     }
 
     /// A page of what erasure lists.

@@ -1,0 +1,345 @@
+//! The segment of `GET users/`: its query string parsed once into a typed [`Segment`], and
+//! the exact predicate a client record must satisfy, evaluated at one instant (`as_of`).
+//!
+//! The store turns what DynamoDB can express into key conditions and FilterExpressions
+//! ([`Segment::store_filter`]); everything is also checked here, on the merged record
+//! ([`Segment::matches`]), so membership never depends on what DynamoDB could express.
+
+use crate::error::ApiError;
+use crate::fields::Timestamp;
+use crate::query::QueryParams;
+use crate::store::codec::records::{UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS};
+use crate::store::ops::lists::UserFilter;
+use rust_decimal::Decimal;
+
+/// Largest `*_days` value (100 years).
+pub const MAX_DAYS: u32 = 36_500;
+
+/// The record's times a `<name>_within_days=N` filter keeps recent ones of: the parameter,
+/// and the client field it reads.
+const RECENT_TIMES: [(&str, &str); 7] = [
+    ("created_within_days", "created_at"),
+    ("installed_within_days", "installed_at"),
+    ("uninstalled_within_days", "uninstalled_at"),
+    ("last_opened_within_days", "last_opened_at"),
+    ("last_payment_within_days", "last_payment_at"),
+    (
+        "subscription_started_within_days",
+        "subscription_started_at",
+    ),
+    ("active_within_days", "last_activity_at"),
+];
+
+/// The record's counts with `<name>_gte` / `<name>_lt` bounds.
+const COUNTS: [&str; 2] = ["total_payments_count", "install_count"];
+
+/// Every parameter of `GET users/` besides `limit` and `cursor`.
+pub fn parameters() -> Vec<String> {
+    let mut names: Vec<String> = ["inactive_days", "currency", "revenue_gte", "revenue_lt"]
+        .iter()
+        .chain(&USER_TEXT_FILTERS)
+        .chain(&USER_FLAG_FILTERS)
+        .map(|name| (*name).to_owned())
+        .collect();
+    names.extend(RECENT_TIMES.iter().map(|(param, _)| (*param).to_owned()));
+    for count in COUNTS {
+        names.push(format!("{count}_gte"));
+        names.push(format!("{count}_lt"));
+    }
+    names
+}
+
+/// A half-open range `[gte, lt)`; either end may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Bounds<T> {
+    pub gte: Option<T>,
+    pub lt: Option<T>,
+}
+
+impl<T: PartialOrd + Copy> Bounds<T> {
+    fn contains(&self, value: T) -> bool {
+        self.gte.is_none_or(|low| value >= low) && self.lt.is_none_or(|high| value < high)
+    }
+
+    fn is_open(&self) -> bool {
+        self.gte.is_none() && self.lt.is_none()
+    }
+}
+
+/// Reads `<name>_gte` and `<name>_lt` with `read`; `gte >= lt` is an empty range, refused
+/// (naming `<name>_lt`): a segment that can hold no one is a mistake in the query.
+fn bounds<T: PartialOrd + Copy>(
+    name: &str,
+    read: impl Fn(&str) -> Result<Option<T>, ApiError>,
+) -> Result<Bounds<T>, ApiError> {
+    let (low, high) = (format!("{name}_gte"), format!("{name}_lt"));
+    let bounds = Bounds {
+        gte: read(&low)?,
+        lt: read(&high)?,
+    };
+    if let (Some(gte), Some(lt)) = (bounds.gte, bounds.lt) {
+        if gte >= lt {
+            return Err(ApiError::invalid_field(
+                high.clone(),
+                format!("`{high}` must be greater than `{low}`"),
+            ));
+        }
+    }
+    Ok(bounds)
+}
+
+/// `GET users/`'s conditions, all of which a member satisfies (AND).
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// The instant every time-based condition is evaluated at (stored form).
+    pub as_of: String,
+    /// Last activity before `as_of - inactive_days` (stored form).
+    pub inactive_since: Option<String>,
+    /// Exact text and flag filters: `(field, value)`.
+    pub text: Vec<(&'static str, String)>,
+    pub flags: Vec<(&'static str, bool)>,
+    /// `(field, earliest stored time)`: the field is at or after it.
+    pub recent: Vec<(&'static str, String)>,
+    /// `(field, bounds)` on the record's counts.
+    pub counts: Vec<(&'static str, Bounds<i64>)>,
+    /// Revenue in one currency (see [`revenue_in`]).
+    pub revenue: Option<(String, Bounds<Decimal>)>,
+}
+
+impl Segment {
+    /// The segment of `params`, evaluated at `as_of` (now on a first page, the cursor's on
+    /// the following ones).
+    pub fn parse(params: &QueryParams, as_of: Timestamp) -> Result<Self, ApiError> {
+        let days_before = |days: u32| {
+            as_of
+                .later_by(-time::Duration::days(days.into()))
+                .to_stored()
+        };
+        let inactive_days = params.integer("inactive_days", 1, MAX_DAYS)?;
+        let mut segment = Segment {
+            as_of: as_of.to_stored(),
+            inactive_since: inactive_days.map(days_before),
+            text: Vec::new(),
+            flags: Vec::new(),
+            recent: Vec::new(),
+            counts: Vec::new(),
+            revenue: None,
+        };
+        for name in USER_TEXT_FILTERS {
+            if let Some(value) = params.text(name)? {
+                segment.text.push((name, value.as_str().to_owned()));
+            }
+        }
+        for name in USER_FLAG_FILTERS {
+            if let Some(value) = params.boolean(name)? {
+                segment.flags.push((name, value));
+            }
+        }
+        for (param, field) in RECENT_TIMES {
+            if let Some(days) = params.integer(param, 1, MAX_DAYS)? {
+                if param == "active_within_days" && inactive_days.is_some_and(|i| i >= days) {
+                    return Err(ApiError::invalid_field(
+                        param,
+                        "`active_within_days` must be greater than `inactive_days`",
+                    ));
+                }
+                segment.recent.push((field, days_before(days)));
+            }
+        }
+        for count in COUNTS {
+            let read = |name: &str| Ok(params.integer(name, 0, u32::MAX)?.map(i64::from));
+            let range = bounds(count, read)?;
+            if !range.is_open() {
+                segment.counts.push((count, range));
+            }
+        }
+        let revenue = bounds("revenue", |name| params.decimal(name))?;
+        let currency = params.currency("currency")?;
+        segment.revenue = match (currency, revenue.is_open()) {
+            (Some(currency), false) => Some((currency, revenue)),
+            (None, true) => None,
+            (Some(_), true) => {
+                return Err(ApiError::invalid_field(
+                    "currency",
+                    "`currency` is the currency of `revenue_gte` or `revenue_lt`: send one",
+                ))
+            }
+            (None, false) => {
+                let param = if revenue.gte.is_some() {
+                    "revenue_gte"
+                } else {
+                    "revenue_lt"
+                };
+                return Err(ApiError::invalid_field(
+                    param,
+                    format!("`{param}` needs `currency` (an ISO 4217 code)"),
+                ));
+            }
+        };
+        Ok(segment)
+    }
+
+    /// What DynamoDB can check before the record is decoded: the activity cutoff (a key
+    /// condition and a filter) and the exact profile filters.
+    pub fn store_filter(&self) -> UserFilter {
+        UserFilter {
+            inactive_since: self.inactive_since.clone(),
+            text: self.text.clone(),
+            flags: self.flags.clone(),
+        }
+    }
+
+    /// Whether the client record `user` is a member at `as_of`: every condition holds.
+    /// A user active after `as_of` is not (see "Exact membership" in docs/api-guide.md):
+    /// the pages of one `as_of` never see it move past their cursor.
+    pub fn matches(&self, user: &UserView) -> bool {
+        let activity = user.last_activity_at.as_deref();
+        if activity.is_none_or(|at| at > self.as_of.as_str()) {
+            return false;
+        }
+        let text_ok = self
+            .text
+            .iter()
+            .all(|(field, value)| text_field(user, field) == Some(value.as_str()));
+        let flags_ok = self
+            .flags
+            .iter()
+            .all(|(field, value)| flag_field(user, field) == Some(*value));
+        let inactive_ok = self
+            .inactive_since
+            .as_deref()
+            .is_none_or(|cutoff| activity.is_some_and(|at| at < cutoff));
+        let recent_ok = self
+            .recent
+            .iter()
+            .all(|(field, since)| time_field(user, field).is_some_and(|at| at >= since.as_str()));
+        let counts_ok = self
+            .counts
+            .iter()
+            .all(|(field, range)| range.contains(count_field(user, field)));
+        let revenue_ok = self
+            .revenue
+            .as_ref()
+            .is_none_or(|(currency, range)| range.contains(revenue_in(user, currency)));
+        text_ok && flags_ok && inactive_ok && recent_ok && counts_ok && revenue_ok
+    }
+}
+
+/// A user's revenue in `currency`: its `lifetime_value` when that is counted in
+/// `currency` (the profile's imported value plus its payment events'), else its payment
+/// events' revenue in `currency` (`revenue_by_currency`), else zero.
+pub fn revenue_in(user: &UserView, currency: &str) -> Decimal {
+    let parse = |value: &str| value.parse::<Decimal>().unwrap_or_default();
+    if user.lifetime_value_currency.as_deref() == Some(currency) {
+        return user
+            .lifetime_value
+            .as_deref()
+            .map(parse)
+            .unwrap_or_default();
+    }
+    user.revenue_by_currency
+        .as_ref()
+        .and_then(|revenue| revenue.get(currency))
+        .map(|value| parse(value))
+        .unwrap_or_default()
+}
+
+fn text_field<'a>(user: &'a UserView, field: &str) -> Option<&'a str> {
+    match field {
+        "subscription_status" => user.subscription_status.as_deref(),
+        "plan" => user.plan.as_deref(),
+        "status" => user.status.as_deref(),
+        "install_source" => user.install_source.as_deref(),
+        "install_platform" => user.install_platform.as_deref(),
+        _ => None,
+    }
+}
+
+fn flag_field(user: &UserView, field: &str) -> Option<bool> {
+    match field {
+        "is_installed" => user.is_installed,
+        "is_active_customer" => user.is_active_customer,
+        _ => None,
+    }
+}
+
+fn time_field<'a>(user: &'a UserView, field: &str) -> Option<&'a str> {
+    match field {
+        "created_at" => user.created_at.as_deref(),
+        "installed_at" => user.installed_at.as_deref(),
+        "uninstalled_at" => user.uninstalled_at.as_deref(),
+        "last_opened_at" => user.last_opened_at.as_deref(),
+        "last_payment_at" => user.last_payment_at.as_deref(),
+        "subscription_started_at" => user.subscription_started_at.as_deref(),
+        "last_activity_at" => user.last_activity_at.as_deref(),
+        _ => None,
+    }
+}
+
+/// A count the record does not have is zero.
+fn count_field(user: &UserView, field: &str) -> i64 {
+    match field {
+        "total_payments_count" => user.total_payments_count,
+        "install_count" => user.install_count,
+        _ => None,
+    }
+    .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<Segment, ApiError> {
+        let names = parameters();
+        let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
+        let params = QueryParams::parse(Some(query), &allowed)?;
+        Segment::parse(&params, "2026-03-01T00:00:00Z".parse().unwrap())
+    }
+
+    #[test]
+    fn contradictions_and_out_of_range_values_name_their_parameter() {
+        for (query, param) in [
+            ("revenue_gte=10", "revenue_gte"),
+            ("revenue_lt=10", "revenue_lt"),
+            ("currency=USD", "currency"),
+            ("currency=XXY&revenue_gte=1", "currency"),
+            ("currency=USD&revenue_gte=-1", "revenue_gte"),
+            ("currency=USD&revenue_gte=abc", "revenue_gte"),
+            ("currency=USD&revenue_gte=10&revenue_lt=10", "revenue_lt"),
+            (
+                "total_payments_count_gte=5&total_payments_count_lt=2",
+                "total_payments_count_lt",
+            ),
+            ("install_count_gte=-1", "install_count_gte"),
+            ("created_within_days=0", "created_within_days"),
+            ("installed_within_days=36501", "installed_within_days"),
+            (
+                "inactive_days=30&active_within_days=30",
+                "active_within_days",
+            ),
+        ] {
+            let error = parse(query).unwrap_err();
+            assert_eq!(error.param(), Some(param), "{query}");
+        }
+    }
+
+    #[test]
+    fn conditions_are_evaluated_at_as_of() {
+        let segment = parse("installed_within_days=7&currency=USD&revenue_gte=100").unwrap();
+        assert_eq!(segment.recent[0].1, "2026-02-22T00:00:00.000Z");
+        let user = |installed: &str, value: &str, activity: &str| UserView {
+            installed_at: Some(installed.into()),
+            lifetime_value: Some(value.into()),
+            lifetime_value_currency: Some("USD".into()),
+            last_activity_at: Some(activity.into()),
+            ..UserView::default()
+        };
+        let recent = "2026-02-22T00:00:00.000Z";
+        assert!(segment.matches(&user(recent, "100.00", recent)));
+        assert!(!segment.matches(&user("2026-02-21T23:59:59.999Z", "100", recent)));
+        assert!(!segment.matches(&user(recent, "99.99", recent)));
+        // Active after `as_of`: not in the segment of that instant.
+        assert!(!segment.matches(&user(recent, "100", "2026-03-01T00:00:00.001Z")));
+    }
+}
