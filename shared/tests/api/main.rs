@@ -28,4 +28,5 @@ mod record_properties;
 mod record_rules;
 mod requests;
 mod sales;
+mod segments;
 mod users;
