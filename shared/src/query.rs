@@ -46,6 +46,11 @@ impl QueryParams {
         Ok(QueryParams(pairs))
     }
 
+    /// The raw value of `name`, if sent non-empty.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

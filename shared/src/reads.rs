@@ -7,6 +7,7 @@ use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
 use crate::segment::Segment;
+use crate::states::StageSettings;
 use crate::store::keys::{self, ItemKey, OrgList};
 use crate::store::ops::lists::{PageScope, UserList};
 use crate::store::records::{
@@ -234,6 +235,11 @@ impl History {
 /// `GET users/{external_user_id}/`: the client record and, newest first, its recent
 /// events, sales (with their products), bookings and conversations (with their last
 /// message), at most [`USER_CONTEXT_ITEMS`] of each; `has_more` says which lists were cut.
+/// The caller's org's lifecycle thresholds.
+fn stage_settings(_caller: &Caller) -> StageSettings {
+    StageSettings::default()
+}
+
 pub async fn users_get(
     store: &Store,
     caller: &Caller,
@@ -247,6 +253,8 @@ pub async fn users_get(
         History::read(store, &user_key.pk),
     )?;
     let user = user.ok_or(ApiError::UserNotFound)?;
+    let as_of = Timestamp::now();
+    let settings = stage_settings(caller);
     // Email-only records merged into this one keep their history under their own keys.
     let merged = user.merged_identities.clone().unwrap_or_default();
     let theirs =
@@ -257,7 +265,7 @@ pub async fn users_get(
         bookings,
         threads,
     } = theirs.into_iter().fold(mine, History::with);
-    let user = user.view;
+    let user = user.view_at(as_of, &settings);
     let (mut threads, more_threads) = threads;
     threads.sort_by(|a, b| b.last_message_at.cmp(&a.last_message_at));
     let more_threads = more_threads || threads.len() > USER_CONTEXT_ITEMS;
@@ -307,6 +315,7 @@ pub async fn users_get(
     }
     Ok(Reply::ok(json!({
         "user": json(&user),
+        "as_of": as_of,
         "events": views(&events.0),
         "sales": sales_view,
         "bookings": views(&bookings.0),
@@ -365,18 +374,23 @@ pub async fn users_list(
             .parse()
             .map_err(|_| ApiError::Internal)?,
     };
-    let segment = Segment::parse(params, as_of)?;
+    let settings = stage_settings(caller);
+    let segment = Segment::parse(params, as_of, settings)?;
     let limit = params.limit()?;
     let filter = segment.store_filter();
-    let keep = |user: &UserView| segment.matches(user);
+    let keep = |user: &UserRecord| segment.matches(user);
     let page = store
-        .users_page::<UserView>(org, &filter, limit, start, keep)
+        .users_page::<UserRecord>(org, &filter, limit, start, keep)
         .await?;
     let next = page
         .next
         .as_ref()
         .map(|position| scope.encode_at(position, Some(&segment.as_of)));
-    let users = page.items.iter().map(json).collect();
+    let users = page
+        .items
+        .iter()
+        .map(|user| json(&user.view_at(as_of, &settings)))
+        .collect();
     let mut body = page_body("users", users, next);
     body["as_of"] = json!(segment.as_of);
     body["inactive_since"] = json!(segment.inactive_since);

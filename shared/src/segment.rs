@@ -8,7 +8,8 @@
 use crate::error::ApiError;
 use crate::fields::Timestamp;
 use crate::query::QueryParams;
-use crate::store::codec::records::{UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS};
+use crate::states::{BillingState, LifecycleStage, StageSettings};
+use crate::store::codec::records::{UserRecord, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS};
 use crate::store::ops::lists::UserFilter;
 use rust_decimal::Decimal;
 
@@ -35,7 +36,20 @@ const COUNTS: [&str; 2] = ["total_payments_count", "install_count"];
 
 /// Every parameter of `GET users/` besides `limit` and `cursor`.
 pub fn parameters() -> Vec<String> {
-    let mut names: Vec<String> = ["inactive_days", "currency", "revenue_gte", "revenue_lt"]
+    let own = [
+        "inactive_days",
+        "currency",
+        "revenue_gte",
+        "revenue_lt",
+        "lifecycle_stage",
+        "billing_state",
+        "did",
+        "did_within_days",
+        "did_count_gte",
+        "did_not",
+        "did_not_within_days",
+    ];
+    let mut names: Vec<String> = own
         .iter()
         .chain(&USER_TEXT_FILTERS)
         .chain(&USER_FLAG_FILTERS)
@@ -104,12 +118,95 @@ pub struct Segment {
     pub counts: Vec<(&'static str, Bounds<i64>)>,
     /// Revenue in one currency (see [`revenue_in`]).
     pub revenue: Option<(String, Bounds<Decimal>)>,
+    /// Any of these stages / states at `as_of` (empty: any).
+    pub stages: Vec<LifecycleStage>,
+    pub billing: Vec<BillingState>,
+    /// The org's lifecycle thresholds the stages are computed with.
+    pub settings: StageSettings,
+    pub did: Option<Did>,
+    pub did_not: Option<DidNot>,
+}
+
+/// `did=<name>`: at least `count_gte` (1 by default) events of `name`, the newest at or
+/// after `since` (stored time) when `did_within_days` is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Did {
+    pub name: String,
+    pub since: Option<String>,
+    pub count_gte: i64,
+}
+
+/// `did_not=<name>`: no event of `name` (at or after `since`, when
+/// `did_not_within_days` is sent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DidNot {
+    pub name: String,
+    pub since: Option<String>,
+}
+
+/// What a record says about one event name: its count and newest time, or `None` when
+/// the client is past the bound on names kept apart and this name is not one of them.
+fn did_name(user: &UserView, name: &str) -> Option<(i64, Option<String>)> {
+    match user
+        .events_by_name
+        .as_ref()
+        .and_then(|names| names.get(name))
+    {
+        Some(activity) => Some((activity.count, Some(activity.last_at.clone()))),
+        None if user.events_beyond_name_limit.is_some() => None,
+        None => Some((0, None)),
+    }
+}
+
+/// A comma-separated list of distinct names of `parse`.
+fn list_of<T: PartialEq>(
+    params: &QueryParams,
+    name: &str,
+    all: &[&str],
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>, ApiError> {
+    let Some(raw) = params.value(name) else {
+        return Ok(Vec::new());
+    };
+    let mut values = Vec::new();
+    for part in raw.split(',') {
+        let refused = |why: &str| {
+            ApiError::invalid_field(
+                name,
+                format!(
+                    "`{name}` {why}; it is a comma-separated list of: {}",
+                    all.join(", ")
+                ),
+            )
+        };
+        let value = parse(part).ok_or_else(|| refused(&format!("has no value `{part}`")))?;
+        if values.contains(&value) {
+            return Err(refused(&format!("repeats `{part}`")));
+        }
+        values.push(value);
+    }
+    Ok(values)
+}
+
+/// `<name>` requires `needs`: naming `name` when sent without it.
+fn requires(params: &QueryParams, name: &str, needs: &str) -> Result<(), ApiError> {
+    if params.value(name).is_some() && params.value(needs).is_none() {
+        return Err(ApiError::invalid_field(
+            name,
+            format!("`{name}` applies to `{needs}`: send `{needs}` too"),
+        ));
+    }
+    Ok(())
 }
 
 impl Segment {
     /// The segment of `params`, evaluated at `as_of` (now on a first page, the cursor's on
     /// the following ones).
-    pub fn parse(params: &QueryParams, as_of: Timestamp) -> Result<Self, ApiError> {
+    pub fn parse(
+        params: &QueryParams,
+        as_of: Timestamp,
+        settings: StageSettings,
+    ) -> Result<Self, ApiError> {
         let days_before = |days: u32| {
             as_of
                 .later_by(-time::Duration::days(days.into()))
@@ -124,7 +221,61 @@ impl Segment {
             recent: Vec::new(),
             counts: Vec::new(),
             revenue: None,
+            stages: Vec::new(),
+            billing: Vec::new(),
+            settings,
+            did: None,
+            did_not: None,
         };
+        let names = |all: &[&'static str]| all.to_vec();
+        segment.stages = list_of(
+            params,
+            "lifecycle_stage",
+            &names(&LifecycleStage::ALL.map(LifecycleStage::as_str)),
+            LifecycleStage::parse,
+        )?;
+        segment.billing = list_of(
+            params,
+            "billing_state",
+            &names(&BillingState::ALL.map(BillingState::as_str)),
+            BillingState::parse,
+        )?;
+        for (name, needs) in [
+            ("did_within_days", "did"),
+            ("did_count_gte", "did"),
+            ("did_not_within_days", "did_not"),
+        ] {
+            requires(params, name, needs)?;
+        }
+        let did_within = params.integer("did_within_days", 1, MAX_DAYS)?;
+        if let Some(name) = params.text("did")? {
+            segment.did = Some(Did {
+                name: name.as_str().to_owned(),
+                since: did_within.map(days_before),
+                count_gte: params
+                    .integer("did_count_gte", 1, u32::MAX)?
+                    .map_or(1, i64::from),
+            });
+        }
+        let not_within = params.integer("did_not_within_days", 1, MAX_DAYS)?;
+        if let Some(name) = params.text("did_not")? {
+            // Did it in the last N days, yet not in the last M >= N (or ever): no one.
+            let same = segment
+                .did
+                .as_ref()
+                .is_some_and(|did| did.name == name.as_str());
+            let covered = not_within.is_none_or(|not| did_within.is_some_and(|did| did <= not));
+            if same && covered {
+                return Err(ApiError::invalid_field(
+                    "did_not",
+                    "`did_not` contradicts `did`: no one did and did not the same event in that window",
+                ));
+            }
+            segment.did_not = Some(DidNot {
+                name: name.as_str().to_owned(),
+                since: not_within.map(days_before),
+            });
+        }
         for name in USER_TEXT_FILTERS {
             if let Some(value) = params.text(name)? {
                 segment.text.push((name, value.as_str().to_owned()));
@@ -192,7 +343,44 @@ impl Segment {
     /// Whether the client record `user` is a member at `as_of`: every condition holds.
     /// A user active after `as_of` is not (see "Exact membership" in docs/api-guide.md):
     /// the pages of one `as_of` never see it move past their cursor.
-    pub fn matches(&self, user: &UserView) -> bool {
+    pub fn matches(&self, record: &UserRecord) -> bool {
+        let user = &record.view;
+        let as_of: Timestamp = match self.as_of.parse() {
+            Ok(at) => at,
+            Err(_) => return false,
+        };
+        let stage_ok = self.stages.is_empty() || {
+            let stage = crate::states::lifecycle_stage(&record.timeline(), &self.settings, as_of);
+            self.stages.contains(&stage)
+        };
+        let billing_ok = self.billing.is_empty() || {
+            let state = crate::states::billing_state(&record.billing(), as_of);
+            self.billing.contains(&state)
+        };
+        let did_ok = self.did.as_ref().is_none_or(|did| {
+            did_name(user, &did.name).is_some_and(|(count, last)| {
+                count >= did.count_gte
+                    && did
+                        .since
+                        .as_ref()
+                        .is_none_or(|since| last.is_some_and(|at| at >= *since))
+            })
+        });
+        // Unknown (a name past the bound): not a member either way.
+        let did_not_ok = self.did_not.as_ref().is_none_or(|not| {
+            did_name(user, &not.name).is_some_and(|(count, last)| {
+                count == 0
+                    || not
+                        .since
+                        .as_ref()
+                        .is_some_and(|since| last.is_none_or(|at| at < *since))
+            })
+        });
+        stage_ok && billing_ok && did_ok && did_not_ok && self.matches_fields(user)
+    }
+
+    /// The conditions on the record's fields.
+    fn matches_fields(&self, user: &UserView) -> bool {
         let activity = user.last_activity_at.as_deref();
         if activity.is_none_or(|at| at > self.as_of.as_str()) {
             return false;
@@ -294,7 +482,8 @@ mod tests {
         let names = parameters();
         let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
         let params = QueryParams::parse(Some(query), &allowed)?;
-        Segment::parse(&params, "2026-03-01T00:00:00Z".parse().unwrap())
+        let as_of = "2026-03-01T00:00:00Z".parse().unwrap();
+        Segment::parse(&params, as_of, StageSettings::default())
     }
 
     #[test]
@@ -336,10 +525,12 @@ mod tests {
             ..UserView::default()
         };
         let recent = "2026-02-22T00:00:00.000Z";
-        assert!(segment.matches(&user(recent, "100.00", recent)));
-        assert!(!segment.matches(&user("2026-02-21T23:59:59.999Z", "100", recent)));
-        assert!(!segment.matches(&user(recent, "99.99", recent)));
+        assert!(segment.matches_fields(&user(recent, "100.00", recent)));
+        assert!(!segment.matches_fields(&user("2026-02-21T23:59:59.999Z", "100", recent)));
+        assert!(!segment.matches_fields(&user(recent, "99.99", recent)));
         // Active after `as_of`: not in the segment of that instant.
-        assert!(!segment.matches(&user(recent, "100", "2026-03-01T00:00:00.001Z")));
+        assert!(!segment.matches_fields(&user(recent, "100", "2026-03-01T00:00:00.001Z")));
+        // A later window of the same event is no contradiction: did it 7 to 30 days ago.
+        parse("did=a&did_within_days=30&did_not=a&did_not_within_days=7").unwrap();
     }
 }

@@ -29,4 +29,5 @@ mod record_rules;
 mod requests;
 mod sales;
 mod segments;
+mod states;
 mod users;

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use shared::fields::Timestamp;
 use shared::query::QueryParams;
 use shared::segment::{self, Segment};
-use shared::store::records::UserView;
+use shared::states::StageSettings;
+use shared::store::records::UserRecord;
 use shared::Endpoint;
 use std::collections::HashSet;
 
@@ -200,10 +201,10 @@ async fn page_cost(
     let names = segment::parameters();
     let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
     let params = QueryParams::parse(Some(query), &allowed).unwrap();
-    let segment = Segment::parse(&params, Timestamp::now()).unwrap();
+    let segment = Segment::parse(&params, Timestamp::now(), StageSettings::default()).unwrap();
     let page = org
         .store()
-        .users_page::<UserView>(&org.org_id, &segment.store_filter(), 25, start, |user| {
+        .users_page::<UserRecord>(&org.org_id, &segment.store_filter(), 25, start, |user| {
             segment.matches(user)
         })
         .await
