@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use shared::fields::Timestamp;
 use shared::query::QueryParams;
 use shared::segment::{self, Segment};
-use shared::states::StageSettings;
+use shared::states::{BillingState, LifecycleStage, StageSettings};
 use shared::store::records::UserRecord;
 use shared::Endpoint;
 use std::collections::HashSet;
@@ -101,6 +101,7 @@ async fn every_range_and_recency_parameter_filters_exactly() {
 #[tokio::test]
 async fn every_bad_parameter_is_invalid_field_naming_it() {
     let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    let long_name = format!("did={}", "x".repeat(1001));
     for (query, param) in [
         ("revenue_gte=10", "revenue_gte"),
         ("revenue_lt=10", "revenue_lt"),
@@ -135,6 +136,21 @@ async fn every_bad_parameter_is_invalid_field_naming_it() {
             "created_within_days",
         ),
         ("revenue_gt=5", "revenue_gt"),
+        ("lifecycle_stage=sleeping", "lifecycle_stage"),
+        ("lifecycle_stage=new,active,new", "lifecycle_stage"),
+        ("billing_state=free", "billing_state"),
+        ("billing_state=paying&billing_state=none", "billing_state"),
+        ("did_within_days=7", "did_within_days"),
+        ("did_count_gte=2", "did_count_gte"),
+        ("did=a&did_count_gte=0", "did_count_gte"),
+        ("did=a&did_within_days=0", "did_within_days"),
+        ("did_not_within_days=7", "did_not_within_days"),
+        ("did=a&did_not=a", "did_not"),
+        (
+            "did=a&did_within_days=7&did_not=a&did_not_within_days=7",
+            "did_not",
+        ),
+        (&long_name, "did"),
         ("install_source=a&install_source=b", "install_source"),
     ] {
         let reply = org.read(Endpoint::UsersList, &[], query).await;
@@ -192,6 +208,29 @@ async fn every_page_of_a_traversal_is_evaluated_at_its_first_pages_instant() {
     assert_eq!(now, HashSet::from(expected));
 }
 
+/// Stores batch `items`, 100 a request, retrying the ones a busy DynamoDB Local refused.
+pub async fn store_all(org: &TestOrg, mut items: Vec<Value>) {
+    for _ in 0..5 {
+        let mut refused = Vec::new();
+        for chunk in items.chunks(100) {
+            let reply = org.call(Endpoint::Batch, json!({ "batch": chunk })).await;
+            let results = reply.assert_status(200)["results"].as_array().unwrap();
+            for (result, item) in results.iter().zip(chunk) {
+                match result["status"].as_u64() {
+                    Some(200 | 201) => {}
+                    Some(503) => refused.push(item.clone()),
+                    _ => panic!("{result}"),
+                }
+            }
+        }
+        if refused.is_empty() {
+            return;
+        }
+        items = refused;
+    }
+    panic!("{} items still refused", items.len());
+}
+
 /// A page of 25 users from `segment` (from `start`) and the Queries it took.
 async fn page_cost(
     org: &TestOrg,
@@ -225,9 +264,7 @@ async fn a_page_of_25_from_a_dense_segment_costs_at_most_80_queries() {
             item(Endpoint::Events, &body, None)
         })
         .collect();
-    let reply = org.call(Endpoint::Batch, json!({ "batch": items })).await;
-    let results = reply.assert_status(200)["results"].as_array().unwrap();
-    assert!(results.iter().all(|result| result["status"] == 201));
+    store_all(&org, items).await;
     let mut costs = Vec::new();
     for query in [
         "",
@@ -244,4 +281,104 @@ async fn a_page_of_25_from_a_dense_segment_costs_at_most_80_queries() {
         }
     }
     println!("Queries per dense page of 25: {costs:?}");
+}
+
+async fn set_of(org: &TestOrg, query: &str) -> HashSet<String> {
+    segment_of(org, query).await.into_iter().collect()
+}
+
+fn set(ids: &[&str]) -> HashSet<String> {
+    ids.iter().map(|id| (*id).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn states_and_behaviour_filter_as_the_records_show_them() {
+    let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "ph", "install_source": "producthunt"}),
+    )
+    .await
+    .assert_status(201);
+    event(&org, "ph", "app_installed", 2.0, json!({})).await;
+    event(&org, "buyer", "app_installed", 3.0, json!({})).await;
+    let paid = json!({"amount": "10.00", "currency": "USD"});
+    event(&org, "buyer", "user_purchased", 1.0, paid).await;
+    event(&org, "dormant", "app_opened", 45.0, json!({})).await;
+    event(&org, "dormant", "app_opened", 40.0, json!({})).await;
+    event(&org, "opener", "app_opened", 1.0, json!({})).await;
+    for (id, status) in [("trial", "trialing"), ("payer", "active")] {
+        org.call(
+            Endpoint::UsersUpsert,
+            json!({"external_user_id": id, "subscription_status": status}),
+        )
+        .await
+        .assert_status(201);
+    }
+    let everyone = org.read_all(Endpoint::UsersList, &[], "", "users").await;
+    assert_eq!(everyone.len(), 6);
+    for state in ["lifecycle_stage", "billing_state"] {
+        let all: Vec<&str> = match state {
+            "lifecycle_stage" => LifecycleStage::ALL.map(LifecycleStage::as_str).to_vec(),
+            _ => BillingState::ALL.map(BillingState::as_str).to_vec(),
+        };
+        for value in all {
+            let shown: HashSet<String> = everyone
+                .iter()
+                .filter(|user| user[state] == value)
+                .map(|user| user["external_user_id"].as_str().unwrap().to_owned())
+                .collect();
+            let query = format!("{state}={value}");
+            assert_eq!(set_of(&org, &query).await, shown, "{query}");
+        }
+    }
+    assert_eq!(
+        set_of(&org, "lifecycle_stage=dormant").await,
+        set(&["dormant"])
+    );
+    assert_eq!(
+        set_of(&org, "lifecycle_stage=dormant,new").await,
+        set(&["dormant", "ph", "buyer", "trial", "payer", "opener"])
+    );
+    assert_eq!(
+        set_of(&org, "billing_state=trialing").await,
+        set(&["trial"])
+    );
+    assert_eq!(
+        set_of(&org, "billing_state=paying,trialing&lifecycle_stage=new").await,
+        set(&["trial", "payer", "buyer"])
+    );
+    for (query, expected) in [
+        ("did=user_purchased", vec!["buyer"]),
+        ("did=app_opened&did_count_gte=2", vec!["dormant"]),
+        ("did=app_opened&did_within_days=7", vec!["opener"]),
+        (
+            "did=app_opened&did_within_days=41",
+            vec!["dormant", "opener"],
+        ),
+        (
+            "did=app_installed&did_within_days=7&did_not=user_purchased",
+            vec!["ph"],
+        ),
+        (
+            "did=app_installed&did_within_days=7&did_not=user_purchased&install_source=producthunt",
+            vec!["ph"],
+        ),
+        (
+            "did_not=app_opened&did_not_within_days=30",
+            vec!["ph", "buyer", "trial", "payer", "dormant"],
+        ),
+        ("did_not=app_opened", vec!["ph", "buyer", "trial", "payer"]),
+        (
+            "did=app_opened&did_within_days=60&did_not=app_opened&did_not_within_days=30",
+            vec!["dormant"],
+        ),
+        ("did=never_sent", vec![]),
+    ] {
+        assert_eq!(set_of(&org, query).await, set(&expected), "{query}");
+    }
+    // Every listed user shows its states at the page's `as_of`.
+    assert!(everyone
+        .iter()
+        .all(|user| user["lifecycle_stage"].is_string() && user["billing_state"].is_string()));
 }
