@@ -235,9 +235,9 @@ impl History {
 /// `GET users/{external_user_id}/`: the client record and, newest first, its recent
 /// events, sales (with their products), bookings and conversations (with their last
 /// message), at most [`USER_CONTEXT_ITEMS`] of each; `has_more` says which lists were cut.
-/// The caller's org's lifecycle thresholds.
-fn stage_settings(_caller: &Caller) -> StageSettings {
-    StageSettings::default()
+/// The caller's org's lifecycle thresholds: their copy on its key (no read of its own).
+fn stage_settings(caller: &Caller) -> StageSettings {
+    caller.lifecycle.unwrap_or_default()
 }
 
 pub async fn users_get(

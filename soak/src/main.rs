@@ -488,6 +488,7 @@ impl Client<'_> {
                 amount: self.maybe(&AMOUNTS),
                 currency: self.maybe(&CURRENCIES),
                 plan: self.maybe(&PLANS),
+                ends_at: None,
             },
             _ => EventKind::Custom,
         }

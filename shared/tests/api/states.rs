@@ -79,3 +79,58 @@ async fn each_name_keeps_its_count_and_newest_time() {
     );
     assert_eq!(record["events_by_name"]["level_up"]["count"], 1);
 }
+
+#[tokio::test]
+async fn an_orgs_lifecycle_thresholds_are_set_with_the_admin_cli() {
+    use shared::admin::{change_org_lifecycle, AdminError, LifecycleChange};
+    let org = TestOrg::new().await;
+    let store = org.store();
+    // Before the org's key is first used (a warm instance caches it for 30 s).
+    let change = LifecycleChange {
+        at_risk_days: Some(14),
+        ..LifecycleChange::default()
+    };
+    let (settings, keys) = change_org_lifecycle(store, &org.org_id, change)
+        .await
+        .unwrap();
+    assert_eq!(keys, 1);
+    assert_eq!(
+        (
+            settings.new_days,
+            settings.at_risk_days,
+            settings.dormant_days,
+            settings.churned_days
+        ),
+        (7, 14, 30, 90)
+    );
+    for wrong in [
+        LifecycleChange {
+            dormant_days: Some(14),
+            ..LifecycleChange::default()
+        },
+        LifecycleChange {
+            churned_days: Some(30),
+            ..LifecycleChange::default()
+        },
+        LifecycleChange {
+            new_days: Some(0),
+            ..LifecycleChange::default()
+        },
+    ] {
+        let refused = change_org_lifecycle(store, &org.org_id, wrong).await;
+        assert!(
+            matches!(refused, Err(AdminError::BadSetting(_))),
+            "{refused:?}"
+        );
+    }
+    // Idle 10 days: at risk by default, still active with 14.
+    assert_eq!(stage_after(&org, &[20.0, 10.0]).await, "active");
+    let other = TestOrg::new().await;
+    assert_eq!(stage_after(&other, &[20.0, 10.0]).await, "at_risk");
+    // A key created later gets the org's thresholds too.
+    let key = shared::admin::create_key(store, &org.org_id, "later", true, "test")
+        .await
+        .unwrap();
+    let record = shared::admin::get_key(store, &key.key_id).await.unwrap();
+    assert_eq!(record.lifecycle, Some(settings));
+}
