@@ -23,6 +23,10 @@ pub fn list_page(list: OrgList, params: &QueryParams) -> u32 {
     items.div_ceil(ITEMS_PER_TOKEN).max(1) as u32
 }
 
+/// `stats/users/`: it reads the whole segment, whose size is known only once read; priced
+/// as the largest filtered `users/` page (64 shards × 101 items × 3 calls / 250).
+pub const USERS_STATS: u32 = 78;
+
 /// A booking upsert with `services` service objects.
 pub fn booking(services: usize) -> u32 {
     1 + services.div_ceil(SERVICES_PER_TOKEN) as u32

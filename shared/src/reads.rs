@@ -7,7 +7,7 @@ use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
 use crate::segment::Segment;
-use crate::states::StageSettings;
+use crate::states::{billing_state, lifecycle_stage, StageSettings};
 use crate::store::keys::{self, ItemKey, OrgList};
 use crate::store::ops::lists::{PageScope, UserList};
 use crate::store::records::{
@@ -395,6 +395,110 @@ pub async fn users_list(
     body["as_of"] = json!(segment.as_of);
     body["inactive_since"] = json!(segment.inactive_since);
     Ok(Reply::ok(body))
+}
+
+/// Users `stats/users/` reads at most before it refuses (`segment_too_large`): about 250 MB
+/// of 1 KB users, what a 1,024 MB function decodes well within its time.
+pub const MAX_STATS_USERS: usize = 250_000;
+/// What `stats/users/` groups by.
+pub const STATS_GROUPS: [&str; 3] = ["lifecycle_stage", "billing_state", "install_source"];
+
+/// `GET stats/users/?group_by=...`: the number of users of the segment (the same
+/// conditions as `users/`, at one `as_of`) per value of `group_by`, exact: every shard read
+/// to its end, or [`ApiError::SegmentTooLarge`] when that cannot be done by `deadline` or
+/// within [`MAX_STATS_USERS`].
+pub async fn users_stats(
+    store: &Store,
+    caller: &Caller,
+    raw_query: Option<&str>,
+    deadline: std::time::Instant,
+) -> Result<Reply, ApiError> {
+    let mut names = crate::segment::parameters();
+    names.push("group_by".to_owned());
+    let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
+    let params = QueryParams::parse(raw_query, &allowed)?;
+    for name in ["limit", "cursor"] {
+        if params.value(name).is_some() {
+            return Err(ApiError::invalid_field(
+                name,
+                format!("`stats/users/` counts the whole segment: it takes no `{name}`"),
+            ));
+        }
+    }
+    let group_by =
+        params
+            .choice("group_by", &STATS_GROUPS)?
+            .ok_or_else(|| ApiError::MissingField {
+                param: "group_by".to_owned(),
+            })?;
+    let as_of: Timestamp = Timestamp::now()
+        .to_stored()
+        .parse()
+        .map_err(|_| ApiError::Internal)?;
+    let settings = stage_settings(caller);
+    let segment = Segment::parse(&params, as_of, settings)?;
+    let fold = |counts: &mut StatsCounts, user: UserRecord| {
+        if !segment.matches(&user) {
+            return;
+        }
+        let value = match group_by {
+            "lifecycle_stage" => {
+                let stage = lifecycle_stage(&user.timeline(), &settings, as_of);
+                Some(stage.as_str().to_owned())
+            }
+            "billing_state" => Some(billing_state(&user.billing(), as_of).as_str().to_owned()),
+            _ => user.view.install_source.clone(),
+        };
+        match value {
+            Some(value) => *counts.by_value.entry(value).or_default() += 1,
+            None => counts.without_value += 1,
+        }
+    };
+    let (shards, queries) = store
+        .users_fold(
+            caller.org_id.as_str(),
+            &segment.store_filter(),
+            (MAX_STATS_USERS, deadline),
+            fold,
+        )
+        .await?;
+    tracing::debug!(queries, "stats/users");
+    let mut total = StatsCounts::default();
+    // Every state is a bucket, counted or not: a dashboard reads zeros as zeros.
+    let all: Vec<&str> = match group_by {
+        "lifecycle_stage" => crate::states::LifecycleStage::ALL
+            .map(crate::states::LifecycleStage::as_str)
+            .to_vec(),
+        "billing_state" => crate::states::BillingState::ALL
+            .map(crate::states::BillingState::as_str)
+            .to_vec(),
+        _ => Vec::new(),
+    };
+    for value in all {
+        total.by_value.insert(value.to_owned(), 0);
+    }
+    for shard in shards {
+        for (value, count) in shard.by_value {
+            *total.by_value.entry(value).or_default() += count;
+        }
+        total.without_value += shard.without_value;
+    }
+    let users: u64 = total.by_value.values().sum::<u64>() + total.without_value;
+    Ok(Reply::ok(json!({
+        "group_by": group_by,
+        "counts": total.by_value,
+        "without_value": total.without_value,
+        "total": users,
+        "as_of": segment.as_of,
+    })))
+}
+
+/// One shard's counts for `stats/users/`.
+#[derive(Debug, Default)]
+struct StatsCounts {
+    by_value: std::collections::BTreeMap<String, u64>,
+    /// Users without a value (no `install_source`).
+    without_value: u64,
 }
 
 /// `GET conversations/{thread_id}/`: the thread, its contact and channel, its messages in

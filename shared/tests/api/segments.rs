@@ -382,3 +382,111 @@ async fn states_and_behaviour_filter_as_the_records_show_them() {
         .iter()
         .all(|user| user["lifecycle_stage"].is_string() && user["billing_state"].is_string()));
 }
+
+#[tokio::test]
+async fn stats_count_the_segment_per_value_exactly() {
+    let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    for (id, source) in [
+        ("a", Some("ads")),
+        ("b", Some("ads")),
+        ("c", Some("seo")),
+        ("d", None),
+    ] {
+        let mut body = json!({"external_user_id": id});
+        if let Some(source) = source {
+            body["install_source"] = json!(source);
+        }
+        org.call(Endpoint::UsersUpsert, body)
+            .await
+            .assert_status(201);
+    }
+    event(&org, "d", "app_opened", 40.0, json!({})).await;
+    event(
+        &org,
+        "c",
+        "user_purchased",
+        1.0,
+        json!({"amount": "5.00", "currency": "USD"}),
+    )
+    .await;
+    let stats = |query: &str| {
+        let org = &org;
+        let query = query.to_owned();
+        async move {
+            let reply = org.read(Endpoint::StatsUsers, &[], &query).await;
+            reply.assert_status(200).clone()
+        }
+    };
+    let body = stats("group_by=install_source").await;
+    assert_eq!(body["counts"], json!({"ads": 2, "seo": 1}));
+    assert_eq!(body["without_value"], 1);
+    assert_eq!(body["total"], 4);
+    assert!(body["as_of"].as_str().unwrap() <= days_ago(0.0).as_str());
+    // Every state is a bucket; the counts are what users/ lists.
+    let body = stats("group_by=lifecycle_stage").await;
+    let counts = body["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), LifecycleStage::ALL.len());
+    for (stage, count) in counts {
+        let listed = segment_of(&org, &format!("lifecycle_stage={stage}")).await;
+        assert_eq!(listed.len() as u64, count.as_u64().unwrap(), "{stage}");
+    }
+    assert_eq!(counts["dormant"], 1);
+    let body = stats("group_by=billing_state&install_source=ads").await;
+    assert_eq!(body["counts"]["none"], 2);
+    assert_eq!(body["total"], 2);
+    let body = stats("group_by=billing_state&did=user_purchased").await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(
+        body["counts"].as_object().unwrap().len(),
+        BillingState::ALL.len()
+    );
+
+    for (query, status, param) in [
+        ("", "missing_field", "group_by"),
+        ("group_by=plan", "invalid_field", "group_by"),
+        ("group_by=billing_state&limit=10", "invalid_field", "limit"),
+        ("group_by=billing_state&cursor=x", "invalid_field", "cursor"),
+        (
+            "group_by=billing_state&did_within_days=3",
+            "invalid_field",
+            "did_within_days",
+        ),
+        (
+            "group_by=billing_state&lifecycle_stage=x",
+            "invalid_field",
+            "lifecycle_stage",
+        ),
+        (
+            "group_by=billing_state&group_by=install_source",
+            "invalid_field",
+            "group_by",
+        ),
+    ] {
+        let reply = org.read(Endpoint::StatsUsers, &[], query).await;
+        reply.assert_error(400, status);
+        assert_eq!(reply.param(), param, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn stats_refuse_a_segment_they_cannot_count_in_time() {
+    let org = TestOrg::new().await;
+    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "x"}))
+        .await
+        .assert_status(201);
+    let filter = shared::store::ops::lists::UserFilter::default();
+    let past = std::time::Instant::now();
+    let result = org
+        .store()
+        .users_fold::<UserRecord, u64>(&org.org_id, &filter, (10, past), |n, _| *n += 1)
+        .await;
+    assert_eq!(result.unwrap_err().code(), "segment_too_large");
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (counts, queries) = org
+        .store()
+        .users_fold::<UserRecord, u64>(&org.org_id, &filter, (10, later), |n, _| *n += 1)
+        .await
+        .unwrap();
+    assert_eq!(counts.iter().sum::<u64>(), 1);
+    assert_eq!(queries, 64, "one Query a shard for a small org");
+}

@@ -307,7 +307,7 @@ impl Store {
     }
 
     /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
-    async fn query_once(
+    pub(super) async fn query_once(
         &self,
         query: &Query,
         limit: usize,
