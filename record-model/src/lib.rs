@@ -523,9 +523,13 @@ fn lapsed_or_none(paid: bool) -> &'static str {
     }
 }
 
+/// The most event names a client keeps apart: the smallest (in byte order) of all it sent.
+pub const MAX_EVENT_NAMES: usize = 64;
+
 /// Per event name, its count and newest event time: `{"app_opened": {"count": 2,
-/// "last_at": ...}}` (every distinct event once).
-pub fn events_by_name<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Value {
+/// "last_at": ...}}` (every distinct event once), for the [`MAX_EVENT_NAMES`] smallest names;
+/// and the other names' events together (`None` when there are none).
+pub fn events_by_name<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> (Value, Option<Value>) {
     let mut names: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for fact in facts {
         let entry = names
@@ -536,11 +540,20 @@ pub fn events_by_name<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Value {
             entry.1 = fact.at.clone();
         }
     }
-    let map: Map<String, Value> = names
-        .into_iter()
-        .map(|(name, (count, at))| (name, json!({"count": count, "last_at": at})))
+    let shown = |(count, at): &(u64, String)| json!({"count": count, "last_at": at});
+    let kept: Map<String, Value> = names
+        .iter()
+        .take(MAX_EVENT_NAMES)
+        .map(|(name, entry)| (name.clone(), shown(entry)))
         .collect();
-    Value::Object(map)
+    let rest = names
+        .values()
+        .skip(MAX_EVENT_NAMES)
+        .fold(None, |sum, (count, at)| {
+            let (total, latest) = sum.unwrap_or((0, String::new()));
+            Some((total + count, latest.max(at.clone())))
+        });
+    (Value::Object(kept), rest.as_ref().map(shown))
 }
 
 #[cfg(test)]
@@ -698,7 +711,8 @@ mod tests {
             lifecycle_stage(&closed, &DEFAULT_THRESHOLDS, as_of),
             "active"
         );
-        let names = events_by_name(&closed);
+        let (names, rest) = events_by_name(&closed);
+        assert_eq!(rest, None);
         assert_eq!(names["app_opened"]["count"], 3);
         assert_eq!(names["app_opened"]["last_at"], "2026-02-15T00:00:00.000Z");
     }

@@ -205,7 +205,7 @@ fn without_write_times(value: Value) -> Value {
                 .filter(|(name, _)| {
                     !matches!(
                         name.as_str(),
-                        "ingested_at" | "updated_at" | "last_activity_at"
+                        "ingested_at" | "updated_at" | "last_activity_at" | "as_of"
                     )
                 })
                 .map(|(name, value)| (name, without_write_times(value)))

@@ -32,3 +32,4 @@ mod segment_properties;
 mod segments;
 mod states;
 mod users;
+mod write_cost;

@@ -134,3 +134,189 @@ async fn an_orgs_lifecycle_thresholds_are_set_with_the_admin_cli() {
     let record = shared::admin::get_key(store, &key.key_id).await.unwrap();
     assert_eq!(record.lifecycle, Some(settings));
 }
+
+/// A user with `events` (name, days ago, properties) and its billing state.
+async fn billing_after(
+    org: &TestOrg,
+    profile: Option<Value>,
+    events: &[(&str, f64, Value)],
+) -> Value {
+    let id = unique("u");
+    if let Some(mut profile) = profile {
+        profile["external_user_id"] = json!(id);
+        org.call(Endpoint::UsersUpsert, profile)
+            .await
+            .assert_success();
+    }
+    for (name, days, properties) in events {
+        event(org, &id, name, *days, properties.clone()).await;
+    }
+    user(org, &id).await["billing_state"].clone()
+}
+
+#[tokio::test]
+async fn each_billing_state_is_reached() {
+    let org = TestOrg::new().await;
+    let paid = json!({"amount": "9.99", "currency": "USD"});
+    let (soon, past) = (days_ago(-10.0), days_ago(1.0));
+    let states = [
+        ("none", None, vec![("app_opened", 1.0, json!({}))]),
+        (
+            "trialing",
+            None,
+            vec![(
+                "subscription_trial_started",
+                1.0,
+                json!({"subscription_ends_at": soon}),
+            )],
+        ),
+        // A trial that ended without a payment.
+        (
+            "none",
+            None,
+            vec![(
+                "subscription_trial_started",
+                5.0,
+                json!({"subscription_ends_at": past}),
+            )],
+        ),
+        (
+            "paying",
+            None,
+            vec![("subscription_started", 2.0, paid.clone())],
+        ),
+        // One-off purchases: a customer until an event says otherwise.
+        ("paying", None, vec![("user_purchased", 2.0, paid.clone())]),
+        (
+            "canceled",
+            None,
+            vec![
+                ("subscription_started", 20.0, paid.clone()),
+                (
+                    "subscription_cancelled",
+                    2.0,
+                    json!({"subscription_ends_at": soon}),
+                ),
+            ],
+        ),
+        (
+            "lapsed",
+            None,
+            vec![
+                ("subscription_started", 40.0, paid.clone()),
+                (
+                    "subscription_cancelled",
+                    20.0,
+                    json!({"subscription_ends_at": past}),
+                ),
+            ],
+        ),
+        (
+            "lapsed",
+            None,
+            vec![
+                ("user_purchased", 40.0, paid.clone()),
+                ("subscription_expired", 2.0, json!({})),
+            ],
+        ),
+        // What users/upsert says counts where no event said otherwise.
+        (
+            "past_due",
+            Some(json!({"subscription_status": "past_due", "total_payments_count": 3})),
+            vec![],
+        ),
+        (
+            "paying",
+            Some(json!({"subscription_status": "past_due"})),
+            vec![("subscription_renewed", 1.0, paid.clone())],
+        ),
+        (
+            "lapsed",
+            Some(json!({"total_payments_count": 2, "is_active_customer": false})),
+            vec![],
+        ),
+    ];
+    for (want, profile, events) in states {
+        let got = billing_after(&org, profile.clone(), &events).await;
+        assert_eq!(got, want, "{profile:?} {events:?}");
+    }
+}
+
+/// What a client that sent `names` (each once, in this order, then the first again) shows.
+async fn names_after(org: &TestOrg, names: &[String]) -> Value {
+    let id = unique("u");
+    for (index, name) in names.iter().enumerate() {
+        event(org, &id, name, 1.0 - index as f64 / 1e4, json!({})).await;
+    }
+    event(org, &id, &names[0], 0.5, json!({})).await;
+    user(org, &id).await
+}
+
+#[tokio::test]
+async fn past_the_name_bound_the_smallest_names_are_kept_whatever_the_order() {
+    let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    let max = shared::store::testing::attributes::MAX_EVENT_NAMES as usize;
+    let names: Vec<String> = (0..max + 2).map(|i| format!("step_{i:03}")).collect();
+    let ascending = names_after(&org, &names).await;
+    let kept = ascending["events_by_name"].as_object().unwrap();
+    assert_eq!(kept.len(), max);
+    assert_eq!(kept["step_000"]["count"], 2);
+    assert!(!kept.contains_key(&names[max]));
+    assert_eq!(ascending["events_beyond_name_limit"]["count"], 2);
+    // Newest first: the smallest names still win their entries, the others join the rest.
+    let mut descending = names.clone();
+    descending.reverse();
+    let descending = names_after(&org, &descending).await;
+    let kept_too = descending["events_by_name"].as_object().unwrap();
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        kept_too.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(kept_too["step_000"]["count"], 1);
+    // The first name sent (`step_065`) was sent twice: both in the rest.
+    assert_eq!(descending["events_beyond_name_limit"]["count"], 3);
+}
+
+#[tokio::test]
+async fn each_user_of_a_page_shows_its_states_at_the_pages_as_of() {
+    let org = TestOrg::new().await;
+    let id = unique("u");
+    event(&org, &id, "app_opened", 1.0, json!({})).await;
+    let page = org.read(Endpoint::UsersList, &[], "").await;
+    let body = page.assert_status(200);
+    assert!(body["as_of"].is_string(), "{body}");
+    let users = body["users"].as_array().unwrap();
+    assert_eq!(users[0]["lifecycle_stage"], "new");
+    assert_eq!(users[0]["billing_state"], "none");
+}
+
+#[tokio::test]
+async fn a_client_identified_later_keeps_the_history_of_its_email() {
+    let org = TestOrg::new().await;
+    let id = unique("u");
+    let email = format!("{id}@example.com");
+    event(&org, &id, "app_opened", 1.0, json!({})).await;
+    for days in [50.0, 40.0] {
+        let body = json!({"event": "app_opened", "user": {"email": email},
+            "event_timestamp": days_ago(days)});
+        org.call(Endpoint::Events, body).await.assert_status(201);
+    }
+    let body = json!({"event": "level_up", "user": {"email": email},
+        "event_timestamp": days_ago(45.0)});
+    org.call(Endpoint::Events, body).await.assert_status(201);
+    let identify = json!({"external_user_id": id, "email": email});
+    for _ in 0..2 {
+        org.call(Endpoint::UsersUpsert, identify.clone())
+            .await
+            .assert_success();
+    }
+    let record = user(&org, &id).await;
+    assert_eq!(record["events_by_name"]["app_opened"]["count"], 3);
+    assert_eq!(
+        record["events_by_name"]["app_opened"]["last_at"],
+        record["last_event_at"]
+    );
+    assert_eq!(record["events_by_name"]["level_up"]["count"], 1);
+    // Back yesterday after 39 days away (the gap is between the two records' events).
+    assert_eq!(record["lifecycle_stage"], "resurrected");
+}

@@ -8,11 +8,14 @@
 //!
 //! Each offered field is guarded in the user Update's condition (it applies only if the
 //! offer wins over what the field holds, see [`crate::facts::Offer::wins_over`]), and so
-//! is the activity time. In order, the common case, everything applies: one transaction.
-//! When a guard fails (a late, older event), DynamoDB cancels the whole transaction and
-//! returns the user as it is; the parts that lost are dropped and the transaction is sent
-//! again, so the event and its counts are still written. Guards only ever move fields
-//! forward, so every retry drops at least one part or meets a concurrent writer: bounded.
+//! are the activity pair (`last_event_at`, `ev_prev`), the first event and the event
+//! name's entry. In order, for a name the client sent before, everything applies: one
+//! transaction. When a guard fails (a late, older event; a name's first event), DynamoDB
+//! cancels the whole transaction and returns the user as it is; the parts are chosen again
+//! from it (`Part::all_for`) and the transaction is sent again, so the event and its
+//! counts are still written. Guards only ever move what they guard one way (times forward,
+//! the first event back, entries created once), so a retry meets a concurrent writer or
+//! succeeds; past `ATTEMPTS` the answer is a 503.
 
 use super::write::upsert_expression;
 use crate::error::ApiError;
@@ -24,7 +27,8 @@ use crate::store::error::{storage_error, throttled_transaction};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::attributes::{
     event_attribute, name_attribute, stored_offer, stored_position, tie_name, EVENT_INSTALLS,
-    EVENT_NAMES, EVENT_PAYMENTS, FIRST_EVENT, MAX_EVENT_NAMES, PREVIOUS_ACTIVITY, REVENUE_PREFIX,
+    EVENT_NAMES, EVENT_PAYMENTS, FIRST_EVENT, MAX_EVENT_NAMES, NAME_PREFIX, PREVIOUS_ACTIVITY,
+    REVENUE_PREFIX,
 };
 use crate::store::schema::keys::key_attributes;
 use crate::store::schema::{n, s, Item};
@@ -56,7 +60,7 @@ pub enum EventOutcome {
 }
 
 /// A guarded part of the user update.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Part<'a> {
     /// The event is the newest: its time becomes `last_event_at` (and the last activity),
     /// the one it replaces `ev_prev`.
@@ -76,7 +80,19 @@ enum Part<'a> {
     Latest {
         other: bool,
     },
+    /// A new name smaller than the greatest of a full set of kept names: that one's entry
+    /// joins the names past the bound, and the new name gets an entry.
+    Evict(Eviction),
     Offer(&'a Offer),
+}
+
+/// The greatest kept name's entry and the entry of the names past the bound, as read
+/// (`[count, time]`); the eviction is guarded on both being unchanged.
+#[derive(Debug, Clone, PartialEq)]
+struct Eviction {
+    attribute: String,
+    entry: (i64, i64),
+    other: Option<(i64, i64)>,
 }
 
 /// Why a transaction was not written.
@@ -236,18 +252,36 @@ impl<'a> Part<'a> {
                 parts.push(Part::First);
             }
         }
+        // Kept apart: the `MAX_EVENT_NAMES` smallest names (in byte order) of all the
+        // client sent, whatever the order they came in; the others' events together.
         let kept = name_attribute(name);
         let names = current
             .get(EVENT_NAMES)
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(0);
-        let other = !current.contains_key(&kept) && names >= MAX_EVENT_NAMES;
-        let attribute = if other { name_attribute(None) } else { kept };
-        let new = !current.contains_key(&attribute);
-        parts.push(Part::Count { other, new });
-        if !new && entry(current, &attribute, 1).is_none_or(|t| t < millis(&at)) {
-            parts.push(Part::Latest { other });
+        let greatest = current
+            .keys()
+            .filter(|attribute| attribute.len() > NAME_PREFIX.len())
+            .filter(|attribute| attribute.starts_with(NAME_PREFIX))
+            .max();
+        let both =
+            |attribute: &str| Some((entry(current, attribute, 0)?, entry(current, attribute, 1)?));
+        let other_attribute = name_attribute(None);
+        if !current.contains_key(&kept) && names >= MAX_EVENT_NAMES {
+            if let Some(greatest) = greatest.filter(|greatest| kept < **greatest) {
+                if let Some(entry) = both(greatest) {
+                    parts.push(Part::Evict(Eviction {
+                        attribute: greatest.clone(),
+                        entry,
+                        other: both(&other_attribute),
+                    }));
+                }
+            } else {
+                push_count(&mut parts, current, &other_attribute, true, &at);
+            }
+        } else {
+            push_count(&mut parts, current, &kept, false, &at);
         }
         parts.extend(write.contribution.offers.iter().filter_map(|offer| {
             let attribute = event_attribute(offer.field);
@@ -257,6 +291,15 @@ impl<'a> Part<'a> {
                 .then_some(Part::Offer(offer))
         }));
         parts
+    }
+}
+
+/// The count of `attribute` (`other`: the names past the bound), and its time if newer.
+fn push_count(parts: &mut Vec<Part>, current: &Item, attribute: &str, other: bool, at: &str) {
+    let new = !current.contains_key(attribute);
+    parts.push(Part::Count { other, new });
+    if !new && entry(current, attribute, 1).is_none_or(|t| t < millis(at)) {
+        parts.push(Part::Latest { other });
     }
 }
 
@@ -333,6 +376,7 @@ fn user_expression(write: &EventWrite, parts: &[Part]) -> Expr {
                 expr.set_clause(format!("{entry}[1] = {time}"));
                 expr.condition(format!("{entry}[1] < {time}"));
             }
+            Part::Evict(eviction) => evict(&mut expr, eviction, name, &at),
             Part::Offer(offer) => {
                 let attribute = event_attribute(offer.field);
                 expr.set(&attribute, stored_offer(offer));
@@ -342,6 +386,40 @@ fn user_expression(write: &EventWrite, parts: &[Part]) -> Expr {
         }
     }
     expr
+}
+
+/// Moves the greatest kept name's entry into the entry of the names past the bound and
+/// gives the event's name an entry, guarded on both entries being as read and the name
+/// still having none.
+fn evict(expr: &mut Expr, eviction: &Eviction, name: Option<&str>, at: &str) {
+    let list = |(count, at): (i64, i64)| AttributeValue::L(vec![n(count), n(at)]);
+    let same = |expr: &mut Expr, attribute: &str, (count, at): (i64, i64)| {
+        let path = expr.name(attribute);
+        let (count, at) = (expr.value(n(count)), expr.value(n(at)));
+        format!("({path}[0] = {count} AND {path}[1] = {at})")
+    };
+    let guard = same(expr, &eviction.attribute, eviction.entry);
+    expr.condition(guard);
+    expr.remove(&eviction.attribute);
+    let other = name_attribute(None);
+    let (count, latest) = eviction.entry;
+    let joined = match eviction.other {
+        Some(entry) => {
+            let guard = same(expr, &other, entry);
+            expr.condition(guard);
+            (entry.0 + count, entry.1.max(latest))
+        }
+        None => {
+            let absent = expr.not_exists(&other);
+            expr.condition(absent);
+            eviction.entry
+        }
+    };
+    expr.set(&other, list(joined));
+    let attribute = name_attribute(name);
+    let absent = expr.not_exists(&attribute);
+    expr.condition(absent);
+    expr.set(&attribute, list((1, millis(at))));
 }
 
 /// `attribute_not_exists(g) OR g < :at` for a time alone; for the rest,
