@@ -83,16 +83,20 @@ struct Expected {
     stage: &'static str,
     billing: &'static str,
     names: Value,
+    /// Events of names past the bound (their names not kept apart).
+    beyond: bool,
     last: i64,
 }
 
 impl Expected {
     fn of(facts: &[Fact], as_of: &str) -> Expected {
+        let (names, beyond) = record_model::events_by_name(facts);
         Expected {
             record: record_model::record(facts),
             stage: record_model::lifecycle_stage(facts, &DEFAULT_THRESHOLDS, as_of),
             billing: record_model::billing_state(facts, as_of),
-            names: record_model::events_by_name(facts),
+            names,
+            beyond: beyond.is_some(),
             last: facts
                 .iter()
                 .map(|f| record_model::millis(&f.at))
@@ -191,8 +195,9 @@ fn condition(rng: &mut Rng) -> Condition {
             if windowed {
                 query.push_str(&format!("&did_not_within_days={days}"));
             }
+            // A name not kept apart, with names past the bound: unknown, in neither.
             let verdict = move |e: &Expected, as_of: i64| match e.names.get(name) {
-                None => true,
+                None => !e.beyond,
                 Some(kept) => {
                     windowed
                         && record_model::millis(kept["last_at"].as_str().unwrap()) < since(as_of)
