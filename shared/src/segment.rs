@@ -105,7 +105,8 @@ fn bounds<T: PartialOrd + Copy>(
 /// `GET users/`'s conditions, all of which a member satisfies (AND).
 #[derive(Debug, Clone)]
 pub struct Segment {
-    /// The instant every time-based condition is evaluated at (stored form).
+    /// The instant every time-based condition is evaluated at, and its stored form.
+    pub at: Timestamp,
     pub as_of: String,
     /// Last activity before `as_of - inactive_days` (stored form).
     pub inactive_since: Option<String>,
@@ -214,6 +215,7 @@ impl Segment {
         };
         let inactive_days = params.integer("inactive_days", 1, MAX_DAYS)?;
         let mut segment = Segment {
+            at: as_of,
             as_of: as_of.to_stored(),
             inactive_since: inactive_days.map(days_before),
             text: Vec::new(),
@@ -344,11 +346,7 @@ impl Segment {
     /// A user active after `as_of` is not (see "Exact membership" in docs/api-guide.md):
     /// the pages of one `as_of` never see it move past their cursor.
     pub fn matches(&self, record: &UserRecord) -> bool {
-        let user = &record.view;
-        let as_of: Timestamp = match self.as_of.parse() {
-            Ok(at) => at,
-            Err(_) => return false,
-        };
+        let (user, as_of) = (&record.view, self.at);
         let stage_ok = self.stages.is_empty() || {
             let stage = crate::states::lifecycle_stage(&record.timeline(), &self.settings, as_of);
             self.stages.contains(&stage)
