@@ -320,3 +320,60 @@ async fn a_client_identified_later_keeps_the_history_of_its_email() {
     // Back yesterday after 39 days away (the gap is between the two records' events).
     assert_eq!(record["lifecycle_stage"], "resurrected");
 }
+
+#[tokio::test]
+async fn names_racing_past_the_bound_end_as_the_smallest_kept() {
+    let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+    let max = shared::store::testing::attributes::MAX_EVENT_NAMES as usize;
+    let id = unique("u");
+    for index in 0..max {
+        event(&org, &id, &format!("m_{index:03}"), 2.0, json!({})).await;
+    }
+    // Smaller names (evicting) and greater ones (joining the rest), all at once.
+    let racing: Vec<String> = (0..6)
+        .map(|i| format!("a_{i}"))
+        .chain((0..6).map(|i| format!("z_{i}")))
+        .collect();
+    // Keyed, and retried on a 503 as a client does (many events of one client racing may
+    // use up their transaction attempts).
+    let calls = racing.iter().map(|name| {
+        let body = json!({"event": name, "user": {"external_user_id": id},
+            "event_timestamp": days_ago(1.0)})
+        .to_string();
+        let key = format!("{id}-{name}");
+        let org = &org;
+        async move {
+            for _ in 0..10 {
+                let reply = org
+                    .call_with(Endpoint::Events, &[("idempotency-key", &key)], body.clone())
+                    .await;
+                if reply.status != 503 {
+                    return reply;
+                }
+            }
+            panic!("still 503 after 10 tries");
+        }
+    });
+    for reply in futures::future::join_all(calls).await {
+        reply.assert_status(201);
+    }
+    let record = user(&org, &id).await;
+    let kept: Vec<&String> = record["events_by_name"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    let mut all: Vec<String> = (0..max).map(|i| format!("m_{i:03}")).collect();
+    all.extend(racing.iter().cloned());
+    all.sort();
+    assert_eq!(kept, all.iter().take(max).collect::<Vec<_>>());
+    // The 6 greatest `m_` names and the 6 `z_` names: one event each.
+    assert_eq!(record["events_beyond_name_limit"]["count"], 12);
+    let total: i64 = record["events_by_name"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|entry| entry["count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total + 12, (max + racing.len()) as i64);
+}
