@@ -50,9 +50,7 @@ async fn every_range_and_recency_parameter_filters_exactly() {
         json!({"external_user_id": "euro", "created_at": days_ago(20.0)}),
     ];
     for profile in profiles {
-        org.call(Endpoint::UsersUpsert, profile)
-            .await
-            .assert_status(201);
+        org.create_user(profile).await;
     }
     let paid = |amount: &str, currency: &str| json!({"amount": amount, "currency": currency});
     event(&org, "old", "user_purchased", 38.0, paid("20.00", "USD")).await;
@@ -185,9 +183,7 @@ async fn every_page_of_a_traversal_is_evaluated_at_its_first_pages_instant() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     event(&org, "p2", "app_opened", 0.0, json!({})).await;
     event(&org, "p0", "app_opened", 0.0, json!({})).await;
-    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "late"}))
-        .await
-        .assert_status(201);
+    org.create_user(json!({"external_user_id": "late"})).await;
     let cursor = first["next_cursor"].as_str().unwrap();
     let second = org
         .read(
@@ -294,12 +290,8 @@ fn set(ids: &[&str]) -> HashSet<String> {
 #[tokio::test]
 async fn states_and_behaviour_filter_as_the_records_show_them() {
     let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "ph", "install_source": "producthunt"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "ph", "install_source": "producthunt"}))
+        .await;
     event(&org, "ph", "app_installed", 2.0, json!({})).await;
     event(&org, "buyer", "app_installed", 3.0, json!({})).await;
     let paid = json!({"amount": "10.00", "currency": "USD"});
@@ -308,12 +300,8 @@ async fn states_and_behaviour_filter_as_the_records_show_them() {
     event(&org, "dormant", "app_opened", 40.0, json!({})).await;
     event(&org, "opener", "app_opened", 1.0, json!({})).await;
     for (id, status) in [("trial", "trialing"), ("payer", "active")] {
-        org.call(
-            Endpoint::UsersUpsert,
-            json!({"external_user_id": id, "subscription_status": status}),
-        )
-        .await
-        .assert_status(201);
+        org.create_user(json!({"external_user_id": id, "subscription_status": status}))
+            .await;
     }
     let everyone = org.read_all(Endpoint::UsersList, &[], "", "users").await;
     assert_eq!(everyone.len(), 6);
@@ -396,9 +384,7 @@ async fn stats_count_the_segment_per_value_exactly() {
         if let Some(source) = source {
             body["install_source"] = json!(source);
         }
-        org.call(Endpoint::UsersUpsert, body)
-            .await
-            .assert_status(201);
+        org.create_user(body).await;
     }
     event(&org, "d", "app_opened", 40.0, json!({})).await;
     event(
@@ -471,9 +457,7 @@ async fn stats_count_the_segment_per_value_exactly() {
 #[tokio::test]
 async fn stats_refuse_a_segment_they_cannot_count_in_time() {
     let org = TestOrg::new().await;
-    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "x"}))
-        .await
-        .assert_status(201);
+    org.create_user(json!({"external_user_id": "x"})).await;
     let filter = shared::store::ops::lists::UserFilter::default();
     let past = std::time::Instant::now();
     let result = org
