@@ -21,6 +21,7 @@ pub enum Endpoint {
     Batch,
     UsersGet,
     UsersList,
+    StatsUsers,
     ConversationsGet,
     Inbox,
     BookingsList,
@@ -32,7 +33,7 @@ pub const API_BASE_PATH: &str = "/api/developer/";
 impl Endpoint {
     /// Writes, then reads, then the erasure (the order `make bench` runs them in over one
     /// data set).
-    pub const ALL: [Endpoint; 16] = [
+    pub const ALL: [Endpoint; 17] = [
         Endpoint::Health,
         Endpoint::Me,
         Endpoint::UsersUpsert,
@@ -45,6 +46,7 @@ impl Endpoint {
         Endpoint::Batch,
         Endpoint::UsersGet,
         Endpoint::UsersList,
+        Endpoint::StatsUsers,
         Endpoint::ConversationsGet,
         Endpoint::Inbox,
         Endpoint::BookingsList,
@@ -66,6 +68,7 @@ impl Endpoint {
             Endpoint::Batch => "batch",
             Endpoint::UsersGet => "users-get",
             Endpoint::UsersList => "users-list",
+            Endpoint::StatsUsers => "stats-users",
             Endpoint::UsersDelete => "users-delete",
             Endpoint::ConversationsGet => "conversations-get",
             Endpoint::Inbox => "inbox",
@@ -89,6 +92,7 @@ impl Endpoint {
             Endpoint::Batch => "batch/",
             Endpoint::UsersGet | Endpoint::UsersDelete => "users/{external_user_id}/",
             Endpoint::UsersList => "users/",
+            Endpoint::StatsUsers => "stats/users/",
             Endpoint::ConversationsGet => "conversations/{thread_id}/",
             Endpoint::Inbox => "inbox/",
             Endpoint::BookingsList => "bookings/",

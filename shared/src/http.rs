@@ -107,6 +107,7 @@ enum Priced {
     /// Parsed once, for its cost and its handler.
     Booking(Result<WriteRequest, ApiError>),
     List(Result<(OrgList, QueryParams), ApiError>),
+    Fixed(u32),
     Other,
 }
 
@@ -124,6 +125,8 @@ impl Priced {
                 body_bytes(request)
                     .and_then(|b| WriteRequest::parse(ObjectType::Booking, &b, None)),
             ),
+            // It reads the whole segment: priced as the largest filtered page.
+            Endpoint::StatsUsers => Priced::Fixed(cost::USERS_STATS),
             _ => Priced::Other,
         }
     }
@@ -133,6 +136,7 @@ impl Priced {
         match self {
             Priced::Booking(Ok(booking)) => booking.cost(),
             Priced::List(Ok((list, params))) => cost::list_page(*list, params),
+            Priced::Fixed(cost) => *cost,
             _ => 1,
         }
     }
@@ -226,6 +230,10 @@ async fn dispatch(
         // Boxed: their futures (several concurrent queries each) are large, and every
         // function's request future is as large as the largest handler's.
         Endpoint::UsersGet => Box::pin(reads::users_get(store, &caller, &params)).await,
+        Endpoint::StatsUsers => {
+            let deadline = deadline.into_std();
+            Box::pin(reads::users_stats(store, &caller, query, deadline)).await
+        }
         Endpoint::UsersList | Endpoint::Inbox | Endpoint::BookingsList => {
             let Priced::List(list) = priced else {
                 unreachable!("priced above")
