@@ -63,6 +63,23 @@ enum FixturesCommand {
 
 #[derive(Subcommand)]
 enum OrgsCommand {
+    /// Set the org's lifecycle thresholds in days (what `lifecycle_stage` is computed
+    /// with); thresholds not given keep their current value. Each from 1 to 36500, with
+    /// at-risk < dormant < churned.
+    SetLifecycle {
+        org: String,
+        #[arg(long)]
+        new_days: Option<u32>,
+        #[arg(long)]
+        at_risk_days: Option<u32>,
+        #[arg(long)]
+        dormant_days: Option<u32>,
+        #[arg(long)]
+        churned_days: Option<u32>,
+        /// Back to the defaults (7, 7, 30, 90).
+        #[arg(long, conflicts_with_all = ["new_days", "at_risk_days", "dormant_days", "churned_days"])]
+        default: bool,
+    },
     /// Create an org.
     Create {
         /// Lower-case id used in every key of the org's data (a-z, 0-9, `-`, `_`).
@@ -251,6 +268,31 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
         Command::Orgs(OrgsCommand::Create { id, name }) => {
             let org = admin::create_org(&store, &id, &name).await?;
             println!("created org {} ({})", org.id, org.name);
+        }
+        Command::Orgs(OrgsCommand::SetLifecycle {
+            org,
+            new_days,
+            at_risk_days,
+            dormant_days,
+            churned_days,
+            default,
+        }) => {
+            let (settings, updated) = if default {
+                let updated = admin::set_org_lifecycle(&store, &org, None).await?;
+                (Default::default(), updated)
+            } else {
+                let change = admin::LifecycleChange {
+                    new_days,
+                    at_risk_days,
+                    dormant_days,
+                    churned_days,
+                };
+                admin::change_org_lifecycle(&store, &org, change).await?
+            };
+            println!(
+                "org {org}: lifecycle new {} / at risk {} / dormant {} / churned {} days ({updated} keys updated)",
+                settings.new_days, settings.at_risk_days, settings.dormant_days, settings.churned_days
+            );
         }
         Command::Orgs(OrgsCommand::SetRateLimit { org, limit }) => {
             let updated = admin::set_org_rate_limit(&store, &org, limit.0).await?;

@@ -32,6 +32,8 @@ pub enum EventKind {
         amount: Option<&'static str>,
         currency: Option<&'static str>,
         plan: Option<&'static str>,
+        /// `properties.subscription_ends_at`, a stored time.
+        ends_at: Option<&'static str>,
     },
     /// `level_up`: only activity.
     Custom,
@@ -75,10 +77,12 @@ impl Fact {
                 amount,
                 currency,
                 plan,
+                ends_at,
             } => {
                 put("amount", *amount);
                 put("currency", *currency);
                 put("plan", *plan);
+                put("subscription_ends_at", *ends_at);
                 format!("subscription_{suffix}")
             }
             EventKind::Custom => "level_up".to_owned(),
@@ -233,8 +237,16 @@ fn offers(fact: &Fact) -> Vec<Offer> {
             offers.time("uninstalled_at");
             offers.flag("is_installed", false);
         }
-        EventKind::Subscription { suffix, plan, .. } => {
+        EventKind::Subscription {
+            suffix,
+            plan,
+            ends_at,
+            ..
+        } => {
             offers.time("subscription_updated_at");
+            if let Some(ends_at) = ends_at {
+                offers.text("subscription_ends_at", ends_at);
+            }
             if *suffix == "started" {
                 offers.time("subscription_started_at");
             }
@@ -386,6 +398,164 @@ pub fn record<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Record {
         .collect()
 }
 
+// ------------------------------------------------------------------ computed states
+
+/// An org's lifecycle thresholds in days (the documented defaults: 7, 7, 30, 90).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub new_days: i64,
+    pub at_risk_days: i64,
+    pub dormant_days: i64,
+    pub churned_days: i64,
+}
+
+pub const DEFAULT_THRESHOLDS: Thresholds = Thresholds {
+    new_days: 7,
+    at_risk_days: 7,
+    dormant_days: 30,
+    churned_days: 90,
+};
+
+/// Milliseconds since 1970 of a stored time (`2026-03-01T12:00:00.000Z`), by the civil
+/// calendar (days before a year: 365 a year plus its leap days).
+pub fn millis(at: &str) -> i64 {
+    assert!(is_stored_time(at), "not a stored time: {at}");
+    let part = |range: std::ops::Range<usize>| at[range].parse::<i64>().expect("digits");
+    let (year, month, day) = (part(0..4), part(5..7), part(8..10));
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in_month = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let mut days: i64 = if year >= 1970 {
+        (1970..year).map(|y| if leap(y) { 366 } else { 365 }).sum()
+    } else {
+        -(year..1970)
+            .map(|y| if leap(y) { 366 } else { 365 })
+            .sum::<i64>()
+    };
+    days += days_in_month[..(month - 1) as usize].iter().sum::<i64>();
+    if month > 2 && leap(year) {
+        days += 1;
+    }
+    days += day - 1;
+    let seconds = days * 86_400 + part(11..13) * 3_600 + part(14..16) * 60 + part(17..19);
+    seconds * 1_000 + part(20..23)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The lifecycle stage at `as_of` of a client known only from its events (so first seen is
+/// its first event): the documented rules, in their documented order.
+pub fn lifecycle_stage<'a>(
+    facts: impl IntoIterator<Item = &'a Fact>,
+    thresholds: &Thresholds,
+    as_of: &str,
+) -> &'static str {
+    let facts: Vec<&Fact> = facts.into_iter().collect();
+    let mut instants: Vec<i64> = facts.iter().map(|fact| millis(&fact.at)).collect();
+    instants.sort_unstable();
+    instants.dedup();
+    let (Some(&first), Some(&last)) = (instants.first(), instants.last()) else {
+        return "new";
+    };
+    // The most recent activity before the last one, if any (a repeat of an instant is not one).
+    let previous = instants.iter().rev().nth(1).copied();
+    let uninstall = facts
+        .iter()
+        .filter(|fact| fact.kind == EventKind::Uninstall)
+        .map(|fact| millis(&fact.at))
+        .max();
+    let now = millis(as_of);
+    let idle = (now - last).max(0);
+    let days = |n: i64| n * DAY_MS;
+    if uninstall == Some(last) || idle >= days(thresholds.churned_days) {
+        "churned"
+    } else if idle >= days(thresholds.dormant_days) {
+        "dormant"
+    } else if idle >= days(thresholds.at_risk_days) {
+        "at_risk"
+    } else if previous.is_some_and(|p| last - p >= days(thresholds.dormant_days))
+        && idle < days(thresholds.new_days)
+    {
+        "resurrected"
+    } else if now - first < days(thresholds.new_days) {
+        "new"
+    } else {
+        "active"
+    }
+}
+
+/// The billing state at `as_of` of a client known only from its events.
+pub fn billing_state<'a>(facts: impl IntoIterator<Item = &'a Fact>, as_of: &str) -> &'static str {
+    let facts: Vec<&Fact> = facts.into_iter().collect();
+    let record = record(facts.iter().copied());
+    let offers: Vec<Offer> = facts.iter().flat_map(|fact| offers(fact)).collect();
+    let ends_at = winner(&offers, "subscription_ends_at").map(|offer| offer.value.clone());
+    let not_past = ends_at
+        .as_ref()
+        .and_then(Value::as_str)
+        .is_none_or(|ends| millis(ends) > millis(as_of));
+    let paid = !record["total_payments_count"].is_null() || !record["last_payment_at"].is_null();
+    let customer = record["is_active_customer"] == json!(true);
+    let status = record["subscription_status"].as_str();
+    let known = [
+        "trialing",
+        "active",
+        "cancelled",
+        "canceled",
+        "expired",
+        "paused",
+    ];
+    match status {
+        Some("past_due" | "unpaid") => "past_due",
+        Some("trialing") if not_past => "trialing",
+        Some("active") if not_past => "paying",
+        Some("cancelled" | "canceled") if not_past => "canceled",
+        Some(status) if known.contains(&status) => lapsed_or_none(paid),
+        _ if customer => "paying",
+        _ => lapsed_or_none(paid),
+    }
+}
+
+fn lapsed_or_none(paid: bool) -> &'static str {
+    if paid {
+        "lapsed"
+    } else {
+        "none"
+    }
+}
+
+/// The most event names a client keeps apart: the smallest (in byte order) of all it sent.
+pub const MAX_EVENT_NAMES: usize = 64;
+
+/// Per event name, its count and newest event time: `{"app_opened": {"count": 2,
+/// "last_at": ...}}` (every distinct event once), for the [`MAX_EVENT_NAMES`] smallest names;
+/// and the other names' events together (`None` when there are none).
+pub fn events_by_name<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> (Value, Option<Value>) {
+    let mut names: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for fact in facts {
+        let entry = names
+            .entry(fact.name_and_properties().0)
+            .or_insert((0, fact.at.clone()));
+        entry.0 += 1;
+        if fact.at > entry.1 {
+            entry.1 = fact.at.clone();
+        }
+    }
+    let shown = |(count, at): &(u64, String)| json!({"count": count, "last_at": at});
+    let kept: Map<String, Value> = names
+        .iter()
+        .take(MAX_EVENT_NAMES)
+        .map(|(name, entry)| (name.clone(), shown(entry)))
+        .collect();
+    let rest = names
+        .values()
+        .skip(MAX_EVENT_NAMES)
+        .fold(None, |sum, (count, at)| {
+            let (total, latest) = sum.unwrap_or((0, String::new()));
+            Some((total + count, latest.max(at.clone())))
+        });
+    (Value::Object(kept), rest.as_ref().map(shown))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +584,7 @@ mod tests {
             amount: None,
             currency: None,
             plan,
+            ends_at: None,
         }
     }
 
@@ -449,6 +620,7 @@ mod tests {
                     amount: Some("0.00"),
                     currency: Some("USD"),
                     plan: Some("pro"),
+                    ends_at: None,
                 },
             ),
             fact(
@@ -458,6 +630,7 @@ mod tests {
                     amount: Some("9.99"),
                     currency: Some("USD"),
                     plan: None,
+                    ends_at: None,
                 },
             ),
         ];
@@ -507,6 +680,41 @@ mod tests {
         // The first payment's currency: of one millisecond, the greater code.
         assert_eq!(record["lifetime_value_currency"], "USD");
         assert_eq!(record["lifetime_value"], "5.00");
+    }
+
+    #[test]
+    fn times_are_counted_in_milliseconds_since_1970() {
+        assert_eq!(millis("1970-01-01T00:00:00.000Z"), 0);
+        assert_eq!(millis("2000-03-01T00:00:00.001Z"), 951_868_800_001);
+        assert_eq!(millis("2026-03-01T12:00:00.500Z"), 1_772_366_400_500);
+        assert_eq!(millis("1969-12-31T23:59:59.000Z"), -1_000);
+    }
+
+    #[test]
+    fn a_late_event_inside_the_gap_closes_it() {
+        let open = |at: &str| fact(at, EventKind::Open { version: None });
+        let back = [
+            open("2026-01-01T00:00:00.000Z"),
+            open("2026-02-15T00:00:00.000Z"),
+        ];
+        let as_of = "2026-02-16T00:00:00.000Z";
+        assert_eq!(
+            lifecycle_stage(&back, &DEFAULT_THRESHOLDS, as_of),
+            "resurrected"
+        );
+        let closed = [
+            back[0].clone(),
+            back[1].clone(),
+            open("2026-02-01T00:00:00.000Z"),
+        ];
+        assert_eq!(
+            lifecycle_stage(&closed, &DEFAULT_THRESHOLDS, as_of),
+            "active"
+        );
+        let (names, rest) = events_by_name(&closed);
+        assert_eq!(rest, None);
+        assert_eq!(names["app_opened"]["count"], 3);
+        assert_eq!(names["app_opened"]["last_at"], "2026-02-15T00:00:00.000Z");
     }
 
     #[test]

@@ -5,8 +5,11 @@
 
 use crate::auth::{generate_secret, hash_secret, key_id_of, ApiKeyRecord, NewSecret};
 use crate::fields::Timestamp;
+use crate::states::StageSettings;
 use crate::store::keys::OrgList;
-use crate::store::ops::orgs::{KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf};
+use crate::store::ops::orgs::{
+    KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf, SettingOf,
+};
 use crate::store::Store;
 use serde::Serialize;
 use std::time::Duration;
@@ -20,6 +23,8 @@ pub enum AdminError {
     OrgExists(String),
     #[error("org ids are 1 to 64 characters of a-z, 0-9, `-` and `_`: `{0}` is not")]
     BadOrgId(String),
+    #[error("{0}")]
+    BadSetting(String),
     #[error("no API key with id `{0}`")]
     NoSuchKey(String),
     #[error("API key `{0}` is already revoked")]
@@ -55,6 +60,8 @@ pub struct Org {
     /// Requests per second of all its keys together (unset: see
     /// [`ApiKeyRecord::effective_org_rate_limit`]).
     pub total_rate_limit: Option<u32>,
+    /// Its lifecycle thresholds (unset: the defaults).
+    pub lifecycle: Option<StageSettings>,
 }
 
 impl From<OrgRecord> for Org {
@@ -65,6 +72,7 @@ impl From<OrgRecord> for Org {
             created_at: record.created_at,
             rate_limit: record.rate_limit,
             total_rate_limit: record.total_rate_limit,
+            lifecycle: record.lifecycle,
         }
     }
 }
@@ -177,6 +185,7 @@ pub async fn create_org(store: &Store, id: &str, name: &str) -> Result<Org> {
         created_at,
         rate_limit: None,
         total_rate_limit: None,
+        lifecycle: None,
     })
 }
 
@@ -267,6 +276,7 @@ async fn store_key(
         rate_limit,
         org_rate_limit: org.rate_limit,
         org_total_rate_limit: org.total_rate_limit,
+        lifecycle: org.lifecycle,
     };
     if store.create_api_key(&key).await? {
         return Ok(());
@@ -417,8 +427,7 @@ pub async fn set_org_total_rate_limit(
     .await
 }
 
-/// Sets a limit on the org item and its copy on each of its keys: the request path reads
-/// only the key's item.
+/// Sets a limit on the org item and its copy on each of its keys.
 async fn set_org_limit(
     store: &Store,
     org_id: &str,
@@ -426,13 +435,82 @@ async fn set_org_limit(
     on_org: fn(&str) -> RateLimitOf<'_>,
     on_key: fn(&str) -> RateLimitOf<'_>,
 ) -> Result<usize> {
+    on_org_and_keys(
+        org_id,
+        async |of| match of {
+            SettingOf::Org(org) => store.set_rate_limit(on_org(org), limit).await,
+            SettingOf::Key(key) => store.set_rate_limit(on_key(key), limit).await,
+        },
+        store,
+    )
+    .await
+}
+
+/// Sets (`None`: removes, back to the defaults 7/7/30/90) an org's lifecycle thresholds,
+/// validated (see [`StageSettings::validated`]); the keys' copies are read within their
+/// key cache time (30 s). Returns how many keys it updated.
+pub async fn set_org_lifecycle(
+    store: &Store,
+    org_id: &str,
+    settings: Option<StageSettings>,
+) -> Result<usize> {
+    let settings = settings
+        .map(StageSettings::validated)
+        .transpose()
+        .map_err(AdminError::BadSetting)?;
+    on_org_and_keys(
+        org_id,
+        async |of| store.set_lifecycle(of, settings.as_ref()).await,
+        store,
+    )
+    .await
+}
+
+/// Some of an org's lifecycle thresholds (`admin orgs set-lifecycle --dormant-days 45`):
+/// the others keep the org's current values (the defaults if it set none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LifecycleChange {
+    pub new_days: Option<u32>,
+    pub at_risk_days: Option<u32>,
+    pub dormant_days: Option<u32>,
+    pub churned_days: Option<u32>,
+}
+
+/// Applies `change` to the org's thresholds; the thresholds now set and how many keys it
+/// updated.
+pub async fn change_org_lifecycle(
+    store: &Store,
+    org_id: &str,
+    change: LifecycleChange,
+) -> Result<(StageSettings, usize)> {
+    let org = get_org(store, org_id)
+        .await?
+        .ok_or_else(|| AdminError::NoSuchOrg(org_id.to_owned()))?;
+    let current = org.lifecycle.unwrap_or_default();
+    let settings = StageSettings {
+        new_days: change.new_days.unwrap_or(current.new_days),
+        at_risk_days: change.at_risk_days.unwrap_or(current.at_risk_days),
+        dormant_days: change.dormant_days.unwrap_or(current.dormant_days),
+        churned_days: change.churned_days.unwrap_or(current.churned_days),
+    };
+    let updated = set_org_lifecycle(store, org_id, Some(settings)).await?;
+    Ok((settings, updated))
+}
+
+/// Writes a setting on the org item, then its copy on each of its keys (the request path
+/// reads only the key's item).
+async fn on_org_and_keys(
+    org_id: &str,
+    set: impl AsyncFn(SettingOf<'_>) -> std::result::Result<bool, crate::error::ApiError>,
+    store: &Store,
+) -> Result<usize> {
     validate_org_id(org_id)?;
-    if !store.set_rate_limit(on_org(org_id), limit).await? {
+    if !set(SettingOf::Org(org_id)).await? {
         return Err(AdminError::NoSuchOrg(org_id.to_owned()));
     }
     let org_keys = store.org_api_keys::<ApiKeyRecord>(org_id).await?;
     for key in &org_keys {
-        store.set_rate_limit(on_key(&key.key_id), limit).await?;
+        set(SettingOf::Key(&key.key_id)).await?;
     }
     Ok(org_keys.len())
 }

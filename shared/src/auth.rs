@@ -45,6 +45,9 @@ pub struct ApiKeyRecord {
     pub org_rate_limit: Option<u32>,
     /// Requests per second of all the org's keys together (`admin orgs set-total-rate-limit`).
     pub org_total_rate_limit: Option<u32>,
+    /// The org's lifecycle thresholds (`admin orgs set-lifecycle`), copied on its keys so
+    /// that a read needs no org lookup.
+    pub lifecycle: Option<crate::states::StageSettings>,
 }
 
 impl ApiKeyRecord {
@@ -272,6 +275,7 @@ mod tests {
             rate_limit: None,
             org_rate_limit: None,
             org_total_rate_limit: None,
+            lifecycle: None,
         };
         assert!(record.is_active_at("2026-05-31T23:59:59.999Z"));
         assert!(!record.is_active_at("2026-06-01T00:00:00.000Z"));

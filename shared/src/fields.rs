@@ -197,8 +197,24 @@ impl Timestamp {
         )
     }
 
+    /// How long after `earlier` this time is (zero when it is not after it).
+    pub fn since(self, earlier: Timestamp) -> time::Duration {
+        (self.0 - earlier.0).max(time::Duration::ZERO)
+    }
+
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
+    }
+
+    /// Milliseconds since the Unix epoch (negative before 1970): the stored precision.
+    pub fn unix_millis(self) -> i64 {
+        i64::try_from(self.0.unix_timestamp_nanos() / 1_000_000).expect("years 0..=9999 fit")
+    }
+
+    /// The time of [`Self::unix_millis`], if in years 0 to 9999.
+    pub fn from_unix_millis(millis: i64) -> Option<Self> {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()?;
+        (0..=9999).contains(&at.year()).then_some(Timestamp(at))
     }
 }
 

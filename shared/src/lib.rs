@@ -13,6 +13,7 @@
 //! - [`request`]: a write body parsed once into what its handler takes (and its fingerprint).
 //! - [`input`], [`fields`]: request bodies parsed into validated domain values.
 //! - [`facts`]: what an event tells about its client, in a form that combines in any order.
+//! - [`states`]: the client record's computed states (lifecycle stage, billing state).
 //! - [`auth`]: API key secrets, hashing, the warm-instance cache.
 //! - [`ratelimit`], [`cost`]: per-key and per-org limits in tokens, shared by all instances
 //!   through leased token blocks; what each request costs.
@@ -43,6 +44,8 @@ pub mod query;
 pub mod ratelimit;
 pub mod reads;
 pub mod request;
+pub mod segment;
+pub mod states;
 pub mod store;
 pub mod views;
 

@@ -84,6 +84,13 @@ impl TestOrg {
         self.call_with(endpoint, &[], body.to_string()).await
     }
 
+    /// Upserts a new user with this org's key and checks it was created.
+    pub async fn create_user(&self, body: Value) {
+        self.call(Endpoint::UsersUpsert, body)
+            .await
+            .assert_status(201);
+    }
+
     pub async fn call_with(
         &self,
         endpoint: Endpoint,

@@ -28,12 +28,8 @@ impl TestOrg {
         self.call(Endpoint::Events, purchase(json!({"email": email}), amount))
             .await
             .assert_status(201);
-        self.call(
-            Endpoint::UsersUpsert,
-            json!({"external_user_id": external_user_id, "email": email}),
-        )
-        .await
-        .assert_status(201);
+        self.create_user(json!({"external_user_id": external_user_id, "email": email}))
+            .await;
     }
 
     /// Sends until the answer is not a 503, as a client does with `Retry-After`.
@@ -51,12 +47,8 @@ impl TestOrg {
 #[tokio::test]
 async fn an_email_only_mention_attaches_to_the_identified_client() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "id1", "email": "A@x.com", "name": "Ann"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "id1", "email": "A@x.com", "name": "Ann"}))
+        .await;
     let by_email = json!({"email": " a@X.com "});
     org.call(Endpoint::Events, purchase(by_email.clone(), "5.00"))
         .await
@@ -168,12 +160,8 @@ async fn mentions_racing_the_identifying_upsert_all_count_once() {
 #[tokio::test]
 async fn an_email_of_another_identified_user_is_a_conflict_for_the_profile_only() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "owner", "email": "taken@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "owner", "email": "taken@x.com"}))
+        .await;
     let reply = org
         .call(
             Endpoint::UsersUpsert,
@@ -258,12 +246,8 @@ async fn an_email_of_another_identified_user_is_a_conflict_for_the_profile_only(
     assert_eq!(alias["external_user_id"].as_s().unwrap(), "owner");
 
     // A client with its own email keeps it.
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "third", "email": "mine@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "third", "email": "mine@x.com"}))
+        .await;
     let third = json!({"external_user_id": "third", "email": "taken@x.com"});
     let reply = org
         .call(
@@ -286,12 +270,8 @@ async fn an_email_of_another_identified_user_is_a_conflict_for_the_profile_only(
 #[tokio::test]
 async fn erasing_a_client_releases_every_email_it_claimed() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "u", "email": "first@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "u", "email": "first@x.com"}))
+        .await;
     // A nested mention with another email claims that one too.
     org.call(
         Endpoint::Events,
@@ -319,23 +299,15 @@ async fn erasing_a_client_releases_every_email_it_claimed() {
     org.read(Endpoint::UsersGet, &["u"], "")
         .await
         .assert_error(404, "user_not_found");
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "v", "email": "second@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "v", "email": "second@x.com"}))
+        .await;
 }
 
 #[tokio::test]
 async fn changing_a_users_email_moves_its_alias() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "mover", "email": "old@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "mover", "email": "old@x.com"}))
+        .await;
     org.call(
         Endpoint::UsersUpsert,
         json!({"external_user_id": "mover", "email": "new@x.com"}),
@@ -361,12 +333,8 @@ async fn changing_a_users_email_moves_its_alias() {
         "the old email names another client now"
     );
     // The old email is free: another user may take it.
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "taker", "email": "old@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "taker", "email": "old@x.com"}))
+        .await;
     assert_eq!(
         org.context("taker").await["user"]["lifetime_value"],
         "4.00",
@@ -492,12 +460,8 @@ async fn a_client_known_by_email_is_read_and_erased_by_its_email() {
     assert_eq!(body["events"].as_array().unwrap().len(), 1);
 
     // An identified user's email names that user.
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "named", "email": "named@x.com", "name": "N"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "named", "email": "named@x.com", "name": "N"}))
+        .await;
     let reply = org
         .read_at(Endpoint::UsersGet, &at("named@x.com"), "")
         .await;
@@ -548,24 +512,16 @@ async fn a_replayed_event_claims_no_email() {
     let email = "first@x.com".parse().unwrap();
     let alias = org.stored(&keys::email_alias(&org.org_id, &email)).await;
     assert!(alias.is_none(), "{alias:?}");
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "rp2", "email": "first@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "rp2", "email": "first@x.com"}))
+        .await;
     assert_eq!(org.context("rp1").await["user"]["email"], "second@x.com");
 }
 
 #[tokio::test]
 async fn a_replay_warns_as_its_first_answer_did() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "owner", "email": "taken@x.com"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "owner", "email": "taken@x.com"}))
+        .await;
     let event = json!({"event": "app_opened", "event_timestamp": "2026-03-01T10:00:00Z",
                        "user": {"external_user_id": "other", "email": "taken@x.com"}});
     let headers = [("idempotency-key", "warned-1")];

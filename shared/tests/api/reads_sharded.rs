@@ -166,12 +166,8 @@ async fn the_segment_pages_in_the_unsharded_order_with_filters() {
     for n in 0..45u32 {
         let user = format!("u{n:02}");
         let plan = if n % 3 == 0 { "pro" } else { "free" };
-        org.call(
-            Endpoint::UsersUpsert,
-            json!({"external_user_id": user, "plan": plan}),
-        )
-        .await
-        .assert_status(201);
+        org.create_user(json!({"external_user_id": user, "plan": plan}))
+            .await;
         // Spread over 90 days, never within an hour of the 10-day cutoff; some users at
         // the same time (their order is then the identity's).
         let days = f64::from((n * 37) % 90) + 0.5 + f64::from(n % 2) * 0.25;

@@ -24,12 +24,8 @@ fn ids(items: &[Value], field: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_client_comes_back_with_its_context_newest_first() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "usr_1", "name": "Ann", "plan": "pro"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "usr_1", "name": "Ann", "plan": "pro"}))
+        .await;
     for (index, name) in ["app_installed", "app_opened", "level_completed"]
         .iter()
         .enumerate()

@@ -11,17 +11,34 @@
 use crate::common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use record_model::{record, EventKind, Fact as Event};
+use record_model::{
+    billing_state, events_by_name, lifecycle_stage, record, EventKind, Fact as Event,
+    DEFAULT_THRESHOLDS,
+};
 use serde_json::{json, Value};
+use shared::states::StageSettings;
+use shared::store::records::UserRecord;
+use shared::store::testing::keys;
 use shared::Endpoint;
 
 const USERS: usize = 2;
-/// Few distinct times, so that ties are common.
+/// Few distinct times, so that ties are common; 35 days between the first two, so that a
+/// client can come back after a dormant gap (and a late event can close it).
 const TIMES: [&str; 4] = [
-    "2026-03-01T10:00:00.000Z",
-    "2026-03-01T11:00:00.000Z",
+    "2026-01-01T10:00:00.000Z",
+    "2026-02-05T11:00:00.000Z",
     "2026-03-01T12:00:00.000Z",
     "2026-03-01T12:00:00.500Z",
+];
+/// The instants the computed states are compared at: right after the last time, then past
+/// each threshold and a subscription's end.
+const AS_OF: [&str; 6] = [
+    "2026-03-01T12:00:00.500Z",
+    "2026-03-04T00:00:00.000Z",
+    "2026-03-09T00:00:00.000Z",
+    "2026-03-21T00:00:00.000Z",
+    "2026-04-10T00:00:00.000Z",
+    "2026-06-10T00:00:00.000Z",
 ];
 
 /// One distinct event: a keyed one may be delivered several times.
@@ -70,12 +87,16 @@ fn kind() -> impl Strategy<Value = EventKind> {
             option(amounts),
             option(currencies),
             option(&["basic", "pro"]),
+            option(&["2026-02-01T00:00:00.000Z", "2026-03-20T00:00:00.000Z"]),
         )
-            .prop_map(|(suffix, amount, currency, plan)| EventKind::Subscription {
-                suffix,
-                amount,
-                currency,
-                plan
+            .prop_map(|(suffix, amount, currency, plan, ends_at)| {
+                EventKind::Subscription {
+                    suffix,
+                    amount,
+                    currency,
+                    plan,
+                    ends_at,
+                }
             }),
         Just(EventKind::Custom),
     ]
@@ -189,10 +210,31 @@ async fn deliver_and_compare(
             continue;
         }
         let reply = org.read(Endpoint::UsersGet, &[&user_id(user)], "").await;
-        let stored = &reply.assert_status(200)["user"];
-        for (field, want) in record(mine) {
+        let body = reply.assert_status(200);
+        let stored = &body["user"];
+        for (field, want) in record(mine.iter().copied()) {
             let got = stored.get(field).cloned().unwrap_or(Value::Null);
             prop_assert_eq!(&got, &want, "field {} of user {}: {}", field, user, stored);
+        }
+        let (names, rest) = events_by_name(mine.iter().copied());
+        prop_assert_eq!(&stored["events_by_name"], &names);
+        let rest = rest.unwrap_or(Value::Null);
+        prop_assert_eq!(&stored["events_beyond_name_limit"], &rest);
+        let as_of = body["as_of"].as_str().unwrap_or_default();
+        let states = |as_of: &str| {
+            json!({
+                "lifecycle_stage": lifecycle_stage(mine.iter().copied(), &DEFAULT_THRESHOLDS, as_of),
+                "billing_state": billing_state(mine.iter().copied(), as_of),
+            })
+        };
+        let shown = |user: &Value| json!({"lifecycle_stage": user["lifecycle_stage"], "billing_state": user["billing_state"]});
+        prop_assert_eq!(shown(stored), states(as_of), "at {}: {}", as_of, stored);
+        // The same record at other instants: what the read computes at its `as_of`.
+        let key = keys::user(&org.org_id, &external_identity(&user_id(user)));
+        let record: UserRecord = org.store().get_record(&key).await.unwrap().unwrap();
+        for as_of in AS_OF {
+            let view = json!(record.view_at(as_of.parse().unwrap(), &StageSettings::default()));
+            prop_assert_eq!(shown(&view), states(as_of), "at {}: {}", as_of, stored);
         }
     }
     Ok(())

@@ -217,12 +217,10 @@ async fn lifecycle_times_on_a_profile_may_not_be_in_the_future() {
 #[tokio::test]
 async fn a_backfilled_sale_fills_gaps_but_never_overwrites() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
+    org.create_user(
         json!({"external_user_id": "buyer", "email": "new@example.com", "name": "Jane Roe"}),
     )
-    .await
-    .assert_status(201);
+    .await;
     org.call(
         Endpoint::ProductsUpsert,
         json!({"external_product_id": "prod", "title": "Pro", "price": "29.00", "currency": "USD"}),
@@ -262,12 +260,8 @@ async fn a_backfilled_sale_fills_gaps_but_never_overwrites() {
 #[tokio::test]
 async fn an_event_user_mention_does_not_overwrite_the_profile() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "m", "name": "Real Name", "plan": "pro"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "m", "name": "Real Name", "plan": "pro"}))
+        .await;
     org.call(
         Endpoint::Events,
         json!({"event": "app_opened", "user": {"external_user_id": "m", "name": "stale", "email": "m@example.com"}}),
@@ -487,12 +481,8 @@ async fn a_rescheduled_booking_and_a_redated_sale_move_in_their_clients_lists() 
 #[tokio::test]
 async fn the_segment_filters_on_the_merged_record() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"external_user_id": "seg", "plan": "basic", "is_installed": false}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"external_user_id": "seg", "plan": "basic", "is_installed": false}))
+        .await;
     org.send_events(&[
         event(
             "seg",

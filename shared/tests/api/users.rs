@@ -93,12 +93,8 @@ async fn every_documented_field_is_stored_with_its_type() {
 #[tokio::test]
 async fn email_identifies_a_user_without_an_external_id() {
     let org = TestOrg::new().await;
-    org.call(
-        Endpoint::UsersUpsert,
-        json!({"email": "Jane@Example.com", "name": "Jane"}),
-    )
-    .await
-    .assert_status(201);
+    org.create_user(json!({"email": "Jane@Example.com", "name": "Jane"}))
+        .await;
     let reply = org
         .call(
             Endpoint::UsersUpsert,

@@ -11,14 +11,20 @@
 //!   first payment event.
 
 use crate::facts::Field;
+use crate::fields::Timestamp;
 use crate::store::schema::attributes::{
-    event_attribute, money_string, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS,
-    REVENUE_PREFIX,
+    event_attribute, money_string, EVENT_FIELD_PREFIX, EVENT_INSTALLS, EVENT_PAYMENTS, FIRST_EVENT,
+    NAME_PREFIX, PREVIOUS_ACTIVITY, REVENUE_PREFIX,
 };
 use crate::store::schema::{n, s, Item};
 use aws_sdk_dynamodb::types::AttributeValue;
 use rust_decimal::Decimal;
 use std::collections::HashMap;
+
+/// The internal attributes of the merged record the computed states read (see
+/// [`crate::states`]): never stored, never shown.
+pub const FIRST_SEEN: &str = "first_seen_at";
+pub const PREVIOUS_ACTIVITY_AT: &str = "previous_activity_at";
 
 /// The events' fields shown instead of the profile's when an event carried one: all but
 /// the times (shown as the later of the two), the last payment (a whole) and the lifetime
@@ -74,10 +80,62 @@ pub fn merge(mut item: Item) -> Item {
     }
     merge_last_payment(&mut item);
     merge_counts(&mut item);
+    merge_timeline(&mut item);
+    merge_names(&mut item);
     item.retain(|name, _| {
-        !name.starts_with(EVENT_FIELD_PREFIX) && !name.starts_with(REVENUE_PREFIX)
+        !name.starts_with(EVENT_FIELD_PREFIX)
+            && !name.starts_with(REVENUE_PREFIX)
+            && !name.starts_with(NAME_PREFIX)
     });
     item
+}
+
+/// The internal `first_seen_at` (the earliest of the profile's `created_at` and
+/// `installed_at` and the first event; the first write when none is known) and
+/// `previous_activity_at`, read before the profile's times are merged with the events'.
+fn merge_timeline(item: &mut Item) {
+    let first_seen = ["created_at", "installed_at", FIRST_EVENT]
+        .into_iter()
+        .filter_map(|name| text(item, name))
+        .filter_map(|at| at.parse::<Timestamp>().ok())
+        .min()
+        .map(Timestamp::to_stored)
+        .or_else(|| text(item, "ingested_at"));
+    if let Some(first_seen) = first_seen {
+        item.insert(FIRST_SEEN.into(), s(first_seen));
+    }
+    if let Some(previous) = text(item, PREVIOUS_ACTIVITY).filter(|at| !at.is_empty()) {
+        item.insert(PREVIOUS_ACTIVITY_AT.into(), s(previous));
+    }
+}
+
+/// `events_by_name` (`{"app_opened": {"count": 3, "last_at": ...}}`) and, past the bound,
+/// `events_beyond_name_limit` (the other names' events together), from the `~` entries.
+fn merge_names(item: &mut Item) {
+    let entry = |value: &AttributeValue| -> Option<AttributeValue> {
+        let list = value.as_l().ok()?;
+        let count = list.first()?.as_n().ok()?.clone();
+        let millis: i64 = list.get(1)?.as_n().ok()?.parse().ok()?;
+        let at = Timestamp::from_unix_millis(millis)?.to_stored();
+        Some(AttributeValue::M(HashMap::from([
+            ("count".to_owned(), AttributeValue::N(count)),
+            ("last_at".to_owned(), s(at)),
+        ])))
+    };
+    let mut names = HashMap::new();
+    for (attribute, value) in item.iter() {
+        let Some(name) = attribute.strip_prefix(NAME_PREFIX) else {
+            continue;
+        };
+        let Some(entry) = entry(value) else { continue };
+        names.insert(name.to_owned(), entry);
+    }
+    if let Some(other) = names.remove("") {
+        item.insert("events_beyond_name_limit".into(), other);
+    }
+    if !names.is_empty() {
+        item.insert("events_by_name".into(), AttributeValue::M(names));
+    }
 }
 
 fn merge_last_payment(item: &mut Item) {

@@ -7,6 +7,11 @@
 //! adding an internal one, one line under `internal`.
 
 use crate::error::ApiError;
+use crate::fields::Timestamp;
+use crate::states::{
+    billing_state, lifecycle_stage, BillingFacts, BillingState, ClientTimeline, LifecycleStage,
+    StageSettings,
+};
 use crate::store::schema::attributes::{money_string, NUMERIC_MONEY_ATTRIBUTES};
 use crate::store::schema::keys::{self, ItemKey};
 use crate::store::schema::Item;
@@ -120,7 +125,7 @@ macro_rules! record {
 
         /// What a client sees of a
         #[doc = concat!("[`", stringify!($record), "`].")]
-        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
         pub struct $view {
             /// The stored `entity`.
             #[serde(rename(deserialize = "entity"))]
@@ -184,13 +189,68 @@ record! {
         metadata: Value,
         last_event_at: String,
         last_activity_at: String,
+        /// Per event name, its count and newest event time (at most `MAX_EVENT_NAMES`).
+        events_by_name: std::collections::BTreeMap<String, NameActivity>,
+        /// The events of the names past the bound, together.
+        events_beyond_name_limit: NameActivity,
+        /// Computed when read, at the response's `as_of` (see [`UserRecord::view_at`]).
+        lifecycle_stage: LifecycleStage,
+        billing_state: BillingState,
     }
     internal {
+        /// See `client_record::merge`: what the computed states read.
+        first_seen_at: String,
+        previous_activity_at: String,
         /// An email-only record merged into an identified one: that one's PK.
         merged_into: String,
         /// The email-only records merged into this one (their PKs): their history is listed
         /// under them.
         merged_identities: Vec<String>,
+    }
+}
+
+/// What a client did under one event name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct NameActivity {
+    pub count: i64,
+    /// The newest `event_timestamp` of the name.
+    pub last_at: String,
+}
+
+impl UserRecord {
+    /// The times the lifecycle stage depends on.
+    pub fn timeline(&self) -> ClientTimeline {
+        let time = |at: &Option<String>| at.as_deref().and_then(|at| at.parse().ok());
+        ClientTimeline {
+            first_seen: time(&self.first_seen_at),
+            last_activity: time(&self.view.last_activity_at),
+            previous_activity: time(&self.previous_activity_at),
+            uninstalled_at: time(&self.view.uninstalled_at),
+        }
+    }
+
+    /// The facts the billing state depends on, as the record shows them.
+    pub fn billing(&self) -> BillingFacts {
+        let view = &self.view;
+        BillingFacts {
+            subscription_status: view.subscription_status.clone(),
+            subscription_ends_at: view
+                .subscription_ends_at
+                .as_deref()
+                .and_then(|at| at.parse().ok()),
+            is_active_customer: view.is_active_customer,
+            has_paid: view.total_payments_count.is_some_and(|count| count > 0)
+                || view.last_payment_at.is_some(),
+        }
+    }
+
+    /// The client's view with its computed states at `as_of`.
+    pub fn view_at(&self, as_of: Timestamp, settings: &StageSettings) -> UserView {
+        UserView {
+            lifecycle_stage: Some(lifecycle_stage(&self.timeline(), settings, as_of)),
+            billing_state: Some(billing_state(&self.billing(), as_of)),
+            ..self.view.clone()
+        }
     }
 }
 

@@ -8,21 +8,26 @@
 //!
 //! Each offered field is guarded in the user Update's condition (it applies only if the
 //! offer wins over what the field holds, see [`crate::facts::Offer::wins_over`]), and so
-//! is the activity time. In order, the common case, everything applies: one transaction.
-//! When a guard fails (a late, older event), DynamoDB cancels the whole transaction and
-//! returns the user as it is; the parts that lost are dropped and the transaction is sent
-//! again, so the event and its counts are still written. Guards only ever move fields
-//! forward, so every retry drops at least one part or meets a concurrent writer: bounded.
+//! are the activity pair (`last_event_at`, `ev_prev`), the first event and the event
+//! name's entry. In order, for a name the client sent before, everything applies: one
+//! transaction. When a guard fails (a late, older event; a name's first event), DynamoDB
+//! cancels the whole transaction and returns the user as it is; the parts are chosen again
+//! from it (`Part::all_for`) and the transaction is sent again, so the event and its
+//! counts are still written. Guards only ever move what they guard one way (times forward,
+//! the first event back, entries created once), so a retry meets a concurrent writer or
+//! succeeds; past `ATTEMPTS` the answer is a 503.
 
 use super::write::upsert_expression;
 use crate::error::ApiError;
 use crate::facts::{Contribution, Latest, Offer, Pick};
+use crate::fields::Timestamp;
 use crate::store::codec::records::Stored;
 use crate::store::codec::upsert::{Advance, Upsert};
 use crate::store::error::{storage_error, throttled_transaction};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::attributes::{
-    event_attribute, stored_offer, stored_position, tie_name, EVENT_INSTALLS, EVENT_PAYMENTS,
+    event_attribute, name_attribute, stored_offer, stored_position, tie_name, EVENT_INSTALLS,
+    EVENT_NAMES, EVENT_PAYMENTS, FIRST_EVENT, MAX_EVENT_NAMES, NAME_PREFIX, PREVIOUS_ACTIVITY,
     REVENUE_PREFIX,
 };
 use crate::store::schema::keys::key_attributes;
@@ -55,10 +60,39 @@ pub enum EventOutcome {
 }
 
 /// A guarded part of the user update.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq)]
 enum Part<'a> {
+    /// The event is the newest: its time becomes `last_event_at` (and the last activity),
+    /// the one it replaces `ev_prev`.
     Activity,
+    /// The event falls strictly between the two most recent activities: it becomes
+    /// `ev_prev` (a late event inside a gap closes it).
+    Gap,
+    /// The event is older than the oldest: it becomes `ev_first`.
+    First,
+    /// The event's name counts it: in the name's own entry, or (`other`) in the entry of
+    /// the names past the bound; `new` creates the entry.
+    Count {
+        other: bool,
+        new: bool,
+    },
+    /// The event is the newest of its entry (only with an existing entry's count).
+    Latest {
+        other: bool,
+    },
+    /// A new name smaller than the greatest of a full set of kept names: that one's entry
+    /// joins the names past the bound, and the new name gets an entry.
+    Evict(Eviction),
     Offer(&'a Offer),
+}
+
+/// The greatest kept name's entry and the entry of the names past the bound, as read
+/// (`[count, time]`); the eviction is guarded on both being unchanged.
+#[derive(Debug, Clone, PartialEq)]
+struct Eviction {
+    attribute: String,
+    entry: (i64, i64),
+    other: Option<(i64, i64)>,
 }
 
 /// Why a transaction was not written.
@@ -72,9 +106,18 @@ enum Refusal {
 
 impl Store {
     pub async fn record_event(&self, write: &EventWrite) -> Result<EventOutcome, ApiError> {
-        let mut parts: Vec<Part> = std::iter::once(Part::Activity)
-            .chain(write.contribution.offers.iter().map(Part::Offer))
-            .collect();
+        // The common case, guessed: the newest event of the client and of a known name.
+        let mut parts: Vec<Part> = [
+            Part::Activity,
+            Part::Count {
+                other: false,
+                new: false,
+            },
+            Part::Latest { other: false },
+        ]
+        .into_iter()
+        .chain(write.contribution.offers.iter().map(Part::Offer))
+        .collect();
         for attempt in 0..ATTEMPTS {
             match self.transact(write, &parts).await? {
                 Ok(()) => return Ok(EventOutcome::Recorded),
@@ -83,14 +126,15 @@ impl Store {
                 }
                 Err(Refusal::UserGuard(current)) => {
                     write.user.check_not_merged(&current)?;
-                    if !write.user.is_owner_of(&current) {
+                    // No item: a new client, whose first event guessed a known name.
+                    if !current.is_empty() && !write.user.is_owner_of(&current) {
                         tracing::error!(
                             pk = write.user.key.loggable(),
                             "item owned by another org or entity"
                         );
                         return Err(ApiError::Internal);
                     }
-                    parts.retain(|part| part.applies_to(write, &current));
+                    parts = Part::all_for(write, &current);
                 }
                 Err(Refusal::Conflict) => {
                     let pause = 10u64 << attempt.min(4);
@@ -171,27 +215,98 @@ fn internal(error: impl std::fmt::Display) -> ApiError {
     ApiError::Internal
 }
 
-impl Part<'_> {
-    /// Whether this part's guard holds on `current` (the user as DynamoDB has it).
-    fn applies_to(&self, write: &EventWrite, current: &Item) -> bool {
-        match self {
-            Part::Activity => match (&write.user.advance, current.get("last_event_at")) {
-                (Some(advance), Some(AttributeValue::S(at))) => at <= &advance.value,
-                _ => true,
-            },
-            Part::Offer(offer) => {
-                let attribute = event_attribute(offer.field);
-                offer.wins_over(stored_position(offer.field, current.get(&attribute)).as_ref())
+/// The event's time as stored, and its name.
+fn time_and_name(write: &EventWrite) -> (String, Option<&str>) {
+    let text = |name: &str| write.event.item().get(name).and_then(|v| v.as_s().ok());
+    let at = text("event_timestamp").cloned().unwrap_or_default();
+    (at, text("event").map(String::as_str))
+}
+
+/// The event's time in Unix milliseconds (what a name's entry keeps).
+fn millis(at: &str) -> i64 {
+    at.parse::<Timestamp>().map_or(0, Timestamp::unix_millis)
+}
+
+/// A name entry's `[count, time]` element `index`, as stored in `current`.
+fn entry(current: &Item, attribute: &str, index: usize) -> Option<i64> {
+    let list = current.get(attribute)?.as_l().ok()?;
+    list.get(index)?.as_n().ok()?.parse().ok()
+}
+
+impl<'a> Part<'a> {
+    /// Every part whose guard holds on `current` (the user as DynamoDB has it).
+    fn all_for(write: &'a EventWrite, current: &Item) -> Vec<Part<'a>> {
+        let (at, name) = time_and_name(write);
+        let stored = |attribute: &str| current.get(attribute).and_then(|v| v.as_s().ok());
+        let last = stored("last_event_at");
+        let mut parts = Vec::new();
+        if write.user.advance.is_some() {
+            if last.is_none_or(|last| last < &at) {
+                parts.push(Part::Activity);
+            } else if last.is_some_and(|last| last > &at)
+                && stored(PREVIOUS_ACTIVITY).is_none_or(|previous| previous < &at)
+            {
+                parts.push(Part::Gap);
+            }
+            if stored(FIRST_EVENT).is_none_or(|first| first > &at) {
+                parts.push(Part::First);
             }
         }
+        // Kept apart: the `MAX_EVENT_NAMES` smallest names (in byte order) of all the
+        // client sent, whatever the order they came in; the others' events together.
+        let kept = name_attribute(name);
+        let names = current
+            .get(EVENT_NAMES)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        let greatest = current
+            .keys()
+            .filter(|attribute| attribute.len() > NAME_PREFIX.len())
+            .filter(|attribute| attribute.starts_with(NAME_PREFIX))
+            .max();
+        let both =
+            |attribute: &str| Some((entry(current, attribute, 0)?, entry(current, attribute, 1)?));
+        let other_attribute = name_attribute(None);
+        if !current.contains_key(&kept) && names >= MAX_EVENT_NAMES {
+            if let Some(greatest) = greatest.filter(|greatest| kept < **greatest) {
+                if let Some(entry) = both(greatest) {
+                    parts.push(Part::Evict(Eviction {
+                        attribute: greatest.clone(),
+                        entry,
+                        other: both(&other_attribute),
+                    }));
+                }
+            } else {
+                push_count(&mut parts, current, &other_attribute, true, &at);
+            }
+        } else {
+            push_count(&mut parts, current, &kept, false, &at);
+        }
+        parts.extend(write.contribution.offers.iter().filter_map(|offer| {
+            let attribute = event_attribute(offer.field);
+            let position = stored_position(offer.field, current.get(&attribute));
+            offer
+                .wins_over(position.as_ref())
+                .then_some(Part::Offer(offer))
+        }));
+        parts
+    }
+}
+
+/// The count of `attribute` (`other`: the names past the bound), and its time if newer.
+fn push_count(parts: &mut Vec<Part>, current: &Item, attribute: &str, other: bool, at: &str) {
+    let new = !current.contains_key(attribute);
+    parts.push(Part::Count { other, new });
+    if !new && entry(current, attribute, 1).is_none_or(|t| t < millis(at)) {
+        parts.push(Part::Latest { other });
     }
 }
 
 /// The user Update: its write (bookkeeping, gap-filling fields, first-seen activity), the
-/// activity advance if still a part, the counts, and every offer still a part, each with
-/// its guard.
+/// activity advance if still a part, the counts, and every part with its guard.
 fn user_expression(write: &EventWrite, parts: &[Part]) -> Expr {
-    let activity = parts.iter().any(|part| matches!(part, Part::Activity));
+    let activity = parts.contains(&Part::Activity);
     let advance: Option<&Advance> = write.user.advance.as_ref().filter(|_| activity);
     let mut expr = upsert_expression(&write.user, advance);
     let contribution = &write.contribution;
@@ -204,14 +319,107 @@ fn user_expression(write: &EventWrite, parts: &[Part]) -> Expr {
     if let Some((currency, amount)) = &contribution.revenue {
         expr.add(&format!("{REVENUE_PREFIX}{currency}"), n(amount));
     }
+    let (at, name) = time_and_name(write);
+    let at_value = expr.value(s(&at));
+    if write.user.advance.is_some() && !parts.contains(&Part::First) {
+        expr.set_if_absent_to(FIRST_EVENT, &at_value);
+    }
     for part in parts {
-        let Part::Offer(offer) = part else { continue };
-        let attribute = event_attribute(offer.field);
-        expr.set(&attribute, stored_offer(offer));
-        let guard = offer_guard(&mut expr, &attribute, offer);
-        expr.condition(guard);
+        match part {
+            Part::Activity => {
+                // Strictly newer: an event of the same millisecond is the same activity
+                // instant, and must not make `last_event_at` its own predecessor.
+                let last = expr.name("last_event_at");
+                let none = expr.value(s(""));
+                let previous = expr.name(PREVIOUS_ACTIVITY);
+                expr.set_clause(format!("{previous} = if_not_exists({last}, {none})"));
+                let guard = expr.absent_or_below("last_event_at", &at_value);
+                expr.condition(guard);
+            }
+            Part::Gap => {
+                expr.set_to(PREVIOUS_ACTIVITY, &at_value);
+                let last = expr.name("last_event_at");
+                let previous = expr.absent_or_below(PREVIOUS_ACTIVITY, &at_value);
+                expr.condition(format!("({last} > {at_value} AND {previous})"));
+            }
+            Part::First => {
+                expr.set_to(FIRST_EVENT, &at_value);
+                let guard = expr.absent_or_above(FIRST_EVENT, &at_value);
+                expr.condition(guard);
+            }
+            Part::Count { other, new } => {
+                let attribute = name_attribute(name.filter(|_| !other));
+                let entry = expr.name(&attribute);
+                if *new {
+                    let list = AttributeValue::L(vec![n(1), n(millis(&at))]);
+                    expr.set(&attribute, list);
+                    let absent = expr.not_exists(&attribute);
+                    expr.condition(absent);
+                    if !other {
+                        let max = expr.value(n(MAX_EVENT_NAMES));
+                        let room = expr.not_exists(EVENT_NAMES);
+                        let names = expr.name(EVENT_NAMES);
+                        expr.condition(format!("({room} OR {names} < {max})"));
+                        expr.add(EVENT_NAMES, n(1));
+                    }
+                } else {
+                    let one = expr.value(n(1));
+                    expr.set_clause(format!("{entry}[0] = {entry}[0] + {one}"));
+                    let exists = expr.exists(&attribute);
+                    expr.condition(exists);
+                }
+            }
+            Part::Latest { other } => {
+                let attribute = name_attribute(name.filter(|_| !other));
+                let entry = expr.name(&attribute);
+                let time = expr.value(n(millis(&at)));
+                expr.set_clause(format!("{entry}[1] = {time}"));
+                expr.condition(format!("{entry}[1] < {time}"));
+            }
+            Part::Evict(eviction) => evict(&mut expr, eviction, name, &at),
+            Part::Offer(offer) => {
+                let attribute = event_attribute(offer.field);
+                expr.set(&attribute, stored_offer(offer));
+                let guard = offer_guard(&mut expr, &attribute, offer);
+                expr.condition(guard);
+            }
+        }
     }
     expr
+}
+
+/// Moves the greatest kept name's entry into the entry of the names past the bound and
+/// gives the event's name an entry, guarded on both entries being as read and the name
+/// still having none.
+fn evict(expr: &mut Expr, eviction: &Eviction, name: Option<&str>, at: &str) {
+    let list = |(count, at): (i64, i64)| AttributeValue::L(vec![n(count), n(at)]);
+    let same = |expr: &mut Expr, attribute: &str, (count, at): (i64, i64)| {
+        let path = expr.name(attribute);
+        let (count, at) = (expr.value(n(count)), expr.value(n(at)));
+        format!("({path}[0] = {count} AND {path}[1] = {at})")
+    };
+    let guard = same(expr, &eviction.attribute, eviction.entry);
+    expr.condition(guard);
+    expr.remove(&eviction.attribute);
+    let other = name_attribute(None);
+    let (count, latest) = eviction.entry;
+    let joined = match eviction.other {
+        Some(entry) => {
+            let guard = same(expr, &other, entry);
+            expr.condition(guard);
+            (entry.0 + count, entry.1.max(latest))
+        }
+        None => {
+            let absent = expr.not_exists(&other);
+            expr.condition(absent);
+            eviction.entry
+        }
+    };
+    expr.set(&other, list(joined));
+    let attribute = name_attribute(name);
+    let absent = expr.not_exists(&attribute);
+    expr.condition(absent);
+    expr.set(&attribute, list((1, millis(at))));
 }
 
 /// `attribute_not_exists(g) OR g < :at` for a time alone; for the rest,

@@ -33,8 +33,9 @@ use crate::store::codec::records::Stored;
 use crate::store::error::{is_condition_failure, throttled_transaction};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::attributes::{
-    event_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX, EVENT_INSTALLS,
-    EVENT_PAYMENTS, MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
+    event_attribute, name_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX,
+    EVENT_INSTALLS, EVENT_NAMES, EVENT_PAYMENTS, FIRST_EVENT, MAX_EVENT_NAMES, MERGED_IDENTITIES,
+    MERGED_INTO, NAME_PREFIX, PREVIOUS_ACTIVITY, REVENUE_PREFIX,
 };
 use crate::store::schema::keys::{self, key_attributes, ItemKey};
 use crate::store::schema::{n, s, Item};
@@ -435,6 +436,7 @@ impl Merge<'_> {
                 give.add(name, value.clone());
             } else if !NOT_COPIED.contains(&name.as_str())
                 && !name.starts_with(EVENT_FIELD_PREFIX)
+                && !name.starts_with(NAME_PREFIX)
                 && !matches!(name.as_str(), "last_event_at" | "last_activity_at")
             {
                 give.set_if_absent(name, value.clone());
@@ -468,6 +470,13 @@ impl Merge<'_> {
                 give.set("last_event_at", s(last_event));
             }
         }
+        let (history, dropped) = merged_history(from, current);
+        for (name, value) in history {
+            give.set(&name, value);
+        }
+        for name in dropped {
+            give.remove(&name);
+        }
         let merged = AttributeValue::L(vec![s(&from_key.pk)]);
         let list = give.name(MERGED_IDENTITIES);
         let (merged, none) = (
@@ -488,6 +497,89 @@ impl Merge<'_> {
         let (from_update, into_update) = (build(from_key, mark), build(into_key, give));
         Ok((finish(from_update)?, finish(into_update)?))
     }
+}
+
+/// What the two records' events say together, computed from both as read (the merge is
+/// guarded on both being unchanged): the first event (the earlier), the activity pair (the
+/// two most recent distinct instants of the four), and per name the summed count and the
+/// later time, the smallest [`MAX_EVENT_NAMES`] names kept apart and the others' counts
+/// joining the entry of the names past the bound (the rule of `ops::events_write`). The
+/// attributes to set, and the identified record's names to remove.
+fn merged_history(from: &Item, into: &Item) -> (Vec<(String, AttributeValue)>, Vec<String>) {
+    let mut set = Vec::new();
+    let times = |name: &str| -> Vec<String> {
+        [from, into]
+            .into_iter()
+            .filter_map(|item| text(item, name))
+            .filter(|at| !at.is_empty())
+            .collect()
+    };
+    if let Some(first) = times(FIRST_EVENT).into_iter().min() {
+        set.push((FIRST_EVENT.to_owned(), s(first)));
+    }
+    let mut instants = times("last_event_at");
+    instants.extend(times(PREVIOUS_ACTIVITY));
+    instants.sort_unstable();
+    instants.dedup();
+    if !instants.is_empty() {
+        let previous = instants.iter().rev().nth(1).cloned().unwrap_or_default();
+        set.push((PREVIOUS_ACTIVITY.to_owned(), s(previous)));
+    }
+    let entry = |item: &Item, name: &str| -> Option<(i64, i64)> {
+        let list = item.get(name)?.as_l().ok()?;
+        let number = |index: usize| list.get(index)?.as_n().ok()?.parse::<i64>().ok();
+        Some((number(0)?, number(1)?))
+    };
+    let names_of = |item: &Item| -> Vec<String> {
+        let mut names: Vec<String> = item
+            .keys()
+            .filter(|name| name.len() > NAME_PREFIX.len() && name.starts_with(NAME_PREFIX))
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    if names_of(from).is_empty() {
+        return (set, Vec::new());
+    }
+    let add = |sum: &mut Option<(i64, i64)>, (count, at): (i64, i64)| {
+        *sum = Some(sum.map_or((count, at), |(c, t)| (c + count, t.max(at))));
+    };
+    // Both records' names together: the smallest `MAX_EVENT_NAMES` kept, as for events.
+    let mut union: std::collections::BTreeMap<String, Option<(i64, i64)>> = Default::default();
+    for item in [from, into] {
+        for name in names_of(item) {
+            if let Some(entry) = entry(item, &name) {
+                add(union.entry(name).or_default(), entry);
+            }
+        }
+    }
+    let other = name_attribute(None);
+    let mut overflow: Option<(i64, i64)> = None;
+    for item in [from, into] {
+        if let Some(entry) = entry(item, &other) {
+            add(&mut overflow, entry);
+        }
+    }
+    let mut kept = 0;
+    let mut remove = Vec::new();
+    for (name, sum) in union {
+        let Some((count, at)) = sum else { continue };
+        if kept < MAX_EVENT_NAMES as usize {
+            kept += 1;
+            set.push((name, AttributeValue::L(vec![n(count), n(at)])));
+        } else {
+            add(&mut overflow, (count, at));
+            if into.contains_key(&name) {
+                remove.push(name);
+            }
+        }
+    }
+    if let Some((count, at)) = overflow {
+        set.push((other, AttributeValue::L(vec![n(count), n(at)])));
+    }
+    set.push((EVENT_NAMES.to_owned(), n(kept)));
+    (set, remove)
 }
 
 /// Guards an update on `item` being as read: the same `version`, or still absent.

@@ -5,13 +5,14 @@
 use super::queries::{Query, SortKey};
 use super::write::PutOutcome;
 use crate::error::ApiError;
+use crate::states::StageSettings;
 use crate::store::codec::records::Stored;
 use crate::store::error::{conditional_check_item, is_condition_failure, storage_error};
 use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::keys::{self, Index, ItemKey, OrgList};
 use crate::store::schema::{n, s, Item};
 use crate::store::Store;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,8 @@ pub struct OrgRecord {
     pub rate_limit: Option<u32>,
     /// Requests per second of all its keys together.
     pub total_rate_limit: Option<u32>,
+    /// Its lifecycle thresholds (unset: the defaults).
+    pub lifecycle: Option<StageSettings>,
 }
 
 /// A new API key item, as `admin keys create` stores it.
@@ -76,6 +79,8 @@ pub struct NewApiKey<'a> {
     pub org_rate_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub org_total_rate_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<StageSettings>,
 }
 
 /// How a key ends: revoked now, or expiring at the end of a rotation's grace period.
@@ -105,6 +110,17 @@ pub enum RateLimitOf<'a> {
     OrgTotal(&'a str),
     KeysOrgTotal(&'a str),
 }
+
+/// An org's setting (other than its rate limits), or its copy on one of its keys (the
+/// request path reads only the key's item).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingOf<'a> {
+    Org(&'a str),
+    Key(&'a str),
+}
+
+/// The attribute of the lifecycle thresholds, on an org's item and on each of its keys'.
+const LIFECYCLE: &str = "lifecycle";
 
 impl Store {
     /// Creates the table (or adds missing indexes); whether it created it. The error is
@@ -241,14 +257,45 @@ impl Store {
             RateLimitOf::OrgTotal(org_id) => (keys::org(org_id), "total_rate_limit"),
             RateLimitOf::KeysOrgTotal(key_id) => (keys::api_key(key_id), "org_total_rate_limit"),
         };
+        self.set_or_remove(&key, attribute, limit.map(n)).await
+    }
+
+    /// Sets (or with `None` removes) an org's lifecycle thresholds, on the org item or
+    /// (`key`) its copy on one of its keys; `false` if the item does not exist.
+    pub async fn set_lifecycle(
+        &self,
+        of: SettingOf<'_>,
+        settings: Option<&StageSettings>,
+    ) -> Result<bool, ApiError> {
+        let key = match of {
+            SettingOf::Org(org_id) => keys::org(org_id),
+            SettingOf::Key(key_id) => keys::api_key(key_id),
+        };
+        let value = settings
+            .map(|settings| serde_dynamo::to_item(settings).map(AttributeValue::M))
+            .transpose()
+            .map_err(|error| {
+                tracing::error!(%error, "lifecycle settings do not encode");
+                ApiError::Internal
+            })?;
+        self.set_or_remove(&key, LIFECYCLE, value).await
+    }
+
+    /// Sets `attribute` of an existing item, or removes it (`None`); `false` if no item.
+    async fn set_or_remove(
+        &self,
+        key: &ItemKey,
+        attribute: &str,
+        value: Option<AttributeValue>,
+    ) -> Result<bool, ApiError> {
         let mut expr = Expr::new();
-        match limit {
-            Some(limit) => expr.set(attribute, n(limit)),
+        match value {
+            Some(value) => expr.set(attribute, value),
             None => expr.remove(attribute),
         };
         let exists = expr.exists(keys::TABLE_PK);
         expr.condition(exists);
-        let result = self.update_item(&key).with(expr.finish()).send().await;
+        let result = self.update_item(key).with(expr.finish()).send().await;
         match result {
             Ok(_) => Ok(true),
             Err(error) if is_condition_failure(&error) => Ok(false),
