@@ -5,6 +5,7 @@ mod batch;
 mod heat;
 mod proxy;
 mod runtime;
+mod segments;
 
 use clap::Parser;
 use proxy::{CountingProxy, Stats};
@@ -48,6 +49,12 @@ struct Args {
     /// Only batch vs single, printed.
     #[arg(long)]
     batch_only: bool,
+    /// Only the segment pages, printed.
+    #[arg(long)]
+    segments_only: bool,
+    /// Users the segment pages are measured over.
+    #[arg(long, default_value_t = 5000)]
+    segment_users: usize,
     /// What every DynamoDB call is held back by in the second batch vs single run, standing
     /// in for DynamoDB in a region (which answers in single-digit milliseconds).
     #[arg(long, default_value_t = 4)]
@@ -715,6 +722,22 @@ async fn main() {
     eprintln!("DynamoDB Local warm-up: {:?}", phase.elapsed());
     let proxy = CountingProxy::start(dynamodb.clone());
 
+    let segment_section = || async {
+        eprintln!("segment pages");
+        let phase = Instant::now();
+        let (users, pages) = if args.smoke && !args.segments_only {
+            (200, 2)
+        } else {
+            (args.segment_users, 10)
+        };
+        let section = segments::section(&store, &proxy, users, pages).await;
+        eprintln!("  {:?}", phase.elapsed());
+        section
+    };
+    if args.segments_only {
+        println!("{}", segment_section().await);
+        return;
+    }
     let binaries = repo_root().join(&args.binaries);
     let function = |name: &str| Function {
         binary: binaries.join(name),
@@ -850,6 +873,7 @@ async fn main() {
     }
 
     let batch_section = batch_section();
+    let segment_section = segment_section().await;
 
     let today = time::OffsetDateTime::now_utc().date();
     let report = format!(
@@ -882,7 +906,7 @@ async fn main() {
          ## Artifact size and memory\n\n\
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
-         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}\n{heat_report}",
+         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}\n{segment_section}\n{heat_report}",
         heat_report = heat_report(),
         machine = machine(),
         cold_starts = args.cold_starts,

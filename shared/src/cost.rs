@@ -13,7 +13,8 @@ pub const ITEMS_PER_TOKEN: usize = 250;
 pub const SERVICES_PER_TOKEN: usize = 5;
 
 /// A page of an org-wide list: one token per [`ITEMS_PER_TOKEN`] items its queries may
-/// read, `limit + 1` per shard and call (`users/` filters may take three calls a shard).
+/// read: with `users/` conditions, up to `3 × (limit + 1)` items a shard (the ceiling of
+/// `Store::sharded_page`), else about `limit + 1`.
 pub fn list_page(list: OrgList, params: &QueryParams) -> u32 {
     // A bad limit is refused by the handler; it costs what the default page would.
     let limit = params.limit().unwrap_or(DEFAULT_LIMIT);
@@ -32,6 +33,10 @@ pub fn changes_page(params: &QueryParams) -> u32 {
         1
     }
 }
+
+/// `stats/users/`: it reads the whole segment, whose size is known only once read; priced
+/// as the largest filtered `users/` page (64 shards × 101 items × 3 calls / 250).
+pub const USERS_STATS: u32 = 78;
 
 /// A booking upsert with `services` service objects.
 pub fn booking(services: usize) -> u32 {

@@ -30,6 +30,10 @@ struct Cursor {
     q: String,
     /// key attribute -> string value
     k: BTreeMap<String, String>,
+    /// The instant the list's time-based conditions are evaluated at, kept for every
+    /// page of one traversal (`GET users/`'s `as_of`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<String>,
 }
 
 /// Where a cursor belongs: one org's one query over the pages of `pages` (one partition,
@@ -43,16 +47,27 @@ pub struct CursorScope<'a> {
 
 impl CursorScope<'_> {
     pub fn encode(&self, position: &Position) -> String {
+        self.encode_at(position, None)
+    }
+
+    /// A cursor that also carries the traversal's instant `as_of`.
+    pub fn encode_at(&self, position: &Position, as_of: Option<&str>) -> String {
         let k = position.strings();
         let cursor = Cursor {
             o: self.org_id.to_owned(),
             q: self.query.clone(),
             k,
+            a: as_of.map(str::to_owned),
         };
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&cursor).expect("a cursor serializes"))
     }
 
     pub fn decode(&self, raw: &str) -> Result<Position, ApiError> {
+        Ok(self.decode_at(raw)?.0)
+    }
+
+    /// The position and the instant a cursor carries (`None` if it carries none).
+    pub fn decode_at(&self, raw: &str) -> Result<(Position, Option<String>), ApiError> {
         if raw.len() > MAX_CURSOR_CHARS {
             return Err(ApiError::InvalidCursor);
         }
@@ -65,7 +80,7 @@ impl CursorScope<'_> {
         if !valid {
             return Err(ApiError::InvalidCursor);
         }
-        Ok(Position::from_strings(cursor.k))
+        Ok((Position::from_strings(cursor.k), cursor.a))
     }
 
     /// The cursor a page ends with, if more may follow.

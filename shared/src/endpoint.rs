@@ -21,6 +21,7 @@ pub enum Endpoint {
     Batch,
     UsersGet,
     UsersList,
+    StatsUsers,
     ConversationsGet,
     Inbox,
     BookingsList,
@@ -33,7 +34,7 @@ pub const API_BASE_PATH: &str = "/api/developer/";
 impl Endpoint {
     /// Writes, then reads, then the erasure (the order `make bench` runs them in over one
     /// data set).
-    pub const ALL: [Endpoint; 17] = [
+    pub const ALL: [Endpoint; 18] = [
         Endpoint::Health,
         Endpoint::Me,
         Endpoint::UsersUpsert,
@@ -46,6 +47,7 @@ impl Endpoint {
         Endpoint::Batch,
         Endpoint::UsersGet,
         Endpoint::UsersList,
+        Endpoint::StatsUsers,
         Endpoint::ConversationsGet,
         Endpoint::Inbox,
         Endpoint::BookingsList,
@@ -68,6 +70,7 @@ impl Endpoint {
             Endpoint::Batch => "batch",
             Endpoint::UsersGet => "users-get",
             Endpoint::UsersList => "users-list",
+            Endpoint::StatsUsers => "stats-users",
             Endpoint::UsersDelete => "users-delete",
             Endpoint::ConversationsGet => "conversations-get",
             Endpoint::Inbox => "inbox",
@@ -92,6 +95,7 @@ impl Endpoint {
             Endpoint::Batch => "batch/",
             Endpoint::UsersGet | Endpoint::UsersDelete => "users/{external_user_id}/",
             Endpoint::UsersList => "users/",
+            Endpoint::StatsUsers => "stats/users/",
             Endpoint::ConversationsGet => "conversations/{thread_id}/",
             Endpoint::Inbox => "inbox/",
             Endpoint::BookingsList => "bookings/",

@@ -79,6 +79,9 @@ pub enum ApiError {
         limit: u32,
         cost: u32,
     },
+    /// `stats/users/` stops rather than answer a count it could not finish.
+    #[error("The segment has more than {max} users, or could not be read within the request's time: narrow it with filters.")]
+    SegmentTooLarge { max: usize },
     #[error("Storage is temporarily unavailable; retry the request.")]
     StorageUnavailable,
     #[error("Something went wrong on our side; the request id identifies it in our logs.")]
@@ -91,7 +94,7 @@ pub const STORAGE_RETRY_AFTER_SECS: u64 = 1;
 impl ApiError {
     /// Every `code` the API can answer with, in the order of the variants: what openapi.yaml's
     /// `ErrorCode` enum lists (shared/tests/api/openapi.rs) and the README's error table.
-    pub const ALL_CODES: [&'static str; 31] = [
+    pub const ALL_CODES: [&'static str; 32] = [
         "missing_authorization",
         "invalid_api_key",
         "invalid_json",
@@ -121,6 +124,7 @@ impl ApiError {
         "cursor_expired",
         "method_not_allowed",
         "rate_limited",
+        "segment_too_large",
         "storage_unavailable",
         "internal_error",
     ];
@@ -158,6 +162,7 @@ impl ApiError {
             NotFound | UserNotFound | ThreadNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            SegmentTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -195,6 +200,7 @@ impl ApiError {
             CursorExpired => "cursor_expired",
             MethodNotAllowed { .. } => "method_not_allowed",
             RateLimited { .. } => "rate_limited",
+            SegmentTooLarge { .. } => "segment_too_large",
             StorageUnavailable => "storage_unavailable",
             Internal => "internal_error",
         }

@@ -108,6 +108,7 @@ enum Priced {
     Booking(Result<WriteRequest, ApiError>),
     List(Result<(OrgList, QueryParams), ApiError>),
     Changes(Result<QueryParams, ApiError>),
+    Fixed(u32),
     Other,
 }
 
@@ -128,6 +129,8 @@ impl Priced {
                 body_bytes(request)
                     .and_then(|b| WriteRequest::parse(ObjectType::Booking, &b, None)),
             ),
+            // It reads the whole segment: priced as the largest filtered page.
+            Endpoint::StatsUsers => Priced::Fixed(cost::USERS_STATS),
             _ => Priced::Other,
         }
     }
@@ -138,6 +141,7 @@ impl Priced {
             Priced::Booking(Ok(booking)) => booking.cost(),
             Priced::List(Ok((list, params))) => cost::list_page(*list, params),
             Priced::Changes(Ok(params)) => cost::changes_page(params),
+            Priced::Fixed(cost) => *cost,
             _ => 1,
         }
     }
@@ -231,6 +235,10 @@ async fn dispatch(
         // Boxed: their futures (several concurrent queries each) are large, and every
         // function's request future is as large as the largest handler's.
         Endpoint::UsersGet => Box::pin(reads::users_get(store, &caller, &params)).await,
+        Endpoint::StatsUsers => {
+            let deadline = deadline.into_std();
+            Box::pin(reads::users_stats(store, &caller, query, deadline)).await
+        }
         Endpoint::UsersList | Endpoint::Inbox | Endpoint::BookingsList => {
             let Priced::List(list) = priced else {
                 unreachable!("priced above")

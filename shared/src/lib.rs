@@ -44,6 +44,7 @@ pub mod query;
 pub mod ratelimit;
 pub mod reads;
 pub mod request;
+pub mod segment;
 pub mod states;
 pub mod store;
 pub mod views;

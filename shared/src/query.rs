@@ -3,7 +3,7 @@
 //! filter must not silently widen a segment). An empty value counts as absent.
 
 use crate::error::ApiError;
-use crate::fields::{ShortText, Timestamp};
+use crate::fields::{Currency, Money, ShortText, Timestamp};
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -44,6 +44,11 @@ impl QueryParams {
             pairs.push((name.into_owned(), value.into_owned()));
         }
         Ok(QueryParams(pairs))
+    }
+
+    /// The raw value of `name`, if sent non-empty.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.get(name)
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -103,11 +108,28 @@ impl QueryParams {
 
     /// A short text, validated like the same field in a request body.
     pub fn text(&self, name: &str) -> Result<Option<ShortText>, ApiError> {
+        self.typed(name)
+    }
+
+    /// A non-negative decimal amount, written as in a request body (`"29.00"`).
+    pub fn decimal(&self, name: &str) -> Result<Option<rust_decimal::Decimal>, ApiError> {
+        Ok(self.typed::<Money>(name)?.map(Money::decimal))
+    }
+
+    /// An ISO 4217 currency code (upper-cased).
+    pub fn currency(&self, name: &str) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .typed::<Currency>(name)?
+            .map(|code| code.as_str().to_owned()))
+    }
+
+    /// A value of a request body's field type, validated by its `Deserialize`.
+    fn typed<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, ApiError> {
         self.get(name)
             .map(|raw| {
                 let deserializer: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
                     raw.into_deserializer();
-                ShortText::deserialize(deserializer)
+                T::deserialize(deserializer)
                     .map_err(|error| ApiError::invalid_field(name, format!("`{name}` {error}")))
             })
             .transpose()

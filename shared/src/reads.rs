@@ -6,12 +6,13 @@ use crate::fields::Timestamp;
 use crate::handlers::Reply;
 use crate::input::UserIdentity;
 use crate::query::QueryParams;
-use crate::states::StageSettings;
+use crate::segment::Segment;
+use crate::states::{billing_state, lifecycle_stage, StageSettings};
 use crate::store::keys::{self, ItemKey, OrgList};
-use crate::store::ops::lists::{PageScope, UserFilter, UserList};
+use crate::store::ops::lists::{PageScope, UserList};
 use crate::store::records::{
     BookingView, ChannelView, EventView, MessageTally, MessageView, ProductView, SaleView,
-    ThreadView, UserRecord, UserRef, UserView, USER_FLAG_FILTERS, USER_TEXT_FILTERS,
+    ThreadView, UserRecord, UserRef, UserView,
 };
 use crate::store::Store;
 use crate::store::{Page, Position};
@@ -48,7 +49,7 @@ pub const USER_CONTEXT_ITEMS: usize = 20;
 /// Conversations read to pick the most recent ones (they are keyed by thread id, not time).
 pub const USER_CONTEXT_THREADS_READ: usize = 100;
 /// Largest `inactive_days` (100 years).
-pub const MAX_INACTIVE_DAYS: u32 = 36_500;
+pub const MAX_INACTIVE_DAYS: u32 = crate::segment::MAX_DAYS;
 /// Messages a thread's counts are computed over, at most.
 pub const MAX_COUNTED_MESSAGES: usize = 5_000;
 
@@ -333,10 +334,8 @@ pub async fn users_get(
 pub fn list_params(list: OrgList, raw_query: Option<&str>) -> Result<QueryParams, ApiError> {
     match list {
         OrgList::Users => {
-            let allowed: Vec<&str> = std::iter::once("inactive_days")
-                .chain(USER_TEXT_FILTERS)
-                .chain(USER_FLAG_FILTERS)
-                .collect();
+            let names = crate::segment::parameters();
+            let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
             QueryParams::parse(raw_query, &allowed)
         }
         OrgList::Inbox => QueryParams::parse(raw_query, &["status"]),
@@ -344,47 +343,162 @@ pub fn list_params(list: OrgList, raw_query: Option<&str>) -> Result<QueryParams
     }
 }
 
-/// `GET users/`: the org's users, least recently active first, optionally only those
-/// inactive for `inactive_days` and matching the field filters. Paginated.
+/// `GET users/`: the org's users, least recently active first, those in the segment the
+/// query describes ([`Segment`]) at one instant, `as_of`: now on a first page, the cursor's
+/// on the pages that follow it. Paginated.
 pub async fn users_list(
     store: &Store,
     caller: &Caller,
     params: &QueryParams,
 ) -> Result<Reply, ApiError> {
     let org = caller.org_id.as_str();
-    let inactive_days = params.integer("inactive_days", 1, MAX_INACTIVE_DAYS)?;
-    let cutoff = inactive_days.map(|days| {
-        let at = time::OffsetDateTime::now_utc() - time::Duration::days(days.into());
-        Timestamp::from_offset_date_time(at).to_stored()
-    });
-    let mut filter = UserFilter {
-        inactive_since: cutoff.clone(),
-        ..UserFilter::default()
+    let pages = PageScope::list(org, OrgList::Users);
+    let scope = CursorScope {
+        org_id: org,
+        query: params.fingerprint("users"),
+        pages: &pages,
     };
-    for name in USER_TEXT_FILTERS {
-        if let Some(value) = params.text(name)? {
-            filter.text.push((name, value.as_str().to_owned()));
+    let (start, as_of) = match params.cursor() {
+        Some(raw) => {
+            let (position, as_of) = scope.decode_at(raw)?;
+            (Some(position), as_of)
         }
-    }
-    for name in USER_FLAG_FILTERS {
-        if let Some(value) = params.boolean(name)? {
-            filter.flags.push((name, value));
-        }
-    }
-    let list = ("users", OrgList::Users);
-    let read = |start, limit| store.users_page::<UserRecord>(org, &filter, limit, start);
-    let (page, next) = list_page(org, params, list, read).await?;
-    let as_of = Timestamp::now();
+        None => (None, None),
+    };
+    let as_of = match as_of {
+        Some(raw) => raw.parse().map_err(|_| ApiError::InvalidCursor)?,
+        // Milliseconds, as stored and as the cursor carries it: every page computes the
+        // same cutoffs.
+        None => Timestamp::now()
+            .to_stored()
+            .parse()
+            .map_err(|_| ApiError::Internal)?,
+    };
     let settings = stage_settings(caller);
+    let segment = Segment::parse(params, as_of, settings)?;
+    let limit = params.limit()?;
+    let filter = segment.store_filter();
+    let keep = |user: &UserRecord| segment.matches(user);
+    let page = store
+        .users_page::<UserRecord>(org, &filter, limit, start, keep)
+        .await?;
+    let next = page
+        .next
+        .as_ref()
+        .map(|position| scope.encode_at(position, Some(&segment.as_of)));
     let users = page
         .items
         .iter()
         .map(|user| json(&user.view_at(as_of, &settings)))
         .collect();
     let mut body = page_body("users", users, next);
-    body["inactive_since"] = json!(cutoff);
-    body["as_of"] = json!(as_of);
+    body["as_of"] = json!(segment.as_of);
+    body["inactive_since"] = json!(segment.inactive_since);
     Ok(Reply::ok(body))
+}
+
+/// Users `stats/users/` reads at most before it refuses (`segment_too_large`): about 250 MB
+/// of 1 KB users, what a 1,024 MB function decodes well within its time.
+pub const MAX_STATS_USERS: usize = 250_000;
+/// What `stats/users/` groups by.
+pub const STATS_GROUPS: [&str; 3] = ["lifecycle_stage", "billing_state", "install_source"];
+
+/// `GET stats/users/?group_by=...`: the number of users of the segment (the same
+/// conditions as `users/`, at one `as_of`) per value of `group_by`, exact: every shard read
+/// to its end, or [`ApiError::SegmentTooLarge`] when that cannot be done by `deadline` or
+/// within [`MAX_STATS_USERS`].
+pub async fn users_stats(
+    store: &Store,
+    caller: &Caller,
+    raw_query: Option<&str>,
+    deadline: std::time::Instant,
+) -> Result<Reply, ApiError> {
+    let mut names = crate::segment::parameters();
+    names.push("group_by".to_owned());
+    let allowed: Vec<&str> = names.iter().map(String::as_str).collect();
+    let params = QueryParams::parse(raw_query, &allowed)?;
+    for name in ["limit", "cursor"] {
+        if params.value(name).is_some() {
+            return Err(ApiError::invalid_field(
+                name,
+                format!("`stats/users/` counts the whole segment: it takes no `{name}`"),
+            ));
+        }
+    }
+    let group_by =
+        params
+            .choice("group_by", &STATS_GROUPS)?
+            .ok_or_else(|| ApiError::MissingField {
+                param: "group_by".to_owned(),
+            })?;
+    let as_of: Timestamp = Timestamp::now()
+        .to_stored()
+        .parse()
+        .map_err(|_| ApiError::Internal)?;
+    let settings = stage_settings(caller);
+    let segment = Segment::parse(&params, as_of, settings)?;
+    let fold = |counts: &mut StatsCounts, user: UserRecord| {
+        if !segment.matches(&user) {
+            return;
+        }
+        let value = match group_by {
+            "lifecycle_stage" => {
+                let stage = lifecycle_stage(&user.timeline(), &settings, as_of);
+                Some(stage.as_str().to_owned())
+            }
+            "billing_state" => Some(billing_state(&user.billing(), as_of).as_str().to_owned()),
+            _ => user.view.install_source.clone(),
+        };
+        match value {
+            Some(value) => *counts.by_value.entry(value).or_default() += 1,
+            None => counts.without_value += 1,
+        }
+    };
+    let (shards, queries) = store
+        .users_fold(
+            caller.org_id.as_str(),
+            &segment.store_filter(),
+            (MAX_STATS_USERS, deadline),
+            fold,
+        )
+        .await?;
+    tracing::debug!(queries, "stats/users");
+    let mut total = StatsCounts::default();
+    // Every state is a bucket, counted or not: a dashboard reads zeros as zeros.
+    let all: Vec<&str> = match group_by {
+        "lifecycle_stage" => crate::states::LifecycleStage::ALL
+            .map(crate::states::LifecycleStage::as_str)
+            .to_vec(),
+        "billing_state" => crate::states::BillingState::ALL
+            .map(crate::states::BillingState::as_str)
+            .to_vec(),
+        _ => Vec::new(),
+    };
+    for value in all {
+        total.by_value.insert(value.to_owned(), 0);
+    }
+    for shard in shards {
+        for (value, count) in shard.by_value {
+            *total.by_value.entry(value).or_default() += count;
+        }
+        total.without_value += shard.without_value;
+    }
+    let users: u64 = total.by_value.values().sum::<u64>() + total.without_value;
+    Ok(Reply::ok(json!({
+        "group_by": group_by,
+        "counts": total.by_value,
+        "without_value": total.without_value,
+        "total": users,
+        "as_of": segment.as_of,
+    })))
+}
+
+/// One shard's counts for `stats/users/`.
+#[derive(Debug, Default)]
+struct StatsCounts {
+    by_value: std::collections::BTreeMap<String, u64>,
+    /// Users without a value (no `install_source`).
+    without_value: u64,
 }
 
 /// `GET conversations/{thread_id}/`: the thread, its contact and channel, its messages in

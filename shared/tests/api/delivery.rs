@@ -241,6 +241,8 @@ fn functions_get_only_the_table_actions_they_use() {
             // The change feed: Queries of the org's day partitions, nothing to join.
             "changes-list" => &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             _ if reader => &READ,
+            // The segment's shards, read to their end (no BatchGetItem: no related records).
+            "stats-users" => &["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             "products-upsert" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
             _ => &[
                 "dynamodb:BatchGetItem",

@@ -29,6 +29,8 @@ mod record_properties;
 mod record_rules;
 mod requests;
 mod sales;
+mod segment_properties;
+mod segments;
 mod states;
 mod timers;
 mod users;

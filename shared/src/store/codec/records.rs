@@ -125,7 +125,7 @@ macro_rules! record {
 
         /// What a client sees of a
         #[doc = concat!("[`", stringify!($record), "`].")]
-        #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
         pub struct $view {
             /// The stored `entity`.
             #[serde(rename(deserialize = "entity"))]

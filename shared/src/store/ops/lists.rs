@@ -8,12 +8,13 @@ use super::queries::{Page, Position, Query, SortKey};
 use crate::error::ApiError;
 use crate::fields::Id;
 use crate::input::UserIdentity;
-use crate::store::codec::records::{Listed, MessageTally};
+use crate::store::codec::records::{decode, Listed, MessageTally};
 use crate::store::schema::keys::{self, Index, OrgList};
 use crate::store::{storage_error, Store};
 use aws_sdk_dynamodb::types::Select;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A client's lists under its user key (GSI1), each newest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,26 @@ pub struct UserFilter {
     pub text: Vec<(&'static str, String)>,
     /// `(attribute, value)` of `USER_FLAG_FILTERS`.
     pub flags: Vec<(&'static str, bool)>,
+}
+
+/// The segment's Query (its partition set per shard): sort keys are `<start of the user's
+/// activity period>#<identity>`, at most a day before the exact `last_activity_at`
+/// (`keys::user_activity_sort`), so every user inactive since the cutoff is below it, and
+/// the filter drops those active since their key.
+fn users_query(filter: &UserFilter) -> Query {
+    let cutoff = filter.inactive_since.clone();
+    let sort = cutoff.clone().map_or(SortKey::Any, SortKey::Below);
+    let mut query = Query::new(Index::Gsi2, String::new(), sort);
+    if let Some(cutoff) = &cutoff {
+        query.filter_before("last_activity_at", cutoff);
+    }
+    for (name, value) in &filter.text {
+        query.filter_text(name, value);
+    }
+    for (name, value) in &filter.flags {
+        query.filter_flag(name, *value);
+    }
+    query
 }
 
 /// What erasure lists: the keys and entities ([`Listed`]) of one partition's items.
@@ -180,32 +201,64 @@ impl Store {
         self.query_up_to(&query, max).await
     }
 
-    /// A page of the segment: users least recently active first, filtered.
+    /// A page of the segment: users least recently active first, filtered by `filter`
+    /// (in DynamoDB) and `keep` (on the decoded record).
     pub async fn users_page<T: DeserializeOwned>(
         &self,
         org_id: &str,
         filter: &UserFilter,
         limit: usize,
         start: Option<Position>,
+        keep: impl Fn(&T) -> bool,
     ) -> Result<Page<T>, ApiError> {
-        // Sort keys are `<start of the user's activity period>#<identity>`, at most a day
-        // before the exact `last_activity_at` (`keys::user_activity_sort`): every user
-        // inactive since the cutoff is below it, and the filter drops those active since
-        // their key.
-        let cutoff = filter.inactive_since.clone();
-        let sort = cutoff.clone().map_or(SortKey::Any, SortKey::Below);
-        let mut query = Query::new(Index::Gsi2, String::new(), sort);
-        if let Some(cutoff) = &cutoff {
-            query.filter_before("last_activity_at", cutoff);
-        }
-        for (name, value) in &filter.text {
-            query.filter_text(name, value);
-        }
-        for (name, value) in &filter.flags {
-            query.filter_flag(name, *value);
-        }
-        self.list_page(org_id, OrgList::Users, &query, limit, start)
+        let partitions = OrgList::Users.partitions(org_id);
+        self.sharded_page(&users_query(filter), &partitions, limit, start, keep)
             .await
+    }
+
+    /// Every user `filter` selects, each shard read to its end (1 MB Queries, the shards
+    /// concurrently), folded per shard into an `A` by `fold` (the caller merges them): what
+    /// `stats/users/` counts. More than `max` users read, or reads past `deadline`:
+    /// [`ApiError::SegmentTooLarge`], never a partial answer. Also returns the Queries made.
+    pub async fn users_fold<T: DeserializeOwned + Send, A: Default + Send>(
+        &self,
+        org_id: &str,
+        filter: &UserFilter,
+        (max, deadline): (usize, std::time::Instant),
+        fold: impl Fn(&mut A, T) + Sync,
+    ) -> Result<(Vec<A>, usize), ApiError> {
+        let query = users_query(filter);
+        let read = AtomicUsize::new(0);
+        let queries = AtomicUsize::new(0);
+        let shards = OrgList::Users
+            .partitions(org_id)
+            .into_iter()
+            .map(|partition| {
+                let mut shard = query.clone();
+                shard.partition = partition;
+                let (read, queries, fold) = (&read, &queries, &fold);
+                async move {
+                    let mut folded = A::default();
+                    let mut start = None;
+                    loop {
+                        let (items, last) = self.query_once(&shard, usize::MAX, start).await?;
+                        queries.fetch_add(1, Ordering::Relaxed);
+                        let total = read.fetch_add(items.len(), Ordering::Relaxed) + items.len();
+                        if total > max || std::time::Instant::now() > deadline {
+                            return Err(ApiError::SegmentTooLarge { max });
+                        }
+                        for item in items {
+                            fold(&mut folded, decode(item)?);
+                        }
+                        start = last;
+                        if start.is_none() {
+                            return Ok(folded);
+                        }
+                    }
+                }
+            });
+        let folded = futures::future::try_join_all(shards).await?;
+        Ok((folded, queries.into_inner()))
     }
 
     /// A page of the inbox: threads awaiting a reply, longest waiting first.
@@ -246,7 +299,8 @@ impl Store {
         start: Option<Position>,
     ) -> Result<Page<T>, ApiError> {
         let partitions = list.partitions(org_id);
-        self.sharded_page(query, &partitions, limit, start).await
+        self.sharded_page(query, &partitions, limit, start, |_| true)
+            .await
     }
 
     /// A page of what erasure lists.

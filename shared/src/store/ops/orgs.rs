@@ -126,9 +126,17 @@ impl Store {
     /// Creates the table (or adds missing indexes); whether it created it. The error is
     /// DynamoDB's, as text.
     pub async fn create_table(&self) -> Result<bool, String> {
-        super::table::create_table(&self.client, &self.table)
+        let describe = |error| aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string();
+        let created = super::table::create_table(&self.client, &self.table)
             .await
-            .map_err(|error| aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string())
+            .map_err(describe)?;
+        if !created {
+            // A table from before the change feed gets its stream.
+            super::table::enable_stream(&self.client, &self.table)
+                .await
+                .map_err(describe)?;
+        }
+        Ok(created)
     }
 
     /// Stores a new org; `false` if the id is taken.

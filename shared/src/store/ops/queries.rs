@@ -108,6 +108,8 @@ impl Query {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Position>,
+    /// Query calls made for it.
+    pub queries: usize,
 }
 
 /// A position in an index (DynamoDB's LastEvaluatedKey / ExclusiveStartKey): the key
@@ -151,6 +153,38 @@ fn position_of(item: &Item, index: Index) -> Position {
             .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
             .collect(),
     )
+}
+
+/// How much more a shard read again asks for than its previous read.
+const SHARD_READ_GROWTH: usize = 5;
+/// Items a shard's first read asks for beyond its share of the page: with 64 shards a page
+/// of 25 is about 0.4 items a shard, and a shard holds 3 or more of them rarely (about 1%).
+const SHARD_READ_MARGIN: usize = 2;
+
+/// What a shard's first read asks for: its share of `limit + 1` items, plus a margin.
+pub fn first_shard_read(limit: usize, shards: usize) -> usize {
+    (limit + 1).div_ceil(shards.max(1)) + SHARD_READ_MARGIN
+}
+
+/// One shard's reads of one page.
+struct ShardRead {
+    query: Query,
+    /// Where its next read starts (its frontier, once read).
+    resume: Option<Item>,
+    /// Read to its end.
+    done: bool,
+    /// Items asked for so far, and by the next read.
+    asked: usize,
+    next_read: usize,
+}
+
+/// The earliest frontier of the shards not read to their end.
+fn frontier<'a>(shards: &'a [ShardRead], order: &MergeOrder) -> Option<&'a Item> {
+    shards
+        .iter()
+        .filter(|shard| !shard.done)
+        .filter_map(|shard| shard.resume.as_ref())
+        .min_by(|a, b| order.compare(a, b))
 }
 
 /// The order of a list's items across partitions: the index's sort key, then the table
@@ -273,7 +307,7 @@ impl Store {
     }
 
     /// One Query call: up to `limit` items from `start` on, and DynamoDB's LastEvaluatedKey.
-    async fn query_once(
+    pub(super) async fn query_once(
         &self,
         query: &Query,
         limit: usize,
@@ -318,6 +352,7 @@ impl Store {
         Ok(Page {
             items: decode_all(page.items)?,
             next: page.next,
+            queries: page.queries,
         })
     }
 
@@ -329,9 +364,11 @@ impl Store {
     ) -> Result<Page<Item>, ApiError> {
         let mut items = Vec::new();
         let mut start = start.map(|position| position.0);
+        let mut queries = 0;
         for _ in 0..FILTERED_PAGE_CALLS {
             let wanted = limit + 1 - items.len();
             let (found, last) = self.query_once(query, wanted, start).await?;
+            queries += 1;
             items.extend(found);
             start = last;
             if items.len() > limit || start.is_none() || !query.filtered() {
@@ -341,72 +378,145 @@ impl Store {
         if items.len() > limit {
             items.truncate(limit);
             let next = items.last().map(|item| position_of(item, query.index));
-            return Ok(Page { items, next });
+            return Ok(Page {
+                items,
+                next,
+                queries,
+            });
         }
         Ok(Page {
             items,
             next: start.map(Position),
+            queries,
         })
     }
 
     /// One page of a list spread over `partitions` (the shards of a list, see
-    /// [`keys::OrgList`]), in the order one partition holding them all would give.
+    /// [`keys::OrgList`]), in the order one partition holding them all would give, of the
+    /// records `keep` accepts (a predicate on the decoded record: what DynamoDB cannot
+    /// express).
     ///
-    /// Each shard is read concurrently from the page's start with [`Store::query_page`]'s
-    /// rules (one Query of `limit + 1` items, up to three with filters), and the pages are
-    /// merged by the index sort key (then the table key). A shard that has more items
-    /// than it returned has been read up to its *frontier* (its last evaluated position);
-    /// only items up to the earliest frontier are known to be in order, so the page is the
-    /// first `limit` of them. That is every shard's position at once: the page ends at one
-    /// point of the merged order, before which every shard's items were returned (or
-    /// filtered out) and after which none was. So the next position is that one point
-    /// (the last item returned, or the earliest frontier when filters left the page
-    /// short), and each shard resumes there: exact pages (no duplicate, no gap, `limit`
-    /// honoured) from one position, of the same size as an unsharded cursor's.
+    /// Every shard is read concurrently from the page's start, asking each for about its
+    /// share of the page ([`first_shard_read`]: a shard holds about `1/shards` of it). A
+    /// shard that has more than it returned has been read up to its *frontier* (its last
+    /// evaluated position); only items up to the earliest frontier are known to be in
+    /// order. When fewer than `limit + 1` kept items are known, only the shards whose
+    /// frontier is before the `limit + 1`-th kept item read so far (or all unfinished
+    /// shards, when fewer were read) are read again, asking for more each time, within
+    /// [`FILTERED_PAGE_CALLS`] calls and `limit + 1` items per shard on average. The page is
+    /// the first `limit` known items; it ends at one point of the merged order before
+    /// which every shard's items were returned (or filtered out) and after which none was:
+    /// every shard's position at once. So the next position is that one point (the last
+    /// item returned, or the earliest frontier when the reads left the page short), and
+    /// each shard resumes there: exact pages (no duplicate, no gap) from one position, of
+    /// the same size as an unsharded cursor's.
     pub async fn sharded_page<T: DeserializeOwned>(
         &self,
         query: &Query,
         partitions: &[String],
         limit: usize,
         start: Option<Position>,
+        keep: impl Fn(&T) -> bool,
     ) -> Result<Page<T>, ApiError> {
         let index = query.index;
-        let reads = partitions.iter().map(|partition| {
-            let mut shard = query.clone();
-            shard.partition.clone_from(partition);
-            let start = start.as_ref().map(|p| p.in_partition(index, partition));
-            async move { self.raw_page(&shard, limit, start).await }
-        });
-        let pages = futures::future::try_join_all(reads).await?;
         let order = MergeOrder {
             index,
             ascending: query.ascending,
         };
-        let frontier = pages
+        let item_budget = (limit + 1) * FILTERED_PAGE_CALLS;
+        let call_budget = partitions.len() * FILTERED_PAGE_CALLS;
+        let first = first_shard_read(limit, partitions.len());
+        let mut shards: Vec<ShardRead> = partitions
             .iter()
-            .filter_map(|page| page.next.clone())
-            .min_by(|a, b| order.compare(&a.0, &b.0));
-        let mut items: Vec<Item> = pages
-            .into_iter()
-            .flat_map(|page| page.items)
-            .filter(|item| {
-                frontier
-                    .as_ref()
-                    .is_none_or(|f| order.compare(item, &f.0).is_le())
+            .map(|partition| {
+                let mut shard = query.clone();
+                shard.partition.clone_from(partition);
+                let resume = start.as_ref().map(|p| p.in_partition(index, partition).0);
+                ShardRead {
+                    query: shard,
+                    resume,
+                    done: false,
+                    asked: 0,
+                    next_read: first,
+                }
             })
             .collect();
-        items.sort_by(|a, b| order.compare(a, b));
+        let mut kept: Vec<(Item, T)> = Vec::new();
+        let mut reading: Vec<usize> = (0..shards.len()).collect();
+        let mut queries = 0;
+        loop {
+            let reads = reading.iter().map(|&i| {
+                let shard = &shards[i];
+                self.query_once(&shard.query, shard.next_read, shard.resume.clone())
+            });
+            let results = futures::future::try_join_all(reads).await?;
+            queries += reading.len();
+            for (&i, (found, last)) in reading.iter().zip(results) {
+                let shard = &mut shards[i];
+                shard.asked += shard.next_read;
+                shard.next_read = (shard.next_read * SHARD_READ_GROWTH)
+                    .min(item_budget.saturating_sub(shard.asked));
+                shard.done = last.is_none();
+                shard.resume = last;
+                for item in found {
+                    let position = position_of(&item, index).0;
+                    let record: T = decode(item)?;
+                    if keep(&record) {
+                        kept.push((position, record));
+                    }
+                }
+            }
+            kept.sort_by(|a, b| order.compare(&a.0, &b.0));
+            let frontier = frontier(&shards, &order);
+            let known = kept
+                .iter()
+                .take_while(|(at, _)| frontier.is_none_or(|f| order.compare(at, f).is_le()))
+                .count();
+            if known > limit || frontier.is_none() {
+                break;
+            }
+            // The page ends at or before the `limit + 1`-th kept item read so far: a shard
+            // already read past it cannot add to the page.
+            let target = kept.get(limit).map(|(at, _)| at);
+            reading = shards
+                .iter()
+                .enumerate()
+                .filter(|(_, shard)| {
+                    !shard.done
+                        && shard.next_read > 0
+                        && shard.resume.as_ref().is_some_and(|at| {
+                            target.is_none_or(|target| order.compare(at, target).is_lt())
+                        })
+                })
+                .map(|(i, _)| i)
+                .collect();
+            if reading.is_empty() || queries + reading.len() > call_budget {
+                break;
+            }
+        }
+        let frontier = frontier(&shards, &order).cloned();
+        let mut items: Vec<(Item, T)> = kept
+            .into_iter()
+            .take_while(|(at, _)| {
+                frontier
+                    .as_ref()
+                    .is_none_or(|f| order.compare(at, f).is_le())
+            })
+            .collect();
         let next = if items.len() > limit {
             items.truncate(limit);
-            items.last().map(|item| position_of(item, index))
+            items.last().map(|(at, _)| Position(at.clone()))
         } else {
-            frontier
+            frontier.map(Position)
         };
+        tracing::debug!(queries, "sharded page");
         Ok(Page {
-            items: decode_all(items)?,
+            items: items.into_iter().map(|(_, record)| record).collect(),
             next,
+            queries,
         })
     }
+
     /// Every item the query finds, up to `max` (a bound, not a page size) and at most
     /// [`COLLECTION_CALLS`] calls: for reads that need a whole small collection. The flag
     /// says whether items were left unread.

@@ -44,7 +44,6 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
             add_missing_indexes(client, table).await?;
-            enable_stream(client, table).await?;
             return Ok(false);
         }
         Err(error) => return Err(error.into()),
@@ -111,8 +110,9 @@ fn stream() -> Result<StreamSpecification, aws_sdk_dynamodb::error::BuildError> 
 }
 
 /// Turns the stream on for a table created before the change feed (a `make run` table
-/// kept in `.local/dynamodb`).
-async fn enable_stream(client: &Client, table: &str) -> Result<(), aws_sdk_dynamodb::Error> {
+/// kept in `.local/dynamodb`; `admin table create` calls it). Not part of [`create_table`]:
+/// on DynamoDB Local an UpdateTable of the stream stalls every request for seconds.
+pub async fn enable_stream(client: &Client, table: &str) -> Result<(), aws_sdk_dynamodb::Error> {
     let description = client.describe_table().table_name(table).send().await?;
     let enabled = description
         .table
