@@ -40,8 +40,9 @@ pub const OVERLAP_MINUTES: i64 = 5;
 pub const FIRST_LOOKBACK_MINUTES: i64 = 15;
 /// Due minutes one run reads at most: after an outage, runs catch up this much at a time.
 pub const MAX_MINUTES_PER_RUN: i64 = 120;
-/// Due buckets read at once.
+/// Due buckets read at once, and timers of one bucket fired at once.
 const CONCURRENT_BUCKETS: usize = 8;
+const CONCURRENT_FIRES: usize = 8;
 
 pub const REMINDER_DUE: &str = "booking.reminder_due";
 pub const ENDED: &str = "booking.ended";
@@ -258,6 +259,8 @@ pub struct SweepTally {
     pub stale: usize,
     /// Timers that failed (left for the next run).
     pub failed: usize,
+    /// Due buckets with more timers than one run reads (the rest: the next run).
+    pub unfinished: usize,
 }
 
 impl SweepTally {
@@ -268,12 +271,13 @@ impl SweepTally {
         self.duplicates += other.duplicates;
         self.stale += other.stale;
         self.failed += other.failed;
+        self.unfinished += other.unfinished;
     }
 }
 
 /// One run of the sweeper `name` at `now`: the due minutes from its watermark (less the
 /// overlap) to `now`, at most [`MAX_MINUTES_PER_RUN`]; the watermark moves to where it
-/// read, only if every timer was handled (else the next run reads them again).
+/// read, only if every due timer was handled (else the next run reads them again).
 pub async fn sweep(store: &Store, name: &str, now: Timestamp) -> Result<SweepTally, ApiError> {
     let from = match store.sweeper_watermark(name).await? {
         Some(mark) => mark
@@ -288,7 +292,7 @@ pub async fn sweep(store: &Store, name: &str, now: Timestamp) -> Result<SweepTal
         now
     };
     let tally = sweep_between(store, from, to).await?;
-    if tally.failed == 0 {
+    if tally.failed == 0 && tally.unfinished == 0 {
         store
             .advance_sweeper_watermark(name, &to.to_stored())
             .await?;
@@ -315,13 +319,20 @@ pub async fn sweep_between(
         .map(|(minute, shard)| {
             let to_stored = to_stored.clone();
             async move {
+                let (due, more) = store.due_timers(&minute, shard, &to_stored).await?;
                 let mut tally = SweepTally {
                     buckets: 1,
+                    timers: due.len(),
+                    unfinished: usize::from(more),
                     ..SweepTally::default()
                 };
-                for timer in store.due_timers(&minute, shard, &to_stored).await? {
-                    tally.timers += 1;
-                    match fire(store, &timer).await {
+                let fired: Vec<_> = futures::stream::iter(&due)
+                    .map(|timer| async move { (timer, fire(store, timer).await) })
+                    .buffer_unordered(CONCURRENT_FIRES)
+                    .collect()
+                    .await;
+                for (timer, outcome) in fired {
+                    match outcome {
                         Ok(Some(Recorded::Written)) => tally.fired += 1,
                         Ok(Some(Recorded::Duplicate)) => tally.duplicates += 1,
                         Ok(None) => tally.stale += 1,

@@ -11,8 +11,8 @@ use crate::store::schema::keys::{self, key_attributes, Index, ItemKey};
 use crate::store::schema::s;
 use crate::store::Store;
 
-/// Timers one due minute's shard may hold before a sweep reads it in more than one run.
-const MAX_PER_BUCKET: usize = 5_000;
+/// Timers of one due minute's shard a sweep reads; the rest wait for the next run.
+const MAX_PER_BUCKET: usize = 1_000;
 
 impl Store {
     /// Writes (or replaces) a timer at its slot's key.
@@ -39,13 +39,14 @@ impl Store {
             .await
     }
 
-    /// The timers of one due minute (`YYYY-MM-DDTHH:MM`) and shard due at or before `now`.
+    /// The timers of one due minute (`YYYY-MM-DDTHH:MM`) and shard due at or before `now`
+    /// (at most [`MAX_PER_BUCKET`]), and whether more are left.
     pub async fn due_timers(
         &self,
         minute: &str,
         shard: u32,
         now: &str,
-    ) -> Result<Vec<Timer>, ApiError> {
+    ) -> Result<(Vec<Timer>, bool), ApiError> {
         let query = Query::new(
             Index::Gsi2,
             keys::due_bucket(minute, shard),
@@ -54,14 +55,7 @@ impl Store {
         let (found, more) = self
             .query_up_to::<StoredTimer>(&query, MAX_PER_BUCKET)
             .await?;
-        if more {
-            tracing::warn!(
-                minute,
-                shard,
-                "more due timers than one sweep reads; the rest next run"
-            );
-        }
-        Ok(found.iter().filter_map(StoredTimer::timer).collect())
+        Ok((found.iter().filter_map(StoredTimer::timer).collect(), more))
     }
 
     /// Where the sweeper `name` stopped, if it ran before.
