@@ -242,7 +242,7 @@ async fn deliver_and_compare(
 
 /// Runs `check` on `RECORD_CASES` (16) cases of `strategy`, each in a fresh org with a key
 /// limit far above what a case sends (many requests in little time).
-fn run_cases<S: Strategy>(
+pub fn run_cases<S: Strategy>(
     strategy: S,
     check: impl AsyncFn(&TestOrg, S::Value) -> Result<(), TestCaseError>,
 ) {

@@ -4,6 +4,7 @@
 
 use crate::changes::pump;
 use crate::common::{days_ago, unique, TestOrg};
+use crate::record_properties::run_cases;
 use aws_lambda_events::event::dynamodb::Event;
 use serde_json::{json, Value};
 use shared::changes::timers::{self, SweepTally};
@@ -402,5 +403,163 @@ async fn a_late_event_cancels_a_transition_and_the_next_is_due_from_it() {
             "at_risk".to_owned(),
             days_after(&late, 7).to_stored()
         )]
+    );
+}
+
+/// One step of a simulated week: a booking written (moved, canceled or not), or the
+/// sweeper run near a moment some write made due.
+#[derive(Debug, Clone)]
+enum Step {
+    Write {
+        booking: usize,
+        half_hours: i64,
+        canceled: bool,
+    },
+    Sweep {
+        write: usize,
+        slot: usize,
+        late_minutes: i64,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        1 => (0..3usize, 0..(7 * 48i64), proptest::bool::weighted(0.25)).prop_map(
+            |(booking, half_hours, canceled)| Step::Write {
+                booking,
+                half_hours,
+                canceled
+            }
+        ),
+        2 => (0..8usize, 0..3usize, 0..20i64).prop_map(|(write, slot, late_minutes)| Step::Sweep {
+            write,
+            slot,
+            late_minutes
+        }),
+    ]
+}
+
+/// When slot 0 (24 h reminder), 1 (1 h) or 2 (the end, 30 minutes) of a booking at
+/// `start` is due, and the row its change gives.
+fn slot_of(booking: usize, start: Timestamp, slot: usize) -> (Timestamp, (String, String, String)) {
+    let (minutes, kind, what) = match slot {
+        0 => (-1440, timers::REMINDER_DUE, "1440".to_owned()),
+        1 => (-60, timers::REMINDER_DUE, "60".to_owned()),
+        _ => (30, timers::ENDED, start.to_stored()),
+    };
+    let row = (
+        format!("p{booking}"),
+        format!("{kind}/{}", start.to_stored()),
+        what,
+    );
+    (at(start, minutes), row)
+}
+
+/// The rows of every slot of the bookings in `state` (start, canceled) that a sweep at
+/// `now` finds due: not canceled, due at most `now`, in a minute from 15 minutes before.
+fn due_in(
+    state: &std::collections::BTreeMap<usize, (Timestamp, bool)>,
+    now: Timestamp,
+) -> Vec<(String, String, String)> {
+    let from = at(now, -15).to_stored()[..16].to_owned();
+    let mut rows = Vec::new();
+    for (&booking, &(start, canceled)) in state {
+        for slot in 0..3 {
+            let (due, row) = slot_of(booking, start, slot);
+            if !canceled && due.to_stored()[..16] >= *from && due <= now {
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
+/// Random bookings, moves and cancellations over a simulated week, the sweeper run at
+/// random instants between them (each a sweeper that never ran: it reads the 15 minutes
+/// before), then every stream record delivered again and every sweep run again: the feed
+/// holds exactly what a small model derives (a slot's change when a sweep's window holds
+/// its due time while the booking, as last written, has that slot), none twice.
+/// `RECORD_CASES` cases (16 by default).
+#[test]
+fn time_made_changes_are_what_a_model_of_writes_and_sweeps_derives() {
+    use std::collections::{BTreeMap, BTreeSet};
+    run_cases(
+        proptest::collection::vec(step(), 2..14),
+        async |org: &TestOrg, steps: Vec<Step>| {
+            let base = future_minute(10);
+            let mut writes: Vec<(usize, Timestamp)> = Vec::new();
+            let mut state: BTreeMap<usize, (Timestamp, bool)> = BTreeMap::new();
+            let mut want = BTreeSet::new();
+            let mut sweeps = Vec::new();
+            let mut records = Event::default();
+            for (n, step) in steps.iter().enumerate() {
+                match *step {
+                    Step::Write {
+                        booking,
+                        half_hours,
+                        canceled,
+                    } => {
+                        let start = at(base, half_hours * 30);
+                        let status = if canceled { "canceled" } else { "confirmed" };
+                        org.call(
+                                Endpoint::BookingsUpsert,
+                                json!({"booking_id": format!("p{booking}"), "scheduled_at": start.to_stored(),
+                                       "status": status, "duration_minutes": 30, "notes": format!("w{n}"),
+                                       "client": {"external_user_id": "c"}}),
+                            )
+                            .await
+                            .assert_success();
+                        records.records.extend(consume(org, 1).await.records);
+                        writes.push((booking, start));
+                        state.insert(booking, (start, canceled));
+                    }
+                    Step::Sweep {
+                        write,
+                        slot,
+                        late_minutes,
+                    } => {
+                        let Some(&(booking, start)) = writes.get(write % writes.len().max(1))
+                        else {
+                            continue;
+                        };
+                        let now = at(slot_of(booking, start, slot).0, late_minutes);
+                        sweep_at(org, now).await;
+                        sweeps.push(now);
+                        // The model: every slot of a booking as last written whose due
+                        // time is in this sweep's window (its minutes from 15 before).
+                        want.extend(due_in(&state, now));
+                    }
+                }
+            }
+            // Redelivered stream records and repeated sweeps add nothing.
+            let (response, _) = shared::changes::consumer::handle(org.store(), records).await;
+            assert!(response.batch_item_failures.is_empty());
+            // (The timers are re-armed as last written: sweeps run again fire those.)
+            for now in sweeps {
+                sweep_at(org, now).await;
+                want.extend(due_in(&state, now));
+            }
+            let got: Vec<_> = stored_changes(org, &TYPES)
+                .await
+                .into_iter()
+                .map(|c| {
+                    let scheduled = c.data["scheduled_at"].as_str().unwrap().to_owned();
+                    let what = match c.kind.as_str() {
+                        timers::ENDED => scheduled.clone(),
+                        _ => c.data["offset"].to_string(),
+                    };
+                    (
+                        c.subject.booking_id.unwrap(),
+                        format!("{}/{scheduled}", c.kind),
+                        what,
+                    )
+                })
+                .collect();
+            let distinct: BTreeSet<_> = got.iter().cloned().collect();
+            assert_eq!(distinct.len(), got.len(), "a change twice: {got:#?}");
+            assert_eq!(distinct, want, "steps: {steps:?}");
+            Ok(())
+        },
     );
 }
