@@ -92,6 +92,15 @@ enum OrgsCommand {
         #[arg(long, conflicts_with_all = ["new_days", "at_risk_days", "dormant_days", "churned_days"])]
         default: bool,
     },
+    /// Set the org's booking reminder offsets in minutes before `scheduled_at` (each a
+    /// `booking.reminder_due` change), e.g. `--minutes 1440,60`; `--default` for 24 h and 1 h.
+    SetReminders {
+        org: String,
+        #[arg(long, value_delimiter = ',', required_unless_present = "default")]
+        minutes: Vec<u32>,
+        #[arg(long, conflicts_with = "minutes")]
+        default: bool,
+    },
     /// Create an org.
     Create {
         /// Lower-case id used in every key of the org's data (a-z, 0-9, `-`, `_`).
@@ -287,6 +296,15 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
         Command::Orgs(OrgsCommand::Create { id, name }) => {
             let org = admin::create_org(&store, &id, &name).await?;
             println!("created org {} ({})", org.id, org.name);
+        }
+        Command::Orgs(OrgsCommand::SetReminders {
+            org,
+            minutes,
+            default,
+        }) => {
+            let minutes = (!default).then_some(minutes);
+            admin::set_org_reminders(&store, &org, minutes.clone()).await?;
+            println!("org {org}: booking reminders {minutes:?} minutes before (None: 1440, 60)");
         }
         Command::Orgs(OrgsCommand::SetLifecycle {
             org,

@@ -466,6 +466,40 @@ pub async fn set_org_lifecycle(
     .await
 }
 
+/// Most reminder offsets an org may set, and the longest (30 days, in minutes).
+pub const MAX_REMINDERS: usize = 10;
+pub const MAX_REMINDER_MINUTES: u32 = 30 * 1440;
+
+/// Sets (`None`: removes, back to the defaults 24 h and 1 h) an org's booking reminder
+/// offsets in minutes: 0 to [`MAX_REMINDERS`] distinct offsets of 1 to
+/// [`MAX_REMINDER_MINUTES`]. Applies to bookings whose schedule is written afterwards;
+/// armed timers of removed offsets are dropped when they fall due.
+pub async fn set_org_reminders(
+    store: &Store,
+    org_id: &str,
+    minutes: Option<Vec<u32>>,
+) -> Result<()> {
+    validate_org_id(org_id)?;
+    if let Some(minutes) = &minutes {
+        let distinct: std::collections::BTreeSet<&u32> = minutes.iter().collect();
+        if minutes.len() > MAX_REMINDERS
+            || distinct.len() != minutes.len()
+            || minutes
+                .iter()
+                .any(|m| !(1..=MAX_REMINDER_MINUTES).contains(m))
+        {
+            return Err(AdminError::BadSetting(format!(
+                "reminders: at most {MAX_REMINDERS} distinct offsets of 1 to {MAX_REMINDER_MINUTES} minutes"
+            )));
+        }
+    }
+    if store.set_reminders(org_id, minutes.as_deref()).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NoSuchOrg(org_id.to_owned()))
+    }
+}
+
 /// Some of an org's lifecycle thresholds (`admin orgs set-lifecycle --dormant-days 45`):
 /// the others keep the org's current values (the defaults if it set none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

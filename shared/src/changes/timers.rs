@@ -29,7 +29,8 @@ use crate::store::{Item, Store};
 use futures::StreamExt;
 use serde_json::json;
 
-/// Reminder offsets, in minutes before `scheduled_at`.
+/// Reminder offsets, in minutes before `scheduled_at`, of an org that set none
+/// (`admin orgs set-reminders`).
 pub const DEFAULT_REMINDER_MINUTES: [u32; 2] = [24 * 60, 60];
 /// A booking without `duration_minutes` ends this long after it starts.
 pub const DEFAULT_DURATION_MINUTES: i64 = 60;
@@ -56,9 +57,9 @@ fn is_canceled(booking: &BookingRecord) -> bool {
     super::is_cancellation(booking.status.as_deref())
 }
 
-/// The slots every booking has.
-fn slots() -> Vec<Slot> {
-    let mut slots: Vec<Slot> = DEFAULT_REMINDER_MINUTES
+/// The slots of a booking of an org with these reminder offsets.
+fn slots(reminders: &[u32]) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = reminders
         .iter()
         .map(|&minutes| Slot::Reminder { minutes })
         .collect();
@@ -115,6 +116,7 @@ pub fn timer_writes(
     org_id: &str,
     old: Option<&BookingRecord>,
     new: Option<&BookingRecord>,
+    reminders: &[u32],
 ) -> Vec<(keys::ItemKey, Option<Timer>)> {
     let Some(booking_id) = new.or(old).and_then(|b| b.booking_id.clone()) else {
         return Vec::new();
@@ -128,7 +130,7 @@ pub fn timer_writes(
     let written: Option<Timestamp> = new
         .and_then(|b| b.updated_at.as_deref().or(b.ingested_at.as_deref()))
         .and_then(|at| at.parse().ok());
-    slots()
+    slots(reminders)
         .into_iter()
         .map(|slot| {
             let key = keys::booking_timer(org_id, &booking_id, &slot.name());
@@ -155,7 +157,13 @@ pub async fn arm(store: &Store, old: Option<&Item>, new: Option<&Item>) -> Resul
     match meta.entity.as_deref() {
         Some("booking") => {
             let (old, new) = (read::<BookingRecord>(old)?, read::<BookingRecord>(new)?);
-            let writes = timer_writes(&org_id, old.as_ref(), new.as_ref());
+            if let (Some(old), Some(new)) = (&old, &new) {
+                if schedule(old) == schedule(new) {
+                    return Ok(0);
+                }
+            }
+            let (_, reminders) = org_settings(store, &org_id).await?;
+            let writes = timer_writes(&org_id, old.as_ref(), new.as_ref(), &reminders);
             for (key, timer) in &writes {
                 match timer {
                     Some(timer) => store.put_timer(timer).await?,
@@ -175,13 +183,15 @@ fn read<T: serde::de::DeserializeOwned>(item: Option<&Item>) -> Result<Option<T>
         .transpose()
 }
 
-/// A client's lifecycle settings: its org's, else the defaults.
-async fn stage_settings(store: &Store, org_id: &str) -> Result<StageSettings, ApiError> {
-    Ok(store
-        .org(org_id)
-        .await?
-        .and_then(|org| org.lifecycle)
-        .unwrap_or_default())
+/// An org's lifecycle thresholds and reminder offsets (its own, else the defaults).
+async fn org_settings(store: &Store, org_id: &str) -> Result<(StageSettings, Vec<u32>), ApiError> {
+    let org = store.org(org_id).await?;
+    let org = org.as_ref();
+    Ok((
+        org.and_then(|org| org.lifecycle).unwrap_or_default(),
+        org.and_then(|org| org.reminder_minutes.clone())
+            .unwrap_or_else(|| DEFAULT_REMINDER_MINUTES.to_vec()),
+    ))
 }
 
 /// A client's timer: its next transition after `after`, computed from `user` (none for a
@@ -232,7 +242,7 @@ async fn arm_client(
         .and_then(|at| at.parse::<Timestamp>().ok());
     let timer = match (&new, written) {
         (Some(user), Some(written)) => {
-            let settings = stage_settings(store, org_id).await?;
+            let (settings, _) = org_settings(store, org_id).await?;
             client_timer(org_id, user_pk, user, &settings, written)
         }
         _ => None,
@@ -363,18 +373,18 @@ pub async fn sweep_between(
 /// and drops the timer (a client's fired timer is replaced by its next transition).
 /// `None`: stale (dropped, nothing recorded).
 async fn fire(store: &Store, timer: &Timer) -> Result<Option<Recorded>, ApiError> {
+    let (settings, reminders) = org_settings(store, &timer.org_id).await?;
     let (change, next) = match &timer.subject {
         TimerSubject::Booking { booking_id } => {
             let key = keys::booking_of_id(&timer.org_id, booking_id);
             let item = store.get_consistent(&key).await?;
-            (
-                item.as_ref().and_then(|item| booking_change(item, timer)),
-                None,
-            )
+            let change = item
+                .as_ref()
+                .and_then(|item| booking_change(item, timer, &reminders));
+            (change, None)
         }
         TimerSubject::Client { user_pk } => {
             let item = store.get_consistent(&keys::user_key_of(user_pk)).await?;
-            let settings = stage_settings(store, &timer.org_id).await?;
             match item
                 .as_ref()
                 .and_then(|item| client_change(item, timer, &settings))
@@ -473,11 +483,13 @@ fn timed_change(
 }
 
 /// The change `timer` means for the booking stored as `item`, if the booking still has
-/// that timer (same slot, schedule and due time; not canceled).
-fn booking_change(item: &Item, timer: &Timer) -> Option<NewChange> {
+/// that timer (same slot, schedule and due time; not canceled; an offset the org has).
+fn booking_change(item: &Item, timer: &Timer, reminders: &[u32]) -> Option<NewChange> {
     let meta = ItemMeta::of(item).filter(|m| m.entity.as_deref() == Some("booking"))?;
     let booking: BookingRecord = decode(item.clone()).ok()?;
-    if timer_of(&timer.org_id, &booking, timer.slot).as_ref() != Some(timer) {
+    if timer_of(&timer.org_id, &booking, timer.slot).as_ref() != Some(timer)
+        || !slots(reminders).contains(&timer.slot)
+    {
         return None;
     }
     let (kind, data) = match timer.slot {

@@ -563,3 +563,39 @@ fn time_made_changes_are_what_a_model_of_writes_and_sweeps_derives() {
         },
     );
 }
+
+#[tokio::test]
+async fn an_org_sets_its_own_reminder_offsets() {
+    let org = TestOrg::new().await;
+    shared::admin::set_org_reminders(org.store(), &org.org_id, Some(vec![30, 2 * 1440]))
+        .await
+        .unwrap();
+    let refused = shared::admin::set_org_reminders(org.store(), &org.org_id, Some(vec![0])).await;
+    assert!(refused.is_err(), "an offset of 0 minutes");
+    let start = future_minute(4);
+    book(&org, "b", start, "confirmed").await;
+    consume(&org, 1).await;
+    for minute in [-2 * 1440, -1440, -60, -30, 30] {
+        sweep_at(&org, at(start, minute)).await;
+    }
+    assert_eq!(
+        summary(&timed_changes(&org).await),
+        [
+            row("b", timers::REMINDER_DUE, "2880"),
+            row("b", timers::REMINDER_DUE, "30"),
+            row("b", timers::ENDED, &start.to_stored()),
+        ]
+    );
+    // Back to the defaults: a timer of an offset the org no longer has is dropped.
+    shared::admin::set_org_reminders(org.store(), &org.org_id, None)
+        .await
+        .unwrap();
+    book(&org, "c", start, "confirmed").await;
+    consume(&org, 1).await;
+    shared::admin::set_org_reminders(org.store(), &org.org_id, Some(vec![60]))
+        .await
+        .unwrap();
+    let tally = sweep_at(&org, at(start, -1440)).await;
+    assert_eq!((tally.fired, tally.stale), (0, 1), "{tally:?}");
+    assert_eq!(sweep_at(&org, at(start, -60)).await.fired, 1);
+}

@@ -61,6 +61,9 @@ pub struct OrgRecord {
     pub total_rate_limit: Option<u32>,
     /// Its lifecycle thresholds (unset: the defaults).
     pub lifecycle: Option<StageSettings>,
+    /// Its booking reminder offsets in minutes (unset: the defaults, 24 h and 1 h).
+    #[serde(default)]
+    pub reminder_minutes: Option<Vec<u32>>,
 }
 
 /// A new API key item, as `admin keys create` stores it.
@@ -121,6 +124,9 @@ pub enum SettingOf<'a> {
 
 /// The attribute of the lifecycle thresholds, on an org's item and on each of its keys'.
 const LIFECYCLE: &str = "lifecycle";
+/// The attribute of the booking reminder offsets, on an org's item only (the stream
+/// consumer and the sweeper read it, no request does).
+const REMINDER_MINUTES: &str = "reminder_minutes";
 
 impl Store {
     /// Creates the table (or adds missing indexes); whether it created it. The error is
@@ -279,6 +285,17 @@ impl Store {
                 ApiError::Internal
             })?;
         self.set_or_remove(&key, LIFECYCLE, value).await
+    }
+
+    /// Sets (or with `None` removes) an org's booking reminder offsets; `false` if no org.
+    pub async fn set_reminders(
+        &self,
+        org_id: &str,
+        minutes: Option<&[u32]>,
+    ) -> Result<bool, ApiError> {
+        let value = minutes.map(|minutes| AttributeValue::L(minutes.iter().map(n).collect()));
+        self.set_or_remove(&keys::org(org_id), REMINDER_MINUTES, value)
+            .await
     }
 
     /// Sets `attribute` of an existing item, or removes it (`None`); `false` if no item.
