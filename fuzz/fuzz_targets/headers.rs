@@ -4,7 +4,8 @@
 
 use lambda_http::http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
-use shared::{auth, handlers};
+use shared::auth;
+use shared::idempotency::IdempotencyKey;
 
 fuzz_target!(|raw: &[u8]| {
     let Ok(value) = HeaderValue::from_bytes(raw) else {
@@ -18,7 +19,7 @@ fuzz_target!(|raw: &[u8]| {
     }
     let mut headers = HeaderMap::new();
     headers.insert("idempotency-key", value);
-    if let Ok(Some(key)) = handlers::idempotency_key(&headers) {
-        assert!(!key.is_empty() && key.len() <= 255);
+    if let Ok(Some(key)) = IdempotencyKey::from_headers(&headers) {
+        assert!(!key.as_str().is_empty() && key.as_str().len() <= 255);
     }
 });

@@ -23,9 +23,10 @@ use crate::store::Item;
 use serde_json::{json, Value};
 
 /// Every change type, as documented in docs/api-guide.md.
-pub const TYPES: [&str; 15] = [
+pub const TYPES: [&str; 16] = [
     "client.created",
     "client.updated",
+    "client.billing_changed",
     "client.merged",
     "client.erased",
     "event.recorded",
@@ -208,9 +209,29 @@ fn user(
             json!({ "changed": changed }),
         ));
     }
-    // Hook for issue 24: when the record carries `billing_state` and `lifecycle_stage`,
-    // compare them here and push `client.billing_changed` / `client.lifecycle_changed`
-    // (`data.from`, `data.to`), with occurrence `<type>/<version>` like the others.
+    // The billing state before and after this write, both at the write's own time (one
+    // instant): a change the write caused. A state that changes with time alone (a
+    // subscription's end passing) has no write, so no change here.
+    let at = new
+        .meta
+        .updated_at
+        .as_deref()
+        .and_then(|at| at.parse::<crate::fields::Timestamp>().ok())
+        .unwrap_or_else(crate::fields::Timestamp::now);
+    let from = crate::states::billing_state(&before.billing(), at);
+    let to = crate::states::billing_state(&after.billing(), at);
+    if from != to {
+        changes.push(source.change(
+            "client.billing_changed",
+            &version.to_string(),
+            version,
+            None,
+            json!({ "from": from, "to": to }),
+        ));
+    }
+    // Not yet: `client.lifecycle_changed`. The stage depends on the org's stage settings
+    // (its record, one more read per user write here) and mostly changes with time alone;
+    // push it here, like the billing state, once the consumer reads the settings.
     Ok(changes)
 }
 

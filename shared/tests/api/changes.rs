@@ -944,3 +944,27 @@ async fn write_to_visible_latency() {
         latencies.last().unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_write_that_changes_the_billing_state_says_from_and_to() {
+    let org = TestOrg::new().await;
+    org.call(Endpoint::UsersUpsert, json!({"external_user_id": "bill"}))
+        .await
+        .assert_success();
+    org.call(
+        Endpoint::Events,
+        json!({"event": "subscription_started", "user": {"external_user_id": "bill"},
+               "properties": {"amount": "10.00", "currency": "USD", "subscription_status": "active"}}),
+    )
+    .await
+    .assert_status(201);
+    let changes = settle(&org, |c| !of_type(c, "client.billing_changed").is_empty()).await;
+    let billing = of_type(&changes, "client.billing_changed");
+    assert_eq!(billing.len(), 1, "{changes:#?}");
+    assert_eq!(billing[0]["data"]["from"], "none");
+    assert_ne!(billing[0]["data"]["to"], "none");
+    assert_eq!(
+        billing[0]["subject"]["client"],
+        json!({"external_user_id": "bill"})
+    );
+}

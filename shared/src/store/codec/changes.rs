@@ -3,9 +3,10 @@
 //! attributes (an item's org, entity and version; which profile fields a write changed).
 
 use crate::error::ApiError;
+use crate::store::codec::client_record;
 use crate::store::codec::records::{decode, UserRef};
 use crate::store::schema::attributes::{
-    EVENT_FIELD_PREFIX, MERGED_IDENTITIES, MERGED_INTO, REVENUE_PREFIX,
+    EVENT_FIELD_PREFIX, MERGED_IDENTITIES, MERGED_INTO, NAME_PREFIX, REVENUE_PREFIX,
 };
 use crate::store::schema::keys::{self, ItemKey};
 use crate::store::schema::table::TTL_ATTRIBUTE;
@@ -209,6 +210,9 @@ fn is_bookkeeping(name: &str) -> bool {
         || name == MERGED_IDENTITIES
         || name.starts_with(EVENT_FIELD_PREFIX)
         || name.starts_with(REVENUE_PREFIX)
+        || name.starts_with(NAME_PREFIX)
+        || name == client_record::FIRST_SEEN
+        || name == client_record::PREVIOUS_ACTIVITY_AT
         || name == TTL_ATTRIBUTE
 }
 
