@@ -109,8 +109,9 @@ fn the_template_has_one_function_per_endpoint_with_its_routes() {
         .values()
         .filter(|r| r["Type"] == "AWS::Serverless::Function")
         .collect();
-    // Every endpoint's, and the change feed's consumer and publisher (deploys.rs checks them).
-    assert_eq!(functions.len(), Endpoint::ALL.len() + 2);
+    // Every endpoint's, the change feed's consumer and publisher and the timers' sweeper
+    // (deploys.rs checks them).
+    assert_eq!(functions.len(), Endpoint::ALL.len() + 3);
     for endpoint in Endpoint::ALL {
         let function = &template["Resources"][format!("{endpoint:?}Function").as_str()];
         // lambda/Makefile copies the binary named after the logical id (UsersGet: users-get).
