@@ -585,6 +585,11 @@ fn stack_writes(stage: &str) -> Vec<(&'static str, String)> {
         ("cloudwatch:PutMetricAlarm", format!("arn:aws:cloudwatch:{at}:alarm:developer-ingest-{stage}-HealthErrorsAlarm-AB12")),
         ("codedeploy:CreateDeployment", format!("arn:aws:codedeploy:{at}:deploymentgroup:developer-ingest-{stage}-ServerlessDeploymentApplication-AB12/developer-ingest-{stage}-HealthDeploymentGroup-AB12")),
         ("s3:PutObject", format!("arn:aws:s3:::aws-sam-cli-managed-default-samclisourcebucket-ab12/developer-ingest/{stage}/0f1e2d")),
+        ("sqs:CreateQueue", format!("arn:aws:sqs:{at}:developer-ingest-{stage}-changes-dlq")),
+        ("events:CreateEventBus", format!("arn:aws:events:{at}:event-bus/developer-ingest-{stage}-changes")),
+        ("scheduler:CreateSchedule", format!("arn:aws:scheduler:{at}:schedule/default/developer-ingest-{stage}-changes-sweeper")),
+        ("lambda:PutFunctionConcurrency", format!("arn:aws:lambda:{at}:function:developer-ingest-{stage}-changes-sweeper")),
+        ("dynamodb:DescribeStream", format!("arn:aws:dynamodb:{at}:table/developer-ingest-{stage}/stream/2026-12-03T00:00:00.000")),
     ]
 }
 
