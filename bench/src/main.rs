@@ -298,6 +298,15 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// How many warm requests `endpoint` gets: `stats/users/` reads its whole segment (every user
+/// the bench's other functions wrote) each time, so it gets a twentieth of the others' count.
+fn warm_requests_of(endpoint: Endpoint, requests: usize) -> usize {
+    match endpoint {
+        Endpoint::StatsUsers => (requests / 20).max(1),
+        _ => requests,
+    }
+}
+
 /// What a warm run measured.
 struct Warm {
     p50: Duration,
@@ -842,7 +851,7 @@ async fn main() {
         } = warm_run(
             function,
             event,
-            args.warm_requests,
+            warm_requests_of(endpoint, args.warm_requests),
             &dynamodb,
             single_entity.then_some(&store),
         )
@@ -878,7 +887,7 @@ async fn main() {
     let today = time::OffsetDateTime::now_utc().date();
     let report = format!(
         "# Benchmarks\n\n\
-         Measured {today} on {machine} by `make bench` ({cold_starts} cold starts, {warm_requests} warm requests per function, \
+         Measured {today} on {machine} by `make bench` ({cold_starts} cold starts, {warm_requests} warm requests per function ({stats_requests} for stats-users), \
          DynamoDB Local on loopback). Release profile: {profile}. Binaries: x86_64 (AWS runs arm64; this machine cannot build it).\n\n\
          ## Cold start (median, ms)\n\n\
          Init: exec to the first `invocation/next` (includes opening the DynamoDB connection with one small GetItem, which \
@@ -911,6 +920,7 @@ async fn main() {
         machine = machine(),
         cold_starts = args.cold_starts,
         warm_requests = args.warm_requests,
+        stats_requests = warm_requests_of(Endpoint::StatsUsers, args.warm_requests),
         profile = release_profile(),
         floor_init = ms(floor_init),
         connection = ms(connection),
