@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use shared::admin::{self, AdminError};
+use shared::store::table::TableStream;
 use shared::store::Store;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -235,7 +236,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AdminError> {
     let store = Store::from_env().await;
     match cli.command {
         Command::Table(TableCommand::Create) => {
-            let created = admin::create_table(&store).await?;
+            let created = admin::create_table(&store, TableStream::On).await?;
             let state = if created {
                 "created"
             } else {
@@ -457,7 +458,7 @@ async fn follow_changes(
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").map_err(|_| {
         failed("`changes follow` reads DynamoDB Local's stream: set DYNAMODB_ENDPOINT".into())
     })?;
-    admin::create_table(store).await?;
+    admin::create_table(store, TableStream::On).await?;
     let arn = shared::store::table::stream_arn(store.client(), store.table())
         .await
         .map_err(|e| failed(format!("the table's stream: {e}")))?

@@ -704,7 +704,7 @@ async fn main() {
     let table = format!("bench-{}", time::OffsetDateTime::now_utc().unix_timestamp());
     std::env::set_var("TABLE_NAME", &table);
     let store = Store::from_env().await;
-    shared::admin::create_table(&store)
+    shared::admin::create_table(&store, shared::store::table::TableStream::Off)
         .await
         .expect("create the bench table");
 

@@ -43,7 +43,7 @@ async fn store() -> Store {
     });
     std::env::set_var("TABLE_NAME", table);
     let store = Store::from_env().await;
-    shared::admin::create_table(&store)
+    shared::admin::create_table(&store, shared::store::table::TableStream::Off)
         .await
         .expect("the test table");
     store

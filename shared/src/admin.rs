@@ -10,6 +10,7 @@ use crate::store::keys::OrgList;
 use crate::store::ops::orgs::{
     KeyEnd, KeyEnded, Migrated, NewApiKey, OrgRecord, RateLimitOf, SettingOf,
 };
+use crate::store::table::TableStream;
 use crate::store::Store;
 use serde::Serialize;
 use std::time::Duration;
@@ -131,9 +132,9 @@ pub fn validate_org_id(id: &str) -> Result<()> {
     }
 }
 
-pub async fn create_table(store: &Store) -> Result<bool> {
+pub async fn create_table(store: &Store, stream: TableStream) -> Result<bool> {
     store
-        .create_table()
+        .create_table(stream)
         .await
         .map_err(|detail| AdminError::Storage {
             table: store.table().to_owned(),

@@ -2,7 +2,7 @@
 //! read with DescribeStream/GetShardIterator/GetRecords and handed to the consumer the
 //! Lambda runs (`shared::changes::consumer::handle`), then `GET changes/`.
 
-use crate::common::{store, TestOrg};
+use crate::common::{streamed_store, TestOrg};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use serde_json::{json, Value};
 use shared::changes::consumer::{self, Tally};
@@ -157,7 +157,7 @@ fn ids(changes: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn clients_are_created_by_any_path_and_updated_only_when_a_field_changes() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let profile = json!({"external_user_id": "u1", "email": "ann@secret.example", "name": "Ann Secret", "phone": "+15550001111", "plan": "free"});
     org.call(Endpoint::UsersUpsert, profile.clone())
         .await
@@ -213,7 +213,7 @@ async fn clients_are_created_by_any_path_and_updated_only_when_a_field_changes()
 
 #[tokio::test]
 async fn events_are_recorded_once_and_payments_once_per_payment() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let purchase = json!({
         "event": "user_purchased", "user": {"external_user_id": "buyer"},
         "properties": {"amount": "9.99", "currency": "EUR", "note": "private text"},
@@ -265,7 +265,7 @@ async fn events_are_recorded_once_and_payments_once_per_payment() {
 
 #[tokio::test]
 async fn threads_enter_and_leave_the_inbox() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let message = |id: &str, direction: &str, at: &str| {
         json!({"message_id": id, "thread_id": "t1", "direction": direction, "text": "very private words",
                "sent_at": at, "contact": {"external_user_id": "c1", "email": "c1@secret.example"}})
@@ -302,7 +302,7 @@ async fn threads_enter_and_leave_the_inbox() {
 
 #[tokio::test]
 async fn bookings_are_scheduled_rescheduled_updated_and_canceled() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let booking = |at: &str, notes: &str, status: &str| {
         json!({"booking_id": "b1", "scheduled_at": at, "notes": notes, "status": status,
                "client": {"external_user_id": "bc"}})
@@ -351,7 +351,7 @@ async fn bookings_are_scheduled_rescheduled_updated_and_canceled() {
 
 #[tokio::test]
 async fn a_merge_is_one_change_and_email_only_clients_are_named_by_a_hash() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let email = "merge.me@secret.example";
     org.call(
         Endpoint::Events,
@@ -383,7 +383,7 @@ async fn a_merge_is_one_change_and_email_only_clients_are_named_by_a_hash() {
 
 #[tokio::test]
 async fn erasing_a_client_leaves_only_its_erasure_in_the_feed() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     org.call(
         Endpoint::UsersUpsert,
         json!({"external_user_id": "gone", "name": "Gone"}),
@@ -416,7 +416,7 @@ async fn erasing_a_client_leaves_only_its_erasure_in_the_feed() {
 
 #[tokio::test]
 async fn redelivered_stream_records_add_nothing() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     org.call(
         Endpoint::UsersUpsert,
         json!({"external_user_id": "r1", "plan": "a"}),
@@ -432,7 +432,7 @@ async fn redelivered_stream_records_add_nothing() {
     let before = settle(&org, |c| c.len() >= 2).await;
     // Whatever the stream has, again: the consumer run twice over the same records, on
     // time and late (the late path checks the on-time key and its marker).
-    let store = store().await;
+    let store = streamed_store().await;
     let (event, _) = pump(&org).await;
     let mut stream = replay_all(&store).await;
     stream
@@ -450,7 +450,7 @@ async fn redelivered_stream_records_add_nothing() {
 /// The whole stream from its oldest record (a second reader, as a redelivery would be).
 async fn replay_all(_store: &Store) -> Event {
     let endpoint = std::env::var("DYNAMODB_ENDPOINT").unwrap();
-    let store = store().await;
+    let store = streamed_store().await;
     let arn = table::stream_arn(store.client(), store.table())
         .await
         .unwrap()
@@ -463,8 +463,8 @@ async fn replay_all(_store: &Store) -> Event {
 
 #[tokio::test]
 async fn cursors_are_checked_and_expire() {
-    let org = TestOrg::new().await;
-    let other = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
+    let other = TestOrg::streamed(None).await;
     let reply = org.read(Endpoint::ChangesList, &[], "").await;
     let cursor = reply.assert_status(200)["next_cursor"]
         .as_str()
@@ -514,7 +514,7 @@ async fn cursors_are_checked_and_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_consumer_following_the_cursor_during_writes_sees_every_change_once() {
-    let org = std::sync::Arc::new(TestOrg::with_rate_limit(Some(1_000_000)).await);
+    let org = std::sync::Arc::new(TestOrg::streamed(Some(1_000_000)).await);
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let org = std::sync::Arc::clone(&org);
@@ -602,7 +602,7 @@ async fn changes_are_put_on_the_bus_and_routed_by_a_rule() {
     let Ok(endpoint) = std::env::var("EVENTBRIDGE_ENDPOINT") else {
         panic!("this test needs moto's server: run `make test` (or start `moto_server -p PORT` and set EVENTBRIDGE_ENDPOINT)");
     };
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     org.call(
         Endpoint::UsersUpsert,
         json!({"external_user_id": "bus1", "name": "Bus Secret"}),
@@ -676,7 +676,7 @@ async fn changes_are_put_on_the_bus_and_routed_by_a_rule() {
         .unwrap();
 
     // The stream's records of this org's change items (a second reader, from the start).
-    let store = store().await;
+    let store = streamed_store().await;
     let mut stream = replay_all(&store).await;
     stream.records.retain(|r| {
         serde_json::to_string(&r.change.new_image)
@@ -790,7 +790,7 @@ fn the_feed_is_a_function_of_the_set_of_facts() {
     runner
         .run(&strategy, |(facts, seed, waves)| {
             runtime.block_on(async {
-                let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+                let org = TestOrg::streamed(Some(1_000_000)).await;
                 let mut deliveries: Vec<(Endpoint, Option<String>, Value)> = Vec::new();
                 for (n, fact) in facts.iter().enumerate() {
                     match fact {
@@ -890,7 +890,7 @@ fn the_feed_is_a_function_of_the_set_of_facts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand"]
 async fn write_to_visible_latency() {
-    let org = std::sync::Arc::new(TestOrg::with_rate_limit(Some(1_000_000)).await);
+    let org = std::sync::Arc::new(TestOrg::streamed(Some(1_000_000)).await);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let follower = {
         let (org, stop) = (std::sync::Arc::clone(&org), std::sync::Arc::clone(&stop));
@@ -947,7 +947,7 @@ async fn write_to_visible_latency() {
 
 #[tokio::test]
 async fn a_write_that_changes_the_billing_state_says_from_and_to() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     org.call(Endpoint::UsersUpsert, json!({"external_user_id": "bill"}))
         .await
         .assert_success();

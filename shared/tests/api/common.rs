@@ -6,6 +6,7 @@ use lambda_http::{Body, Request};
 use serde_json::Value;
 use shared::admin;
 use shared::http::{handle, App};
+use shared::store::table::TableStream;
 use shared::store::testing::keys;
 use shared::store::Store;
 use shared::Endpoint;
@@ -14,7 +15,9 @@ use tokio::sync::OnceCell;
 pub const TEST_TABLE: &str = "developer-ingest-test";
 
 static TABLE: OnceCell<()> = OnceCell::const_new();
+static STREAMED_TABLE: OnceCell<String> = OnceCell::const_new();
 
+/// The test table (no stream: nothing here reads it, see `streamed_store`).
 pub async fn store() -> Store {
     assert!(
         std::env::var_os("DYNAMODB_ENDPOINT").is_some(),
@@ -26,13 +29,31 @@ pub async fn store() -> Store {
     let store = Store::from_env().await;
     TABLE
         .get_or_init(|| async {
-            admin::create_table(&store)
+            admin::create_table(&store, TableStream::Off)
                 .await
                 .map(|_| ())
                 .expect("create the test table")
         })
         .await;
     store
+}
+
+/// A table of its own with the stream the change feed is derived from, for the tests that
+/// read it (changes, timers): the other tests' writes stay out of its stream, which DynamoDB
+/// Local's transactions slow down with as it grows.
+pub async fn streamed_store() -> Store {
+    let store = store().await;
+    let table = STREAMED_TABLE
+        .get_or_init(|| async {
+            let table = format!("{}-changes", store.table());
+            let streamed = Store::new(store.client().clone(), &table);
+            admin::create_table(&streamed, TableStream::On)
+                .await
+                .expect("create the streamed test table");
+            table
+        })
+        .await;
+    Store::new(store.client().clone(), table)
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -62,7 +83,15 @@ impl TestOrg {
 
     /// An org whose key has its own rate limit (requests per second).
     pub async fn with_rate_limit(limit: Option<u32>) -> TestOrg {
-        let store = store().await;
+        Self::on(store().await, limit).await
+    }
+
+    /// An org on the streamed table (`streamed_store`), for the change feed's tests.
+    pub async fn streamed(limit: Option<u32>) -> TestOrg {
+        Self::on(streamed_store().await, limit).await
+    }
+
+    async fn on(store: Store, limit: Option<u32>) -> TestOrg {
         let org_id = unique("org");
         let key = admin::create_key_with_limit(&store, &org_id, "test key", true, "test", limit)
             .await

@@ -56,7 +56,9 @@ async fn every_event_file_gets_the_status_its_name_promises() {
         );
         // A table of its own per file, so every file sees the state it was written for.
         let store = Store::new(client.clone(), unique("fixtures"));
-        shared::admin::create_table(&store).await.unwrap();
+        shared::admin::create_table(&store, shared::store::table::TableStream::Off)
+            .await
+            .unwrap();
         // What `make run` registers too (admin fixtures register).
         assert!(shared::admin::register_fixture_key(&store).await.unwrap());
         let app = App::new(store);

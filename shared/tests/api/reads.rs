@@ -3,7 +3,7 @@
 
 use crate::common::*;
 use serde_json::json;
-use shared::store::table::{create_table, GSIS};
+use shared::store::table::{create_table, TableStream, GSIS};
 use shared::Endpoint;
 
 /// Org A's records, written through the write endpoints.
@@ -173,7 +173,9 @@ async fn an_older_table_gets_the_missing_index() {
     request.send().await.unwrap();
 
     assert!(
-        !create_table(client, &table).await.unwrap(),
+        !create_table(client, &table, TableStream::Off)
+            .await
+            .unwrap(),
         "exists already"
     );
     let description = client

@@ -116,7 +116,7 @@ fn row(booking: &str, kind: &str, what: &str) -> (String, String, String) {
 
 #[tokio::test]
 async fn a_reminder_fires_once_at_each_offset_and_the_end_once() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let start = future_minute(5);
     book(&org, "b1", start, "confirmed").await;
     let created = consume(&org, 1).await;
@@ -183,7 +183,7 @@ async fn a_reminder_fires_once_at_each_offset_and_the_end_once() {
 
 #[tokio::test]
 async fn a_moved_booking_fires_only_at_its_new_time_and_a_canceled_one_not_at_all() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let start = future_minute(6);
     let moved = at(start, 2 * 1440);
     book(&org, "moved", start, "confirmed").await;
@@ -218,7 +218,7 @@ async fn a_moved_booking_fires_only_at_its_new_time_and_a_canceled_one_not_at_al
 
 #[tokio::test]
 async fn an_uncanceled_booking_fires_what_is_ahead_and_nothing_twice() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let start = future_minute(7);
     book(&org, "b", start, "confirmed").await;
     consume(&org, 1).await;
@@ -247,7 +247,7 @@ async fn an_uncanceled_booking_fires_what_is_ahead_and_nothing_twice() {
 
 #[tokio::test]
 async fn a_booking_made_inside_a_window_skips_the_reminders_already_past() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let written = Timestamp::now();
     let soon = future_from(written, 30);
     let later = future_from(written, 90);
@@ -339,7 +339,7 @@ async fn transitions(org: &TestOrg) -> Vec<(String, String, String, String)> {
 
 #[tokio::test]
 async fn time_moves_a_client_through_its_stages_once_each() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let (first, last) = (days_ago(6.0), days_ago(1.0));
     event_at(&org, "u", &first).await;
     event_at(&org, "u", &last).await;
@@ -380,7 +380,7 @@ async fn time_moves_a_client_through_its_stages_once_each() {
 
 #[tokio::test]
 async fn a_late_event_cancels_a_transition_and_the_next_is_due_from_it() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     let last = days_ago(7.0 - 10.0 / 1440.0);
     event_at(&org, "u", &days_ago(20.0)).await;
     event_at(&org, "u", &last).await;
@@ -566,7 +566,7 @@ fn time_made_changes_are_what_a_model_of_writes_and_sweeps_derives() {
 
 #[tokio::test]
 async fn an_org_sets_its_own_reminder_offsets() {
-    let org = TestOrg::new().await;
+    let org = TestOrg::streamed(None).await;
     shared::admin::set_org_reminders(org.store(), &org.org_id, Some(vec![30, 2 * 1440]))
         .await
         .unwrap();

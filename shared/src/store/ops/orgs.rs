@@ -3,6 +3,7 @@
 //! admins cannot silently overwrite each other.
 
 use super::queries::{Query, SortKey};
+use super::table::TableStream;
 use super::write::PutOutcome;
 use crate::error::ApiError;
 use crate::states::StageSettings;
@@ -131,12 +132,12 @@ const REMINDER_MINUTES: &str = "reminder_minutes";
 impl Store {
     /// Creates the table (or adds missing indexes); whether it created it. The error is
     /// DynamoDB's, as text.
-    pub async fn create_table(&self) -> Result<bool, String> {
+    pub async fn create_table(&self, stream: TableStream) -> Result<bool, String> {
         let describe = |error| aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string();
-        let created = super::table::create_table(&self.client, &self.table)
+        let created = super::table::create_table(&self.client, &self.table, stream)
             .await
             .map_err(describe)?;
-        if !created {
+        if !created && stream == TableStream::On {
             // A table from before the change feed gets its stream.
             super::table::enable_stream(&self.client, &self.table)
                 .await

@@ -10,10 +10,24 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
+/// Whether a table created here gets the stream the change feed is derived from. The
+/// deployed table and `make run`'s have it; tables that only tests write into and never
+/// read the stream of go without: on DynamoDB Local a transaction into a streamed table
+/// slows down as its stream grows (docs/testing.md, "The stream in tests").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableStream {
+    On,
+    Off,
+}
+
 /// Creates the table if it does not exist yet, or adds the GSIs an older table lacks (a
 /// `make run` table kept in `.local/dynamodb` from before an index was added). Returns
 /// whether it created the table.
-pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_dynamodb::Error> {
+pub async fn create_table(
+    client: &Client,
+    table: &str,
+    stream: TableStream,
+) -> Result<bool, aws_sdk_dynamodb::Error> {
     let (table_keys, gsis) = (TABLE_KEYS, GSIS);
     let key_attributes = table_keys
         .iter()
@@ -22,8 +36,10 @@ pub async fn create_table(client: &Client, table: &str) -> Result<bool, aws_sdk_
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .set_key_schema(Some(key_schema(&TABLE_KEYS)))
-        .stream_specification(stream()?);
+        .set_key_schema(Some(key_schema(&TABLE_KEYS)));
+    if stream == TableStream::On {
+        request = request.stream_specification(stream_specification()?);
+    }
     for (name, _) in key_attributes {
         request = request.attribute_definitions(string_attribute(name));
     }
@@ -102,7 +118,7 @@ pub async fn add_missing_indexes(
 }
 
 /// The table's stream: the change feed is derived from it (both images of every write).
-fn stream() -> Result<StreamSpecification, aws_sdk_dynamodb::error::BuildError> {
+fn stream_specification() -> Result<StreamSpecification, aws_sdk_dynamodb::error::BuildError> {
     StreamSpecification::builder()
         .stream_enabled(true)
         .stream_view_type(StreamViewType::NewAndOldImages)
@@ -122,7 +138,7 @@ pub async fn enable_stream(client: &Client, table: &str) -> Result<(), aws_sdk_d
         client
             .update_table()
             .table_name(table)
-            .stream_specification(stream()?)
+            .stream_specification(stream_specification()?)
             .send()
             .await?;
     }
