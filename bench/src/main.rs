@@ -2,6 +2,7 @@
 //! one run, and writes the table to BENCHMARKS.md. See docs/testing.md, Benchmarks.
 
 mod batch;
+mod feed;
 mod heat;
 mod proxy;
 mod runtime;
@@ -52,6 +53,12 @@ struct Args {
     /// Only the segment pages, printed.
     #[arg(long)]
     segments_only: bool,
+    /// Only the change feed (write to visible, the consumer's cost), printed.
+    #[arg(long)]
+    feed_only: bool,
+    /// Upserts the change feed's write-to-visible latency is measured over.
+    #[arg(long, default_value_t = 200)]
+    feed_writes: usize,
     /// Users the segment pages are measured over.
     #[arg(long, default_value_t = 5000)]
     segment_users: usize,
@@ -747,6 +754,18 @@ async fn main() {
         println!("{}", segment_section().await);
         return;
     }
+    let feed_section = || async {
+        eprintln!("change feed");
+        let phase = Instant::now();
+        let writes = if args.smoke { 3 } else { args.feed_writes };
+        let section = feed::section(&dynamodb, &store, &proxy, writes).await;
+        eprintln!("  {:?}", phase.elapsed());
+        section
+    };
+    if args.feed_only {
+        println!("{}", feed_section().await);
+        return;
+    }
     let binaries = repo_root().join(&args.binaries);
     let function = |name: &str| Function {
         binary: binaries.join(name),
@@ -883,6 +902,7 @@ async fn main() {
 
     let batch_section = batch_section();
     let segment_section = segment_section().await;
+    let feed_section = feed_section().await;
 
     let today = time::OffsetDateTime::now_utc().date();
     let report = format!(
@@ -915,7 +935,7 @@ async fn main() {
          ## Artifact size and memory\n\n\
          Zipped: DEFLATE (level 6, as `zip` and SAM use) of the stripped `bootstrap`, about its zip size. Peak RSS: VmHWM after the warm run.\n\n\
          | function | bootstrap MB | zipped MB | peak RSS MiB |\n|---|---|---|---|\n\
-         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}\n{segment_section}\n{heat_report}",
+         | **floor: hello-world lambda_http** | {floor_size} | {floor_zipped} | {floor_rss:.1} |\n{size}\n{batch_section}\n{segment_section}\n{feed_section}\n{heat_report}",
         heat_report = heat_report(),
         machine = machine(),
         cold_starts = args.cold_starts,

@@ -4,8 +4,9 @@
 //! batch and is reported (`ReportBatchItemFailures`): Lambda retries from it, and what was
 //! already written is found again and skipped.
 
-use super::derive;
 use super::feed::visibility_lag;
+use super::settings::SettingsCache;
+use super::{derive, is_client_update};
 use crate::error::ApiError;
 use crate::fields::Timestamp;
 use crate::store::codec::changes::ItemMeta;
@@ -34,8 +35,9 @@ pub struct Tally {
 pub async fn handle(store: &Store, event: Event) -> (DynamoDbEventResponse, Tally) {
     let mut tally = Tally::default();
     let mut response = DynamoDbEventResponse::default();
+    let mut settings = SettingsCache::default();
     for record in &event.records {
-        if let Err(error) = handle_record(store, record, &mut tally).await {
+        if let Err(error) = handle_record(store, &mut settings, record, &mut tally).await {
             tracing::warn!(?error, sequence = ?record.change.sequence_number, "stream record failed; the batch is retried from it");
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = record.change.sequence_number.clone();
@@ -53,6 +55,7 @@ fn image(image: &serde_dynamo::Item) -> Option<Item> {
 
 async fn handle_record(
     store: &Store,
+    settings: &mut SettingsCache,
     record: &EventRecord,
     tally: &mut Tally,
 ) -> Result<(), ApiError> {
@@ -68,7 +71,15 @@ async fn handle_record(
         .map(Timestamp::from_offset_date_time)
         .unwrap_or_else(|_| Timestamp::now())
         .to_stored();
-    let changes = match derive(old.as_ref(), new.as_ref(), &stream_at) {
+    // A client's write may move its lifecycle stage, which depends on the org's thresholds.
+    let stages = match old.as_ref().and_then(ItemMeta::of) {
+        Some(meta) if is_client_update(old.as_ref(), new.as_ref()) => {
+            let org_id = meta.org_id.unwrap_or_default();
+            Some(settings.of(store, &org_id).await?.stages)
+        }
+        _ => None,
+    };
+    let changes = match derive(old.as_ref(), new.as_ref(), &stream_at, stages.as_ref()) {
         Ok(changes) => changes,
         Err(error) => {
             // An item the records cannot read (planted by a test, or a bug): retrying would
@@ -103,7 +114,7 @@ async fn handle_record(
         }
     }
     // Issue 26: a booking's schedule arms its timers (the sweeper fires them).
-    super::timers::arm(store, old.as_ref(), new.as_ref()).await?;
+    super::timers::arm(store, settings, old.as_ref(), new.as_ref()).await?;
     // An erased client: its changes written since its erasure listed them go too.
     let erased = changes.iter().any(|c| c.change.kind == "client.erased");
     if let Some(meta) = old.as_ref().and_then(ItemMeta::of).filter(|_| erased) {

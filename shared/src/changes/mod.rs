@@ -10,9 +10,11 @@ pub mod consumer;
 pub mod feed;
 pub mod poller;
 pub mod publisher;
+pub mod settings;
 pub mod timers;
 
 use crate::error::ApiError;
+use crate::states::{lifecycle_stage, StageSettings};
 use crate::store::codec::changes::{
     changed_fields, changed_profile_fields, Change, ClientRef, ItemMeta, NewChange, Subject,
 };
@@ -21,6 +23,7 @@ use crate::store::records::{
 };
 use crate::store::Item;
 use serde_json::{json, Value};
+use timers::LIFECYCLE_CHANGED;
 
 /// Every change type, as documented in docs/api-guide.md.
 pub const TYPES: [&str; 16] = [
@@ -106,11 +109,13 @@ impl Source<'_> {
 }
 
 /// The changes one stream record means. `stream_at` is the record's time (stored form),
-/// used when the item has none of its own (a deletion).
+/// used when the item has none of its own (a deletion). `stages`: the org's lifecycle
+/// thresholds, for a client write's `client.lifecycle_changed` (none: not derived).
 pub fn derive(
     old: Option<&Item>,
     new: Option<&Item>,
     stream_at: &str,
+    stages: Option<&StageSettings>,
 ) -> Result<Vec<NewChange>, ApiError> {
     let (old, new) = (Image::of(old), Image::of(new));
     let Some(current) = new.as_ref().or(old.as_ref()) else {
@@ -133,7 +138,7 @@ pub fn derive(
         subject: Subject::default(),
     };
     match entity.as_str() {
-        "user" => user(source, old.as_ref(), new.as_ref()),
+        "user" => user(source, old.as_ref(), new.as_ref(), stages),
         "event" if old.is_none() => event(source),
         "sale" => sale(source, old.as_ref(), new.as_ref()),
         "conversation" => thread(source, old.as_ref(), new.as_ref()),
@@ -142,10 +147,22 @@ pub fn derive(
     }
 }
 
+/// Whether a stream record is a client's write that may change its lifecycle stage (what
+/// [`derive`] needs the org's thresholds for).
+pub fn is_client_update(old: Option<&Item>, new: Option<&Item>) -> bool {
+    let (Some(old), Some(new)) = (Image::of(old), Image::of(new)) else {
+        return false;
+    };
+    [old, new]
+        .iter()
+        .all(|image| image.meta.entity.as_deref() == Some("user"))
+}
+
 fn user(
     mut source: Source<'_>,
     old: Option<&Image<'_>>,
     new: Option<&Image<'_>>,
+    stages: Option<&StageSettings>,
 ) -> Result<Vec<NewChange>, ApiError> {
     let pk = source.image.meta.pk.clone();
     source.subject.client = ClientRef::of_user_pk(&pk);
@@ -209,9 +226,10 @@ fn user(
             json!({ "changed": changed }),
         ));
     }
-    // The billing state before and after this write, both at the write's own time (one
-    // instant): a change the write caused. A state that changes with time alone (a
-    // subscription's end passing) has no write, so no change here.
+    // The billing state and the lifecycle stage before and after this write, both at the
+    // write's own time (one instant): changes the write caused. What time alone changes
+    // (a subscription's end passing, a client going quiet) has no write: the lifecycle's
+    // come from the sweeper (`timers`), with `reason: "time"`.
     let at = new
         .meta
         .updated_at
@@ -229,9 +247,19 @@ fn user(
             json!({ "from": from, "to": to }),
         ));
     }
-    // Not yet: `client.lifecycle_changed`. The stage depends on the org's stage settings
-    // (its record, one more read per user write here) and mostly changes with time alone;
-    // push it here, like the billing state, once the consumer reads the settings.
+    if let Some(stages) = stages {
+        let from = lifecycle_stage(&before.timeline(), stages, at);
+        let to = lifecycle_stage(&after.timeline(), stages, at);
+        if from != to {
+            changes.push(source.change(
+                LIFECYCLE_CHANGED,
+                &version.to_string(),
+                version,
+                None,
+                json!({ "from": from.as_str(), "to": to.as_str(), "reason": "write" }),
+            ));
+        }
+    }
     Ok(changes)
 }
 

@@ -17,6 +17,7 @@
 //! `now` is always an argument: tests drive the clock, nothing sleeps.
 
 use super::consumer::PUT_BUDGET;
+use super::settings::{OrgSettings, SettingsCache};
 use crate::error::ApiError;
 use crate::fields::Timestamp;
 use crate::states::{next_transition, StageSettings};
@@ -147,7 +148,12 @@ pub fn timer_writes(
 
 /// The consumer's hook: a booking's or a client's stream record puts or drops its timers;
 /// how many timer writes it made.
-pub async fn arm(store: &Store, old: Option<&Item>, new: Option<&Item>) -> Result<usize, ApiError> {
+pub async fn arm(
+    store: &Store,
+    settings: &mut SettingsCache,
+    old: Option<&Item>,
+    new: Option<&Item>,
+) -> Result<usize, ApiError> {
     let Some(meta) = new.or(old).and_then(ItemMeta::of) else {
         return Ok(0);
     };
@@ -162,8 +168,8 @@ pub async fn arm(store: &Store, old: Option<&Item>, new: Option<&Item>) -> Resul
                     return Ok(0);
                 }
             }
-            let (_, reminders) = org_settings(store, &org_id).await?;
-            let writes = timer_writes(&org_id, old.as_ref(), new.as_ref(), &reminders);
+            let reminders = &settings.of(store, &org_id).await?.reminders;
+            let writes = timer_writes(&org_id, old.as_ref(), new.as_ref(), reminders);
             for (key, timer) in &writes {
                 match timer {
                     Some(timer) => store.put_timer(timer).await?,
@@ -172,7 +178,7 @@ pub async fn arm(store: &Store, old: Option<&Item>, new: Option<&Item>) -> Resul
             }
             Ok(writes.len())
         }
-        Some("user") => arm_client(store, &org_id, &meta.pk, old, new).await,
+        Some("user") => arm_client(store, settings, &org_id, &meta.pk, old, new).await,
         _ => Ok(0),
     }
 }
@@ -181,17 +187,6 @@ fn read<T: serde::de::DeserializeOwned>(item: Option<&Item>) -> Result<Option<T>
     item.filter(|i| !i.is_empty())
         .map(|i| decode(i.clone()))
         .transpose()
-}
-
-/// An org's lifecycle thresholds and reminder offsets (its own, else the defaults).
-async fn org_settings(store: &Store, org_id: &str) -> Result<(StageSettings, Vec<u32>), ApiError> {
-    let org = store.org(org_id).await?;
-    let org = org.as_ref();
-    Ok((
-        org.and_then(|org| org.lifecycle).unwrap_or_default(),
-        org.and_then(|org| org.reminder_minutes.clone())
-            .unwrap_or_else(|| DEFAULT_REMINDER_MINUTES.to_vec()),
-    ))
 }
 
 /// A client's timer: its next transition after `after`, computed from `user` (none for a
@@ -222,6 +217,7 @@ fn client_timer(
 /// write (its `updated_at`); a write that did not arms nothing.
 async fn arm_client(
     store: &Store,
+    settings: &mut SettingsCache,
     org_id: &str,
     user_pk: &str,
     old: Option<&Item>,
@@ -242,8 +238,8 @@ async fn arm_client(
         .and_then(|at| at.parse::<Timestamp>().ok());
     let timer = match (&new, written) {
         (Some(user), Some(written)) => {
-            let (settings, _) = org_settings(store, org_id).await?;
-            client_timer(org_id, user_pk, user, &settings, written)
+            let stages = settings.of(store, org_id).await?.stages;
+            client_timer(org_id, user_pk, user, &stages, written)
         }
         _ => None,
     };
@@ -373,7 +369,10 @@ pub async fn sweep_between(
 /// and drops the timer (a client's fired timer is replaced by its next transition).
 /// `None`: stale (dropped, nothing recorded).
 async fn fire(store: &Store, timer: &Timer) -> Result<Option<Recorded>, ApiError> {
-    let (settings, reminders) = org_settings(store, &timer.org_id).await?;
+    let OrgSettings {
+        stages: settings,
+        reminders,
+    } = OrgSettings::read(store, &timer.org_id).await?;
     let (change, next) = match &timer.subject {
         TimerSubject::Booking { booking_id } => {
             let key = keys::booking_of_id(&timer.org_id, booking_id);

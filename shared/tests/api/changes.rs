@@ -2,7 +2,7 @@
 //! read with DescribeStream/GetShardIterator/GetRecords and handed to the consumer the
 //! Lambda runs (`shared::changes::consumer::handle`), then `GET changes/`.
 
-use crate::common::{streamed_store, TestOrg};
+use crate::common::{days_ago, streamed_store, TestOrg};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use serde_json::{json, Value};
 use shared::changes::consumer::{self, Tally};
@@ -883,68 +883,6 @@ fn the_feed_is_a_function_of_the_set_of_facts() {
         .unwrap();
 }
 
-/// Write-to-visible latency, by hand (`-- --ignored --nocapture`): a follower pumps the
-/// stream every 200 ms (`make run`'s interval, batches of whatever is new) while a client
-/// upserts 40 users one after the other and polls `GET changes/` every 50 ms from its cursor
-/// until each one's `client.created` shows; p50 and p99 from the upsert's 2xx.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run by hand"]
-async fn write_to_visible_latency() {
-    let org = std::sync::Arc::new(TestOrg::streamed(Some(1_000_000)).await);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let follower = {
-        let (org, stop) = (std::sync::Arc::clone(&org), std::sync::Arc::clone(&stop));
-        tokio::spawn(async move {
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                pump(&org).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    let mut cursor = org.read(Endpoint::ChangesList, &[], "").await.body["next_cursor"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut latencies = Vec::new();
-    for i in 0..40 {
-        let id = format!("lat{i}");
-        org.call(Endpoint::UsersUpsert, json!({"external_user_id": id}))
-            .await
-            .assert_success();
-        let written = Instant::now();
-        'seen: loop {
-            let reply = org
-                .read(
-                    Endpoint::ChangesList,
-                    &[],
-                    &format!("cursor={cursor}&limit=100"),
-                )
-                .await;
-            let body = reply.assert_status(200).clone();
-            cursor = body["next_cursor"].as_str().unwrap().to_owned();
-            for change in body["changes"].as_array().unwrap() {
-                if change["subject"]["client"]["external_user_id"] == id.as_str() {
-                    break 'seen;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        latencies.push(written.elapsed());
-    }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    follower.await.unwrap();
-    latencies.sort();
-    let at =
-        |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).min(latencies.len()) - 1];
-    println!(
-        "write to visible over {} writes: p50 {:?}, p99 {:?}, max {:?}",
-        latencies.len(),
-        at(0.5),
-        at(0.99),
-        latencies.last().unwrap()
-    );
-}
-
 #[tokio::test]
 async fn a_write_that_changes_the_billing_state_says_from_and_to() {
     let org = TestOrg::streamed(None).await;
@@ -967,4 +905,46 @@ async fn a_write_that_changes_the_billing_state_says_from_and_to() {
         billing[0]["subject"]["client"],
         json!({"external_user_id": "bill"})
     );
+}
+
+#[tokio::test]
+async fn a_write_that_moves_the_lifecycle_stage_says_from_and_to() {
+    let org = TestOrg::streamed(None).await;
+    let event = |at: String| json!({"event": "app_opened", "user": {"external_user_id": "back"}, "event_timestamp": at});
+    org.create_user(json!({"external_user_id": "back", "created_at": days_ago(60.0)}))
+        .await;
+    // Its history arrives: last active 40 days ago, so dormant (the defaults: 30 days).
+    org.call(Endpoint::Events, event(days_ago(40.0)))
+        .await
+        .assert_status(201);
+    // It comes back after a gap of 40 days: resurrected.
+    org.call(Endpoint::Events, event(days_ago(0.0)))
+        .await
+        .assert_status(201);
+    // A profile change moves no stage: no lifecycle change.
+    org.call(
+        Endpoint::UsersUpsert,
+        json!({"external_user_id": "back", "name": "Back Again"}),
+    )
+    .await
+    .assert_success();
+    let changes = settle(&org, |c| of_type(c, "client.updated").len() == 1).await;
+    let moves: Vec<(&Value, &Value, &Value)> = of_type(&changes, "client.lifecycle_changed")
+        .into_iter()
+        .map(|c| (&c["data"]["from"], &c["data"]["to"], &c["data"]["reason"]))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (&json!("active"), &json!("dormant"), &json!("write")),
+            (&json!("dormant"), &json!("resurrected"), &json!("write")),
+        ],
+        "{changes:#?}"
+    );
+    // Redelivered, the same records derive the same changes: nothing added.
+    let mut stream = replay_all(org.store()).await;
+    stream
+        .records
+        .retain(|r| org_of(r).as_deref() == Some(org.org_id.as_str()));
+    assert_eq!(consume(org.store(), stream).await.written, 0);
 }

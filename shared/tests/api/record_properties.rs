@@ -246,6 +246,22 @@ pub fn run_cases<S: Strategy>(
     strategy: S,
     check: impl AsyncFn(&TestOrg, S::Value) -> Result<(), TestCaseError>,
 ) {
+    run_cases_on(false, strategy, check);
+}
+
+/// [`run_cases`] with each org on the streamed table (`common::streamed_store`).
+pub fn run_streamed_cases<S: Strategy>(
+    strategy: S,
+    check: impl AsyncFn(&TestOrg, S::Value) -> Result<(), TestCaseError>,
+) {
+    run_cases_on(true, strategy, check);
+}
+
+fn run_cases_on<S: Strategy>(
+    streamed: bool,
+    strategy: S,
+    check: impl AsyncFn(&TestOrg, S::Value) -> Result<(), TestCaseError>,
+) {
     let cases = std::env::var("RECORD_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -262,7 +278,11 @@ pub fn run_cases<S: Strategy>(
     runner
         .run(&strategy, |case| {
             runtime.block_on(async {
-                let org = TestOrg::with_rate_limit(Some(1_000_000)).await;
+                let limit = Some(1_000_000);
+                let org = match streamed {
+                    true => TestOrg::streamed(limit).await,
+                    false => TestOrg::with_rate_limit(limit).await,
+                };
                 check(&org, case).await
             })
         })

@@ -4,7 +4,7 @@
 
 use crate::changes::pump;
 use crate::common::{days_ago, unique, TestOrg};
-use crate::record_properties::run_cases;
+use crate::record_properties::run_streamed_cases;
 use aws_lambda_events::event::dynamodb::Event;
 use serde_json::{json, Value};
 use shared::changes::timers::{self, SweepTally};
@@ -484,7 +484,7 @@ fn due_in(
 #[test]
 fn time_made_changes_are_what_a_model_of_writes_and_sweeps_derives() {
     use std::collections::{BTreeMap, BTreeSet};
-    run_cases(
+    run_streamed_cases(
         proptest::collection::vec(step(), 2..14),
         async |org: &TestOrg, steps: Vec<Step>| {
             let base = future_minute(10);
