@@ -45,6 +45,22 @@ pub const TYPES: [&str; 16] = [
     "client.lifecycle_changed",
 ];
 
+/// Where a change of a client takes its place among the changes one write of its record
+/// makes: a client change's `sequence` is the record's write count times 4 plus this, so
+/// every change of one client has its own `sequence`, increasing write after write (a
+/// transition made by time comes after the write it was computed from).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClientPlace {
+    Profile = 0,
+    Billing = 1,
+    LifecycleByWrite = 2,
+    LifecycleByTime = 3,
+}
+
+pub(crate) fn client_sequence(version: u64, place: ClientPlace) -> u64 {
+    version * 4 + place as u64
+}
+
 /// One side of a stream record: the item, and what every item has.
 struct Image<'a> {
     item: &'a Item,
@@ -175,7 +191,7 @@ fn user(
             return Ok(vec![source.change(
                 "client.created",
                 &version.to_string(),
-                version,
+                client_sequence(version, ClientPlace::Profile),
                 created_at,
                 json!({}),
             )]);
@@ -184,7 +200,7 @@ fn user(
             // Only ids: what a consumer needs to erase its own copies. Not listed under the
             // client, so erasing it does not take this one away.
             source.client_pk = None;
-            let sequence = old.version() + 1;
+            let sequence = client_sequence(old.version() + 1, ClientPlace::Profile);
             return Ok(vec![source.change(
                 "client.erased",
                 "erased",
@@ -207,7 +223,7 @@ fn user(
         return Ok(vec![source.change(
             "client.merged",
             &version.to_string(),
-            version,
+            client_sequence(version, ClientPlace::Profile),
             None,
             json!({ "from": from }),
         )]);
@@ -221,7 +237,7 @@ fn user(
         changes.push(source.change(
             "client.updated",
             &version.to_string(),
-            version,
+            client_sequence(version, ClientPlace::Profile),
             None,
             json!({ "changed": changed }),
         ));
@@ -242,7 +258,7 @@ fn user(
         changes.push(source.change(
             "client.billing_changed",
             &version.to_string(),
-            version,
+            client_sequence(version, ClientPlace::Billing),
             None,
             json!({ "from": from, "to": to }),
         ));
@@ -254,7 +270,7 @@ fn user(
             changes.push(source.change(
                 LIFECYCLE_CHANGED,
                 &version.to_string(),
-                version,
+                client_sequence(version, ClientPlace::LifecycleByWrite),
                 None,
                 json!({ "from": from.as_str(), "to": to.as_str(), "reason": "write" }),
             ));

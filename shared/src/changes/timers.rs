@@ -18,6 +18,7 @@
 
 use super::consumer::PUT_BUDGET;
 use super::settings::{OrgSettings, SettingsCache};
+use super::{client_sequence, ClientPlace};
 use crate::error::ApiError;
 use crate::fields::Timestamp;
 use crate::states::{next_transition, StageSettings};
@@ -437,8 +438,9 @@ fn client_change(
         client: ClientRef::of_user_pk(&meta.pk),
         ..Subject::default()
     };
+    let sequence = client_sequence(meta.version.unwrap_or(1), ClientPlace::LifecycleByTime);
     let change = timed_change(
-        &meta,
+        (&meta, sequence),
         timer,
         LIFECYCLE_CHANGED,
         subject,
@@ -449,10 +451,10 @@ fn client_change(
     Some((change, next))
 }
 
-/// A change made by `timer` of the item `meta`: its id from the item, slot, basis and
-/// due time; occurred at the due time.
+/// A change made by `timer` of the item `meta` (with its `sequence`): its id from the
+/// item, slot, basis and due time; occurred at the due time.
 fn timed_change(
-    meta: &ItemMeta,
+    (meta, sequence): (&ItemMeta, u64),
     timer: &Timer,
     kind: &str,
     subject: Subject,
@@ -474,7 +476,7 @@ fn timed_change(
             occurred_at: Some(timer.due_at.clone()),
             recorded_at: timer.due_at.clone(),
             subject,
-            sequence: meta.version.unwrap_or(1),
+            sequence,
             data,
         },
         client_pk,
@@ -507,7 +509,7 @@ fn booking_change(item: &Item, timer: &Timer, reminders: &[u32]) -> Option<NewCh
         ..Subject::default()
     };
     Some(timed_change(
-        &meta,
+        (&meta, meta.version.unwrap_or(1)),
         timer,
         kind,
         subject,
