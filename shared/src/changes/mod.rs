@@ -153,12 +153,14 @@ pub fn derive(
         client_pk: current.meta.gsi1pk.clone(),
         subject: Subject::default(),
     };
-    match entity.as_str() {
-        "user" => user(source, old.as_ref(), new.as_ref(), stages),
-        "event" if old.is_none() => event(source),
-        "sale" => sale(source, old.as_ref(), new.as_ref()),
-        "conversation" => thread(source, old.as_ref(), new.as_ref()),
-        "booking" => booking(source, old.as_ref(), new.as_ref()),
+    // A sale, thread or booking removed (its client erased) derives nothing: the client's
+    // erasure says it.
+    match (entity.as_str(), new.as_ref()) {
+        ("user", _) => user(source, old.as_ref(), new.as_ref(), stages),
+        ("event", _) if old.is_none() => event(source),
+        ("sale", Some(after)) => sale(source, old.as_ref(), after),
+        ("conversation", Some(after)) => thread(source, old.as_ref(), after),
+        ("booking", Some(after)) => booking(source, old.as_ref(), after),
         _ => Ok(Vec::new()),
     }
 }
@@ -352,11 +354,8 @@ fn sale_counts(sale: &SaleRecord) -> bool {
 fn sale(
     mut source: Source<'_>,
     old: Option<&Image<'_>>,
-    new: Option<&Image<'_>>,
+    new: &Image<'_>,
 ) -> Result<Vec<NewChange>, ApiError> {
-    let Some(new) = new else {
-        return Ok(Vec::new());
-    };
     let new: SaleRecord = new.record()?;
     let counted_before = match old {
         Some(old) => sale_counts(&old.record::<SaleRecord>()?),
@@ -380,11 +379,8 @@ fn sale(
 fn thread(
     mut source: Source<'_>,
     old: Option<&Image<'_>>,
-    new: Option<&Image<'_>>,
+    new: &Image<'_>,
 ) -> Result<Vec<NewChange>, ApiError> {
-    let Some(new) = new else {
-        return Ok(Vec::new());
-    };
     let after: ThreadRecord = new.record()?;
     let before: Option<ThreadRecord> = old.map(Image::record).transpose()?;
     let was_waiting = before.is_some_and(|t| t.awaiting_reply_since.is_some());
@@ -420,11 +416,8 @@ pub(crate) fn is_cancellation(status: Option<&str>) -> bool {
 fn booking(
     mut source: Source<'_>,
     old: Option<&Image<'_>>,
-    new: Option<&Image<'_>>,
+    new: &Image<'_>,
 ) -> Result<Vec<NewChange>, ApiError> {
-    let Some(new) = new else {
-        return Ok(Vec::new());
-    };
     let after: BookingRecord = new.record()?;
     source.subject.client = after.client.as_ref().and_then(ClientRef::of);
     source.subject.booking_id = after.booking_id.clone();

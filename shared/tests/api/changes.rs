@@ -3,6 +3,7 @@
 //! Lambda runs (`shared::changes::consumer::handle`), then `GET changes/`.
 
 use crate::common::{days_ago, streamed_store, TestOrg};
+use crate::record_properties::run_streamed_cases;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use serde_json::{json, Value};
 use shared::changes::consumer::{self, Tally};
@@ -764,123 +765,111 @@ fn fact() -> impl proptest::strategy::Strategy<Value = Fact> {
 /// waves: the feed holds exactly what a small model derives from the set of facts (a
 /// client.created per client named, an event.recorded per distinct event, a
 /// payment.recorded per event with a non-zero amount or none), no id twice, and each client's
-/// own changes with distinct `sequence`s. `RECORD_CASES` cases (4 by default).
+/// own changes with distinct `sequence`s. `RECORD_CASES` cases (16 by default).
 #[test]
 fn the_feed_is_a_function_of_the_set_of_facts() {
     use proptest::prelude::*;
-    use proptest::test_runner::{Config, TestRunner};
-    let cases = std::env::var("RECORD_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(16);
     let strategy = (
         proptest::collection::vec(fact(), 1..8),
         any::<u64>(),
         1..4usize,
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
-    runner
-        .run(&strategy, |(facts, seed, waves)| {
-            runtime.block_on(async {
-                let org = TestOrg::streamed(Some(1_000_000)).await;
-                let mut deliveries: Vec<(Endpoint, Option<String>, Value)> = Vec::new();
-                for (n, fact) in facts.iter().enumerate() {
-                    match fact {
-                        Fact::Event { user, purchase, copies } => {
-                            let mut body = json!({"event": "app_opened", "user": {"external_user_id": format!("p{user}")},
+    run_streamed_cases(strategy, async |org: &TestOrg, (facts, seed, waves)| {
+        let mut deliveries: Vec<(Endpoint, Option<String>, Value)> = Vec::new();
+        for (n, fact) in facts.iter().enumerate() {
+            match fact {
+                Fact::Event {
+                    user,
+                    purchase,
+                    copies,
+                } => {
+                    let mut body = json!({"event": "app_opened", "user": {"external_user_id": format!("p{user}")},
                                                    "event_timestamp": "2026-03-01T10:00:00Z"});
-                            if let Some(amount) = purchase {
-                                body["event"] = json!("user_purchased");
-                                body["properties"] = json!({"amount": amount, "currency": "USD"});
-                            }
-                            for _ in 0..*copies {
-                                deliveries.push((Endpoint::Events, Some(format!("k{n}")), body.clone()));
-                            }
-                        }
-                        Fact::Upsert { user, plan, copies } => {
-                            let body = json!({"external_user_id": format!("p{user}"), "plan": plan});
-                            for _ in 0..*copies {
-                                deliveries.push((Endpoint::UsersUpsert, None, body.clone()));
-                            }
-                        }
+                    if let Some(amount) = purchase {
+                        body["event"] = json!("user_purchased");
+                        body["properties"] = json!({"amount": amount, "currency": "USD"});
+                    }
+                    for _ in 0..*copies {
+                        deliveries.push((Endpoint::Events, Some(format!("k{n}")), body.clone()));
                     }
                 }
-                // A seeded shuffle, then concurrent waves.
-                let mut state = seed | 1;
-                for i in (1..deliveries.len()).rev() {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    deliveries.swap(i, (state % (i as u64 + 1)) as usize);
-                }
-                let size = deliveries.len().div_ceil(waves);
-                for wave in deliveries.chunks(size) {
-                    let calls = wave.iter().map(|(endpoint, key, body)| {
-                        let org = &org;
-                        async move {
-                            let headers: Vec<(&str, &str)> = key
-                                .as_deref()
-                                .map(|k| vec![("Idempotency-Key", k)])
-                                .unwrap_or_default();
-                            let reply = org.call_with(*endpoint, &headers, body.to_string()).await;
-                            assert!(reply.status.is_success(), "{:?}", reply.body);
-                        }
-                    });
-                    futures::future::join_all(calls).await;
-                }
-                // The model, from the set of facts alone.
-                let clients: BTreeSet<usize> = facts
-                    .iter()
-                    .map(|f| match f {
-                        Fact::Event { user, .. } | Fact::Upsert { user, .. } => *user,
-                    })
-                    .collect();
-                let events = facts.iter().filter(|f| matches!(f, Fact::Event { .. })).count();
-                let payments = facts
-                    .iter()
-                    .filter(|f| matches!(f, Fact::Event { purchase: Some(a), .. } if *a != "0.00"))
-                    .count();
-                let want = clients.len() + events + payments;
-                settle(&org, |c| {
-                    c.iter().filter(|c| c["type"] != "client.updated").count() >= want
-                })
-                .await;
-                // Past the horizon again: nothing more arrives.
-                tokio::time::sleep(Duration::from_millis(1600)).await;
-                let changes = settle(&org, |_| true).await;
-                let count = |kind: &str| of_type(&changes, kind).len();
-                prop_assert_eq!(count("client.created"), clients.len(), "{:#?}", changes);
-                prop_assert_eq!(count("event.recorded"), events);
-                prop_assert_eq!(count("payment.recorded"), payments);
-                let unique: BTreeSet<String> = ids(&changes).into_iter().collect();
-                prop_assert_eq!(unique.len(), changes.len(), "no id twice");
-                for client in &clients {
-                    let sequences: Vec<u64> = changes
-                        .iter()
-                        .filter(|c| c["type"].as_str().unwrap().starts_with("client."))
-                        .filter(|c| c["subject"]["client"]["external_user_id"] == format!("p{client}"))
-                        .map(|c| c["sequence"].as_u64().unwrap())
-                        .collect();
-                    // Distinct, not in feed order: a change written late is recorded after
-                    // a later one of the same client written on time; `sequence` orders them.
-                    let distinct: BTreeSet<u64> = sequences.iter().copied().collect();
-                    prop_assert_eq!(distinct.len(), sequences.len(), "{:?}", sequences);
-                    for updated in of_type(&changes, "client.updated") {
-                        prop_assert_eq!(&updated["data"]["changed"], &json!(["plan"]));
+                Fact::Upsert { user, plan, copies } => {
+                    let body = json!({"external_user_id": format!("p{user}"), "plan": plan});
+                    for _ in 0..*copies {
+                        deliveries.push((Endpoint::UsersUpsert, None, body.clone()));
                     }
                 }
-                Ok(())
+            }
+        }
+        // A seeded shuffle, then concurrent waves.
+        let mut state = seed | 1;
+        for i in (1..deliveries.len()).rev() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            deliveries.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let size = deliveries.len().div_ceil(waves);
+        for wave in deliveries.chunks(size) {
+            let calls = wave.iter().map(|(endpoint, key, body)| {
+                let org = &org;
+                async move {
+                    let headers: Vec<(&str, &str)> = key
+                        .as_deref()
+                        .map(|k| vec![("Idempotency-Key", k)])
+                        .unwrap_or_default();
+                    let reply = org.call_with(*endpoint, &headers, body.to_string()).await;
+                    assert!(reply.status.is_success(), "{:?}", reply.body);
+                }
+            });
+            futures::future::join_all(calls).await;
+        }
+        // The model, from the set of facts alone.
+        let clients: BTreeSet<usize> = facts
+            .iter()
+            .map(|f| match f {
+                Fact::Event { user, .. } | Fact::Upsert { user, .. } => *user,
             })
+            .collect();
+        let events = facts
+            .iter()
+            .filter(|f| matches!(f, Fact::Event { .. }))
+            .count();
+        let payments = facts
+            .iter()
+            .filter(|f| matches!(f, Fact::Event { purchase: Some(a), .. } if *a != "0.00"))
+            .count();
+        let want = clients.len() + events + payments;
+        settle(&org, |c| {
+            c.iter().filter(|c| c["type"] != "client.updated").count() >= want
         })
-        .unwrap();
+        .await;
+        // Past the horizon again: nothing more arrives.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let changes = settle(&org, |_| true).await;
+        let count = |kind: &str| of_type(&changes, kind).len();
+        prop_assert_eq!(count("client.created"), clients.len(), "{:#?}", changes);
+        prop_assert_eq!(count("event.recorded"), events);
+        prop_assert_eq!(count("payment.recorded"), payments);
+        let unique: BTreeSet<String> = ids(&changes).into_iter().collect();
+        prop_assert_eq!(unique.len(), changes.len(), "no id twice");
+        for client in &clients {
+            let sequences: Vec<u64> = changes
+                .iter()
+                .filter(|c| c["type"].as_str().unwrap().starts_with("client."))
+                .filter(|c| c["subject"]["client"]["external_user_id"] == format!("p{client}"))
+                .map(|c| c["sequence"].as_u64().unwrap())
+                .collect();
+            // Distinct, not in feed order: a change written late is recorded after
+            // a later one of the same client written on time; `sequence` orders them.
+            let distinct: BTreeSet<u64> = sequences.iter().copied().collect();
+            prop_assert_eq!(distinct.len(), sequences.len(), "{:?}", sequences);
+            for updated in of_type(&changes, "client.updated") {
+                prop_assert_eq!(&updated["data"]["changed"], &json!(["plan"]));
+            }
+        }
+        Ok(())
+    });
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@ use crate::error::ApiError;
 use crate::store::codec::client_record;
 use crate::store::codec::records::{decode, UserRef};
 use crate::store::schema::attributes::{
-    EVENT_FIELD_PREFIX, MERGED_IDENTITIES, MERGED_INTO, NAME_PREFIX, REVENUE_PREFIX,
+    EVENT_FIELD_PREFIX, MERGED_IDENTITIES, MERGED_INTO, NAME_PREFIX, RECORD_BOOKKEEPING,
+    REVENUE_PREFIX,
 };
 use crate::store::schema::keys::{self, ItemKey};
 use crate::store::schema::table::TTL_ATTRIBUTE;
@@ -190,21 +191,8 @@ impl ItemMeta {
 /// Attributes of a user item that are bookkeeping, not profile fields: keys, counters and
 /// what events keep (`ev_*`, `rev_*`, activity times), merge references.
 fn is_bookkeeping(name: &str) -> bool {
-    const NAMES: [&str; 12] = [
-        "PK",
-        "SK",
-        "GSI1PK",
-        "GSI1SK",
-        "GSI2PK",
-        "GSI2SK",
-        "version",
-        "updated_at",
-        "ingested_at",
-        "org_id",
-        "entity",
-        "last_activity_at",
-    ];
-    NAMES.contains(&name)
+    RECORD_BOOKKEEPING.contains(&name)
+        || name == "last_activity_at"
         || name == "last_event_at"
         || name == MERGED_INTO
         || name == MERGED_IDENTITIES
@@ -216,19 +204,33 @@ fn is_bookkeeping(name: &str) -> bool {
         || name == TTL_ATTRIBUTE
 }
 
-/// The profile fields (as the API names them) whose stored value differs between `old`
-/// and `new`, sorted: what a `client.updated` lists.
-pub fn changed_profile_fields(old: &Item, new: &Item) -> Vec<String> {
-    let mut names: Vec<String> = old
-        .keys()
-        .chain(new.keys())
-        .filter(|name| !is_bookkeeping(name))
-        .filter(|name| old.get(*name) != new.get(*name))
+/// The names of either side whose values differ and that `skip` does not leave out, sorted.
+fn differing<'a, V: PartialEq + 'a>(
+    names: impl Iterator<Item = &'a String>,
+    value: impl Fn(&str) -> (Option<&'a V>, Option<&'a V>),
+    skip: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut names: Vec<String> = names
+        .filter(|name| !skip(name))
+        .filter(|name| {
+            let (old, new) = value(name);
+            old != new
+        })
         .cloned()
         .collect();
     names.sort();
     names.dedup();
     names
+}
+
+/// The profile fields (as the API names them) whose stored value differs between `old`
+/// and `new`, sorted: what a `client.updated` lists.
+pub fn changed_profile_fields(old: &Item, new: &Item) -> Vec<String> {
+    differing(
+        old.keys().chain(new.keys()),
+        |name| (old.get(name), new.get(name)),
+        is_bookkeeping,
+    )
 }
 
 /// The fields of a booking view that differ (for `booking.updated`), leaving out times.
@@ -238,14 +240,9 @@ pub fn changed_fields<T: Serialize>(old: &T, new: &T) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let mut names: Vec<String> = old
-        .keys()
-        .chain(new.keys())
-        .filter(|name| !matches!(name.as_str(), "updated_at" | "ingested_at"))
-        .filter(|name| old.get(*name) != new.get(*name))
-        .cloned()
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    differing(
+        old.keys().chain(new.keys()),
+        |name| (old.get(name), new.get(name)),
+        |name| matches!(name, "updated_at" | "ingested_at"),
+    )
 }

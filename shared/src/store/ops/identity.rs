@@ -35,7 +35,7 @@ use crate::store::expr::{Expr, WithExpression};
 use crate::store::schema::attributes::{
     event_attribute, name_attribute, stored_position, EMAIL_ALIAS, EVENT_FIELD_PREFIX,
     EVENT_INSTALLS, EVENT_NAMES, EVENT_PAYMENTS, FIRST_EVENT, MAX_EVENT_NAMES, MERGED_IDENTITIES,
-    MERGED_INTO, NAME_PREFIX, PREVIOUS_ACTIVITY, REVENUE_PREFIX,
+    MERGED_INTO, NAME_PREFIX, PREVIOUS_ACTIVITY, RECORD_BOOKKEEPING, REVENUE_PREFIX,
 };
 use crate::store::schema::keys::{self, key_attributes, ItemKey};
 use crate::store::schema::{n, s, Item};
@@ -53,21 +53,10 @@ pub const MAX_MERGED_IDENTITIES: usize = 50;
 const MERGE_ATTEMPTS: usize = 5;
 
 /// Attributes a merge never copies: keys, bookkeeping, identity.
-const NOT_COPIED: [&str; 13] = [
-    "PK",
-    "SK",
-    "GSI1PK",
-    "GSI1SK",
-    "GSI2PK",
-    "GSI2SK",
-    "entity",
-    "org_id",
-    "version",
-    "ingested_at",
-    "updated_at",
-    MERGED_INTO,
-    MERGED_IDENTITIES,
-];
+fn is_not_copied(name: &str) -> bool {
+    RECORD_BOOKKEEPING.contains(&name) || name == MERGED_INTO || name == MERGED_IDENTITIES
+}
+
 /// Counts a merge adds (the profile's baseline and the events' counters).
 const COUNTS: [&str; 5] = [
     "install_count",
@@ -422,7 +411,7 @@ impl Merge<'_> {
             let counted = COUNTS.contains(&name.as_str()) || name.starts_with(REVENUE_PREFIX);
             if counted {
                 give.add(name, value.clone());
-            } else if !NOT_COPIED.contains(&name.as_str())
+            } else if !is_not_copied(name)
                 && !name.starts_with(EVENT_FIELD_PREFIX)
                 && !name.starts_with(NAME_PREFIX)
                 && !matches!(name.as_str(), "last_event_at" | "last_activity_at")

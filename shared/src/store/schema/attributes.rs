@@ -42,6 +42,22 @@ pub fn event_attribute(field: Field) -> String {
 
 /// The attribute marking an email-only record merged into an identified one (its PK).
 pub const MERGED_INTO: &str = "merged_into";
+/// What every record item has besides its data: its keys (the table's and both GSIs'), what
+/// it is, its org, and its write bookkeeping. Not profile fields (a merge never copies them,
+/// a `client.updated` never lists them).
+pub const RECORD_BOOKKEEPING: [&str; 11] = [
+    "PK",
+    "SK",
+    "GSI1PK",
+    "GSI1SK",
+    "GSI2PK",
+    "GSI2SK",
+    "entity",
+    "org_id",
+    "version",
+    "ingested_at",
+    "updated_at",
+];
 /// The identified record's list of the email-only records merged into it (their PKs).
 pub const MERGED_IDENTITIES: &str = "merged_identities";
 /// The `entity` of an email's alias item.
