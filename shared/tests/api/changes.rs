@@ -840,13 +840,13 @@ fn the_feed_is_a_function_of_the_set_of_facts() {
             .filter(|f| matches!(f, Fact::Event { purchase: Some(a), .. } if *a != "0.00"))
             .count();
         let want = clients.len() + events + payments;
-        settle(&org, |c| {
+        settle(org, |c| {
             c.iter().filter(|c| c["type"] != "client.updated").count() >= want
         })
         .await;
         // Past the horizon again: nothing more arrives.
         tokio::time::sleep(Duration::from_millis(1600)).await;
-        let changes = settle(&org, |_| true).await;
+        let changes = settle(org, |_| true).await;
         let count = |kind: &str| of_type(&changes, kind).len();
         prop_assert_eq!(count("client.created"), clients.len(), "{:#?}", changes);
         prop_assert_eq!(count("event.recorded"), events);
