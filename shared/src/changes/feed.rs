@@ -44,7 +44,7 @@ fn types(params: &QueryParams) -> Result<Option<Vec<String>>, ApiError> {
         return Ok(None);
     };
     let mut wanted = Vec::new();
-    for name in raw.as_str().split(',').map(str::trim) {
+    for name in raw.as_str().split(',') {
         if !TYPES.contains(&name) {
             return Err(ApiError::invalid_field(
                 "types",

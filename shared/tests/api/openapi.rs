@@ -243,6 +243,24 @@ fn the_spec_lists_the_currencies_the_parser_takes() {
 }
 
 #[test]
+fn the_spec_lists_the_change_types_the_feed_takes() {
+    let alternatives = shared::changes::TYPES
+        .iter()
+        .map(|kind| kind.replace('.', "\\."))
+        .collect::<Vec<_>>()
+        .join("|");
+    let expected = format!("^(?:(?:{alternatives})(?:,(?:{alternatives}))*)?$");
+    let spec = spec();
+    let types = operation(&spec, Endpoint::ChangesList)["parameters"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "types")
+        .expect("a types parameter");
+    assert_eq!(types["schema"]["pattern"].as_str(), Some(expected.as_str()));
+}
+
+#[test]
 fn the_warning_codes_are_the_ones_the_code_can_emit() {
     let spec = spec();
     let warning = &spec["components"]["schemas"]["Warnings"]["items"]["properties"]["code"];
