@@ -765,7 +765,7 @@ fn fact() -> impl proptest::strategy::Strategy<Value = Fact> {
 /// waves: the feed holds exactly what a small model derives from the set of facts (a
 /// client.created per client named, an event.recorded per distinct event, a
 /// payment.recorded per event with a non-zero amount or none), no id twice, and each client's
-/// own changes with distinct `sequence`s. `RECORD_CASES` cases (16 by default).
+/// own changes with distinct `sequence`s. `RECORD_CASES` cases (6 by default).
 #[test]
 fn the_feed_is_a_function_of_the_set_of_facts() {
     use proptest::prelude::*;

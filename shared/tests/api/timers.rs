@@ -483,7 +483,7 @@ fn due_in(
 /// before), then every stream record delivered again and every sweep run again: the feed
 /// holds exactly what a small model derives (a slot's change when a sweep's window holds
 /// its due time while the booking, as last written, has that slot), none twice.
-/// `RECORD_CASES` cases (16 by default).
+/// `RECORD_CASES` cases (6 by default).
 #[test]
 fn time_made_changes_are_what_a_model_of_writes_and_sweeps_derives() {
     use std::collections::{BTreeMap, BTreeSet};
