@@ -49,11 +49,6 @@ async fn call(
     }
 }
 
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-    sorted[at - 1]
-}
-
 /// The section of the report: `writes` upserts, one after the other.
 pub async fn section(
     dynamodb: &str,
@@ -165,8 +160,8 @@ pub async fn section(
          client here costs the change's put and its GSI1 entry (for erasure) and the arming of the \
          client's lifecycle timer (a put and its GSI2 entry, issue 26). Reads: {reads} (the org's \
          settings, once per stream batch and org; each round here holds one write).\n",
-        crate::ms(percentile(&latencies, 0.5)),
-        crate::ms(percentile(&latencies, 0.99)),
+        crate::ms(crate::percentile(&mut latencies, 50)),
+        crate::ms(crate::percentile(&mut latencies, 99)),
         crate::ms(*latencies.last().expect("a latency")),
         write_units / changes as f64,
         poll = POLL_INTERVAL.as_millis(),
